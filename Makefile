@@ -1,0 +1,70 @@
+# One entry point for newcomers and CI. Every target is idempotent.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools/bin
+LIVEKIT_VERSION := v1.13.5
+APT_PACKAGES := chromium espeak-ng sox
+
+# The first Python >= 3.12 found: on PATH, then in pyenv.
+BOOTSTRAP_PYTHON := $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: help setup system-packages venv livekit-server js demo test lint wheel clean
+
+help:
+	@echo "make demo   run the portal with a live demo call"
+	@echo "make test   run the whole test suite (and the linters)"
+	@echo "make setup  install everything (idempotent); make lint; make wheel"
+
+setup: system-packages venv livekit-server js
+
+system-packages:
+	@missing=""; for cmd in chromium espeak-ng sox; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(BOOTSTRAP_PYTHON)" || { echo "Python 3.12+ is required (python3.12 on PATH or in pyenv)."; exit 1; }
+	test -x $(PY) || $(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# A real LiveKit server, built from source with Go unless one is on PATH.
+livekit-server: $(TOOLS)/livekit-server
+
+$(TOOLS)/livekit-server:
+	@mkdir -p $(TOOLS)
+	@if command -v livekit-server >/dev/null; then ln -sf "$$(command -v livekit-server)" $@; \
+	else echo "Building livekit-server $(LIVEKIT_VERSION) with Go (cached after the first time)"; \
+		GOBIN=$(CURDIR)/$(TOOLS) go install github.com/livekit/livekit-server/cmd/server@$(LIVEKIT_VERSION) && \
+		mv $(TOOLS)/server $@; fi
+
+js:
+	@if [ -f js/package.json ]; then $(MAKE) -s -C js build; fi
+
+demo: setup
+	$(PY) manage.py run_demo
+
+test: setup
+	$(MAKE) -s lint
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy anyreach_listen portal tests bench
+
+wheel: setup
+	rm -rf dist && $(PY) -m build --wheel -o dist . >/dev/null && ls dist
+
+clean:
+	rm -rf $(VENV) .tools dist build js/node_modules

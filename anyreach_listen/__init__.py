@@ -1,0 +1,1 @@
+"""anyreach-listen: silent live listening to LiveKit voice conversations."""

@@ -1,0 +1,110 @@
+"""System checks for the app's settings. Ids are stable: tests and docs refer to them."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import DEFAULTS, SETTINGS_NAME, listen_settings
+from .origins import normalize_origin
+
+MIN_SECRET_LENGTH = 32
+
+
+@register()
+def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    try:
+        conf = {name: getattr(listen_settings, name) for name in DEFAULTS}
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint=f"Fix the keys of the {SETTINGS_NAME} setting.",
+                id="anyreach_listen.E001",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    if not (conf["LIVEKIT_URL"] and conf["LIVEKIT_API_KEY"] and conf["LIVEKIT_API_SECRET"]):
+        messages.append(
+            Error(
+                "LiveKit is not configured: listener tokens cannot be minted.",
+                hint=f"Set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET in {SETTINGS_NAME}.",
+                id="anyreach_listen.E002",
+            )
+        )
+    if conf["LIVEKIT_URL"] and urlsplit(conf["LIVEKIT_URL"]).scheme not in ("ws", "wss"):
+        messages.append(
+            Error(
+                f"LIVEKIT_URL {conf['LIVEKIT_URL']!r} is not a ws:// or wss:// URL.",
+                hint="Browsers connect to LiveKit over WebSocket, e.g. wss://livekit.example.com.",
+                id="anyreach_listen.E003",
+            )
+        )
+    secret = conf["LIVEKIT_API_SECRET"]
+    if secret and len(secret) < MIN_SECRET_LENGTH and not settings.DEBUG:
+        messages.append(
+            Error(
+                f"LIVEKIT_API_SECRET is shorter than {MIN_SECRET_LENGTH} characters.",
+                hint="Short secrets can be brute-forced from a token; LiveKit's own tooling "
+                "generates longer ones. Only the dev server's 'secret' is tolerated in DEBUG.",
+                id="anyreach_listen.E004",
+            )
+        )
+    ttl = conf["LISTENER_TOKEN_TTL"]
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 10 <= ttl <= 86400:
+        messages.append(
+            Error(
+                f"LISTENER_TOKEN_TTL must be an integer between 10 and 86400 seconds, not {ttl!r}.",
+                hint="Keep it short (minutes): a connected listener is refreshed by LiveKit.",
+                id="anyreach_listen.E005",
+            )
+        )
+    for name in ("RATE_LIMIT_REQUESTS", "RATE_LIMIT_WINDOW"):
+        value = conf[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            messages.append(
+                Error(
+                    f"{name} must be a positive integer, not {value!r}.",
+                    hint="The defaults are 60 requests per 60 seconds.",
+                    id="anyreach_listen.E006",
+                )
+            )
+    origins = conf["EMBED_ORIGINS"]
+    if (
+        not isinstance(origins, list)
+        or not origins
+        or not all(o == "*" or (isinstance(o, str) and normalize_origin(o)) for o in origins)
+    ):
+        messages.append(
+            Error(
+                f"EMBED_ORIGINS must be ['*'] or a list of origins, not {origins!r}.",
+                hint="Origins look like https://crm.example.com (scheme, host, optional port).",
+                id="anyreach_listen.E007",
+            )
+        )
+    remote = conf["REMOTE_MINT"]
+    if remote is not None and not (
+        isinstance(remote, dict) and remote.get("URL") and remote.get("API_KEY")
+    ):
+        messages.append(
+            Error(
+                "REMOTE_MINT must be None or a dict with URL and API_KEY.",
+                hint="Example: {'URL': 'https://api.anyreach.example', 'API_KEY': 'ak_…'}.",
+                id="anyreach_listen.E008",
+            )
+        )
+    if not conf["CREDENTIAL_HASH_KEY"] and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "CREDENTIAL_HASH_KEY is empty: credential hashes are keyed by SECRET_KEY.",
+                hint="Rotating SECRET_KEY would then invalidate every API key and PAT. Set a "
+                "dedicated CREDENTIAL_HASH_KEY.",
+                id="anyreach_listen.W001",
+            )
+        )
+    return messages

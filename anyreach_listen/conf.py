@@ -1,0 +1,96 @@
+"""The app's settings: one ``ANYREACH_LISTEN`` dict, read lazily.
+
+Every key has a documented default below. Unknown keys are rejected so a typo
+never silently falls back to a default. The cache is dropped whenever Django's
+``setting_changed`` signal fires (tests use ``override_settings``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTINGS_NAME = "ANYREACH_LISTEN"
+
+DEFAULTS: dict[str, Any] = {
+    # LiveKit server URL handed to browsers (ws:// or wss://). The server-side
+    # API URL is derived from it (http:// or https://) unless LIVEKIT_API_URL is set.
+    "LIVEKIT_URL": "",
+    "LIVEKIT_API_URL": "",
+    "LIVEKIT_API_KEY": "",
+    "LIVEKIT_API_SECRET": "",
+    # Lifetime of a listener token in seconds. LiveKit refreshes the token of a
+    # connected participant, so this only bounds how long a token can be redeemed.
+    "LISTENER_TOKEN_TTL": 300,
+    # Per-credential rate limit of the listener-token API: requests per window.
+    "RATE_LIMIT_REQUESTS": 60,
+    "RATE_LIMIT_WINDOW": 60,
+    # Key for the keyed hash of API keys and PATs. Empty: derived from SECRET_KEY.
+    "CREDENTIAL_HASH_KEY": "",
+    # Origins that may embed the hidden frame (CSP frame-ancestors). ["*"]: any
+    # origin, as in the hosted product (the listener token is the capability).
+    "EMBED_ORIGINS": ["*"],
+    # Mint through a remote Anyreach-compatible API instead of in-process:
+    # {"URL": "https://api.example", "API_KEY": "ak_...", "TIMEOUT": 5, "RETRIES": 2}.
+    "REMOTE_MINT": None,
+    # Channel-layer group prefix for conversation events.
+    "GROUP_PREFIX": "anyreach-listen",
+}
+
+
+class ListenSettings:
+    """Attribute access to the merged settings, computed on first use."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        user = getattr(django_settings, SETTINGS_NAME, {}) or {}
+        if not isinstance(user, dict):
+            raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict.")
+        unknown = sorted(set(user) - set(DEFAULTS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown {SETTINGS_NAME} keys: {', '.join(unknown)}. "
+                f"Known keys: {', '.join(sorted(DEFAULTS))}."
+            )
+        return {**DEFAULTS, **user}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._cache is None:
+            self._cache = self._load()
+        try:
+            return self._cache[name]
+        except KeyError:
+            raise AttributeError(f"{SETTINGS_NAME} has no setting {name!r}") from None
+
+    @property
+    def livekit_api_url(self) -> str:
+        """HTTP(S) URL of LiveKit's server API, derived from the client URL."""
+        explicit: str = self.LIVEKIT_API_URL
+        if explicit:
+            return explicit
+        url: str = self.LIVEKIT_URL
+        if url.startswith("wss://"):
+            return "https://" + url.removeprefix("wss://")
+        if url.startswith("ws://"):
+            return "http://" + url.removeprefix("ws://")
+        return url
+
+    def clear(self) -> None:
+        self._cache = None
+
+
+listen_settings = ListenSettings()
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        listen_settings.clear()

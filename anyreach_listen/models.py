@@ -1,0 +1,295 @@
+"""Data model: organizations and members, conversations, credentials, the listen audit."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .origins import validate_origin_list
+from .roles import ROLE_SCOPES, Role, Scope
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+class Organization(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    allowed_embed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_origin_list],
+        help_text="Origins (scheme://host[:port]) whose pages may embed the listen frame. "
+        "Empty: any origin.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Team(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="unique_team_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listen_memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    teams = models.ManyToManyField(Team, blank=True, related_name="memberships")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="unique_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return ROLE_SCOPES.get(self.role, frozenset())
+
+    def visible_conversations(self) -> QuerySet[Conversation]:
+        """Admins see the whole organization; everyone else sees their teams' calls."""
+        conversations = Conversation.objects.filter(organization_id=self.organization_id)
+        if self.role == Role.ADMIN:
+            return conversations
+        return conversations.filter(team__in=self.teams.all())
+
+    def can_see(self, conversation: Conversation) -> bool:
+        return self.visible_conversations().filter(pk=conversation.pk).exists()
+
+
+def membership_for(
+    user: AbstractBaseUser | AnonymousUser, organization_id: uuid.UUID | str
+) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.filter(user_id=user.pk, organization_id=organization_id)
+        .select_related("organization")
+        .first()
+    )
+
+
+class ConversationStatus(models.TextChoices):
+    TRIGGERED = "triggered", "Triggered"
+    RINGING = "ringing", "Ringing"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+ACTIVE_STATUSES: frozenset[str] = frozenset(
+    {ConversationStatus.TRIGGERED, ConversationStatus.RINGING, ConversationStatus.IN_PROGRESS}
+)
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="conversations"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    status = models.CharField(
+        max_length=20, choices=ConversationStatus.choices, default=ConversationStatus.TRIGGERED
+    )
+    livekit_room = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    agent_label = models.CharField(max_length=200, blank=True)
+    caller_label = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "status"])]
+
+    def __str__(self) -> str:
+        label = self.caller_label or self.livekit_room or str(self.id)
+        return f"{label} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class CredentialQuerySet(models.QuerySet["Credential"]):
+    def usable(self) -> CredentialQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+def validate_scopes(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ValidationError("Scopes must be a list of strings.")
+    unknown = sorted(set(value) - set(Scope.values))
+    if unknown:
+        raise ValidationError(f"Unknown scopes: {', '.join(unknown)}.")
+
+
+class Credential(models.Model):
+    """Shared shape of API keys and PATs: only a keyed hash of the secret is stored.
+
+    The plaintext is ``<prefix>_<lookup_id>_<secret>``; ``lookup_id`` finds the row
+    and the secret's hash is then compared in constant time (see ``credentials.py``).
+    """
+
+    PREFIX = ""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    lookup_id = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, blank=True, validators=[validate_scopes])
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.PREFIX}_{self.lookup_id}_…)"
+
+    @property
+    def display_prefix(self) -> str:
+        return f"{self.PREFIX}_{self.lookup_id}_…"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class ApiKey(Credential):
+    PREFIX = "ak"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+
+class PersonalAccessToken(Credential):
+    PREFIX = "pat"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listen_pats"
+    )
+
+    class Meta:
+        verbose_name = "personal access token"
+        ordering = ["-created_at"]
+
+
+class ListenVia(models.TextChoices):
+    API = "api", "API"
+    PORTAL = "portal", "Portal"
+    ADMIN = "admin", "Admin site"
+
+
+class ListenSession(models.Model):
+    """Audit row written for every listener token minted."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="listen_sessions"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="listen_sessions",
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="listen_sessions"
+    )
+    personal_access_token = models.ForeignKey(
+        PersonalAccessToken,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="listen_sessions",
+    )
+    listener_identity = models.CharField(max_length=100, unique=True)
+    via = models.CharField(max_length=10, choices=ListenVia.choices)
+    minted_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    joined_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-minted_at"]
+        indexes = [models.Index(fields=["conversation", "minted_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.listener_identity} on {self.conversation_id}"
+
+    @property
+    def who(self) -> str:
+        if self.user_id is not None:
+            return str(self.user)
+        if self.api_key_id is not None:
+            return f"API key {self.api_key}"
+        return "unknown"
+
+    @property
+    def listening_seconds(self) -> float | None:
+        if self.joined_at is None:
+            return None
+        end = self.left_at or self.revoked_at or timezone.now()
+        return max(0.0, (end - self.joined_at).total_seconds())
