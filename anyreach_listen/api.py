@@ -145,7 +145,8 @@ def listener_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
             raise ApiError(
                 409,
                 "conversation_not_active",
-                f"The conversation is {conversation.get_status_display().lower()}, not in progress.",
+                f"The conversation is {conversation.get_status_display().lower()}; "
+                "only triggered, ringing or in-progress calls can be listened to.",
             )
         if not conversation.livekit_room:
             raise ApiError(404, "room_not_found", "The conversation has no LiveKit room.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,9 @@ MIN_SECRET_LENGTH = 32
 
 
 @register()
-def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     try:
         conf = {name: getattr(listen_settings, name) for name in DEFAULTS}
     except ImproperlyConfigured as exc:

@@ -12,15 +12,17 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from .conf import listen_settings
 from .models import ApiKey, Credential, Organization, PersonalAccessToken
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 _CREDENTIAL_RE = re.compile(r"^(ak|pat)_([0-9a-f]{12})_([A-Za-z0-9_-]{32,128})$")
 _HASH_SALT = "anyreach_listen.credentials"
@@ -49,7 +51,7 @@ def issue_api_key(
     name: str,
     scopes: list[str],
     *,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     **fields: Any,
 ) -> tuple[ApiKey, str]:
     key = ApiKey(
@@ -60,11 +62,11 @@ def issue_api_key(
 
 
 def issue_pat(
-    user: AbstractBaseUser,
+    user: User,
     name: str,
     scopes: list[str],
     *,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     **fields: Any,
 ) -> tuple[PersonalAccessToken, str]:
     pat = PersonalAccessToken(

@@ -6,13 +6,16 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jwt
-from django.contrib.auth.models import AbstractBaseUser
 from livekit.api import AccessToken, VideoGrants
 
 from .conf import listen_settings
 from .models import ApiKey, Conversation, ListenSession, PersonalAccessToken
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 LISTENER_IDENTITY_PREFIX = "listener-"
 
@@ -56,7 +59,7 @@ def mint_listener_token(
     conversation: Conversation,
     *,
     via: str,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     api_key: ApiKey | None = None,
     personal_access_token: PersonalAccessToken | None = None,
     client_ip: str | None = None,
