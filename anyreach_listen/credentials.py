@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +50,13 @@ def _issue(credential: Credential) -> str:
 def issue_api_key(
     organization: Organization,
     name: str,
-    scopes: list[str],
+    scopes: Sequence[str],
     *,
     created_by: User | None = None,
     **fields: Any,
 ) -> tuple[ApiKey, str]:
     key = ApiKey(
-        organization=organization, name=name, scopes=scopes, created_by=created_by, **fields
+        organization=organization, name=name, scopes=list(scopes), created_by=created_by, **fields
     )
     key.full_clean(exclude=["lookup_id", "secret_hash"])
     return key, _issue(key)
@@ -64,13 +65,13 @@ def issue_api_key(
 def issue_pat(
     user: User,
     name: str,
-    scopes: list[str],
+    scopes: Sequence[str],
     *,
     created_by: User | None = None,
     **fields: Any,
 ) -> tuple[PersonalAccessToken, str]:
     pat = PersonalAccessToken(
-        user=user, name=name, scopes=scopes, created_by=created_by or user, **fields
+        user=user, name=name, scopes=list(scopes), created_by=created_by or user, **fields
     )
     pat.full_clean(exclude=["lookup_id", "secret_hash"])
     return pat, _issue(pat)

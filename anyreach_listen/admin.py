@@ -1,0 +1,169 @@
+"""Admin site: every model, secrets shown once on creation, the listen audit read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from . import credentials
+from .models import (
+    ApiKey,
+    Conversation,
+    ListenSession,
+    Membership,
+    Organization,
+    PersonalAccessToken,
+    Team,
+)
+
+
+class TeamInline(admin.TabularInline):
+    model = Team
+    extra = 0
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [TeamInline]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization"]
+    list_filter = ["organization"]
+    search_fields = ["name"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role"]
+    list_filter = ["organization", "role"]
+    search_fields = ["user__username", "user__email"]
+    filter_horizontal = ["teams"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "organization", "team", "status", "livekit_room", "started_at"]
+    list_filter = ["status", "team", "organization"]
+    search_fields = ["id", "livekit_room", "caller_label", "agent_label"]
+    date_hierarchy = "created_at"
+
+
+class CredentialAdmin(admin.ModelAdmin):
+    """Creating a credential shows its plaintext once, on a page of its own.
+
+    The secret is rendered straight into the response to the add form: it never
+    goes into a message, the session or a redirect URL.
+    """
+
+    readonly_fields = ["display_prefix", "created_at", "last_used_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "lookup_id"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.created_by = request.user
+        # Shown by response_add below; kept only on this request's object.
+        obj._plaintext_secret = credentials.rotate(obj)
+
+    def response_add(
+        self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        secret = getattr(obj, "_plaintext_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        opts = obj._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"New {opts.verbose_name}",
+            "credential": obj,
+            "secret": secret,
+            "opts": opts,
+            "done_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        }
+        response = TemplateResponse(request, "anyreach_listen/admin/secret_once.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(CredentialAdmin):
+    list_display = [
+        "name",
+        "organization",
+        "display_prefix",
+        "scopes",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["organization", "revoked_at"]
+    fields = [
+        "organization",
+        "name",
+        "scopes",
+        "expires_at",
+        "revoked_at",
+        *CredentialAdmin.readonly_fields,
+    ]
+
+
+@admin.register(PersonalAccessToken)
+class PersonalAccessTokenAdmin(CredentialAdmin):
+    list_display = [
+        "name",
+        "user",
+        "display_prefix",
+        "scopes",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    fields = [
+        "user",
+        "name",
+        "scopes",
+        "expires_at",
+        "revoked_at",
+        *CredentialAdmin.readonly_fields,
+    ]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(ListenSession)
+class ListenSessionAdmin(admin.ModelAdmin):
+    """The audit: who listened to what, when and for how long. Never edited by hand."""
+
+    list_display = [
+        "listener_identity",
+        "conversation",
+        "who",
+        "via",
+        "minted_at",
+        "joined_at",
+        "left_at",
+        "revoked_at",
+    ]
+    list_filter = ["via", "conversation__organization"]
+    search_fields = ["listener_identity", "user__username", "conversation__id"]
+    date_hierarchy = "minted_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,93 @@
+"""Admin site: secrets shown once on creation, the listen audit read-only."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from anyreach_listen.credentials import authenticate
+from anyreach_listen.minting import mint_listener_token
+from anyreach_listen.models import ApiKey, ListenSession, PersonalAccessToken
+
+from .conftest import World
+
+
+@pytest.fixture
+def admin_client(client: Client, world: World) -> Client:
+    User.objects.create_superuser("root", "root@example.com", "pw")
+    client.login(username="root", password="pw")
+    return client
+
+
+def test_every_model_is_registered(admin_client: Client) -> None:
+    index = admin_client.get("/admin/").content.decode()
+    for model in [
+        "organization",
+        "team",
+        "membership",
+        "conversation",
+        "apikey",
+        "personalaccesstoken",
+        "listensession",
+    ]:
+        assert f"/admin/anyreach_listen/{model}/" in index
+
+
+def test_creating_an_api_key_shows_the_secret_once(admin_client: Client, world: World) -> None:
+    response = admin_client.post(
+        "/admin/anyreach_listen/apikey/add/",
+        {
+            "organization": world.org.pk,
+            "name": "from-admin",
+            "scopes": '["conversations:read_sensitive"]',
+        },
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    secret = re.search(r'value="(ak_[^"]+)"', response.content.decode())
+    assert secret is not None
+    key = authenticate(secret.group(1))
+    assert key.name == "from-admin" and key.created_by is not None
+    # Never shown again: not on the changelist, not on the change page.
+    for url in [
+        "/admin/anyreach_listen/apikey/",
+        f"/admin/anyreach_listen/apikey/{key.pk}/change/",
+    ]:
+        assert secret.group(1) not in admin_client.get(url).content.decode()
+
+
+def test_creating_a_pat_shows_the_secret_once(admin_client: Client, world: World) -> None:
+    response = admin_client.post(
+        "/admin/anyreach_listen/personalaccesstoken/add/",
+        {"user": world.users["qa"].pk, "name": "qa-cli", "scopes": '["conversations:read"]'},
+    )
+    secret = re.search(r'value="(pat_[^"]+)"', response.content.decode())
+    assert secret is not None
+    pat = authenticate(secret.group(1))
+    assert isinstance(pat, PersonalAccessToken) and pat.user == world.users["qa"]
+
+
+def test_invalid_scopes_are_refused(admin_client: Client, world: World) -> None:
+    response = admin_client.post(
+        "/admin/anyreach_listen/apikey/add/",
+        {"organization": world.org.pk, "name": "bad", "scopes": '["root"]'},
+    )
+    assert "Unknown scopes" in response.content.decode()
+    assert not ApiKey.objects.filter(name="bad").exists()
+
+
+def test_listen_sessions_are_read_only(admin_client: Client, world: World) -> None:
+    grant = mint_listener_token(world.conversations["in_progress"], via="admin")
+    session = grant.listen_session
+    assert admin_client.get("/admin/anyreach_listen/listensession/add/").status_code == 403
+    change = admin_client.get(f"/admin/anyreach_listen/listensession/{session.pk}/change/")
+    assert change.status_code == 200 and 'name="_save"' not in change.content.decode()
+    admin_client.post(f"/admin/anyreach_listen/listensession/{session.pk}/change/", {"via": "api"})
+    assert ListenSession.objects.get(pk=session.pk).via == "admin"
+    delete = admin_client.post(
+        f"/admin/anyreach_listen/listensession/{session.pk}/delete/", {"post": "yes"}
+    )
+    assert delete.status_code == 403

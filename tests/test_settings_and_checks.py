@@ -1,0 +1,92 @@
+"""The ANYREACH_LISTEN settings object and every system check id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from anyreach_listen.checks import check_settings
+from anyreach_listen.conf import DEFAULTS, listen_settings
+
+from .conftest import TEST_LISTEN_SETTINGS
+
+
+def ids(settings: Any, debug: bool = False, **overrides: Any) -> set[str]:
+    settings.DEBUG = debug
+    settings.ANYREACH_LISTEN = {
+        **TEST_LISTEN_SETTINGS,
+        "CREDENTIAL_HASH_KEY": "k" * 40,
+        **overrides,
+    }
+    return {str(message.id) for message in check_settings(None)}
+
+
+def test_defaults_apply_and_overrides_win(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "wss://lk.example.com"}
+    assert listen_settings.LIVEKIT_URL == "wss://lk.example.com"
+    assert listen_settings.LISTENER_TOKEN_TTL == DEFAULTS["LISTENER_TOKEN_TTL"]
+    assert listen_settings.livekit_api_url == "https://lk.example.com"
+
+
+def test_cache_is_cleared_when_the_setting_changes(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LISTENER_TOKEN_TTL": 60}
+    assert listen_settings.LISTENER_TOKEN_TTL == 60
+    settings.ANYREACH_LISTEN = {"LISTENER_TOKEN_TTL": 90}
+    assert listen_settings.LISTENER_TOKEN_TTL == 90
+
+
+def test_unknown_keys_are_rejected(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URLS": "ws://typo"}
+    with pytest.raises(ImproperlyConfigured, match="LIVEKIT_URLS"):
+        _ = listen_settings.LIVEKIT_URL
+
+
+def test_unknown_attribute_is_an_attribute_error(settings: Any) -> None:
+    with pytest.raises(AttributeError):
+        _ = listen_settings.NOT_A_SETTING
+
+
+def test_api_url_can_be_explicit(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "ws://a:7880", "LIVEKIT_API_URL": "http://b:7880"}
+    assert listen_settings.livekit_api_url == "http://b:7880"
+
+
+def test_valid_configuration_has_no_messages(settings: Any) -> None:
+    assert ids(settings) == set()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "debug", "expected"),
+    [
+        ({"UNKNOWN": 1}, False, "anyreach_listen.E001"),
+        ({"LIVEKIT_API_KEY": ""}, False, "anyreach_listen.E002"),
+        ({"LIVEKIT_URL": ""}, False, "anyreach_listen.E002"),
+        ({"LIVEKIT_URL": "http://lk:7880"}, False, "anyreach_listen.E003"),
+        ({"LIVEKIT_API_SECRET": "secret"}, False, "anyreach_listen.E004"),
+        ({"LISTENER_TOKEN_TTL": 0}, False, "anyreach_listen.E005"),
+        ({"LISTENER_TOKEN_TTL": "300"}, False, "anyreach_listen.E005"),
+        ({"RATE_LIMIT_REQUESTS": 0}, False, "anyreach_listen.E006"),
+        ({"RATE_LIMIT_WINDOW": True}, False, "anyreach_listen.E006"),
+        ({"EMBED_ORIGINS": ["crm.example.com"]}, False, "anyreach_listen.E007"),
+        ({"EMBED_ORIGINS": []}, False, "anyreach_listen.E007"),
+        ({"REMOTE_MINT": {"URL": "https://x"}}, False, "anyreach_listen.E008"),
+        ({"CREDENTIAL_HASH_KEY": ""}, False, "anyreach_listen.W001"),
+    ],
+)
+def test_each_check_id(
+    settings: Any, overrides: dict[str, Any], debug: bool, expected: str
+) -> None:
+    assert expected in ids(settings, debug, **overrides)
+
+
+def test_dev_secret_and_derived_hash_key_are_tolerated_in_debug(settings: Any) -> None:
+    assert ids(settings, True, LIVEKIT_API_SECRET="secret", CREDENTIAL_HASH_KEY="") == set()
+
+
+def test_check_messages_have_hints(settings: Any) -> None:
+    settings.DEBUG = False
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "http://x", "LISTENER_TOKEN_TTL": -1}
+    messages = check_settings(None)
+    assert messages and all(m.hint for m in messages)
