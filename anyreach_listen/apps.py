@@ -7,4 +7,5 @@ class AnyreachListenConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks and the revocation signal receivers.
+        from . import checks, signals  # noqa: F401

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import api, errors, openapi
+from . import api, errors, openapi, user_tokens, webhooks
 
 app_name = "anyreach_listen"
 
@@ -12,6 +12,12 @@ urlpatterns = [
         api.listener_token,
         name="listener-token",
     ),
+    path("livekit/webhook", webhooks.livekit_webhook, name="livekit-webhook"),
     path("core/openapi.json", openapi.openapi_document, name="openapi"),
+    path(
+        "listen/conversations/<str:conversation_id>/token",
+        user_tokens.listen_token,
+        name="user-listen-token",
+    ),
     re_path(r"^core/(?P<path>.*)$", errors.api_not_found),
 ]

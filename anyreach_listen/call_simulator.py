@@ -1,0 +1,449 @@
+"""A realistic simulated call in a LiveKit room: an AI agent and a caller talking.
+
+Both sides publish real speech (espeak-ng, resampled to 48 kHz mono by sox,
+pushed as 10 ms frames in real time) and the agent publishes transcripts for
+both sides the way LiveKit agents do:
+
+- legacy transcriptions (``publish_transcription``) with interim segments and a
+  final one under the same segment id; the server forwards these only from
+  participants of kind AGENT, so the caller's are sent by the agent on the
+  caller's behalf (participant identity and track of the caller);
+- text streams on topic ``lk.transcription`` with the attributes
+  ``lk.segment_id``, ``lk.transcription_final`` and ``lk.transcribed_track_id``:
+  the agent's own speech as deltas in one stream per segment (final="true" in
+  the closing attributes), the caller's as a new full-text stream per interim
+  update and a last one marked final.
+
+``manage.py simulate_call`` registers the conversation and runs ``run_call``;
+the demo and the end-to-end tests use that command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+import wave
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from django.db import transaction
+from django.utils import timezone
+from livekit import api, rtc
+
+from .events import publish_conversation
+from .livekit_service import delete_room, livekit_api
+from .models import ACTIVE_STATUSES, Conversation, ConversationStatus, Organization, Team
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 48_000
+FRAME_MS = 10
+SAMPLES_PER_FRAME = SAMPLE_RATE * FRAME_MS // 1000
+TOPIC_TRANSCRIPTION = "lk.transcription"
+ATTR_SEGMENT_ID = "lk.segment_id"
+ATTR_FINAL = "lk.transcription_final"
+ATTR_TRACK_ID = "lk.transcribed_track_id"
+PAUSE_BETWEEN_TURNS = 0.4  # seconds of silence between turns
+
+Role = Literal["agent", "user"]
+VOICES: dict[Role, str] = {"agent": "en-us+f3", "user": "en+m3"}
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    text: str
+
+
+DEFAULT_SCRIPT: tuple[Turn, ...] = (
+    Turn("agent", "Thank you for calling Acme support, this is Ava. How can I help you today?"),
+    Turn("user", "Hi, I was charged twice for my order last week."),
+    Turn("agent", "I am sorry about that. Could you tell me the order number?"),
+    Turn("user", "Sure, it is four five seven two one."),
+    Turn("agent", "Thanks. I see the duplicate charge, and I have issued a refund."),
+    Turn("user", "Great, thank you so much."),
+    Turn("agent", "You are welcome. Is there anything else I can help you with?"),
+    Turn("user", "No, that is all. Bye."),
+)
+
+
+# --- speech ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clip:
+    pcm: bytes  # 48 kHz mono signed 16-bit little-endian
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / 2 / SAMPLE_RATE
+
+
+def speech_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "anyreach-listen" / "speech"
+
+
+def _require(tool: str) -> str:
+    found = shutil.which(tool)
+    if not found:
+        raise RuntimeError(f"{tool} is not installed (make system-packages installs it).")
+    return found
+
+
+def synthesize(text: str, voice: str, cache_dir: Path | None = None) -> Clip:
+    """Speak ``text`` with espeak-ng, convert with sox, cache the WAV by content."""
+    cache_dir = cache_dir or speech_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{voice}\0{text}".encode()).hexdigest()[:20]
+    target = cache_dir / f"{digest}.wav"
+    if not target.exists():
+        espeak, sox = _require("espeak-ng"), _require("sox")
+        with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+            raw, converted = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
+            subprocess.run(  # noqa: S603 - fixed tools, text passed as one argument
+                [espeak, "-v", voice, "-s", "165", "-w", str(raw), text],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(  # noqa: S603
+                [sox, str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed",
+                 str(converted)],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            converted.replace(target)  # atomic: concurrent runs never read half a file
+    with wave.open(str(target), "rb") as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+            raise RuntimeError(f"{target} is not 48 kHz mono 16-bit")
+        return Clip(wav.readframes(wav.getnframes()))
+
+
+# --- the call ----------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """The call was asked to stop (Ctrl-C, or the test's stop event)."""
+
+
+@dataclass
+class CallConfig:
+    url: str
+    api_key: str
+    api_secret: str
+    room_name: str
+    agent_identity: str = "agent-ava"
+    agent_name: str = "Ava (AI agent)"
+    caller_identity: str = "caller"
+    caller_name: str = "Caller"
+    script: Sequence[Turn] = DEFAULT_SCRIPT
+    # Seconds of speech to run: the script repeats until this much time has passed
+    # (the turn in progress is finished). None: the script once.
+    duration: float | None = None
+    loop: bool = False  # repeat the script until stopped
+    delete_room: bool = True
+    cache_dir: Path | None = None
+
+    @property
+    def api_url(self) -> str:
+        return self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+
+
+@dataclass
+class CallReport:
+    room_name: str
+    agent_identity: str
+    caller_identity: str
+    turns: int = 0
+    segments: dict[str, list[str]] = field(default_factory=lambda: {"agent": [], "user": []})
+    # Every remote identity each side ever saw in its room (a hidden listener must not appear).
+    seen_by_agent: set[str] = field(default_factory=set)
+    seen_by_caller: set[str] = field(default_factory=set)
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "room_name": self.room_name,
+                "agent_identity": self.agent_identity,
+                "caller_identity": self.caller_identity,
+                "turns": self.turns,
+                "segments": self.segments,
+                "seen_by_agent": sorted(self.seen_by_agent),
+                "seen_by_caller": sorted(self.seen_by_caller),
+            }
+        )
+
+
+def _token(config: CallConfig, identity: str, name: str, *, agent: bool) -> str:
+    token = (
+        api.AccessToken(config.api_key, config.api_secret)
+        .with_identity(identity)
+        .with_name(name)
+        .with_grants(
+            api.VideoGrants(
+                room_join=True,
+                room=config.room_name,
+                can_publish=True,
+                can_subscribe=True,
+                can_publish_data=True,
+            )
+        )
+    )
+    if agent:
+        token = token.with_kind("agent")
+    return token.to_jwt()
+
+
+@dataclass
+class _Speaker:
+    role: Role
+    room: rtc.Room
+    source: rtc.AudioSource
+    track_sid: str
+    identity: str
+
+
+class _Call:
+    def __init__(self, config: CallConfig, stop: asyncio.Event) -> None:
+        self.config = config
+        self.stop = stop
+        self.report = CallReport(config.room_name, config.agent_identity, config.caller_identity)
+        self.clips: dict[Turn, Clip] = {}
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = deadline - time.monotonic()
+        if self.stop.is_set():
+            raise Stopped
+        if delay > 0:
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+            except TimeoutError:
+                return
+            raise Stopped
+
+    async def join(self, role: Role) -> _Speaker:
+        cfg = self.config
+        agent = role == "agent"
+        identity = cfg.agent_identity if agent else cfg.caller_identity
+        name = cfg.agent_name if agent else cfg.caller_name
+        room = rtc.Room()
+        seen = self.report.seen_by_agent if agent else self.report.seen_by_caller
+
+        @room.on("participant_connected")
+        def _on_participant(participant: rtc.RemoteParticipant) -> None:
+            seen.add(participant.identity)
+
+        await room.connect(
+            cfg.url, _token(cfg, identity, name, agent=agent), rtc.RoomOptions(auto_subscribe=False)
+        )
+        seen.update(room.remote_participants)
+        source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=200)
+        track = rtc.LocalAudioTrack.create_audio_track(f"{role}-voice", source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        publication = await room.local_participant.publish_track(track, options)
+        logger.info("%s %s joined room %s", role, identity, cfg.room_name)
+        return _Speaker(role, room, source, publication.sid, identity)
+
+    async def play(self, speaker: _Speaker, clip: Clip, start: float) -> None:
+        """Push the clip as 10 ms frames at real-time pace."""
+        frame_bytes = SAMPLES_PER_FRAME * 2
+        for index, offset in enumerate(range(0, len(clip.pcm), frame_bytes)):
+            chunk = clip.pcm[offset : offset + frame_bytes].ljust(frame_bytes, b"\0")
+            await self.sleep_until(start + index * FRAME_MS / 1000)
+            frame = rtc.AudioFrame(chunk, SAMPLE_RATE, 1, SAMPLES_PER_FRAME)
+            await speaker.source.capture_frame(frame)
+
+    async def legacy(
+        self, agent: _Speaker, speaker: _Speaker, sid: str, text: str, final: bool
+    ) -> None:
+        segment = rtc.TranscriptionSegment(
+            id=sid, text=text, start_time=0, end_time=0, language="en", final=final
+        )
+        await agent.room.local_participant.publish_transcription(
+            rtc.Transcription(
+                participant_identity=speaker.identity,
+                track_sid=speaker.track_sid,
+                segments=[segment],
+            )
+        )
+
+    async def transcribe(
+        self, agent: _Speaker, speaker: _Speaker, text: str, start: float, duration: float
+    ) -> None:
+        """Send the transcript of one turn, word by word in step with the audio."""
+        segment_id = f"SG_{uuid.uuid4().hex[:12]}"
+        self.report.segments[speaker.role].append(segment_id)
+        words = text.split()
+        total = sum(len(w) + 1 for w in words)
+        times, done = [], 0
+        for word in words:
+            done += len(word) + 1
+            times.append(start + duration * done / total)
+        attrs = {ATTR_SEGMENT_ID: segment_id, ATTR_TRACK_ID: speaker.track_sid}
+        local = agent.room.local_participant
+        if speaker.role == "agent":
+            # The agent's own speech: one stream per segment carrying deltas.
+            writer = await local.stream_text(
+                topic=TOPIC_TRANSCRIPTION, attributes={**attrs, ATTR_FINAL: "false"}
+            )
+            try:
+                for index, (word, at) in enumerate(zip(words, times, strict=True)):
+                    await self.sleep_until(at)
+                    await writer.write(word if index == 0 else f" {word}")
+                    if index < len(words) - 1:
+                        await self.legacy(
+                            agent, speaker, segment_id, " ".join(words[: index + 1]), False
+                        )
+            finally:
+                await writer.aclose(attributes={ATTR_FINAL: "true"})
+            await self.legacy(agent, speaker, segment_id, text, True)
+            return
+        # The caller's speech, recognized by the agent: a full-text stream per update.
+        for index, at in enumerate(times[:-1]):
+            if index % 2:
+                continue
+            await self.sleep_until(at)
+            partial = " ".join(words[: index + 1])
+            await self._user_stream(local, speaker, attrs, partial, final=False)
+            await self.legacy(agent, speaker, segment_id, partial, False)
+        await self.sleep_until(times[-1])
+        await self._user_stream(local, speaker, attrs, text, final=True)
+        await self.legacy(agent, speaker, segment_id, text, True)
+
+    async def _user_stream(
+        self,
+        local: rtc.LocalParticipant,
+        speaker: _Speaker,
+        attrs: dict[str, str],
+        text: str,
+        *,
+        final: bool,
+    ) -> None:
+        writer = await local.stream_text(
+            topic=TOPIC_TRANSCRIPTION,
+            attributes={**attrs, ATTR_FINAL: "true" if final else "false"},
+            sender_identity=speaker.identity,
+        )
+        await writer.write(text)
+        await writer.aclose()
+
+    def turns(self) -> Iterator[Turn]:
+        if self.config.loop or self.config.duration is not None:
+            return itertools.cycle(self.config.script)
+        return iter(self.config.script)
+
+    async def run(self) -> CallReport:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        for turn in cfg.script:  # synthesize up front (cached after the first run)
+            if turn not in self.clips:
+                self.clips[turn] = await loop.run_in_executor(
+                    None, synthesize, turn.text, VOICES[turn.role], cfg.cache_dir
+                )
+        agent = await self.join("agent")
+        caller: _Speaker | None = None
+        try:
+            caller = await self.join("user")
+            speakers = {"agent": agent, "user": caller}
+            began = time.monotonic()
+            for turn in self.turns():
+                if (
+                    not cfg.loop
+                    and cfg.duration is not None
+                    and time.monotonic() - began >= cfg.duration
+                ):
+                    break
+                speaker, clip = speakers[turn.role], self.clips[turn]
+                start = time.monotonic() + 0.05
+                audio = asyncio.create_task(self.play(speaker, clip, start))
+                try:
+                    await self.transcribe(agent, speaker, turn.text, start, clip.duration)
+                    await audio
+                finally:
+                    audio.cancel()
+                self.report.turns += 1
+                await self.sleep_until(time.monotonic() + PAUSE_BETWEEN_TURNS)
+        except Stopped:
+            logger.info("call in room %s stopped", cfg.room_name)
+        finally:
+            # The agent hangs up first, then the caller's line drops and the room closes.
+            await agent.room.disconnect()
+            logger.info("agent left room %s", cfg.room_name)
+            if caller is not None:
+                await caller.room.disconnect()
+            if cfg.delete_room:
+                async with livekit_api(cfg.api_url, cfg.api_key, cfg.api_secret) as client:
+                    await delete_room(cfg.room_name, client)
+                logger.info("room %s deleted", cfg.room_name)
+        return self.report
+
+
+async def run_call(config: CallConfig, stop: asyncio.Event | None = None) -> CallReport:
+    """Run the call until the script (or ``duration``) ends or ``stop`` is set."""
+    return await _Call(config, stop or asyncio.Event()).run()
+
+
+# --- the conversation row ----------------------------------------------------------------
+
+
+def new_room_name() -> str:
+    return f"call-{uuid.uuid4().hex[:12]}"
+
+
+def register_conversation(
+    organization: Organization,
+    *,
+    team: Team | None = None,
+    room_name: str | None = None,
+    agent_label: str = "Ava (AI agent)",
+    caller_label: str = "",
+) -> Conversation:
+    """A conversation in progress in a fresh LiveKit room."""
+    now = timezone.now()
+    return Conversation.objects.create(
+        organization=organization,
+        team=team,
+        status=ConversationStatus.IN_PROGRESS,
+        livekit_room=room_name or new_room_name(),
+        agent_label=agent_label,
+        caller_label=caller_label or f"+1 555 01{now.second:02d} (simulated)",
+        started_at=now,
+        metadata={"simulated": True},
+    )
+
+
+def finish_conversation(conversation_id: uuid.UUID, *, webhook_grace: float = 3.0) -> bool:
+    """Mark the conversation completed unless the ``room_finished`` webhook already did.
+
+    Waits up to ``webhook_grace`` seconds for the webhook first. Returns True when
+    the webhook completed it, False when this function had to.
+    """
+    deadline = time.monotonic() + webhook_grace
+    while True:
+        conversation = Conversation.objects.get(pk=conversation_id)
+        if conversation.status not in ACTIVE_STATUSES:
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.status not in ACTIVE_STATUSES:
+            return True
+        conversation.status = ConversationStatus.COMPLETED
+        conversation.ended_at = timezone.now()
+        conversation.metadata = {**conversation.metadata, "ended_by": "simulator"}
+        conversation.save(update_fields=["status", "ended_at", "metadata", "updated_at"])
+        publish_conversation(conversation, "completed")
+    return False

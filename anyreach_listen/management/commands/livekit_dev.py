@@ -1,0 +1,75 @@
+"""``manage.py livekit_dev``: a local LiveKit server in --dev mode, webhooks to this app."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from types import FrameType
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from anyreach_listen.devserver import DevServerConfig, find_livekit_server
+
+
+class Command(BaseCommand):
+    help = (
+        "Run livekit-server --dev on 127.0.0.1 (keys devkey / secret) with webhooks posted "
+        "to this app. Ctrl-C stops it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=7880, help="HTTP/WebSocket port.")
+        parser.add_argument("--tcp-port", type=int, help="ICE/TCP port (default: port + 1).")
+        parser.add_argument("--udp-port", type=int, help="ICE/UDP port (default: port + 2).")
+        parser.add_argument(
+            "--webhook-url",
+            action="append",
+            default=[],
+            help="Where LiveKit posts webhooks (repeatable; default: "
+            "http://127.0.0.1:8000/livekit/webhook). Pass 'none' to disable.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        urls = options["webhook_url"] or ["http://127.0.0.1:8000/livekit/webhook"]
+        urls = [u for u in urls if u.lower() != "none"]
+        port = options["port"]
+        config = DevServerConfig(
+            port=port,
+            tcp_port=options["tcp_port"] or port + 1,
+            udp_port=options["udp_port"] or port + 2,
+            webhook_urls=urls,
+        )
+        try:
+            args_ = config.args(find_livekit_server())
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        self.stderr.write(
+            f"LiveKit dev server on {config.ws_url} (key devkey, secret secret); "
+            f"webhooks → {', '.join(urls) or 'off'}"
+        )
+        # Own session: a terminal Ctrl-C reaches the server once, forwarded by us.
+        proc = subprocess.Popen(args_, start_new_session=True)  # noqa: S603 - our binary
+
+        def forward(signum: int, frame: FrameType | None) -> None:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            code = proc.wait()
+            while code is None:  # pragma: no cover - wait() returns the code
+                code = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+            raise CommandError(f"livekit-server exited with status {code}")

@@ -1,0 +1,31 @@
+"""Signal receivers (connected in ``AnyreachListenConfig.ready``): revocation hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import ApiKey, Membership, PersonalAccessToken
+from .revocation import revoke_membership, revoke_sessions, sessions_of_credential
+
+
+@receiver(post_save, sender=ApiKey, dispatch_uid="anyreach_listen.revoke_api_key")
+@receiver(post_save, sender=PersonalAccessToken, dispatch_uid="anyreach_listen.revoke_pat")
+def credential_saved(
+    sender: type[ApiKey | PersonalAccessToken],
+    instance: ApiKey | PersonalAccessToken,
+    raw: bool = False,
+    **kwargs: Any,
+) -> None:
+    # Any save with revoked_at set (admin form, shell, revoke_credential): sessions
+    # already revoked are not live, so saving again changes nothing.
+    if raw or instance.revoked_at is None:
+        return
+    revoke_sessions(sessions_of_credential(instance))
+
+
+@receiver(post_delete, sender=Membership, dispatch_uid="anyreach_listen.revoke_membership")
+def membership_deleted(sender: type[Membership], instance: Membership, **kwargs: Any) -> None:
+    revoke_membership(instance)
