@@ -90,11 +90,12 @@ def _remove(targets: list[tuple[str, str]]) -> None:
 def revoke_credential(credential: Credential) -> list[ListenSession]:
     """Revoke an API key or PAT and take its live listeners out of their rooms."""
     with transaction.atomic():
+        revoked = revoke_sessions(sessions_of_credential(credential))
         if credential.revoked_at is None:
             credential.revoked_at = timezone.now()
-            # The post_save receiver revokes the sessions in the same transaction.
+            # The post_save receiver then finds no live session left.
             credential.save(update_fields=["revoked_at"])
-        return revoke_sessions(sessions_of_credential(credential))
+        return revoked
 
 
 def stop_listener(session: ListenSession) -> bool:

@@ -1,0 +1,96 @@
+"""A real ``livekit-server --dev`` for tests: free loopback ports, readiness, cleanup."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from livekit import api
+
+from anyreach_listen.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
+from tests.support.processes import free_port, http_ok, managed_process, wait_until
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveKitServer:
+    config: DevServerConfig
+    log_path: Path
+    api_key: str = DEV_API_KEY
+    api_secret: str = DEV_API_SECRET
+
+    @property
+    def url(self) -> str:
+        return self.config.ws_url
+
+    @property
+    def http_url(self) -> str:
+        return self.config.http_url
+
+    def env(self) -> dict[str, str]:
+        """Environment for app processes that talk to this server."""
+        return {
+            "LIVEKIT_URL": self.url,
+            "LIVEKIT_API_KEY": self.api_key,
+            "LIVEKIT_API_SECRET": self.api_secret,
+        }
+
+    def token(
+        self,
+        room: str,
+        identity: str,
+        *,
+        kind: Literal["standard", "agent"] | None = None,
+        ttl: dt.timedelta = dt.timedelta(minutes=10),
+        **grants: object,
+    ) -> str:
+        video = api.VideoGrants(room_join=True, room=room, **grants)  # type: ignore[arg-type]
+        token = (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(identity)
+            .with_ttl(ttl)
+            .with_grants(video)
+        )
+        if kind is not None:
+            token = token.with_kind(kind)
+        return token.to_jwt()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def livekit_server(log_dir: Path, webhook_urls: Sequence[str] = ()) -> Iterator[LiveKitServer]:
+    """Start ``livekit-server --dev`` on free loopback ports; stop it (and its group) on exit."""
+    config = DevServerConfig(
+        port=free_port(),
+        tcp_port=free_port(),
+        udp_port=free_udp_port(),
+        webhook_urls=list(webhook_urls),
+    )
+    log_path = log_dir / f"livekit-{config.port}.log"
+    with managed_process(config.args(), log_path=log_path):
+        server = LiveKitServer(config, log_path)
+        try:
+            wait_until(lambda: http_ok(config.http_url), timeout=30, what="livekit-server")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- livekit log ---\n{server.log()[-4000:]}") from None
+        yield server
+
+
+def sign_webhook(body: str, api_key: str, api_secret: str) -> str:
+    """The Authorization header LiveKit sends with a webhook body."""
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    return api.AccessToken(api_key, api_secret).with_sha256(digest).to_jwt()

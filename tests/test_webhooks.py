@@ -1,0 +1,245 @@
+"""LiveKit webhooks: signature checks, state changes, idempotency (signed bodies, no server)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import pytest
+from django.test import Client
+from google.protobuf.json_format import MessageToJson
+from livekit import api
+
+from anyreach_listen import webhooks
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.minting import mint_listener_token
+from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
+from tests.conftest import World
+from tests.support.livekit import sign_webhook
+
+URL = "/livekit/webhook"
+
+
+def event(
+    name: str,
+    room: str,
+    *,
+    identity: str = "",
+    kind: api.ParticipantInfo.Kind = api.ParticipantInfo.Kind.STANDARD,
+    created_at: int | None = None,
+    event_id: str | None = None,
+) -> str:
+    message = api.WebhookEvent(
+        event=name,
+        id=event_id or f"EV_{uuid.uuid4().hex[:12]}",
+        created_at=created_at or int(time.time()),
+        room=api.Room(name=room, sid=f"RM_{room}"),
+    )
+    if identity:
+        message.participant.CopyFrom(api.ParticipantInfo(identity=identity, kind=kind))
+    return MessageToJson(message)
+
+
+def post(client: Client, body: str, auth: str | None = None) -> Any:
+    if auth is None:
+        auth = sign_webhook(
+            body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+        )
+    return client.post(
+        URL, data=body, content_type="application/webhook+json", HTTP_AUTHORIZATION=auth
+    )
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        webhooks, "publish_conversation", lambda c, e: calls.append(("conversation", e))
+    )
+    monkeypatch.setattr(webhooks, "publish_listener", lambda s, e: calls.append(("listener", e)))
+    return calls
+
+
+def test_room_started_and_finished_move_the_conversation(
+    world: World, client: Client, published: list[tuple[str, str]]
+) -> None:
+    conversation = world.conversations[ConversationStatus.TRIGGERED]
+    room = conversation.livekit_room or ""
+    started = int(time.time()) - 30
+
+    response = post(client, event("room_started", room, created_at=started))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "room_started"
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.IN_PROGRESS
+    assert conversation.started_at is not None
+    assert int(conversation.started_at.timestamp()) == started
+
+    response = post(client, event("room_finished", room))
+    assert response.json()["outcome"] == "room_finished"
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.COMPLETED
+    assert conversation.ended_at is not None
+    assert conversation.metadata["ended_by"] == "room_finished"
+    assert published == [("conversation", "room_started"), ("conversation", "room_finished")]
+
+
+def test_room_finished_does_not_touch_a_finished_conversation(world: World, client: Client) -> None:
+    conversation = world.conversations[ConversationStatus.FAILED]
+    response = post(client, event("room_finished", conversation.livekit_room or ""))
+    assert response.json()["outcome"] == "unchanged"
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.FAILED
+    assert conversation.ended_at is None
+
+
+def test_duplicate_delivery_is_idempotent(
+    world: World, client: Client, published: list[tuple[str, str]]
+) -> None:
+    conversation = world.conversations[ConversationStatus.IN_PROGRESS]
+    body = event("room_finished", conversation.livekit_room or "")
+    assert post(client, body).json()["outcome"] == "room_finished"
+    conversation.refresh_from_db()
+    ended_at = conversation.ended_at
+
+    # The very same delivery again, and the same event under a new id: no change.
+    assert post(client, body).json()["outcome"] == "duplicate"
+    again = event("room_finished", conversation.livekit_room or "", created_at=int(time.time()) + 5)
+    assert post(client, again).json()["outcome"] == "unchanged"
+    conversation.refresh_from_db()
+    assert conversation.ended_at == ended_at
+    assert published == [("conversation", "room_finished")]
+
+
+def test_bad_signature_is_rejected_and_logged_without_the_token(
+    world: World, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation = world.conversations[ConversationStatus.TRIGGERED]
+    body = event("room_started", conversation.livekit_room or "")
+    forged = sign_webhook(body, listen_settings.LIVEKIT_API_KEY, "not-the-secret-" + "x" * 32)
+    with caplog.at_level(logging.WARNING, logger="anyreach_listen.webhooks"):
+        response = post(client, body, auth=forged)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_signature"
+    assert "Rejected LiveKit webhook" in caplog.text
+    assert forged not in caplog.text
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.TRIGGERED
+
+
+@pytest.mark.parametrize("auth", ["", "Bearer x", "not-a-jwt"])
+def test_missing_or_malformed_authorization_is_401(world: World, client: Client, auth: str) -> None:
+    body = event("room_started", "room-in_progress")
+    response = post(client, body, auth=auth)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_signature"
+
+
+def test_body_tampered_after_signing_is_401(world: World, client: Client) -> None:
+    body = event("room_finished", "room-in_progress")
+    auth = sign_webhook(body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET)
+    tampered = body.replace("room-in_progress", "room-triggered")
+    response = post(client, tampered, auth=auth)
+    assert response.status_code == 401
+    assert Conversation.objects.get(livekit_room="room-triggered").status == "triggered"
+
+
+def test_unknown_room_is_acknowledged_and_ignored(world: World, client: Client) -> None:
+    response = post(client, event("room_finished", "no-such-room"))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
+
+
+def test_only_post_is_allowed(client: Client, db: None) -> None:
+    response = client.get(URL)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_agent_join_and_leave_publish_events_and_keep_status(
+    world: World, client: Client, published: list[tuple[str, str]]
+) -> None:
+    conversation = world.conversations[ConversationStatus.IN_PROGRESS]
+    room = conversation.livekit_room or ""
+    agent = api.ParticipantInfo.Kind.AGENT
+    assert post(client, event("participant_joined", room, identity="agent-1", kind=agent)).json()[
+        "outcome"
+    ] == ("agent_joined")
+    assert post(client, event("participant_left", room, identity="agent-1", kind=agent)).json()[
+        "outcome"
+    ] == ("agent_left")
+    # A standard participant (the caller) changes nothing.
+    assert post(client, event("participant_joined", room, identity="caller")).json()["outcome"] == (
+        "ignored"
+    )
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.IN_PROGRESS
+    assert conversation.metadata["agent"]["identity"] == "agent-1"
+    assert published == [("conversation", "agent_joined"), ("conversation", "agent_left")]
+
+
+def _listener(world: World) -> ListenSession:
+    conversation = world.conversations[ConversationStatus.IN_PROGRESS]
+    return mint_listener_token(conversation, via=ListenVia.ADMIN).listen_session
+
+
+def test_listener_join_and_leave_fill_the_audit(
+    world: World, client: Client, published: list[tuple[str, str]]
+) -> None:
+    session = _listener(world)
+    room = session.conversation.livekit_room or ""
+    joined, left = int(time.time()) - 20, int(time.time())
+    body = event("participant_joined", room, identity=session.listener_identity, created_at=joined)
+    assert post(client, body).json()["outcome"] == "listener_joined"
+    assert post(client, body).json()["outcome"] == "duplicate"
+    body = event("participant_left", room, identity=session.listener_identity, created_at=left)
+    assert post(client, body).json()["outcome"] == "listener_left"
+    session.refresh_from_db()
+    assert session.joined_at is not None and session.left_at is not None
+    assert int(session.joined_at.timestamp()) == joined
+    assert int(session.left_at.timestamp()) == left
+    assert session.listening_seconds == pytest.approx(20, abs=1)
+    # A late duplicate of the join (under another id) does not reopen the session.
+    late = event("participant_joined", room, identity=session.listener_identity, created_at=joined)
+    assert post(client, late).json()["outcome"] == "unchanged"
+    session.refresh_from_db()
+    assert session.left_at is not None
+    assert published == [("listener", "joined"), ("listener", "left")]
+
+
+def test_room_finished_closes_open_listener_sessions(world: World, client: Client) -> None:
+    session = _listener(world)
+    room = session.conversation.livekit_room or ""
+    post(client, event("participant_joined", room, identity=session.listener_identity))
+    post(client, event("room_finished", room))
+    session.refresh_from_db()
+    assert session.left_at is not None
+
+
+def test_unknown_listener_identity_is_ignored(world: World, client: Client) -> None:
+    room = world.conversations[ConversationStatus.IN_PROGRESS].livekit_room or ""
+    body = event("participant_joined", room, identity="listener-" + str(uuid.uuid4()))
+    assert post(client, body).json()["outcome"] == "unknown_listener"
+
+
+def test_revoked_listener_that_joins_is_removed(
+    world: World, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removed: list[tuple[str, str]] = []
+
+    async def fake_remove(targets: Any) -> dict[str, bool]:
+        removed.extend(targets)
+        return {identity: True for _, identity in targets}
+
+    monkeypatch.setattr(webhooks, "remove_listeners", fake_remove)
+    session = _listener(world)
+    ListenSession.objects.filter(pk=session.pk).update(revoked_at=session.minted_at)
+    room = session.conversation.livekit_room or ""
+    body = event("participant_joined", room, identity=session.listener_identity)
+    assert post(client, body).json()["outcome"] == "listener_revoked"
+    assert removed == [(room, session.listener_identity)]
+    session.refresh_from_db()
+    assert session.joined_at is None
