@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
-from . import credentials
+from . import credentials, revocation
 from .models import (
     ApiKey,
     Conversation,
@@ -52,10 +55,46 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "organization", "team", "status", "livekit_room", "started_at"]
+    """Monitoring: filter live calls and open any of them in the listen panel."""
+
+    list_display = [
+        "__str__",
+        "organization",
+        "team",
+        "status",
+        "livekit_room",
+        "started_at",
+        "listen_live",
+    ]
     list_filter = ["status", "team", "organization"]
     search_fields = ["id", "livekit_room", "caller_label", "agent_label"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="Monitor")
+    def listen_live(self, obj: Conversation) -> str:
+        if not (obj.is_active and obj.livekit_room):
+            return "—"
+        url = reverse("admin:anyreach_listen_conversation_listen", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Listen live</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        listen = path(
+            "<uuid:conversation_id>/listen/",
+            self.admin_site.admin_view(self.listen_view),
+            name="anyreach_listen_conversation_listen",
+        )
+        return [listen, *super().get_urls()]
+
+    def listen_view(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
+        conversation = get_object_or_404(Conversation, pk=conversation_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Listen live: {conversation}",
+            "conversation": conversation,
+            "opts": self.opts,
+            "original": conversation,
+        }
+        return TemplateResponse(request, "anyreach_listen/admin/listen.html", context)
 
 
 class CredentialAdmin(admin.ModelAdmin):
@@ -159,11 +198,24 @@ class ListenSessionAdmin(admin.ModelAdmin):
     search_fields = ["listener_identity", "user__username", "conversation__id"]
     date_hierarchy = "minted_at"
 
+    actions = ["stop_listeners"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.action(description="Stop this listener (remove from the room)")
+    def stop_listeners(self, request: HttpRequest, queryset: QuerySet[ListenSession]) -> None:
+        stopped = [
+            s for s in queryset.select_related("conversation") if revocation.stop_listener(s)
+        ]
+        self.message_user(
+            request,
+            f"Stopped {len(stopped)} listener(s); {queryset.count() - len(stopped)} were not live.",
+            messages.SUCCESS if stopped else messages.WARNING,
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import credentials, ratelimit
 from .errors import ApiError, error_response
-from .minting import mint_listener_token
+from .minting import ensure_listenable, mint_listener_token
 from .models import (
     ApiKey,
     Conversation,
@@ -141,15 +141,7 @@ def listener_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
                 "Needs the conversations:read_sensitive or conversations:manage scope.",
             )
         conversation = _find_conversation(caller, conversation_id)
-        if not conversation.is_active:
-            raise ApiError(
-                409,
-                "conversation_not_active",
-                f"The conversation is {conversation.get_status_display().lower()}; "
-                "only triggered, ringing or in-progress calls can be listened to.",
-            )
-        if not conversation.livekit_room:
-            raise ApiError(404, "room_not_found", "The conversation has no LiveKit room.")
+        ensure_listenable(conversation)
     except ApiError as exc:
         return exc.as_response()
 

@@ -12,6 +12,7 @@ import jwt
 from livekit.api import AccessToken, VideoGrants
 
 from .conf import listen_settings
+from .errors import ApiError
 from .models import ApiKey, Conversation, ListenSession, PersonalAccessToken
 
 if TYPE_CHECKING:
@@ -40,6 +41,19 @@ class ListenerGrant:
 
 def format_utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ensure_listenable(conversation: Conversation) -> None:
+    """The contract's state rules: 409 when not active, 404 when there is no room."""
+    if not conversation.is_active:
+        raise ApiError(
+            409,
+            "conversation_not_active",
+            f"The conversation is {conversation.get_status_display().lower()}; "
+            "only triggered, ringing or in-progress calls can be listened to.",
+        )
+    if not conversation.livekit_room:
+        raise ApiError(404, "room_not_found", "The conversation has no LiveKit room.")
 
 
 def listener_grants(room_name: str) -> VideoGrants:

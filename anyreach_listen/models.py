@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,9 +12,6 @@ from django.utils import timezone
 
 from .origins import validate_origin_list
 from .roles import ROLE_SCOPES, Role, Scope
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
 class Organization(models.Model):
@@ -84,18 +80,6 @@ class Membership(models.Model):
 
     def can_see(self, conversation: Conversation) -> bool:
         return self.visible_conversations().filter(pk=conversation.pk).exists()
-
-
-def membership_for(
-    user: AbstractBaseUser | AnonymousUser, organization_id: uuid.UUID | str
-) -> Membership | None:
-    if not user.is_authenticated:
-        return None
-    return (
-        Membership.objects.filter(user_id=user.pk, organization_id=organization_id)
-        .select_related("organization")
-        .first()
-    )
 
 
 class ConversationStatus(models.TextChoices):

@@ -1,5 +1,9 @@
 """Websocket routes of the app, wrapped by the host project's ``asgi.py``."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from .consumers import ConversationEventsConsumer
+
+websocket_urlpatterns = [
+    path("ws/listen/events/", ConversationEventsConsumer.as_asgi()),
+]

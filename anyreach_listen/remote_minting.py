@@ -1,0 +1,82 @@
+"""Minting through a remote Anyreach-compatible API (the contract's "mint from your backend").
+
+Enabled by ``ANYREACH_LISTEN["REMOTE_MINT"] = {"URL": ..., "API_KEY": ...}``. The
+API key stays on this server. Connection errors and 5xx answers are retried
+with exponential backoff; the remote's 404 and 409 become the same errors here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from .errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_FIELDS = ("url", "token", "room_name", "expires_at")
+_PASSED_THROUGH = {404, 409}
+
+
+def mint_remotely(config: dict[str, Any], conversation_id: str) -> dict[str, str]:
+    base = str(config["URL"]).rstrip("/")
+    url = f"{base}/core/conversations/{conversation_id}/listener-token"
+    headers = {"Authorization": f"Bearer {config['API_KEY']}"}
+    if config.get("ORGANIZATION"):
+        headers["X-Anyreach-Org"] = str(config["ORGANIZATION"])
+    retries = int(config.get("RETRIES", 2))
+    backoff = float(config.get("BACKOFF", 0.25))
+    timeout = httpx.Timeout(float(config.get("TIMEOUT", 5.0)))
+
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        for attempt in range(retries + 1):
+            try:
+                response = client.post(url, headers=headers)
+            except httpx.TransportError as exc:
+                # Log the kind of failure only: the request carries the API key.
+                logger.warning("remote mint attempt %d failed: %s", attempt + 1, type(exc).__name__)
+                if attempt == retries:
+                    raise ApiError(
+                        502,
+                        "remote_unavailable",
+                        "The listening service could not be reached. Try again in a moment.",
+                    ) from None
+            else:
+                if response.status_code < 500 or attempt == retries:
+                    return _interpret(response)
+                logger.warning("remote mint attempt %d: HTTP %d", attempt + 1, response.status_code)
+            time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _interpret(response: httpx.Response) -> dict[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    ok = response.status_code == 200 and isinstance(body, dict)
+    if ok and all(isinstance(body.get(name), str) for name in RESPONSE_FIELDS):
+        return {name: body[name] for name in RESPONSE_FIELDS}
+    if response.status_code in _PASSED_THROUGH and isinstance(body, dict):
+        error = body.get("error") or {}
+        raise ApiError(
+            response.status_code,
+            str(error.get("code") or "remote_error"),
+            str(error.get("message") or "The listening service refused the request."),
+        )
+    if response.status_code >= 500:
+        raise ApiError(
+            502,
+            "remote_unavailable",
+            "The listening service is having trouble right now. Try again in a moment.",
+        )
+    logger.error("remote mint refused: HTTP %d", response.status_code)
+    raise ApiError(
+        502,
+        "remote_rejected",
+        "The listening service refused this portal's credentials. Ask an administrator "
+        "to check the REMOTE_MINT settings.",
+    )

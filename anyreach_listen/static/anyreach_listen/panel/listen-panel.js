@@ -1,0 +1,356 @@
+// The listen panel: one AnyReach.listen session per [data-arl-panel] element.
+// Plain script, no build step. It also owns the page's one websocket to the
+// conversation event stream and re-dispatches events as DOM events:
+//   document "anyreach:conversation"  detail = { type, event, conversation }
+(function () {
+  "use strict";
+
+  const SDK_WAIT_MS = 15000;
+  const STATE_LABELS = {
+    idle: "Not listening",
+    connecting: "Connecting…",
+    connected: "LIVE",
+    disconnected: "Disconnected",
+    ended: "Ended",
+  };
+
+  // ---- the conversation event stream (one websocket per page) ----
+
+  let socketStarted = false;
+  function startEventStream() {
+    if (socketStarted || !("WebSocket" in window)) return;
+    socketStarted = true;
+    let delay = 1000;
+    const connect = () => {
+      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+      const socket = new WebSocket(`${scheme}//${location.host}/ws/listen/events/`);
+      socket.addEventListener("open", () => {
+        delay = 1000;
+        document.dispatchEvent(new CustomEvent("anyreach:stream-open"));
+      });
+      socket.addEventListener("message", (message) => {
+        let data;
+        try {
+          data = JSON.parse(message.data);
+        } catch (_) {
+          return;
+        }
+        document.dispatchEvent(new CustomEvent("anyreach:conversation", { detail: data }));
+      });
+      socket.addEventListener("close", (event) => {
+        if (event.code === 4401) return; // signed out: do not hammer the server
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 30000);
+      });
+    };
+    connect();
+  }
+
+  // ---- waiting for the SDK script (it loads async) ----
+
+  function whenSdkReady() {
+    if (window.AnyReach && window.AnyReach.listen) return Promise.resolve(window.AnyReach);
+    return new Promise((resolve, reject) => {
+      const script = document.querySelector("script[data-anyreach-sdk]");
+      const timer = setTimeout(
+        () => reject(new Error("The listen SDK did not load. Check your connection and reload.")),
+        SDK_WAIT_MS,
+      );
+      const done = () => {
+        clearTimeout(timer);
+        if (window.AnyReach && window.AnyReach.listen) resolve(window.AnyReach);
+        else reject(new Error("The listen SDK did not load. Reload the page."));
+      };
+      if (!script) {
+        clearTimeout(timer);
+        reject(new Error("The page does not include the listen SDK."));
+        return;
+      }
+      script.addEventListener("load", done, { once: true });
+      script.addEventListener("error", done, { once: true });
+    });
+  }
+
+  function formatElapsed(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const pad = (n) => String(n).padStart(2, "0");
+    return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
+  }
+
+  // ---- one panel ----
+
+  class ListenPanel {
+    constructor(root) {
+      this.root = root;
+      this.conversationId = root.dataset.conversation;
+      this.tokenUrl = root.dataset.tokenUrl;
+      this.csrf = root.dataset.csrf;
+      this.active = root.dataset.active === "true";
+      this.startedAt = root.dataset.startedAt ? Date.parse(root.dataset.startedAt) : null;
+      this.session = null;
+      this.muted = true; // the panel attaches muted; Listen turns audio on
+      this.segments = new Map();
+      this.el = {
+        badge: root.querySelector("[data-arl-badge]"),
+        elapsed: root.querySelector("[data-arl-elapsed]"),
+        notice: root.querySelector("[data-arl-notice]"),
+        transcript: root.querySelector("[data-arl-transcript]"),
+        empty: root.querySelector("[data-arl-empty]"),
+        listen: root.querySelector('[data-arl-action="listen"]'),
+        mute: root.querySelector('[data-arl-action="mute"]'),
+        stop: root.querySelector('[data-arl-action="stop"]'),
+        jump: root.querySelector('[data-arl-action="jump"]'),
+      };
+      this.tick = setInterval(() => this.renderElapsed(), 1000);
+      this.renderElapsed();
+      if (!this.el.listen) return; // no listen permission: read-only panel
+      this.el.listen.addEventListener("click", () => this.listen());
+      this.el.mute.addEventListener("click", () => this.toggleMute());
+      this.el.stop.addEventListener("click", () => this.stop());
+      this.el.jump.addEventListener("click", () => this.scrollToLive());
+      this.el.transcript.addEventListener("scroll", () => {
+        if (this.atBottom()) this.el.jump.hidden = true;
+      });
+      if (!this.active) this.el.listen.disabled = true;
+      else if (root.dataset.autoconnect === "true") this.attach();
+    }
+
+    // Connect (muted) so the transcript flows at once; audio needs a click.
+    async attach() {
+      if (this.session || !this.active) return this.session;
+      this.setState("connecting");
+      this.showNotice("");
+      let session;
+      try {
+        const [sdk, grant] = await Promise.all([whenSdkReady(), this.fetchToken()]);
+        session = sdk.listen({ url: grant.url, token: grant.token });
+      } catch (error) {
+        this.fail(error.message);
+        return null;
+      }
+      this.session = session;
+      session
+        .on("stateChange", (state) => {
+          if (this.session === session) this.setState(state);
+        })
+        .on("transcript", (segment) => this.renderSegment(segment))
+        .on("agentDisconnected", () => this.showNotice("The agent left the call.", "info"))
+        .on("audioPlaybackChanged", ({ playing }) => {
+          this.root.classList.toggle("arl-panel--blocked", !playing && !this.muted);
+          if (!playing && !this.muted) this.showNotice("Click Listen to hear the call.", "info");
+        })
+        .on("error", ({ message }) => this.showNotice(message))
+        .on("ended", () => {
+          if (this.session !== session) return;
+          this.session = null;
+          this.setState(this.active ? "idle" : "ended");
+        });
+      session.mute();
+      try {
+        await session.connect();
+      } catch (error) {
+        this.fail(error && error.message ? error.message : "Could not connect to the call.");
+        return null;
+      }
+      return session;
+    }
+
+    // Must run inside the click handler so startAudio() carries the user gesture.
+    async listen() {
+      this.muted = false;
+      let session = this.session;
+      if (session) {
+        session.unmute();
+        session.startAudio().catch(() => {});
+      } else {
+        session = await this.attach();
+        if (!session) return;
+        session.unmute();
+        session.startAudio().catch(() => {});
+      }
+      this.renderMute();
+    }
+
+    toggleMute() {
+      if (!this.session) return;
+      this.muted = !this.muted;
+      if (this.muted) this.session.mute();
+      else {
+        this.session.unmute();
+        this.session.startAudio().catch(() => {});
+      }
+      this.renderMute();
+    }
+
+    async stop() {
+      const session = this.session;
+      if (!session) return;
+      this.session = null;
+      await session.end();
+      this.setState(this.active ? "idle" : "ended");
+    }
+
+    conversationEnded() {
+      this.active = false;
+      if (this.el.listen) this.el.listen.disabled = true;
+      this.showNotice("The call has ended.", "info");
+      if (this.session) this.stop();
+      else this.setState("ended");
+    }
+
+    async fetchToken() {
+      let response;
+      try {
+        response = await fetch(this.tokenUrl, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "X-CSRFToken": this.csrf, Accept: "application/json" },
+        });
+      } catch (_) {
+        throw new Error("Could not reach the server. Check your connection.");
+      }
+      let body = null;
+      try {
+        body = await response.json();
+      } catch (_) {
+        /* handled below */
+      }
+      if (!response.ok) {
+        const message = body && body.error && body.error.message;
+        throw new Error(message || `The server refused (HTTP ${response.status}).`);
+      }
+      return body;
+    }
+
+    fail(message) {
+      this.session = null;
+      this.setState(this.active ? "idle" : "ended");
+      this.showNotice(message);
+    }
+
+    setState(state) {
+      const label = STATE_LABELS[state] || state;
+      this.el.badge.dataset.state = state;
+      this.el.badge.textContent = label;
+      this.root.dataset.state = state;
+      if (!this.el.listen) return;
+      const live = state === "connecting" || state === "connected";
+      this.el.stop.disabled = !live;
+      this.el.mute.disabled = !live;
+      this.el.listen.disabled = !this.active || (live && !this.muted);
+      this.renderMute();
+    }
+
+    renderMute() {
+      if (!this.el.mute) return;
+      this.el.mute.textContent = this.muted ? "Unmute" : "Mute";
+      this.el.mute.setAttribute("aria-pressed", String(this.muted));
+      this.root.classList.toggle("arl-panel--muted", this.muted);
+      const live = this.session && this.el.badge.dataset.state !== "idle";
+      this.el.listen.disabled = !this.active || Boolean(live && !this.muted);
+    }
+
+    showNotice(message, kind) {
+      if (!this.el.notice) return;
+      this.el.notice.textContent = message;
+      this.el.notice.hidden = !message;
+      this.el.notice.classList.toggle("arl-notice--info", kind === "info");
+    }
+
+    renderElapsed() {
+      if (!this.el.elapsed || !this.startedAt) return;
+      if (!this.active && this.el.elapsed.textContent !== "--:--") return;
+      this.el.elapsed.textContent = formatElapsed((Date.now() - this.startedAt) / 1000);
+    }
+
+    atBottom() {
+      const t = this.el.transcript;
+      return t.scrollHeight - t.scrollTop - t.clientHeight < 24;
+    }
+
+    scrollToLive() {
+      const t = this.el.transcript;
+      t.scrollTop = t.scrollHeight;
+      this.el.jump.hidden = true;
+    }
+
+    renderSegment({ id, role, text, final }) {
+      const follow = this.atBottom();
+      if (this.el.empty) {
+        this.el.empty.remove();
+        this.el.empty = null;
+      }
+      let item = this.segments.get(id);
+      if (!item) {
+        item = document.createElement("li");
+        item.className = "arl-line";
+        const who = document.createElement("span");
+        who.className = "arl-line__role";
+        const said = document.createElement("span");
+        said.className = "arl-line__text";
+        item.append(who, said);
+        this.segments.set(id, item);
+        this.el.transcript.append(item);
+      }
+      item.dataset.role = role;
+      item.dataset.segment = id;
+      item.classList.toggle("is-interim", !final);
+      item.firstChild.textContent = role === "agent" ? "Agent" : "Caller";
+      item.lastChild.textContent = text;
+      if (follow) this.scrollToLive();
+      else this.el.jump.hidden = false;
+    }
+  }
+
+  // ---- mounting and page-level wiring ----
+
+  const panels = new Map();
+
+  function mount(root) {
+    const scope = root || document;
+    scope.querySelectorAll("[data-arl-panel]").forEach((element) => {
+      if (!panels.has(element)) panels.set(element, new ListenPanel(element));
+    });
+    if (panels.size) startEventStream();
+  }
+
+  function panelForKeys() {
+    const focused = document.activeElement && document.activeElement.closest("[data-arl-panel]");
+    if (focused) return panels.get(focused);
+    return panels.size === 1 ? panels.values().next().value : null;
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    const panel = panelForKeys();
+    if (!panel || !panel.el.listen) return;
+    if (event.key === "m" || event.key === "M") {
+      event.preventDefault();
+      if (panel.session) panel.toggleMute();
+      else panel.listen();
+    } else if (event.key === "Escape") {
+      panel.stop();
+    }
+  });
+
+  document.addEventListener("anyreach:conversation", (event) => {
+    const conversation = event.detail && event.detail.conversation;
+    if (!conversation || conversation.is_active) return;
+    for (const panel of panels.values()) {
+      if (panel.conversationId === conversation.id && panel.active) panel.conversationEnded();
+    }
+  });
+
+  window.addEventListener("pagehide", () => {
+    for (const panel of panels.values()) if (panel.session) panel.session.end();
+  });
+
+  window.AnyReachListenPanel = { mount, startEventStream, panels };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => mount());
+  else mount();
+  document.addEventListener("htmx:load", (event) => mount(event.target));
+})();

@@ -1,0 +1,59 @@
+"""``{% load anyreach_listen %}``: the SDK script tag and the listen panel for any page.
+
+{% listen_assets %}              in <head>: SDK, panel script and styles (once per page)
+{% listen_panel conversation %}  the panel: Listen, Mute, Stop, state, live transcript
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.middleware.csrf import get_token
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .. import access
+from ..models import Conversation
+
+register = template.Library()
+
+
+@register.simple_tag
+def listen_sdk_script() -> str:
+    return format_html(
+        '<script src="{}" data-anyreach-sdk async></script>', reverse("anyreach_listen:listen-sdk")
+    )
+
+
+@register.simple_tag
+def listen_assets() -> str:
+    return format_html(
+        '{}<script src="{}" defer></script><link rel="stylesheet" href="{}">',
+        listen_sdk_script(),
+        static("anyreach_listen/panel/listen-panel.js"),
+        static("anyreach_listen/panel/listen-panel.css"),
+    )
+
+
+@register.inclusion_tag("anyreach_listen/listen_panel.html", takes_context=True)
+def listen_panel(
+    context: template.Context,
+    conversation: Conversation,
+    compact: bool = False,
+    via: str = "portal",
+    autoconnect: bool = True,
+) -> dict[str, Any]:
+    request = context["request"]
+    token_url = reverse("anyreach_listen:user-listen-token", args=[conversation.pk])
+    if via == "admin":
+        token_url += "?via=admin"
+    return {
+        "conversation": conversation,
+        "can_listen": access.may_listen(request.user, conversation),
+        "token_url": token_url,
+        "csrf_token": get_token(request),
+        "compact": compact,
+        "autoconnect": autoconnect and conversation.is_active,
+    }

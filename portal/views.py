@@ -1,0 +1,126 @@
+"""The supervisor portal: live dashboard, conversation page, listen wall, history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django_htmx.middleware import HtmxDetails
+
+from anyreach_listen import access
+from anyreach_listen.models import (
+    ACTIVE_STATUSES,
+    Conversation,
+    ConversationStatus,
+    ListenSession,
+    Team,
+)
+from anyreach_listen.roles import Role, can_listen
+
+WALL_LIMIT = 8
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, str]]:
+    filters = {
+        "status": request.GET.get("status", "live"),
+        "team": request.GET.get("team", ""),
+        "agent": request.GET.get("agent", ""),
+        "q": request.GET.get("q", "").strip(),
+    }
+    conversations = access.visible_conversations(request.user)
+    if filters["status"] == "live":
+        conversations = conversations.filter(status__in=ACTIVE_STATUSES)
+    elif filters["status"] in ConversationStatus.values:
+        conversations = conversations.filter(status=filters["status"])
+    if filters["team"]:
+        conversations = conversations.filter(team__name=filters["team"])
+    if filters["agent"]:
+        conversations = conversations.filter(agent_label=filters["agent"])
+    if filters["q"]:
+        q = filters["q"]
+        conversations = conversations.filter(
+            Q(caller_label__icontains=q)
+            | Q(agent_label__icontains=q)
+            | Q(livekit_room__icontains=q)
+        )
+    return conversations.order_by("-started_at", "-created_at")[:200], filters
+
+
+@login_required
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    conversations, filters = _filtered(request)
+    context: dict[str, Any] = {"conversations": conversations, "filters": filters}
+    if request.htmx:
+        return render(request, "portal/_conversation_rows.html", context)
+    visible = access.visible_conversations(request.user)
+    context.update(
+        {
+            "statuses": ConversationStatus.choices,
+            "teams": Team.objects.filter(conversations__in=visible)
+            .distinct()
+            .values_list("name", flat=True),
+            "agents": sorted(
+                {label for label in visible.values_list("agent_label", flat=True) if label}
+            ),
+            "live_count": visible.filter(status__in=ACTIVE_STATUSES).count(),
+        }
+    )
+    return render(request, "portal/dashboard.html", context)
+
+
+@login_required
+def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = get_object_or_404(access.visible_conversations(request.user), pk=conversation_id)
+    membership = access.membership_in(request.user, conversation.organization_id)
+    sessions = ListenSession.objects.none()
+    if membership is not None and membership.role == Role.ADMIN:
+        sessions = conversation.listen_sessions.select_related("user", "api_key")[:20]
+    return render(
+        request,
+        "portal/conversation.html",
+        {"conversation": conversation, "listen_sessions": sessions},
+    )
+
+
+def _listenable_live(request: HttpRequest) -> list[Conversation]:
+    live = access.visible_conversations(request.user).filter(status__in=ACTIVE_STATUSES)
+    orgs = {m.organization_id: m for m in access.memberships(request.user)}
+    return [
+        c
+        for c in live.order_by("-started_at")
+        if c.organization_id in orgs and can_listen(orgs[c.organization_id].scopes)
+    ]
+
+
+@login_required
+def wall(request: HttpRequest) -> HttpResponse:
+    conversations = _listenable_live(request)[:WALL_LIMIT]
+    return render(
+        request, "portal/wall.html", {"conversations": conversations, "limit": WALL_LIMIT}
+    )
+
+
+@login_required
+def wall_tile(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = get_object_or_404(access.visible_conversations(request.user), pk=conversation_id)
+    return render(request, "portal/_wall_tile.html", {"conversation": conversation})
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    admin_orgs = [
+        m.organization_id for m in access.memberships(request.user) if m.role == Role.ADMIN
+    ]
+    sessions = ListenSession.objects.filter(
+        Q(user=request.user) | Q(conversation__organization_id__in=admin_orgs)
+    ).select_related("conversation", "user", "api_key")[:200]
+    return render(
+        request, "portal/history.html", {"sessions": sessions, "sees_everyone": bool(admin_orgs)}
+    )

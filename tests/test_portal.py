@@ -1,0 +1,151 @@
+"""Portal views and the per-user token view, role by role (Django test client)."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from django.test import Client
+
+from anyreach_listen.models import ListenSession
+
+from .conftest import World
+
+
+def login(client: Client, world: World, role: str) -> Client:
+    assert client.login(username=role, password="pw-" + role)
+    return client
+
+
+def token_url(conversation_id: object) -> str:
+    return f"/listen/conversations/{conversation_id}/token"
+
+
+def test_pages_need_login(client: Client, db: None) -> None:
+    for url in ["/", "/wall/", "/history/"]:
+        response = client.get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_supervisor_sees_only_their_teams_live_calls(client: Client, world: World) -> None:
+    html = login(client, world, "supervisor").get("/").content.decode()
+    assert str(world.conversations["in_progress"].pk) in html
+    assert str(world.conversations["other_team"].pk) not in html
+    assert str(world.conversations["other_org"].pk) not in html
+    assert str(world.conversations["completed"].pk) not in html  # live filter by default
+
+
+def test_admin_sees_the_whole_organization(client: Client, world: World) -> None:
+    html = login(client, world, "admin").get("/?status=all").content.decode()
+    assert str(world.conversations["other_team"].pk) in html
+    assert str(world.conversations["completed"].pk) in html
+    assert str(world.conversations["other_org"].pk) not in html
+
+
+def test_filters_and_htmx_partial(client: Client, world: World) -> None:
+    login(client, world, "admin")
+    response = client.get("/?status=completed", headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert "<html" not in html  # a fragment for htmx
+    assert str(world.conversations["completed"].pk) in html
+    assert str(world.conversations["in_progress"].pk) not in html
+    html = client.get("/?status=all&team=Sales").content.decode()
+    assert str(world.conversations["other_team"].pk) in html
+    assert str(world.conversations["in_progress"].pk) not in html
+    world.conversations["ringing"].caller_label = "+1 555 0199"
+    world.conversations["ringing"].save()
+    html = client.get("/?status=all&q=0199").content.decode()
+    assert str(world.conversations["ringing"].pk) in html
+    assert str(world.conversations["in_progress"].pk) not in html
+
+
+@pytest.mark.parametrize(
+    ("role", "has_controls"),
+    [("supervisor", True), ("qa", True), ("admin", True), ("viewer", False)],
+)
+def test_conversation_page_listen_controls_by_role(
+    client: Client, world: World, role: str, has_controls: bool
+) -> None:
+    html = (
+        login(client, world, role)
+        .get(f"/conversations/{world.conversations['in_progress'].pk}/")
+        .content.decode()
+    )
+    assert "data-arl-panel" in html
+    assert ('data-arl-action="listen"' in html) is has_controls
+    assert "/public/listen-sdk" in html
+
+
+def test_conversation_page_hides_other_teams(client: Client, world: World) -> None:
+    login(client, world, "supervisor")
+    assert client.get(f"/conversations/{world.conversations['other_team'].pk}/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("role", "conversation", "status", "code"),
+    [
+        ("supervisor", "in_progress", 200, None),
+        ("qa", "in_progress", 200, None),
+        ("admin", "other_team", 200, None),
+        ("viewer", "in_progress", 403, "listen_not_allowed"),
+        ("supervisor", "other_team", 404, "conversation_not_found"),
+        ("supervisor", "other_org", 404, "conversation_not_found"),
+        ("supervisor", "completed", 409, "conversation_not_active"),
+        ("supervisor", "no_room", 404, "room_not_found"),
+    ],
+)
+def test_token_view_by_role(
+    client: Client, world: World, role: str, conversation: str, status: int, code: str | None
+) -> None:
+    login(client, world, role)
+    response = client.post(token_url(world.conversations[conversation].pk))
+    assert response.status_code == status, response.content
+    if code:
+        assert response.json()["error"]["code"] == code
+    else:
+        body = response.json()
+        assert set(body) == {"url", "token", "room_name", "expires_at"}
+        session = ListenSession.objects.get()
+        assert session.via == "portal" and session.user == world.users[role]
+        assert jwt.decode(body["token"], options={"verify_signature": False})["video"]["hidden"]
+
+
+def test_token_view_needs_login_post_and_csrf(world: World) -> None:
+    url = token_url(world.conversations["in_progress"].pk)
+    anonymous = Client()
+    assert anonymous.post(url).json()["error"]["code"] == "not_authenticated"
+    strict = Client(enforce_csrf_checks=True)
+    login(strict, world, "supervisor")
+    assert strict.post(url).status_code == 403  # no CSRF token
+    assert strict.get(url).status_code == 405
+    strict.get("/")  # sets the CSRF cookie
+    response = strict.post(url, headers={"X-CSRFToken": strict.cookies["csrftoken"].value})
+    assert response.status_code == 200
+
+
+def test_admin_via_is_only_for_staff(client: Client, world: World) -> None:
+    url = token_url(world.conversations["in_progress"].pk) + "?via=admin"
+    login(client, world, "supervisor").post(url)
+    assert ListenSession.objects.get().via == "portal"
+    world.users["admin"].is_staff = True
+    world.users["admin"].save()
+    login(Client(), world, "admin").post(url)
+    assert ListenSession.objects.filter(via="admin").count() == 1
+
+
+def test_history_own_sessions_and_admin_sees_everyone(client: Client, world: World) -> None:
+    login(client, world, "supervisor").post(token_url(world.conversations["in_progress"].pk))
+    qa = login(Client(), world, "qa")
+    assert "No listen sessions yet" in qa.get("/history/").content.decode()
+    assert "supervisor" in client.get("/history/").content.decode()
+    assert "supervisor" in login(Client(), world, "admin").get("/history/").content.decode()
+
+
+def test_wall_shows_live_calls_the_user_may_hear(client: Client, world: World) -> None:
+    html = login(client, world, "supervisor").get("/wall/").content.decode()
+    assert html.count("data-wall-tile=") == 4  # triggered, ringing, in progress, no room
+    assert str(world.conversations["other_team"].pk) not in html
+    viewer = login(Client(), world, "viewer").get("/wall/").content.decode()
+    assert "data-wall-tile=" not in viewer
+    tile = client.get(f"/wall/tiles/{world.conversations['in_progress'].pk}/")
+    assert tile.status_code == 200 and b"data-arl-panel" in tile.content
+    assert client.get(f"/wall/tiles/{world.conversations['other_team'].pk}/").status_code == 404
