@@ -1,0 +1,102 @@
+"""The websocket consumer: who gets which conversation events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from anyreach_listen.events import organization_group
+from anyreach_listen.models import Conversation
+from anyreach_listen.routing import websocket_urlpatterns
+
+from .conftest import World
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_layer(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+async def connect(user: User | AnonymousUser) -> tuple[WebsocketCommunicator, bool]:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/events/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    return communicator, connected
+
+
+async def publish(conversation: Conversation, event: str) -> None:
+    await get_channel_layer().group_send(
+        organization_group(conversation.organization_id),
+        {
+            "type": "conversation.updated",
+            "event": event,
+            "conversation_id": str(conversation.pk),
+            "status": conversation.status,
+        },
+    )
+
+
+async def test_anonymous_is_refused() -> None:
+    communicator, connected = await connect(AnonymousUser())
+    assert not connected
+
+
+async def test_supervisor_gets_their_teams_events_only(world: World) -> None:
+    communicator, connected = await connect(world.users["supervisor"])
+    assert connected
+    own, other = world.conversations["in_progress"], world.conversations["other_team"]
+    await publish(other, "room_started")  # not their team: filtered out
+    await publish(own, "room_started")
+    message = await communicator.receive_json_from(timeout=2)
+    assert message["type"] == "conversation.updated"
+    assert message["event"] == "room_started"
+    assert message["conversation"]["id"] == str(own.pk)
+    assert message["conversation"]["is_active"] is True
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+async def test_admin_gets_every_team_and_no_other_org(world: World) -> None:
+    communicator, _ = await connect(world.users["admin"])
+    await publish(world.conversations["other_org"], "room_started")
+    await publish(world.conversations["other_team"], "room_finished")
+    message = await communicator.receive_json_from(timeout=2)
+    assert message["conversation"]["id"] == str(world.conversations["other_team"].pk)
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> None:
+    from anyreach_listen.events import publish_conversation, publish_listener
+    from anyreach_listen.minting import mint_listener_token
+
+    communicator, _ = await connect(world.users["qa"])
+    conversation = world.conversations["in_progress"]
+    conversation.status = "completed"
+    await sync_to_async(conversation.save)()
+    await sync_to_async(publish_conversation)(conversation, "room_finished")
+    message = await communicator.receive_json_from(timeout=2)
+    assert message["conversation"]["status"] == "completed"
+    assert message["conversation"]["is_active"] is False
+
+    grant = await sync_to_async(mint_listener_token)(world.conversations["ringing"], via="api")
+    await sync_to_async(publish_listener)(grant.listen_session, "joined")
+    message = await communicator.receive_json_from(timeout=2)
+    assert message["type"] == "listener.updated"
+    assert message["listen_session_id"] == str(grant.listen_session.pk)
+    await communicator.disconnect()
+
+
+async def test_messages_from_the_browser_are_ignored(world: World) -> None:
+    communicator, _ = await connect(world.users["viewer"])
+    await communicator.send_json_to({"type": "conversation.updated", "conversation_id": "x"})
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
