@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import api, errors, openapi, user_tokens, webhooks
+from . import api, errors, openapi, public, user_tokens, webhooks
 
 app_name = "anyreach_listen"
 
@@ -19,5 +19,8 @@ urlpatterns = [
         user_tokens.listen_token,
         name="user-listen-token",
     ),
+    path("public/listen-sdk", public.listen_sdk, name="listen-sdk"),
+    path("public/listen", public.listen_frame, name="listen-frame"),
+    path("public/listen-frame.js", public.listen_frame_script, name="listen-frame-js"),
     re_path(r"^core/(?P<path>.*)$", errors.api_not_found),
 ]

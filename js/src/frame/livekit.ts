@@ -1,0 +1,106 @@
+// The production adapter: livekit-client's Room, subscribe-only.
+import {
+  ConnectionError,
+  ConnectionErrorReason,
+  DisconnectReason,
+  type RemoteParticipant,
+  Room,
+  RoomEvent,
+  Track,
+} from "livekit-client";
+import type { AdapterFactory, ParticipantRef } from "./adapter";
+
+const TOPIC = "lk.transcription";
+
+function describeConnectError(error: unknown, url: string): string {
+  if (error instanceof ConnectionError) {
+    switch (error.reason) {
+      case ConnectionErrorReason.NotAllowed:
+        return (
+          "AnyReach: LiveKit refused the listener token (expired, revoked or for another " +
+          "server). Mint a new token and call connect() again."
+        );
+      case ConnectionErrorReason.ServerUnreachable:
+      case ConnectionErrorReason.WebSocket:
+        return `AnyReach: cannot reach the LiveKit server at ${url}. Check the network, then call connect() again.`;
+      case ConnectionErrorReason.Cancelled:
+        return "AnyReach: the connection attempt was cancelled.";
+    }
+  }
+  const detail = error instanceof Error ? error.message : String(error);
+  return `AnyReach: could not connect to the live conversation: ${detail}`;
+}
+
+export const createLiveKitAdapter: AdapterFactory = (sink) => {
+  let room: Room | null = null;
+
+  const ref = (p: { identity: string; isAgent: boolean }): ParticipantRef => ({
+    identity: p.identity,
+    isAgent: p.isAgent,
+  });
+
+  function speakerOf(r: Room, senderIdentity: string, trackSid: string | undefined): ParticipantRef {
+    const sender = r.remoteParticipants.get(senderIdentity);
+    if (trackSid) {
+      let owner: RemoteParticipant | undefined;
+      for (const p of r.remoteParticipants.values()) {
+        if (p.trackPublications.has(trackSid)) owner = p;
+      }
+      if (owner) return ref(owner);
+      // An agent transcribes someone else's track: that is the user's speech.
+      if (!sender?.trackPublications.has(trackSid)) return { identity: "", isAgent: false };
+    }
+    return sender ? ref(sender) : { identity: senderIdentity, isAgent: false };
+  }
+
+  return {
+    async connect(url, token) {
+      if (room) {
+        room.removeAllListeners();
+        await room.disconnect();
+      }
+      const r = new Room({ adaptiveStream: false, dynacast: false, webAudioMix: false });
+      room = r;
+      r.on(RoomEvent.ConnectionStateChanged, (state) => sink.state(state));
+      r.on(RoomEvent.Disconnected, (reason) =>
+        sink.closed(reason === undefined ? "UNKNOWN_REASON" : DisconnectReason[reason] || String(reason)),
+      );
+      r.on(RoomEvent.TrackSubscribed, (track) => {
+        if (track.kind === Track.Kind.Audio) sink.audioElement(track.attach(), true);
+      });
+      r.on(RoomEvent.TrackUnsubscribed, (track) => {
+        for (const el of track.detach()) sink.audioElement(el, false);
+      });
+      r.on(RoomEvent.TranscriptionReceived, (segments, participant) => {
+        sink.segments(participant ? ref(participant) : { identity: "", isAgent: false }, segments);
+      });
+      r.on(RoomEvent.ParticipantDisconnected, (participant) => sink.participantLeft(ref(participant)));
+      r.on(RoomEvent.AudioPlaybackStatusChanged, (playing: boolean) => sink.playback(playing));
+      r.registerTextStreamHandler(TOPIC, (reader, info) => {
+        const attributes = () => reader.info.attributes || {};
+        sink.textStream({
+          segmentId: attributes()["lk.segment_id"] || reader.info.id,
+          speaker: speakerOf(r, info.identity, attributes()["lk.transcribed_track_id"]),
+          chunks: reader,
+          attributes,
+        });
+      });
+      try {
+        await r.connect(url, token, { autoSubscribe: true });
+      } catch (error) {
+        if (room === r) room = null;
+        r.removeAllListeners();
+        throw new Error(describeConnectError(error, url));
+      }
+      sink.playback(r.canPlaybackAudio);
+    },
+    async disconnect() {
+      const r = room;
+      room = null;
+      if (r) await r.disconnect();
+    },
+    async startAudio() {
+      if (room) await room.startAudio();
+    },
+  };
+};
