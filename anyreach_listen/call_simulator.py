@@ -51,6 +51,7 @@ SAMPLE_RATE = 48_000
 FRAME_MS = 10
 SAMPLES_PER_FRAME = SAMPLE_RATE * FRAME_MS // 1000
 TOPIC_TRANSCRIPTION = "lk.transcription"
+TOPIC_CHAT = "lk.chat"
 ATTR_SEGMENT_ID = "lk.segment_id"
 ATTR_FINAL = "lk.transcription_final"
 ATTR_TRACK_ID = "lk.transcribed_track_id"
@@ -170,6 +171,8 @@ class CallReport:
     # Every remote identity each side ever saw in its room (a hidden listener must not appear).
     seen_by_agent: set[str] = field(default_factory=set)
     seen_by_caller: set[str] = field(default_factory=set)
+    # Who sent each side data packets or chat text (a listener cannot publish).
+    data_from: dict[str, list[str]] = field(default_factory=lambda: {"agent": [], "user": []})
 
     def as_json(self) -> str:
         return json.dumps(
@@ -181,6 +184,7 @@ class CallReport:
                 "segments": self.segments,
                 "seen_by_agent": sorted(self.seen_by_agent),
                 "seen_by_caller": sorted(self.seen_by_caller),
+                "data_from": self.data_from,
             }
         )
 
@@ -243,6 +247,18 @@ class _Call:
         @room.on("participant_connected")
         def _on_participant(participant: rtc.RemoteParticipant) -> None:
             seen.add(participant.identity)
+
+        received = self.report.data_from[role]
+
+        @room.on("data_received")
+        def _on_data(packet: rtc.DataPacket) -> None:
+            received.append(packet.participant.identity if packet.participant else "server")
+
+        def _on_chat(reader: rtc.TextStreamReader, sender: str) -> None:
+            received.append(sender)
+            reader.close()
+
+        room.register_text_stream_handler(TOPIC_CHAT, _on_chat)
 
         await room.connect(
             cfg.url, _token(cfg, identity, name, agent=agent), rtc.RoomOptions(auto_subscribe=False)
