@@ -1,0 +1,216 @@
+"""``make demo``: the portal with live demo calls, on the embedded defaults.
+
+Migrates and seeds the SQLite database, starts a LiveKit dev server on
+loopback (webhooks pointing at the portal), daphne, and two lanes of simulated
+calls that start and end one after the other, so the dashboard moves by itself.
+Ctrl-C stops every child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+CALLERS = ["+1 555 0142", "+1 555 0178", "+44 20 7946 0011", "+1 555 0123"]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise CommandError(f"{url} did not come up within {timeout:.0f} s.")
+
+
+class Command(BaseCommand):
+    help = "Run the portal with live demo calls (LiveKit dev server, daphne, simulated calls)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", 8000)))
+        parser.add_argument("--livekit-port", type=int, default=7880)
+        parser.add_argument("--lanes", type=int, default=2, help="Calls running at once.")
+        parser.add_argument("--call-seconds", type=float, default=75.0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        port, lk_port = options["port"], options["livekit_port"]
+        for p in (port, lk_port, lk_port + 1):
+            if not _port_free(p):
+                raise CommandError(f"Port {p} is in use. Stop what uses it or pass another port.")
+
+        call_command("migrate", verbosity=0)
+        out = _Capture()
+        call_command("seed_demo", as_json=True, stdout=out)
+        seed = json.loads(out.text)
+
+        env = {
+            **os.environ,
+            "LIVEKIT_URL": f"ws://127.0.0.1:{lk_port}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        webhook = f"http://127.0.0.1:{port}/livekit/webhook"
+        logs = settings.BASE_DIR / "var" / "demo"
+        logs.mkdir(parents=True, exist_ok=True)
+        stop = threading.Event()
+        with _children(logs) as spawn:
+            spawn(
+                [*manage, "livekit_dev", "--port", str(lk_port), "--webhook-url", webhook],
+                env,
+                log="livekit.log",
+            )
+            _wait_http(f"http://127.0.0.1:{lk_port}/", 30)
+            spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "portal.asgi:application",
+                ],
+                env,
+            )
+            _wait_http(f"http://127.0.0.1:{port}/accounts/login/", 30)
+            for lane in range(options["lanes"]):
+                threading.Thread(
+                    target=self._call_lane,
+                    args=(lane, manage, env, options["call_seconds"], stop, spawn),
+                    daemon=True,
+                ).start()
+            self._banner(port, seed)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                self.stdout.write("\nStopping the demo…")
+            finally:
+                stop.set()
+
+    def _call_lane(
+        self,
+        lane: int,
+        manage: list[str],
+        env: dict[str, str],
+        seconds: float,
+        stop: threading.Event,
+        spawn: Any,
+    ) -> None:
+        """Back-to-back calls; lanes start staggered so calls overlap."""
+        if stop.wait(lane * seconds / 2):
+            return
+        n = lane
+        while not stop.is_set():
+            caller = CALLERS[n % len(CALLERS)]
+            n += 1
+            proc = spawn(
+                [
+                    *manage,
+                    "simulate_call",
+                    "--team",
+                    "Support",
+                    "--duration",
+                    str(seconds),
+                    "--caller-label",
+                    caller,
+                ],
+                env,
+                quiet=True,
+            )
+            while proc.poll() is None and not stop.wait(1):
+                pass
+            if stop.wait(5):
+                return
+
+    def _banner(self, port: int, seed: dict[str, Any]) -> None:
+        base = f"http://127.0.0.1:{port}"
+        lines = [
+            "",
+            f"Portal:      {base}/   (admin site: {base}/admin/)",
+            f"API docs:    {base}/core/openapi.json",
+            "Sign in as (passwords are new on every start):",
+        ]
+        for role, login in seed["users"].items():
+            lines.append(f"  {role:<11} {login['username']:<16} {login['password']}")
+        key = seed["api_keys"]["read_sensitive"]
+        lines += [
+            "Mint a listener token like an integrator would:",
+            f"  curl -X POST {base}/core/conversations/{seed['conversations']['active']}"
+            f"/listener-token -H 'Authorization: Bearer {key}'",
+            "Demo calls start and end by themselves (logs in var/demo/). Ctrl-C stops everything.",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, value: str) -> None:
+        self.text += value
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _children(log_dir: Path) -> Iterator[Any]:
+    """Spawn child processes in their own groups; stop them all on exit."""
+    procs: list[subprocess.Popen[bytes]] = []
+    lock = threading.Lock()
+
+    def spawn(args: list[str], env: dict[str, str], log: str = "") -> subprocess.Popen[bytes]:
+        # Appending: each child writes whole lines, and the file handle is inherited.
+        out = open(log_dir / log, "ab") if log else None  # noqa: SIM115
+        proc = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
+            args,
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
+        if out:
+            out.close()  # the child holds its own copy
+        with lock:
+            procs.append(proc)
+        return proc
+
+    try:
+        yield spawn
+    finally:
+        with lock:
+            live = [p for p in procs if p.poll() is None]
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
