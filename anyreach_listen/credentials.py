@@ -8,6 +8,7 @@ comparison takes the same time whatever the guess.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import re
 import secrets
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _CREDENTIAL_RE = re.compile(r"^(ak|pat)_([0-9a-f]{12})_([A-Za-z0-9_-]{32,128})$")
 _HASH_SALT = "anyreach_listen.credentials"
+LAST_USED_GRANULARITY = dt.timedelta(minutes=1)
 
 
 def hash_secret(secret: str) -> str:
@@ -129,5 +131,9 @@ def authenticate(raw: str) -> ApiKey | PersonalAccessToken:
         raise CredentialError("credentials_expired", "This credential has expired.")
     if isinstance(row, PersonalAccessToken) and not row.user.is_active:
         raise CredentialError("invalid_credentials", "The owner of this token is inactive.")
-    model.objects.filter(pk=row.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # At most one write a minute per credential: "last used" needs no finer grain,
+    # and minting is a hot path.
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        model.objects.filter(pk=row.pk).update(last_used_at=now)
     return row

@@ -1,0 +1,118 @@
+"""Minting cost: our full path vs the bare LiveKit token it wraps, in one run.
+
+    .venv/bin/python bench/bench_mint.py [--n 2000]
+
+Prints the time per token of
+  1. bare     livekit.api.AccessToken(...).to_jwt() with the listener grants
+  2. mint     anyreach_listen.minting.mint_listener_token (+ JWT read-back, audit row)
+  3. view     a bare Django view returning (1) as JSON, through the same middleware
+  4. api      the whole POST /core/conversations/{id}/listener-token through Django
+              (credential hash check, rate limit, scope, lookup, mint, audit, JSON)
+and each one's ratio to the bare baseline; "api" is also compared with "view",
+the framework's own floor. SQLite in memory, one process, Django's test client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ["DATABASE_URL"] = "sqlite://:memory:"
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.http import HttpRequest, JsonResponse  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from livekit.api import AccessToken  # noqa: E402
+
+from anyreach_listen.credentials import issue_api_key  # noqa: E402
+from anyreach_listen.minting import listener_grants, mint_listener_token  # noqa: E402
+from anyreach_listen.models import Conversation, Organization  # noqa: E402
+
+
+def bare_token() -> str:
+    conf = settings.ANYREACH_LISTEN
+    return (
+        AccessToken(conf["LIVEKIT_API_KEY"], conf["LIVEKIT_API_SECRET"])
+        .with_identity("listener-x")
+        .with_ttl(dt.timedelta(seconds=300))
+        .with_grants(listener_grants("bench-room"))
+        .to_jwt()
+    )
+
+
+def bare_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"token": bare_token()})
+
+
+urlpatterns = [path("bare", bare_view), path("", include("portal.urls"))]
+
+
+def per_call(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
+    """Median over rounds of the mean seconds per call."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - start) / n)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    n = parser.parse_args().n
+    settings.ANYREACH_LISTEN = {
+        **settings.ANYREACH_LISTEN,
+        "LIVEKIT_API_SECRET": "bench-secret-that-is-long-enough-1234",
+        "RATE_LIMIT_REQUESTS": 10**9,
+    }
+    settings.ROOT_URLCONF = __name__
+    call_command("migrate", verbosity=0)
+    org = Organization.objects.create(name="Bench", slug="bench")
+    conversation = Conversation.objects.create(
+        organization=org, status="in_progress", livekit_room="bench-room"
+    )
+    _, key = issue_api_key(org, "bench", ["conversations:read_sensitive"])
+    client = Client(HTTP_HOST="127.0.0.1")
+    url = f"/core/conversations/{conversation.pk}/listener-token"
+
+    def mint() -> object:
+        return mint_listener_token(conversation, via="api")
+
+    def view() -> object:
+        return client.post("/bare")
+
+    def api() -> object:
+        response = client.post(url, headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200, response.status_code
+        return response
+
+    paths = [("bare", bare_token), ("mint", mint), ("view", view), ("api", api)]
+    results = {name: per_call(fn, n) for name, fn in paths}
+    base = results["bare"]
+    print(f"{'path':<6} {'µs/token':>10} {'x bare':>8}   (n={n}, median of 5 rounds)")
+    for name, seconds in results.items():
+        print(f"{name:<6} {seconds * 1e6:>10.1f} {seconds / base:>8.2f}")
+    print(
+        f"api / view = {results['api'] / results['view']:.2f}  (our checks, lookup and audit "
+        "over a bare Django view minting the same token)"
+    )
+
+
+if __name__ == "__main__":
+    main()
