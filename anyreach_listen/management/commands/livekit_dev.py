@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from types import FrameType
 from typing import Any
 
@@ -11,6 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from anyreach_listen.devserver import DevServerConfig, find_livekit_server
+
+STOP_GRACE = 5.0  # seconds the server gets to stop before it is terminated, then killed
 
 
 class Command(BaseCommand):
@@ -52,24 +55,40 @@ class Command(BaseCommand):
         # Own session: a terminal Ctrl-C reaches the server once, forwarded by us.
         proc = subprocess.Popen(args_, start_new_session=True)  # noqa: S603 - our binary
 
+        stop_requested: list[float] = []
+
         def forward(signum: int, frame: FrameType | None) -> None:
             if proc.poll() is None:
                 proc.send_signal(signum)
+                stop_requested.append(time.monotonic())
 
         previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            code = proc.wait()
-            while code is None:  # pragma: no cover - wait() returns the code
-                code = proc.wait()
+            code = self._wait(proc, stop_requested)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+                proc.kill()
+                proc.wait()
+        if code not in (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL):
             raise CommandError(f"livekit-server exited with status {code}")
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen[bytes], stop_requested: list[float]) -> int:
+        """Wait for the server; escalate if it ignores a stop request.
+
+        livekit-server sometimes misses a SIGINT that arrives right after it
+        starts answering HTTP, so after a grace period it gets SIGTERM, then SIGKILL.
+        """
+        while True:
+            try:
+                return proc.wait(timeout=0.25)
+            except subprocess.TimeoutExpired:
+                if not stop_requested:
+                    continue
+                waited = time.monotonic() - stop_requested[0]
+                if waited > 2 * STOP_GRACE:
+                    proc.kill()
+                elif waited > STOP_GRACE:
+                    proc.terminate()
