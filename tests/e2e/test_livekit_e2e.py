@@ -21,7 +21,8 @@ import jwt
 import pytest
 from livekit import api, rtc
 
-from anyreach_listen.livekit_service import livekit_api
+# run_sync, not asyncio.run: Playwright's sync API may keep a loop running in this thread.
+from anyreach_listen.livekit_service import livekit_api, run_sync
 from anyreach_listen.minting import listener_grants
 from tests.e2e.conftest import Call, Stack, simulated_call
 from tests.e2e.listener import Heard, Listener
@@ -141,7 +142,7 @@ def test_listener_hears_both_sides_hidden_and_read_only(stack: Stack) -> None:
             await listener.close()
             return listener, failures
 
-        listener, failures = asyncio.run(listen())
+        listener, failures = run_sync(listen())
         _finished(call, timeout=30)
 
     report = call.report()
@@ -222,7 +223,7 @@ def test_revoking_the_api_key_removes_the_listener(stack: Stack) -> None:
             await listener.close()
             return listener, done, removed_at
 
-        _listener, done, removed_at = asyncio.run(listen_then_revoke())
+        _listener, done, removed_at = run_sync(listen_then_revoke())
         assert done["revoked"] == 1
         latency = removed_at - done["start"]
         print(f"revocation latency: {latency:.3f}s (revoke_credential took "
@@ -267,7 +268,7 @@ def test_expired_listener_token_cannot_join(stack: Stack) -> None:
             await room.disconnect()
             return ""
 
-        error = asyncio.run(join())
+        error = run_sync(join())
         assert error, "an expired token joined the room"
         # LiveKit's message echoes the whole token: the frame must not pass it on raw.
         assert "401" in error and "token is expired" in error, error
