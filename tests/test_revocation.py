@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
@@ -183,4 +184,6 @@ def test_run_sync_inside_a_running_loop() -> None:
         # Sync code called straight from a coroutine (no sync_to_async in between).
         return livekit_service.run_sync(_answer())
 
-    assert asyncio.run(caller()) == 42
+    # In a thread of its own: this test's thread may already run a loop (Playwright).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(asyncio.run, caller()).result() == 42
