@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
 from .models import ApiKey, Membership, PersonalAccessToken
@@ -26,6 +26,8 @@ def credential_saved(
     revoke_sessions(sessions_of_credential(instance))
 
 
-@receiver(post_delete, sender=Membership, dispatch_uid="anyreach_listen.revoke_membership")
+# pre_delete: when a whole user is deleted, Django nulls ListenSession.user
+# before it deletes the memberships, so afterwards the sessions could not be found.
+@receiver(pre_delete, sender=Membership, dispatch_uid="anyreach_listen.revoke_membership")
 def membership_deleted(sender: type[Membership], instance: Membership, **kwargs: Any) -> None:
     revoke_membership(instance)

@@ -45,7 +45,7 @@ async def publish(conversation: Conversation, event: str) -> None:
 
 
 async def test_anonymous_is_refused() -> None:
-    communicator, connected = await connect(AnonymousUser())
+    _, connected = await connect(AnonymousUser())
     assert not connected
 
 

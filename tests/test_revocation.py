@@ -140,6 +140,19 @@ def test_deleting_a_membership_removes_the_members_listeners(
     assert elsewhere.revoked_at is None
 
 
+def test_deleting_a_user_removes_their_listeners(
+    world: World,
+    removed: list[tuple[str, str]],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    session = _mint(world, user=world.users["qa"])
+    with django_capture_on_commit_callbacks(execute=True):
+        world.users["qa"].delete()
+    assert removed == [("room-in_progress", session.listener_identity)]
+    session.refresh_from_db()
+    assert session.revoked_at is not None and session.user is None
+
+
 def test_stop_listener(
     world: World,
     removed: list[tuple[str, str]],

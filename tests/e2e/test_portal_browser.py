@@ -1,0 +1,166 @@
+"""The supervisor portal in real Chromium, against real daphne, LiveKit and simulated calls.
+
+Each test signs in through the login form like a person would. Screenshots of
+the main screens are saved to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.support.processes import ROOT
+
+from .conftest import Stack, simulated_call
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+# Regenerated on every run (gitignored); docs/screenshots/ holds the README's copies.
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def portal(browser: Browser, stack: Stack) -> Iterator[BrowserContext]:
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    yield context
+    context.close()
+
+
+def sign_in(context: BrowserContext, stack: Stack, role: str) -> Page:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/accounts/login/")
+    login = stack.seed["users"][role]
+    page.get_by_label("Username").fill(login["username"])
+    page.get_by_label("Password").fill(login["password"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_supervisor_sees_call_appear_listens_reads_mutes_and_stops(
+    portal: BrowserContext, stack: Stack
+) -> None:
+    page = sign_in(portal, stack, "supervisor")
+    expect(page.locator("#stream-status")).to_have_text("Updates live.")
+    with simulated_call(
+        stack, "--team", "Support", "--duration", "45", "--caller-label", "+1 555 0142"
+    ) as call:
+        # The call appears without a reload (websocket → htmx refresh).
+        row = page.locator(f'tr[data-conversation="{call.conversation_id}"]')
+        expect(row).to_be_visible()
+        expect(row.locator(".status")).to_have_text("In progress")
+        shoot(page, "dashboard")
+
+        row.get_by_role("link", name="Open").click()
+        live = page.locator(f'[data-arl-panel][data-conversation="{call.conversation_id}"]')
+        badge = live.locator("[data-arl-badge]")
+        expect(badge).to_have_text("LIVE")  # attached muted as the page opened
+        live.get_by_role("button", name="Listen").click()
+        expect(live.get_by_role("button", name="Mute")).to_be_enabled()
+
+        # Both sides' transcript, interim lines replaced by final ones.
+        expect(live.locator('.arl-line[data-role="agent"]:not(.is-interim)').first).to_be_visible()
+        expect(live.locator('.arl-line[data-role="user"]:not(.is-interim)').first).to_be_visible()
+        agent_text = live.locator('.arl-line[data-role="agent"] .arl-line__role').first
+        expect(agent_text).to_have_text("Agent")
+        ids = live.locator(".arl-line").evaluate_all("els => els.map(e => e.dataset.segment)")
+        assert len(ids) == len(set(ids)), "a segment was rendered twice"
+        shoot(page, "conversation")
+
+        # Keyboard: M mutes, Esc stops.
+        page.locator("body").press("m")
+        expect(live.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
+        page.locator("body").press("Escape")
+        expect(badge).to_have_text("Not listening")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_viewer_has_no_listen_controls_and_the_token_view_refuses(
+    portal: BrowserContext, stack: Stack
+) -> None:
+    page = sign_in(portal, stack, "viewer")
+    conversation_id = stack.seed["conversations"]["active"]
+    page.goto(f"/conversations/{conversation_id}/")
+    expect(page.get_by_text("Your role can see this call but not listen to it.")).to_be_visible()
+    expect(page.get_by_role("button", name="Listen")).to_have_count(0)
+    csrf = next(c["value"] for c in portal.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"/listen/conversations/{conversation_id}/token", headers={"X-CSRFToken": csrf}
+    )
+    assert response.status == 403
+    assert response.json()["error"]["code"] == "listen_not_allowed"
+
+
+def test_dashboard_updates_when_the_call_ends(portal: BrowserContext, stack: Stack) -> None:
+    page = sign_in(portal, stack, "qa")
+    with simulated_call(stack, "--team", "Support", "--webhook-grace", "10") as call:
+        row = page.locator(f'tr[data-conversation="{call.conversation_id}"]')
+        expect(row).to_be_visible()
+        call.wait(timeout=120)  # the script ends, the agent leaves, the room closes
+        expect(row).to_have_count(0)  # gone from the live list, without a reload
+    page.get_by_label("Status").select_option("completed")
+    expect(page.locator(f'tr[data-conversation="{call.conversation_id}"] .status')).to_have_text(
+        "Completed"
+    )
+
+
+def test_admin_listen_live_page(portal: BrowserContext, stack: Stack) -> None:
+    page = sign_in(portal, stack, "admin")
+    with simulated_call(
+        stack, "--team", "Support", "--duration", "40", "--caller-label", "+1 555 0178"
+    ) as call:
+        page.goto("/admin/anyreach_listen/conversation/?status__exact=in_progress")
+        row = page.locator("#result_list tr", has=page.get_by_text("+1 555 0178"))
+        row.get_by_role("link", name="Listen live").click()
+        expect(page).to_have_url(re.compile(rf"/{call.conversation_id}/listen/$"))
+        live = page.locator(f'[data-arl-panel][data-conversation="{call.conversation_id}"]')
+        expect(live.locator("[data-arl-badge]")).to_have_text("LIVE")
+        live.get_by_role("button", name="Listen").click()
+        expect(live.locator(".arl-line:not(.is-interim)").first).to_be_visible()
+        shoot(page, "admin-listen")
+    rows = stack.query(
+        "SELECT via FROM anyreach_listen_listensession s JOIN anyreach_listen_conversation c "
+        "ON s.conversation_id = c.id WHERE c.id = ?",
+        call.conversation_id.replace("-", ""),
+    )
+    assert [r["via"] for r in rows] == ["admin"]
+
+
+def test_wall_listens_to_two_calls_at_once(portal: BrowserContext, stack: Stack) -> None:
+    page = sign_in(portal, stack, "supervisor")
+    page.goto("/wall/")
+    with (
+        simulated_call(
+            stack, "--team", "Support", "--duration", "45", "--caller-label", "+1 555 0123"
+        ) as first,
+        simulated_call(
+            stack, "--team", "Support", "--duration", "45", "--caller-label", "+44 20 7946 0011"
+        ) as second,
+    ):
+        for call in (first, second):
+            tile = page.locator(f'[data-arl-panel][data-conversation="{call.conversation_id}"]')
+            expect(tile.locator("[data-arl-badge]")).to_have_text("LIVE")
+            tile.get_by_role("button", name="Listen").click()
+            expect(tile.locator(".arl-line:not(.is-interim)").first).to_be_visible()
+        # Each tile has its own session: muting one leaves the other playing.
+        one = page.locator(f'[data-arl-panel][data-conversation="{first.conversation_id}"]')
+        two = page.locator(f'[data-arl-panel][data-conversation="{second.conversation_id}"]')
+        one.get_by_role("button", name="Mute").click()
+        expect(one.get_by_role("button", name="Unmute")).to_be_visible()
+        expect(two.get_by_role("button", name="Mute")).to_be_visible()
+        assert page.locator("iframe[src$='/public/listen']").count() >= 2
+        shoot(page, "wall")
