@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django_htmx.middleware import HtmxDetails
 
@@ -89,27 +90,31 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     )
 
 
-def _listenable_live(request: HttpRequest) -> list[Conversation]:
-    live = access.visible_conversations(request.user).filter(status__in=ACTIVE_STATUSES)
+def _wall_conversations(request: HttpRequest) -> list[Conversation]:
+    """Live calls with a room that the user may hear, newest first."""
+    live = (
+        access.visible_conversations(request.user)
+        .filter(status__in=ACTIVE_STATUSES, livekit_room__isnull=False)
+        .order_by("-started_at")
+    )
     orgs = {m.organization_id: m for m in access.memberships(request.user)}
-    return [
-        c
-        for c in live.order_by("-started_at")
-        if c.organization_id in orgs and can_listen(orgs[c.organization_id].scopes)
-    ]
+    return [c for c in live if can_listen(orgs[c.organization_id].scopes)]
 
 
 @login_required
 def wall(request: HttpRequest) -> HttpResponse:
-    conversations = _listenable_live(request)[:WALL_LIMIT]
+    conversations = _wall_conversations(request)[:WALL_LIMIT]
     return render(
         request, "portal/wall.html", {"conversations": conversations, "limit": WALL_LIMIT}
     )
 
 
 @login_required
-def wall_tile(request: HttpRequest, conversation_id: str) -> HttpResponse:
-    conversation = get_object_or_404(access.visible_conversations(request.user), pk=conversation_id)
+def wall_tile(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """One tile, fetched by the wall's script when a new call starts."""
+    conversation = next((c for c in _wall_conversations(request) if c.pk == conversation_id), None)
+    if conversation is None:
+        raise Http404("Not a live call you may hear.")
     return render(request, "portal/_wall_tile.html", {"conversation": conversation})
 
 
