@@ -66,6 +66,7 @@ export interface FakeControl {
 export function installFake(): { control: FakeControl; factory: AdapterFactory } {
   let sink: AdapterSink | null = null;
   let waiter: Waiter | null = null;
+  let queued: { ok: boolean; message: string } | null = null;
   let blocked = false;
   const streams: { queue: ChunkQueue; attributes: Record<string, string> }[] = [];
   const elements: HTMLMediaElement[] = [];
@@ -79,14 +80,17 @@ export function installFake(): { control: FakeControl; factory: AdapterFactory }
     ignored: [],
     hangDisconnect: false,
     failStartAudio: "",
+    // Both may be called before connect() reached the frame: the outcome is then queued.
     completeConnect() {
+      if (!waiter) return void (queued = { ok: true, message: "" });
       need().state("connected");
-      waiter?.resolve();
+      waiter.resolve();
       waiter = null;
     },
     failConnect(message) {
+      if (!waiter) return void (queued = { ok: false, message });
       need().state("disconnected");
-      waiter?.reject(new Error(message));
+      waiter.reject(new Error(message));
       waiter = null;
     },
     state: (state) => need().state(state),
@@ -151,7 +155,12 @@ export function installFake(): { control: FakeControl; factory: AdapterFactory }
           s.state("disconnected");
           return Promise.reject(new Error(params.get("message") || "fake connect failure"));
         }
-        return new Promise<void>((resolve, reject) => (waiter = { resolve, reject }));
+        const promise = new Promise<void>((resolve, reject) => (waiter = { resolve, reject }));
+        const outcome = queued;
+        queued = null;
+        if (outcome?.ok) control.completeConnect();
+        else if (outcome) control.failConnect(outcome.message);
+        return promise;
       },
       disconnect() {
         control.calls.push("disconnect");

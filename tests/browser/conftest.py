@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Frame, Page, Playwright, sync_playwright
 
 from tests.browser.pages import EmbeddingSite
-from tests.support.processes import ROOT, daphne_server, free_port
+from tests.support.processes import ROOT, daphne_server, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -153,12 +153,21 @@ def page(context: BrowserContext, observed: Observed) -> Page:
 
 
 def listen_frame(page: Page, index: int = 0) -> Frame:
-    """The index-th listen frame of the page, once its fake adapter is installed."""
-    handle = page.locator('iframe[src$="/public/listen"]').nth(index).element_handle()
-    frame = handle.content_frame()
-    assert frame is not None
-    frame.wait_for_function("() => window.__anyreachFake !== undefined")
-    return frame
+    """The index-th listen frame of the page, once its fake adapter is installed.
+
+    Looked up again on every poll: the iframe's Frame can be swapped while it
+    navigates from about:blank to the cross-origin frame page (site isolation).
+    """
+
+    def find() -> Frame | None:
+        handle = page.locator('iframe[src$="/public/listen"]').nth(index).element_handle()
+        frame = handle.content_frame()
+        if frame is None or not frame.url.endswith("/public/listen"):
+            return None
+        ready = frame.evaluate("() => window.__anyreachFake !== undefined")
+        return frame if ready else None
+
+    return wait_until(find, timeout=TIMEOUT_MS / 1000, what="the listen frame")
 
 
 def fake(frame: Frame, script: str, arg: Any = None) -> Any:
