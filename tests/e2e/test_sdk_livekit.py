@@ -70,6 +70,13 @@ def embedder() -> Iterator[EmbeddingSite]:
         yield site
 
 
+def uncaught_errors(context: BrowserContext) -> list[str]:
+    """Uncaught errors of every page and frame of ``context`` from now on."""
+    errors: list[str] = []
+    context.on("weberror", lambda error: errors.append(str(error.error)))
+    return errors
+
+
 def _new_context(browser: Browser) -> BrowserContext:
     context = browser.new_context()
     context.set_default_timeout(30_000)
@@ -103,11 +110,10 @@ def live(stack: Stack, browser: Browser, embedder: EmbeddingSite) -> Iterator[Li
         grant = response.json()
         context = _new_context(browser)
         try:
-            errors: list[str] = []
+            errors = uncaught_errors(context)
             page = open_listener_page(
                 context, embedder, f"{stack.base_url}/public/listen-sdk", grant
             )
-            page.on("pageerror", lambda error: errors.append(str(error)))
             yield Live(stack, call, grant, page, errors)
         finally:
             context.close()
@@ -131,7 +137,7 @@ def test_audio_arrives_in_the_frame_and_mute_is_local(live: Live) -> None:
     assert heard.streams >= 1
     wait_until(lambda: len(audio_elements(frame)) >= 2, timeout=10, what="agent and caller audio")
     assert not any(a["muted"] for a in audio_elements(frame)), audio_elements(frame)
-    assert all(a["hasStream"] for a in audio_elements(frame))
+    assert all(a["hasStream"] and not a["paused"] for a in audio_elements(frame))
 
     # mute(): every audio element in the frame is silenced...
     transcripts_before = len(log(page, "transcript"))
@@ -188,6 +194,8 @@ def test_transcripts_for_both_roles_interim_then_final_once_in_order(live: Live)
     _wait_connected(page)
     report = live.finished()
     assert log(page, "stateChange")[:2] == ["connecting", "connected"]
+    names = [name for name, _ in log(page)]
+    assert names.index("stateChange", 1) < names.index("transcript"), names[:5]
     events: list[dict[str, Any]] = log(page, "transcript")
     expected = _expected_order(report)
     roles = {sid: role for sid, role, _ in expected}
@@ -267,6 +275,7 @@ def test_agent_leaves_then_the_session_disconnects_and_ends(live: Live) -> None:
 def test_expired_token_rejects_connect_with_a_clear_error_without_the_jwt(
     stack: Stack, context: BrowserContext, embedder: EmbeddingSite
 ) -> None:
+    uncaught = uncaught_errors(context)
     with simulated_call(stack, "--duration", "3") as call:
         expired = (
             api.AccessToken(stack.env["LIVEKIT_API_KEY"], stack.env["LIVEKIT_API_SECRET"])
@@ -290,6 +299,7 @@ def test_expired_token_rejects_connect_with_a_clear_error_without_the_jwt(
     assert "token" in message and "Mint a new token" in message, message
     assert log(page, "stateChange") == ["connecting", "disconnected"]
     assert not log(page, "ended")
+    assert uncaught == []
     # LiveKit's raw 401 text echoes the whole token: none of it may reach the page.
     for text in (message, outcome[0]):
         for part in expired.split("."):
@@ -302,6 +312,7 @@ def test_revoking_the_api_key_removes_the_sdk_listener(
 ) -> None:
     name = f"sdk-revoke-{uuid.uuid4().hex[:6]}"
     key = stack.manage("create_api_key", "demo", "--name", name, "--scope", READ_SCOPE).strip()
+    uncaught = uncaught_errors(context)
     with simulated_call(stack, "--loop") as call:
         response = stack.mint(call.conversation_id, key)
         assert response.status_code == 200, response.text
@@ -331,3 +342,4 @@ def test_revoking_the_api_key_removes_the_sdk_listener(
     errors = log(page, "error")
     assert len(errors) == 1 and "revoked" in errors[0]["message"], errors
     print(f"revoked: {errors[0]['message']}")
+    assert uncaught == []
