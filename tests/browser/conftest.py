@@ -3,6 +3,9 @@ on another origin, one shared headless Chromium, and a fresh context per test.
 
 The SDK host runs ``tests.browser.settings``, whose URLconf serves the frame
 with the fake LiveKit adapter (js/dist-test/); see ``tests/browser/urls.py``.
+
+Generic browser fixtures (browser, context, page, observed) live in
+``tests/browser/fixtures.py`` so other test packages can share one Chromium.
 """
 
 from __future__ import annotations
@@ -14,27 +17,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Frame, Page, Playwright, sync_playwright
+from playwright.sync_api import Frame, Page
 
+from tests.browser.fixtures import TIMEOUT_MS, Observed, browser, context, observed, page
 from tests.browser.pages import EmbeddingSite
 from tests.support.processes import ROOT, daphne_server, free_port, wait_until
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-gpu",
-    "--disable-quic",
-]
-TIMEOUT_MS = 10_000
 
 
 def build_js() -> None:
@@ -99,59 +92,6 @@ def site() -> Iterator[EmbeddingSite]:
         yield running
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as pw:
-        yield pw
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-    )
-    yield browser
-    browser.close()
-
-
-@dataclass
-class Observed:
-    """What the browser did during one test."""
-
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def observed() -> Observed:
-    return Observed()
-
-
-@pytest.fixture
-def context(browser: Browser, observed: Observed) -> Iterator[BrowserContext]:
-    ctx = browser.new_context()
-    ctx.set_default_timeout(TIMEOUT_MS)
-    ctx.on("request", lambda request: observed.requests.append(request.url))
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext, observed: Observed) -> Page:
-    pg = context.new_page()
-
-    def on_console(message: Any) -> None:
-        observed.console.append(message.text)
-        if message.type == "error":
-            observed.console_errors.append(message.text)
-
-    pg.on("console", on_console)
-    pg.on("pageerror", lambda error: observed.page_errors.append(str(error)))
-    return pg
-
-
 def listen_frame(page: Page, index: int = 0) -> Frame:
     """The index-th listen frame of the page, once its fake adapter is installed.
 
@@ -190,3 +130,6 @@ def make_token(*, embed_origins: list[str] | None = None, identity: str = "liste
         "metadata": json.dumps({"listener": True, "embed_origins": embed_origins or []}),
     }
     return jwt.encode(claims, "test-secret-that-is-at-least-32-characters", algorithm="HS256")
+
+
+__all__ = ["Observed", "browser", "context", "observed", "page"]
