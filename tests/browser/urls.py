@@ -3,7 +3,8 @@
 The fake adapter is built into js/dist-test/ (never into the static directory the
 wheel ships) and only this URLconf serves it, so production cannot enable it.
 Set ``LISTEN_TEST_REAL_FRAME=1`` to serve the production frame instead (the same
-contract tests can then run against a real LiveKit server).
+contract tests can then run against a real LiveKit server). The production pair
+is also always mounted under ``/real/``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ def fake_frame_script(request: HttpRequest) -> HttpResponse:
     return public.serve_script(request, TEST_FRAME_FILE, max_age=0)
 
 
-urlpatterns: list[URLPattern | URLResolver] = []
+# The production SDK and frame (real livekit-client adapter) under a prefix: the
+# SDK derives the frame's URL from its own, so /real/public/listen-sdk injects
+# /real/public/listen.
+real = [
+    path("public/listen-sdk", public.listen_sdk),
+    path("public/listen", public.listen_frame),
+]
+urlpatterns: list[URLPattern | URLResolver] = [path("real/", include(real))]
 if os.environ.get("LISTEN_TEST_REAL_FRAME") != "1":
     urlpatterns += [
         path(

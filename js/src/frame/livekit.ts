@@ -6,11 +6,16 @@ import {
   type RemoteParticipant,
   Room,
   RoomEvent,
+  setLogLevel,
   Track,
 } from "livekit-client";
 import type { AdapterFactory, ParticipantRef } from "./adapter";
 
 const TOPIC = "lk.transcription";
+
+// livekit-client logs every state change at info level; the frame is invisible
+// plumbing, so only warnings and errors reach the console.
+setLogLevel("warn");
 
 function describeConnectError(error: unknown, url: string): string {
   if (error instanceof ConnectionError) {
