@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from .models import Conversation, Membership, Team
 from .roles import Role, can_listen
@@ -29,7 +29,11 @@ def visible_conversations(user: UserLike) -> QuerySet[Conversation]:
     if not user.is_authenticated:
         return Conversation.objects.none()
     admin_orgs = memberships(user).filter(role=Role.ADMIN).values("organization_id")
-    own_teams = Team.objects.filter(memberships__user_id=user.pk).values("pk")
+    # A team counts only inside its own organization's membership, so a team
+    # mistakenly attached to another organization's membership grants nothing.
+    own_teams = Team.objects.filter(
+        memberships__user_id=user.pk, organization_id=F("memberships__organization_id")
+    ).values("pk")
     return Conversation.objects.filter(
         Q(organization_id__in=admin_orgs) | Q(team_id__in=own_teams)
     ).select_related("organization", "team")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -44,8 +46,22 @@ class TeamAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "organization", "role", "teams"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        org, teams = data.get("organization"), data.get("teams")
+        if org is not None and teams and any(t.organization_id != org.pk for t in teams):
+            raise forms.ValidationError("Pick only teams of this membership's organization.")
+        return data
+
+
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipForm
     list_display = ["user", "organization", "role"]
     list_filter = ["organization", "role"]
     search_fields = ["user__username", "user__email"]
@@ -67,6 +83,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "listen_live",
     ]
     list_filter = ["status", "team", "organization"]
+    list_select_related = ["organization", "team__organization"]
     search_fields = ["id", "livekit_room", "caller_label", "agent_label"]
     date_hierarchy = "created_at"
 
@@ -87,6 +104,8 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def listen_view(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         conversation = get_object_or_404(Conversation, pk=conversation_id)
+        if not self.has_view_permission(request, conversation):
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "title": f"Listen live: {conversation}",
@@ -206,7 +225,13 @@ class ListenSessionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Stop this listener (remove from the room)")
+    def has_stop_listener_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("anyreach_listen.stop_listener")
+
+    @admin.action(
+        description="Stop this listener (remove from the room)",
+        permissions=["stop_listener"],
+    )
     def stop_listeners(self, request: HttpRequest, queryset: QuerySet[ListenSession]) -> None:
         stopped = [
             s for s in queryset.select_related("conversation") if revocation.stop_listener(s)

@@ -34,6 +34,9 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accept first so the browser sees code 4401 (a refused handshake is
+            # only 1006) and stops reconnecting.
+            await self.accept()
             await self.close(code=4401)
             return
         self.joined = [organization_group(org) for org in await self._organization_ids()]

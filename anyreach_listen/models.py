@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
+from django.db.models.signals import m2m_changed
 from django.utils import timezone
 
 from .origins import validate_origin_list
@@ -40,13 +41,13 @@ class Team(models.Model):
     name = models.CharField(max_length=200)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["organization__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "name"], name="unique_team_name")
         ]
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.organization.name} / {self.name}"
 
 
 class Membership(models.Model):
@@ -76,7 +77,9 @@ class Membership(models.Model):
         conversations = Conversation.objects.filter(organization_id=self.organization_id)
         if self.role == Role.ADMIN:
             return conversations
-        return conversations.filter(team__in=self.teams.all())
+        return conversations.filter(
+            team__in=self.teams.filter(organization_id=self.organization_id)
+        )
 
     def can_see(self, conversation: Conversation) -> bool:
         return self.visible_conversations().filter(pk=conversation.pk).exists()
@@ -259,6 +262,7 @@ class ListenSession(models.Model):
     class Meta:
         ordering = ["-minted_at"]
         indexes = [models.Index(fields=["conversation", "minted_at"])]
+        permissions = [("stop_listener", "Can stop a live listener")]
 
     def __str__(self) -> str:
         return f"{self.listener_identity} on {self.conversation_id}"
@@ -277,3 +281,21 @@ class ListenSession(models.Model):
             return None
         end = self.left_at or self.revoked_at or timezone.now()
         return max(0.0, (end - self.joined_at).total_seconds())
+
+
+def _teams_of_own_organization(
+    sender: type, instance: Membership, action: str, pk_set: set[uuid.UUID] | None, **kwargs: object
+) -> None:
+    """A membership may only hold teams of its own organization."""
+    if action != "pre_add" or not pk_set:
+        return
+    foreign = Team.objects.filter(pk__in=pk_set).exclude(organization_id=instance.organization_id)
+    if foreign.exists():
+        raise ValidationError("A membership can only include teams of its own organization.")
+
+
+m2m_changed.connect(
+    _teams_of_own_organization,
+    sender=Membership.teams.through,
+    dispatch_uid="anyreach_listen.membership_teams",
+)

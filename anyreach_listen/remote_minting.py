@@ -35,21 +35,28 @@ def mint_remotely(config: dict[str, Any], conversation_id: str) -> dict[str, str
         for attempt in range(retries + 1):
             try:
                 response = client.post(url, headers=headers)
-            except httpx.TransportError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Only failures before the request reached the platform are retried:
+                # a timeout while it answers could mean a token was minted already.
                 # Log the kind of failure only: the request carries the API key.
-                logger.warning("remote mint attempt %d failed: %s", attempt + 1, type(exc).__name__)
+                logger.warning("remote mint attempt %d: %s", attempt + 1, type(exc).__name__)
                 if attempt == retries:
-                    raise ApiError(
-                        502,
-                        "remote_unavailable",
-                        "The listening service could not be reached. Try again in a moment.",
-                    ) from None
+                    raise _unavailable("could not be reached") from None
+            except httpx.TransportError as exc:
+                logger.warning("remote mint failed: %s", type(exc).__name__)
+                raise _unavailable("did not answer in time") from None
             else:
                 if response.status_code < 500 or attempt == retries:
                     return _interpret(response)
                 logger.warning("remote mint attempt %d: HTTP %d", attempt + 1, response.status_code)
             time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _unavailable(what: str) -> ApiError:
+    return ApiError(
+        502, "remote_unavailable", f"The listening service {what}. Try again in a moment."
+    )
 
 
 def _interpret(response: httpx.Response) -> dict[str, str]:
@@ -67,12 +74,16 @@ def _interpret(response: httpx.Response) -> dict[str, str]:
             str(error.get("code") or "remote_error"),
             str(error.get("message") or "The listening service refused the request."),
         )
-    if response.status_code >= 500:
+    if response.status_code == 429:
+        retry_after = response.headers.get("Retry-After", "")
         raise ApiError(
-            502,
-            "remote_unavailable",
-            "The listening service is having trouble right now. Try again in a moment.",
+            429,
+            "rate_limited",
+            "The listening service is busy; try again shortly.",
+            {"Retry-After": retry_after} if retry_after.isdigit() else None,
         )
+    if response.status_code >= 500:
+        raise _unavailable("is having trouble right now")
     logger.error("remote mint refused: HTTP %d", response.status_code)
     raise ApiError(
         502,

@@ -12,6 +12,7 @@ import uuid
 
 import jwt
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_protect
 
 from . import access
 from .api import client_ip
@@ -22,7 +23,7 @@ from .models import Conversation, ListenSession, ListenVia
 from .remote_minting import mint_remotely
 
 
-def _conversation_for(request: HttpRequest, conversation_id: str) -> Conversation:
+def _visible_listenable(request: HttpRequest, conversation_id: str) -> Conversation:
     try:
         parsed = uuid.UUID(conversation_id)
     except ValueError:
@@ -34,27 +35,34 @@ def _conversation_for(request: HttpRequest, conversation_id: str) -> Conversatio
         raise ApiError(404, "conversation_not_found", "No such conversation.")
     if not access.may_listen(request.user, conversation):
         raise ApiError(403, "listen_not_allowed", "Your role can see this call but not listen.")
-    ensure_listenable(conversation)
     return conversation
 
 
 def _audit_remote(
     request: HttpRequest, conversation: Conversation, fields: dict[str, str], via: str
 ) -> None:
-    claims = jwt.decode(fields["token"], options={"verify_signature": False})
-    ListenSession.objects.update_or_create(
-        listener_identity=claims["sub"],
+    try:
+        claims = jwt.decode(fields["token"], options={"verify_signature": False})
+        identity, exp = str(claims["sub"]), int(claims["exp"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        raise ApiError(
+            502, "remote_invalid", "The listening service answered with an unusable token."
+        ) from None
+    # get_or_create: a remote answer must never rewrite an existing audit row.
+    ListenSession.objects.get_or_create(
+        listener_identity=identity,
         defaults={
             "conversation": conversation,
             "user": request.user if request.user.is_authenticated else None,
             "via": via,
-            "expires_at": dt.datetime.fromtimestamp(claims["exp"], tz=dt.UTC),
+            "expires_at": dt.datetime.fromtimestamp(exp, tz=dt.UTC),
             "client_ip": client_ip(request),
             "user_agent": request.headers.get("User-Agent", "")[:500],
         },
     )
 
 
+@csrf_protect
 def listen_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
     if request.method != "POST":
         return error_response(405, "method_not_allowed", "Use POST.", {"Allow": "POST"})
@@ -67,12 +75,14 @@ def listen_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
         else (ListenVia.PORTAL)
     )
     try:
-        conversation = _conversation_for(request, conversation_id)
+        conversation = _visible_listenable(request, conversation_id)
         remote = listen_settings.REMOTE_MINT
         if remote:
+            # The platform owns the call's state (409/404); the local copy may lag.
             fields = mint_remotely(remote, str(conversation.pk))
             _audit_remote(request, conversation, fields, via)
         else:
+            ensure_listenable(conversation)
             fields = mint_listener_token(
                 conversation,
                 via=via,

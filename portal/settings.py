@@ -44,12 +44,15 @@ def _database_from_url(url: str) -> dict[str, Any]:
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported.")
 
 
-DEBUG = _env_bool("DEBUG", True)
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# DEBUG defaults on only for the embedded SQLite setup; pointing at a real
+# database (production) turns it off unless DEBUG=1 says otherwise.
+DEBUG = _env_bool("DEBUG", not DATABASE_URL or DATABASE_URL.startswith("sqlite"))
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("Set SECRET_KEY when DEBUG is off.")
+        raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for local development).")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h] or (
@@ -103,8 +106,8 @@ WSGI_APPLICATION = None
 ASGI_APPLICATION = "portal.asgi.application"
 
 DATABASES = {
-    "default": _database_from_url(os.environ["DATABASE_URL"])
-    if os.environ.get("DATABASE_URL")
+    "default": _database_from_url(DATABASE_URL)
+    if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
 }
 

@@ -91,3 +91,48 @@ def test_listen_sessions_are_read_only(admin_client: Client, world: World) -> No
         f"/admin/anyreach_listen/listensession/{session.pk}/delete/", {"post": "yes"}
     )
     assert delete.status_code == 403
+
+
+def test_membership_form_refuses_foreign_teams(admin_client: Client, world: World) -> None:
+    from anyreach_listen.models import Team
+
+    foreign = Team.objects.create(organization=world.other_org, name="Ops")
+    response = admin_client.post(
+        "/admin/anyreach_listen/membership/add/",
+        {
+            "user": world.users["outsider"].pk,
+            "organization": world.org.pk,
+            "role": "qa",
+            "teams": [foreign.pk],
+        },
+    )
+    assert "Pick only teams of this membership" in response.content.decode()
+
+
+def test_listen_live_button_and_page(admin_client: Client, world: World) -> None:
+    changelist = admin_client.get("/admin/anyreach_listen/conversation/").content.decode()
+    url = f"/admin/anyreach_listen/conversation/{world.conversations['in_progress'].pk}/listen/"
+    assert url in changelist
+    assert f"/{world.conversations['completed'].pk}/listen/" not in changelist
+    page = admin_client.get(url).content.decode()
+    assert "data-arl-panel" in page and "?via=admin" in page
+
+
+def test_listen_page_and_stop_action_need_permissions(client: Client, world: World) -> None:
+    from django.contrib.auth.models import Permission
+
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.login(username="staff", password="pw")
+    url = f"/admin/anyreach_listen/conversation/{world.conversations['in_progress'].pk}/listen/"
+    assert client.get(url).status_code == 403
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_conversation"),
+        Permission.objects.get(codename="view_listensession"),
+    )
+    assert client.get(url).status_code == 200
+    mint_listener_token(world.conversations["in_progress"], via="api")  # a row to act on
+    sessions = client.get("/admin/anyreach_listen/listensession/").content.decode()
+    assert "stop_listeners" not in sessions
+    staff.user_permissions.add(Permission.objects.get(codename="stop_listener"))
+    sessions = client.get("/admin/anyreach_listen/listensession/").content.decode()
+    assert "stop_listeners" in sessions

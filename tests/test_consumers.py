@@ -44,9 +44,47 @@ async def publish(conversation: Conversation, event: str) -> None:
     )
 
 
-async def test_anonymous_is_refused() -> None:
-    _, connected = await connect(AnonymousUser())
-    assert not connected
+async def test_anonymous_is_closed_with_4401() -> None:
+    communicator, _ = await connect(AnonymousUser())
+    assert await communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": 4401,
+    }
+
+
+async def test_project_asgi_app_refuses_foreign_origins(world: World) -> None:
+    from portal.asgi import application
+
+    for origin, accepted in [(b"http://127.0.0.1", True), (b"https://evil.example", False)]:
+        communicator = WebsocketCommunicator(
+            application, "/ws/listen/events/", headers=[(b"origin", origin)]
+        )
+        connected, _ = await communicator.connect()
+        if accepted:
+            # Through AuthMiddlewareStack with no session: accepted, then closed as anonymous.
+            assert (await communicator.receive_output(timeout=2))["code"] == 4401
+        else:
+            assert not connected
+
+
+async def test_team_of_another_organization_grants_nothing(world: World) -> None:
+    from anyreach_listen.models import Membership, Team
+
+    foreign = await sync_to_async(Team.objects.create)(organization=world.other_org, name="Ops")
+    other_conversation = world.conversations["other_org"]
+    other_conversation.team = foreign
+    await sync_to_async(other_conversation.save)()
+    # Bypass the m2m guard to simulate legacy bad data.
+    membership = await sync_to_async(Membership.objects.get)(
+        user=world.users["supervisor"], organization=world.org
+    )
+    await sync_to_async(Membership.teams.through.objects.create)(
+        membership=membership, team=foreign
+    )
+    communicator, _ = await connect(world.users["supervisor"])
+    await publish(other_conversation, "room_started")
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
 
 
 async def test_supervisor_gets_their_teams_events_only(world: World) -> None:

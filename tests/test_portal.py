@@ -150,3 +150,30 @@ def test_wall_shows_live_calls_the_user_may_hear(client: Client, world: World) -
     tile = client.get(f"/wall/tiles/{world.conversations['in_progress'].pk}/")
     assert tile.status_code == 200 and b"data-arl-panel" in tile.content
     assert client.get(f"/wall/tiles/{world.conversations['other_team'].pk}/").status_code == 404
+
+
+def test_membership_cannot_hold_another_organizations_team(world: World) -> None:
+    from django.core.exceptions import ValidationError
+
+    from anyreach_listen.models import Membership, Team
+
+    foreign = Team.objects.create(organization=world.other_org, name="Support")
+    membership = Membership.objects.get(user=world.users["qa"], organization=world.org)
+    with pytest.raises(ValidationError, match="own organization"):
+        membership.teams.add(foreign)
+    assert str(foreign) == "Other / Support"
+
+
+def test_foreign_team_data_does_not_leak_on_pages(client: Client, world: World) -> None:
+    from anyreach_listen.models import Membership, Team
+
+    foreign = Team.objects.create(organization=world.other_org, name="Ops")
+    world.conversations["other_org"].team = foreign
+    world.conversations["other_org"].save()
+    membership = Membership.objects.get(user=world.users["supervisor"], organization=world.org)
+    Membership.teams.through.objects.create(membership=membership, team=foreign)  # bad data
+    login(client, world, "supervisor")
+    for url in ["/?status=all", "/wall/"]:
+        response = client.get(url)
+        assert response.status_code == 200
+        assert str(world.conversations["other_org"].pk) not in response.content.decode()

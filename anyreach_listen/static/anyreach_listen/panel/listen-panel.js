@@ -90,13 +90,18 @@
       this.active = root.dataset.active === "true";
       this.startedAt = root.dataset.startedAt ? Date.parse(root.dataset.startedAt) : null;
       this.session = null;
+      this.state = this.active ? "idle" : "ended";
       this.muted = true; // the panel attaches muted; Listen turns audio on
+      // Every stop bumps the attempt, so a connect still in flight knows it is stale.
+      this.attempt = 0;
+      this.attaching = null;
       this.segments = new Map();
       this.el = {
         badge: root.querySelector("[data-arl-badge]"),
         elapsed: root.querySelector("[data-arl-elapsed]"),
         notice: root.querySelector("[data-arl-notice]"),
         transcript: root.querySelector("[data-arl-transcript]"),
+        announce: root.querySelector("[data-arl-announce]"),
         empty: root.querySelector("[data-arl-empty]"),
         listen: root.querySelector('[data-arl-action="listen"]'),
         mute: root.querySelector('[data-arl-action="mute"]'),
@@ -113,21 +118,34 @@
       this.el.transcript.addEventListener("scroll", () => {
         if (this.atBottom()) this.el.jump.hidden = true;
       });
-      if (!this.active) this.el.listen.disabled = true;
-      else if (root.dataset.autoconnect === "true") this.attach();
+      this.renderControls();
+      if (this.active && root.dataset.autoconnect === "true") this.attach();
     }
 
     // Connect (muted) so the transcript flows at once; audio needs a click.
-    async attach() {
-      if (this.session || !this.active) return this.session;
+    // Concurrent callers share one attempt.
+    attach() {
+      if (this.session) return Promise.resolve(this.session);
+      if (!this.attaching) {
+        const attempt = ++this.attempt;
+        this.attaching = this.connectAttempt(attempt).finally(() => {
+          if (this.attempt === attempt) this.attaching = null;
+        });
+      }
+      return this.attaching;
+    }
+
+    async connectAttempt(attempt) {
+      const stale = () => attempt !== this.attempt;
       this.setState("connecting");
       this.showNotice("");
       let session;
       try {
         const [sdk, grant] = await Promise.all([whenSdkReady(), this.fetchToken()]);
+        if (stale()) return null;
         session = sdk.listen({ url: grant.url, token: grant.token });
       } catch (error) {
-        this.fail(error.message);
+        if (!stale()) this.fail(error.message);
         return null;
       }
       this.session = session;
@@ -138,39 +156,48 @@
         .on("transcript", (segment) => this.renderSegment(segment))
         .on("agentDisconnected", () => this.showNotice("The agent left the call.", "info"))
         .on("audioPlaybackChanged", ({ playing }) => {
-          this.root.classList.toggle("arl-panel--blocked", !playing && !this.muted);
-          if (!playing && !this.muted) this.showNotice("Click Listen to hear the call.", "info");
+          const blocked = !playing && !this.muted;
+          this.root.classList.toggle("arl-panel--blocked", blocked);
+          if (blocked) this.showNotice("Click Listen to hear the call.", "info");
         })
-        .on("error", ({ message }) => this.showNotice(message))
+        .on("error", ({ message }) => {
+          if (this.session === session) this.showNotice(message);
+        })
         .on("ended", () => {
           if (this.session !== session) return;
           this.session = null;
           this.setState(this.active ? "idle" : "ended");
         });
-      session.mute();
+      if (this.muted) session.mute();
       try {
         await session.connect();
       } catch (error) {
+        if (stale() || this.session !== session) return null; // stopped on purpose
+        this.session = null;
+        session.end();
         this.fail(error && error.message ? error.message : "Could not connect to the call.");
         return null;
       }
-      return session;
+      return stale() ? null : session;
     }
 
-    // Must run inside the click handler so startAudio() carries the user gesture.
+    // startAudio() runs synchronously in the click when a session exists, so it
+    // carries the user gesture; otherwise right after connecting.
     async listen() {
+      if (!this.active) return;
+      const wasMuted = this.muted;
       this.muted = false;
-      let session = this.session;
-      if (session) {
-        session.unmute();
-        session.startAudio().catch(() => {});
-      } else {
-        session = await this.attach();
-        if (!session) return;
+      this.renderControls();
+      const session = this.session || (await this.attach());
+      if (!session) {
+        this.muted = wasMuted;
+        this.renderControls();
+        return;
+      }
+      if (!this.muted) {
         session.unmute();
         session.startAudio().catch(() => {});
       }
-      this.renderMute();
     }
 
     toggleMute() {
@@ -181,23 +208,28 @@
         this.session.unmute();
         this.session.startAudio().catch(() => {});
       }
-      this.renderMute();
+      this.renderControls();
     }
 
     async stop() {
+      this.attempt += 1; // cancels an attach in flight
+      this.attaching = null;
+      this.muted = true;
       const session = this.session;
-      if (!session) return;
       this.session = null;
-      await session.end();
       this.setState(this.active ? "idle" : "ended");
+      if (session) await session.end();
     }
 
     conversationEnded() {
       this.active = false;
-      if (this.el.listen) this.el.listen.disabled = true;
       this.showNotice("The call has ended.", "info");
-      if (this.session) this.stop();
-      else this.setState("ended");
+      this.stop();
+    }
+
+    unmount() {
+      clearInterval(this.tick);
+      return this.stop();
     }
 
     async fetchToken() {
@@ -226,30 +258,28 @@
 
     fail(message) {
       this.session = null;
+      this.muted = true;
       this.setState(this.active ? "idle" : "ended");
       this.showNotice(message);
     }
 
     setState(state) {
-      const label = STATE_LABELS[state] || state;
+      this.state = state;
       this.el.badge.dataset.state = state;
-      this.el.badge.textContent = label;
+      this.el.badge.textContent = STATE_LABELS[state] || state;
       this.root.dataset.state = state;
-      if (!this.el.listen) return;
-      const live = state === "connecting" || state === "connected";
-      this.el.stop.disabled = !live;
-      this.el.mute.disabled = !live;
-      this.el.listen.disabled = !this.active || (live && !this.muted);
-      this.renderMute();
+      this.renderControls();
     }
 
-    renderMute() {
-      if (!this.el.mute) return;
+    // The one place that derives the buttons from (active, state, muted).
+    renderControls() {
+      if (!this.el.listen) return;
+      const live = this.state === "connecting" || this.state === "connected";
+      this.el.listen.disabled = !this.active || (live && !this.muted);
+      this.el.stop.disabled = !live;
+      this.el.mute.disabled = !live;
       this.el.mute.textContent = this.muted ? "Unmute" : "Mute";
-      this.el.mute.setAttribute("aria-pressed", String(this.muted));
       this.root.classList.toggle("arl-panel--muted", this.muted);
-      const live = this.session && this.el.badge.dataset.state !== "idle";
-      this.el.listen.disabled = !this.active || Boolean(live && !this.muted);
     }
 
     showNotice(message, kind) {
@@ -294,11 +324,14 @@
         this.segments.set(id, item);
         this.el.transcript.append(item);
       }
+      const label = role === "agent" ? "Agent" : "Caller";
       item.dataset.role = role;
       item.dataset.segment = id;
       item.classList.toggle("is-interim", !final);
-      item.firstChild.textContent = role === "agent" ? "Agent" : "Caller";
+      item.firstChild.textContent = label;
       item.lastChild.textContent = text;
+      // Screen readers hear each settled line once, not every interim update.
+      if (final && this.el.announce) this.el.announce.textContent = `${label}: ${text}`;
       if (follow) this.scrollToLive();
       else this.el.jump.hidden = false;
     }
@@ -330,7 +363,7 @@
     if (!panel || !panel.el.listen) return;
     if (event.key === "m" || event.key === "M") {
       event.preventDefault();
-      if (panel.session) panel.toggleMute();
+      if (panel.session && panel.state === "connected") panel.toggleMute();
       else panel.listen();
     } else if (event.key === "Escape") {
       panel.stop();
@@ -349,7 +382,14 @@
     for (const panel of panels.values()) if (panel.session) panel.session.end();
   });
 
-  window.AnyReachListenPanel = { mount, startEventStream, panels };
+  function unmount(element) {
+    const panel = panels.get(element);
+    if (!panel) return Promise.resolve();
+    panels.delete(element);
+    return panel.unmount();
+  }
+
+  window.AnyReachListenPanel = { mount, unmount, startEventStream, panels };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => mount());
   else mount();
   document.addEventListener("htmx:load", (event) => mount(event.target));
