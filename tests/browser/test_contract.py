@@ -4,6 +4,8 @@ frame's fake LiveKit adapter. The embedding page (localhost:P) and the SDK host
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import Page
 
@@ -11,6 +13,15 @@ from tests.browser.conftest import Observed, SdkHost, fake, listen_frame, make_t
 from tests.browser.pages import EmbeddingSite, sdk_page
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(autouse=True)
+def _no_uncaught_errors(observed: Observed) -> Iterator[None]:
+    """No test leaves an uncaught error or unhandled rejection on the page (except the
+    errors two tests throw on purpose)."""
+    yield
+    expected = ("handler bug", "boom in the frame")
+    assert [e for e in observed.page_errors if not any(x in e for x in expected)] == []
 
 
 def open_page(page: Page, site: EmbeddingSite, sdk_host: SdkHost, body: str = "") -> None:
