@@ -71,6 +71,10 @@ class EmbeddingSite:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
+                if path == "/favicon.ico":  # no 404 noise in the console
+                    self.send_response(204)
+                    self.end_headers()
+                    return
                 with site._lock:
                     found = site._pages.get(path)
                 if found is None:
