@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser.fixtures import browser, context, observed, page  # noqa: F401  (shared fixtures)
 from tests.support.livekit import LiveKitServer, livekit_server
 from tests.support.processes import ROOT, daphne_server, free_port
 
