@@ -90,6 +90,22 @@ def test_state_sequence_connect_resolves_once_connected(page: Page, site, sdk_ho
     assert fake(frame, "(f) => f.calls") == ["connect"]
 
 
+def test_transcripts_that_arrive_while_connecting_follow_the_connected_state(
+    page: Page, site, sdk_host
+) -> None:
+    open_page(page, site, sdk_host)
+    create(page, sdk_host)
+    connect(page)
+    frame = listen_frame(page)
+    frame.wait_for_function("() => window.__anyreachFake.calls.includes('connect')", polling=50)
+    fake(frame, "(f) => f.segments('agent', true, [{id: 'early', text: 'Hi', final: false}])")
+    fake(frame, "(f) => f.completeConnect()")
+    wait_connects(page, 0, ["resolved"])
+    page.wait_for_function("() => listenTest.log(0, 'transcript').length === 1")
+    names = [name for name, _ in log(page, 0) if name in ("stateChange", "transcript")]
+    assert names == ["stateChange", "stateChange", "transcript"]
+
+
 def test_in_flight_connect_is_reused(page: Page, site, sdk_host) -> None:
     open_page(page, site, sdk_host)
     create(page, sdk_host)

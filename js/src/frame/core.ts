@@ -93,6 +93,9 @@ export function startFrame(options: FrameOptions): void {
   let playing = true;
   const audio = new Set<HTMLMediaElement>();
   const segments = new Map<string, { text: string; final: boolean }>();
+  // Transcripts can arrive a moment before LiveKit reports "connected"; they are
+  // held until then so pages always see stateChange("connected") first.
+  let early: Dict[] = [];
 
   function send(name: string, data: Dict) {
     port?.postMessage({ type: "event", name, data });
@@ -112,7 +115,9 @@ export function startFrame(options: FrameOptions): void {
       return;
     }
     segments.set(id, { text, final });
-    send("transcript", { id, role: agent ? "agent" : "user", text, final });
+    const event = { id, role: agent ? "agent" : "user", text, final };
+    if (sentState === "connected") send("transcript", event);
+    else early.push(event);
   }
 
   const sink: AdapterSink = {
@@ -123,6 +128,10 @@ export function startFrame(options: FrameOptions): void {
       if (mapped !== sentState) {
         sentState = mapped;
         send("state", { state: mapped });
+        if (mapped === "connected") {
+          for (const event of early) send("transcript", event);
+          early = [];
+        }
       }
     },
     closed(reason: string) {
