@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 LIVEKIT_VERSION := v1.13.5
-APT_PACKAGES := chromium espeak-ng sox
+APT_PACKAGES := chromium espeak-ng sox postgresql redis-server
 
 # The first Python >= 3.12 found: on PATH, then in pyenv.
 BOOTSTRAP_PYTHON := $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 python3; do \
@@ -22,7 +22,8 @@ help:
 setup: system-packages venv livekit-server js
 
 system-packages:
-	@missing=""; for cmd in chromium espeak-ng sox; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	@missing=""; for cmd in chromium espeak-ng sox redis-server; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from google.protobuf.json_format import MessageToJson
 from livekit import api
 
 from anyreach_listen import webhooks
@@ -18,28 +17,9 @@ from anyreach_listen.minting import mint_listener_token
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
 from tests.conftest import World
 from tests.support.livekit import sign_webhook
+from tests.support.livekit import webhook_event as event
 
 URL = "/livekit/webhook"
-
-
-def event(
-    name: str,
-    room: str,
-    *,
-    identity: str = "",
-    kind: api.ParticipantInfo.Kind = api.ParticipantInfo.Kind.STANDARD,
-    created_at: int | None = None,
-    event_id: str | None = None,
-) -> str:
-    message = api.WebhookEvent(
-        event=name,
-        id=event_id or f"EV_{uuid.uuid4().hex[:12]}",
-        created_at=created_at or int(time.time()),
-        room=api.Room(name=room, sid=f"RM_{room}"),
-    )
-    if identity:
-        message.participant.CopyFrom(api.ParticipantInfo(identity=identity, kind=kind))
-    return MessageToJson(message)
 
 
 def post(client: Client, body: str, auth: str | None = None) -> Any:

@@ -7,11 +7,17 @@
     clearTimeout(pending); // several events in a burst give one refresh
     pending = setTimeout(() => document.body.dispatchEvent(new Event("arl-refresh")), 150);
   });
-  document.addEventListener("anyreach:stream-open", () => {
+  const streamStatus = (text) => {
     const status = document.getElementById("stream-status");
-    if (status) status.textContent = "Updates live.";
+    if (status) status.textContent = text;
+  };
+  document.addEventListener("anyreach:stream-open", () => {
+    streamStatus("Updates live.");
     document.body.dispatchEvent(new Event("arl-refresh")); // catch up after a reconnect
   });
+  document.addEventListener("anyreach:stream-closed", () =>
+    streamStatus("Live updates paused; reconnecting…"),
+  );
 
   const pad = (n) => String(n).padStart(2, "0");
   function tick() {

@@ -7,11 +7,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import socket
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from google.protobuf.json_format import MessageToJson
 from livekit import api
 
 from anyreach_listen.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
@@ -94,3 +97,24 @@ def sign_webhook(body: str, api_key: str, api_secret: str) -> str:
     """The Authorization header LiveKit sends with a webhook body."""
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     return api.AccessToken(api_key, api_secret).with_sha256(digest).to_jwt()
+
+
+def webhook_event(
+    name: str,
+    room: str,
+    *,
+    identity: str = "",
+    kind: api.ParticipantInfo.Kind = api.ParticipantInfo.Kind.STANDARD,
+    created_at: int | None = None,
+    event_id: str | None = None,
+) -> str:
+    """A LiveKit webhook body as the server would send it."""
+    message = api.WebhookEvent(
+        event=name,
+        id=event_id or f"EV_{uuid.uuid4().hex[:12]}",
+        created_at=created_at or int(time.time()),
+        room=api.Room(name=room, sid=f"RM_{room}"),
+    )
+    if identity:
+        message.participant.CopyFrom(api.ParticipantInfo(identity=identity, kind=kind))
+    return MessageToJson(message)

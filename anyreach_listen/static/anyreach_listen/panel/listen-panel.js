@@ -38,6 +38,7 @@
         document.dispatchEvent(new CustomEvent("anyreach:conversation", { detail: data }));
       });
       socket.addEventListener("close", (event) => {
+        document.dispatchEvent(new CustomEvent("anyreach:stream-closed"));
         if (event.code === 4401) return; // signed out: do not hammer the server
         setTimeout(connect, delay);
         delay = Math.min(delay * 2, 30000);
