@@ -104,19 +104,29 @@ def revoke_api_key(
     return redirect("portal:organization", org.pk)
 
 
+def _other_member(
+    request: HttpRequest, organization_id: uuid.UUID, membership_id: int
+) -> Membership | None:
+    """Another member of an organization the user administers; None for themselves.
+
+    Admins cannot demote or remove themselves, so an organization keeps an admin.
+    """
+    org = _administered(request, organization_id)
+    membership = get_object_or_404(Membership, pk=membership_id, organization=org)
+    return None if membership.user_id == request.user.pk else membership
+
+
 @login_required
 @require_POST
 def change_role(
     request: HttpRequest, organization_id: uuid.UUID, membership_id: int
 ) -> HttpResponse:
-    org = _administered(request, organization_id)
-    membership = get_object_or_404(Membership, pk=membership_id, organization=org)
+    membership = _other_member(request, organization_id, membership_id)
     form = RoleForm(request.POST)
-    # An admin cannot demote themselves: the organization must keep an admin.
-    if form.is_valid() and membership.user_id != request.user.pk:
+    if membership is not None and form.is_valid():
         membership.role = form.cleaned_data["role"]
         membership.save(update_fields=["role"])
-    return redirect("portal:organization", org.pk)
+    return redirect("portal:organization", organization_id)
 
 
 @login_required
@@ -124,8 +134,7 @@ def change_role(
 def remove_member(
     request: HttpRequest, organization_id: uuid.UUID, membership_id: int
 ) -> HttpResponse:
-    org = _administered(request, organization_id)
-    membership = get_object_or_404(Membership, pk=membership_id, organization=org)
-    if membership.user_id != request.user.pk:
+    membership = _other_member(request, organization_id, membership_id)
+    if membership is not None:
         membership.delete()  # its live listeners are removed (signals.py)
-    return redirect("portal:organization", org.pk)
+    return redirect("portal:organization", organization_id)

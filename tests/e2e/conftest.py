@@ -26,7 +26,7 @@ import pytest
 
 from tests.browser.fixtures import browser, context, observed, page  # noqa: F401  (shared fixtures)
 from tests.support.livekit import LiveKitServer, livekit_server
-from tests.support.processes import ROOT, daphne_server, free_port
+from tests.support.processes import ROOT, daphne_server, free_port, run_manage
 
 
 @dataclass
@@ -39,17 +39,7 @@ class Stack:
     db_path: Path
 
     def manage(self, *args: str, timeout: float = 60) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}")
-        return result.stdout
+        return run_manage(self.env, *args, timeout=timeout)
 
     def query(self, sql: str, *params: object) -> list[sqlite3.Row]:
         """Read the servers' database directly (read-only)."""

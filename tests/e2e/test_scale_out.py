@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +20,7 @@ from playwright.sync_api import Browser, expect
 from anyreach_listen.devserver import DEV_API_KEY, DEV_API_SECRET
 from tests.support.datastores import postgres_server, redis_server
 from tests.support.livekit import sign_webhook, webhook_event
-from tests.support.processes import ROOT, daphne_server, free_port
+from tests.support.processes import daphne_server, free_port, run_manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -35,16 +32,7 @@ class Cluster:
     seed: dict[str, Any]
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return result.stdout
+        return run_manage(self.env, *args)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,21 @@ def wait_until[T](
     raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}: {last_error}")
 
 
+def run_manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """``manage.py ARGS`` in a subprocess with ``env``; its stdout, or an error with stderr."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
 def http_ok(url: str) -> bool:
     return httpx.get(url, timeout=1.0).status_code < 500
 

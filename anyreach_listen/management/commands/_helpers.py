@@ -10,8 +10,8 @@ from anyreach_listen.models import Organization
 from anyreach_listen.roles import ALL_SCOPES
 
 
-def find_organization(value: str) -> Organization:
-    """An organization by slug or id."""
+def find_organization(value: str, hint: str = "") -> Organization:
+    """An organization by slug or id; ``hint`` ends the error message."""
     org = Organization.objects.filter(slug=value).first()
     if org is None:
         try:
@@ -19,7 +19,7 @@ def find_organization(value: str) -> Organization:
         except ValueError:
             org = None
     if org is None:
-        raise CommandError(f"No organization with slug or id {value!r}.")
+        raise CommandError(f"No organization with slug or id {value!r}.{hint}")
     return org
 
 

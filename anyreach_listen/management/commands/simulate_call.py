@@ -7,7 +7,6 @@ import json
 import logging
 import signal
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,13 @@ from anyreach_listen.call_simulator import (
     run_call,
 )
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.models import Organization, Team
+from anyreach_listen.models import Team
+
+from ._helpers import find_organization
 
 DEFAULT_ORGANIZATION = "demo"  # the organization `manage.py seed_demo` creates
 
 logger = logging.getLogger("anyreach_listen.call_simulator")
-
-
-def _find_organization(value: str) -> Organization:
-    org = Organization.objects.filter(slug=value).first()
-    if org is None:
-        try:
-            org = Organization.objects.filter(pk=uuid.UUID(value)).first()
-        except ValueError:
-            org = None
-    if org is None:
-        hint = " Run `manage.py seed_demo` first." if value == DEFAULT_ORGANIZATION else ""
-        raise CommandError(f"No organization with slug or id {value!r}.{hint}")
-    return org
 
 
 class Command(BaseCommand):
@@ -86,7 +74,9 @@ class Command(BaseCommand):
         logger.setLevel(logging.INFO)
         logger.propagate = False
 
-        org = _find_organization(options["organization"])
+        value = options["organization"]
+        hint = " Run `manage.py seed_demo` first." if value == DEFAULT_ORGANIZATION else ""
+        org = find_organization(value, hint)
         team = None
         if options["team"]:
             team = Team.objects.filter(organization=org, name=options["team"]).first()
