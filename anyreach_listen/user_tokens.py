@@ -14,7 +14,7 @@ import jwt
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_protect
 
-from . import access
+from . import access, ratelimit
 from .api import client_ip
 from .conf import listen_settings
 from .errors import ApiError, error_response
@@ -75,6 +75,15 @@ def listen_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
         else (ListenVia.PORTAL)
     )
     try:
+        # The same per-credential budget as the API, counted per signed-in user.
+        decision = ratelimit.hit(f"user:{request.user.pk}")
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Too many listen requests; retry in {decision.retry_after} s.",
+                {"Retry-After": str(decision.retry_after)},
+            )
         conversation = _visible_listenable(request, conversation_id)
         remote = listen_settings.REMOTE_MINT
         if remote:

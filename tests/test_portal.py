@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jwt
 import pytest
 from django.test import Client
 
 from anyreach_listen.models import ListenSession
 
-from .conftest import World
+from .conftest import TEST_LISTEN_SETTINGS, World
 
 
 def login(client: Client, world: World, role: str) -> Client:
@@ -177,3 +179,11 @@ def test_foreign_team_data_does_not_leak_on_pages(client: Client, world: World) 
         response = client.get(url)
         assert response.status_code == 200
         assert str(world.conversations["other_org"].pk) not in response.content.decode()
+
+
+def test_token_view_is_rate_limited_per_user(client: Client, world: World, settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "RATE_LIMIT_REQUESTS": 2}
+    url = token_url(world.conversations["in_progress"].pk)
+    login(client, world, "supervisor")
+    assert [client.post(url).status_code for _ in range(3)] == [200, 200, 429]
+    assert login(Client(), world, "qa").post(url).status_code == 200  # own budget
