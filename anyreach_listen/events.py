@@ -31,7 +31,9 @@ def _send_on_commit(group: str, message: dict[str, Any]) -> None:
         if layer is not None:
             async_to_sync(layer.group_send)(group, message)
 
-    transaction.on_commit(send)
+    # robust: a channel-layer outage must not stop later callbacks (e.g. the
+    # LiveKit removal of a revoked listener) nor fail the committed request.
+    transaction.on_commit(send, robust=True)
 
 
 def publish_conversation(conversation: Conversation, event: str) -> None:

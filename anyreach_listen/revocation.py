@@ -38,31 +38,39 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 
-def live_sessions() -> QuerySet[ListenSession]:
+def revocable_sessions() -> QuerySet[ListenSession]:
+    """Unrevoked sessions of calls still going on, including listeners that left:
+    their token (or the one LiveKit refreshed) could still rejoin the room."""
     return ListenSession.objects.filter(
-        left_at__isnull=True,
-        revoked_at__isnull=True,
-        conversation__status__in=ACTIVE_STATUSES,
+        revoked_at__isnull=True, conversation__status__in=ACTIVE_STATUSES
     )
+
+
+def live_sessions() -> QuerySet[ListenSession]:
+    """Listeners in a room right now (as far as the webhooks told us)."""
+    return revocable_sessions().filter(left_at__isnull=True)
 
 
 def sessions_of_credential(credential: Credential) -> QuerySet[ListenSession]:
     if isinstance(credential, ApiKey):
-        return live_sessions().filter(api_key=credential)
+        return revocable_sessions().filter(api_key=credential)
     if isinstance(credential, PersonalAccessToken):
-        return live_sessions().filter(personal_access_token=credential)
+        return revocable_sessions().filter(personal_access_token=credential)
     raise TypeError(f"not a credential: {credential!r}")
 
 
 def sessions_of_member(user_id: int, organization_id: uuid.UUID) -> QuerySet[ListenSession]:
-    return live_sessions().filter(user_id=user_id, conversation__organization_id=organization_id)
+    return revocable_sessions().filter(
+        user_id=user_id, conversation__organization_id=organization_id
+    )
 
 
 def revoke_sessions(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
     """Mark ``sessions`` revoked and remove their participants once committed."""
     now = timezone.now()
     with transaction.atomic():
-        revoked = list(sessions.select_for_update().select_related("conversation"))
+        # Lock only the session rows: the webhooks lock conversation, then sessions.
+        revoked = list(sessions.select_for_update(of=("self",)).select_related("conversation"))
         targets: list[tuple[str, str]] = []
         for session in revoked:
             session.revoked_at = now

@@ -189,7 +189,7 @@ def _listener(conversation_id: uuid.UUID, identity: str, event: WebhookEvent) ->
     remove = False
     with transaction.atomic():
         session = (
-            ListenSession.objects.select_for_update()
+            ListenSession.objects.select_for_update(of=("self",))
             .select_related("conversation")
             .filter(listener_identity=identity, conversation_id=conversation_id)
             .first()

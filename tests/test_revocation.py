@@ -52,7 +52,7 @@ def _key(world: World, name: str = "rs") -> ApiKey:
     return ApiKey.objects.get(organization=world.org, name=name)
 
 
-def test_revoking_an_api_key_removes_only_its_live_listeners(
+def test_revoking_an_api_key_removes_its_listeners_of_ongoing_calls(
     world: World,
     removed: list[tuple[str, str]],
     published: list[str],
@@ -69,23 +69,25 @@ def test_revoking_an_api_key_removes_only_its_live_listeners(
     with django_capture_on_commit_callbacks(execute=True):
         result = revocation.revoke_credential(key)
 
-    assert {s.pk for s in result} == {live.pk, joined.pk}
+    # A listener that left is revoked too: its token could still rejoin.
+    assert {s.pk for s in result} == {live.pk, joined.pk, left.pk}
     assert sorted(removed) == sorted(
         [
             ("room-in_progress", live.listener_identity),
             ("room-ringing", joined.listener_identity),
+            ("room-in_progress", left.listener_identity),
         ]
     )
     key.refresh_from_db()
     assert key.revoked_at is not None
-    for session in (live, joined):
+    for session in (live, joined, left):
         session.refresh_from_db()
         assert session.revoked_at is not None
-    for session in (left, finished, other):
+    for session in (finished, other):
         session.refresh_from_db()
         assert session.revoked_at is None
     assert sorted(published) == sorted(
-        [f"{live.listener_identity}:revoked", f"{joined.listener_identity}:revoked"]
+        f"{s.listener_identity}:revoked" for s in (live, joined, left)
     )
 
 

@@ -248,7 +248,11 @@ function listen(this: unknown, options: { url: string; token: string }) {
     connecting = c;
     setState("connecting");
     openFrame()
-      .then(() => command("connect", { url, token, muted }))
+      .then(() => {
+        // Timed out or ended while the frame loaded: never send the token late.
+        if (connecting !== c) throw new Error("superseded");
+        return command("connect", { url, token, muted });
+      })
       .then(
         () => {
           if (connecting !== c) return;

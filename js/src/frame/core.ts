@@ -173,6 +173,11 @@ export function startFrame(options: FrameOptions): void {
       if (added) {
         audio.add(el);
         el.muted = muted;
+        // livekit-client unmutes elements itself (startAudio, iOS visibility
+        // changes): put the listener's choice back whenever that happens.
+        el.addEventListener("volumechange", () => {
+          if (audio.has(el) && el.muted !== muted) el.muted = muted;
+        });
         document.body.appendChild(el);
       } else {
         audio.delete(el);
