@@ -126,14 +126,9 @@ def listener_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
         )
     try:
         caller = authenticate_caller(request)
-        decision = ratelimit.hit(f"{caller.credential.PREFIX}:{caller.credential.pk}")
-        if not decision.allowed:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"Too many requests for this credential; retry in {decision.retry_after} s.",
-                {"Retry-After": str(decision.retry_after)},
-            )
+        ratelimit.enforce(
+            f"{caller.credential.PREFIX}:{caller.credential.pk}", "requests for this credential"
+        )
         if not can_listen(caller.scopes):
             raise ApiError(
                 403,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 
 from .conf import listen_settings
+from .errors import ApiError
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,15 @@ def hit(bucket: str) -> RateDecision:
             count = 1
     retry_after = max(1, math.ceil((window_index + 1) * window - now))
     return RateDecision(allowed=count <= limit, retry_after=retry_after)
+
+
+def enforce(bucket: str, what: str) -> None:
+    """Count a request against ``bucket``; ApiError 429 with Retry-After when over."""
+    decision = hit(bucket)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many {what}; retry in {decision.retry_after} s.",
+            {"Retry-After": str(decision.retry_after)},
+        )

@@ -75,15 +75,8 @@ def listen_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
         else (ListenVia.PORTAL)
     )
     try:
-        # The same per-credential budget as the API, counted per signed-in user.
-        decision = ratelimit.hit(f"user:{request.user.pk}")
-        if not decision.allowed:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"Too many listen requests; retry in {decision.retry_after} s.",
-                {"Retry-After": str(decision.retry_after)},
-            )
+        # The same budget as an API credential, counted per signed-in user.
+        ratelimit.enforce(f"user:{request.user.pk}", "listen requests")
         conversation = _visible_listenable(request, conversation_id)
         remote = listen_settings.REMOTE_MINT
         if remote:

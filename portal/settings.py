@@ -10,6 +10,7 @@ CREDENTIAL_HASH_KEY.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -49,11 +50,25 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 # database (production) turns it off unless DEBUG=1 says otherwise.
 DEBUG = _env_bool("DEBUG", not DATABASE_URL or DATABASE_URL.startswith("sqlite"))
 
+
+def _local_dev_secret_key() -> str:
+    """A random key made once per checkout (var/, gitignored) and shared by its processes."""
+    path = BASE_DIR / "var" / "dev-secret-key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for local development).")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
+    SECRET_KEY = _local_dev_secret_key()
 
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h] or (
     ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
