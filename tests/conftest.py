@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.test import Client
 
 from anyreach_listen.credentials import issue_api_key, issue_pat
 from anyreach_listen.models import (
@@ -37,6 +38,17 @@ def _listen_settings(settings: Any) -> None:
 def _fresh_cache() -> None:
     # The rate limiter counts in the cache; every test starts from zero.
     cache.clear()
+
+
+def password_of(username: str) -> str:
+    """The password of the world's test users (fast MD5 hashing, test database only)."""
+    return f"pw-{username}"
+
+
+def login(client: Client, role: str) -> Client:
+    """``client`` signed in as the world's user of that role."""
+    assert client.login(username=role, password=password_of(role))
+    return client
 
 
 @dataclass
@@ -72,7 +84,7 @@ def world(db: None) -> World:
     w = World(org=org, other_org=other_org, team=team, other_team=other_team)
 
     for role in Role:
-        user = User.objects.create_user(username=role.value, password="pw-" + role.value)
+        user = User.objects.create_user(username=role.value, password=password_of(role.value))
         Membership.objects.create(user=user, organization=org, role=role).teams.set([team])
         w.users[role.value] = user
         # Every PAT asks for everything; the role decides what it really gets.

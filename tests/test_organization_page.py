@@ -9,21 +9,16 @@ from django.test import Client
 from anyreach_listen.credentials import authenticate
 from anyreach_listen.models import ApiKey, Membership
 
-from .conftest import World
-
-
-def admin(client: Client, world: World) -> Client:
-    assert client.login(username="admin", password="pw-admin")
-    return client
+from .conftest import World, login
 
 
 def test_only_org_admins_reach_it(client: Client, world: World) -> None:
     url = f"/organization/{world.org.pk}/"
-    assert client.login(username="supervisor", password="pw-supervisor")
+    login(client, "supervisor")
     assert client.get(url).status_code == 404
     assert client.get("/organization/").status_code == 404
     assert "Organization</a>" not in client.get("/").content.decode()
-    c = admin(Client(), world)
+    c = login(Client(), "admin")
     assert c.get("/organization/")["Location"] == url
     assert "Acme" in c.get(url).content.decode()
     assert "Organization</a>" in c.get("/").content.decode()
@@ -31,7 +26,7 @@ def test_only_org_admins_reach_it(client: Client, world: World) -> None:
 
 
 def test_create_key_shows_secret_once_and_revoke(client: Client, world: World) -> None:
-    admin(client, world)
+    login(client, "admin")
     response = client.post(
         f"/organization/{world.org.pk}/keys/",
         {"name": "crm-backend", "scopes": ["conversations:read_sensitive"]},
@@ -48,7 +43,7 @@ def test_create_key_shows_secret_once_and_revoke(client: Client, world: World) -
 
 
 def test_change_role_and_remove_member(client: Client, world: World) -> None:
-    admin(client, world)
+    login(client, "admin")
     viewer = Membership.objects.get(user=world.users["viewer"], organization=world.org)
     client.post(f"/organization/{world.org.pk}/members/{viewer.pk}/role/", {"role": "qa"})
     viewer.refresh_from_db()
@@ -58,7 +53,7 @@ def test_change_role_and_remove_member(client: Client, world: World) -> None:
 
 
 def test_admin_cannot_demote_or_remove_themselves(client: Client, world: World) -> None:
-    admin(client, world)
+    login(client, "admin")
     own = Membership.objects.get(user=world.users["admin"], organization=world.org)
     client.post(f"/organization/{world.org.pk}/members/{own.pk}/role/", {"role": "viewer"})
     client.post(f"/organization/{world.org.pk}/members/{own.pk}/remove/")
@@ -67,7 +62,7 @@ def test_admin_cannot_demote_or_remove_themselves(client: Client, world: World) 
 
 
 def test_other_org_rows_are_out_of_reach(client: Client, world: World) -> None:
-    admin(client, world)
+    login(client, "admin")
     outsider = Membership.objects.get(user=world.users["outsider"])
     response = client.post(f"/organization/{world.org.pk}/members/{outsider.pk}/remove/")
     assert response.status_code == 404

@@ -10,12 +10,7 @@ from django.test import Client
 
 from anyreach_listen.models import ListenSession
 
-from .conftest import TEST_LISTEN_SETTINGS, World
-
-
-def login(client: Client, world: World, role: str) -> Client:
-    assert client.login(username=role, password="pw-" + role)
-    return client
+from .conftest import TEST_LISTEN_SETTINGS, World, login
 
 
 def token_url(conversation_id: object) -> str:
@@ -29,7 +24,7 @@ def test_pages_need_login(client: Client, db: None) -> None:
 
 
 def test_supervisor_sees_only_their_teams_live_calls(client: Client, world: World) -> None:
-    html = login(client, world, "supervisor").get("/").content.decode()
+    html = login(client, "supervisor").get("/").content.decode()
     assert str(world.conversations["in_progress"].pk) in html
     assert str(world.conversations["other_team"].pk) not in html
     assert str(world.conversations["other_org"].pk) not in html
@@ -37,14 +32,14 @@ def test_supervisor_sees_only_their_teams_live_calls(client: Client, world: Worl
 
 
 def test_admin_sees_the_whole_organization(client: Client, world: World) -> None:
-    html = login(client, world, "admin").get("/?status=all").content.decode()
+    html = login(client, "admin").get("/?status=all").content.decode()
     assert str(world.conversations["other_team"].pk) in html
     assert str(world.conversations["completed"].pk) in html
     assert str(world.conversations["other_org"].pk) not in html
 
 
 def test_filters_and_htmx_partial(client: Client, world: World) -> None:
-    login(client, world, "admin")
+    login(client, "admin")
     response = client.get("/?status=completed", headers={"HX-Request": "true"})
     html = response.content.decode()
     assert "<html" not in html  # a fragment for htmx
@@ -68,7 +63,7 @@ def test_conversation_page_listen_controls_by_role(
     client: Client, world: World, role: str, has_controls: bool
 ) -> None:
     html = (
-        login(client, world, role)
+        login(client, role)
         .get(f"/conversations/{world.conversations['in_progress'].pk}/")
         .content.decode()
     )
@@ -78,7 +73,7 @@ def test_conversation_page_listen_controls_by_role(
 
 
 def test_conversation_page_hides_other_teams(client: Client, world: World) -> None:
-    login(client, world, "supervisor")
+    login(client, "supervisor")
     assert client.get(f"/conversations/{world.conversations['other_team'].pk}/").status_code == 404
 
 
@@ -98,7 +93,7 @@ def test_conversation_page_hides_other_teams(client: Client, world: World) -> No
 def test_token_view_by_role(
     client: Client, world: World, role: str, conversation: str, status: int, code: str | None
 ) -> None:
-    login(client, world, role)
+    login(client, role)
     response = client.post(token_url(world.conversations[conversation].pk))
     assert response.status_code == status, response.content
     if code:
@@ -116,7 +111,7 @@ def test_token_view_needs_login_post_and_csrf(world: World) -> None:
     anonymous = Client()
     assert anonymous.post(url).json()["error"]["code"] == "not_authenticated"
     strict = Client(enforce_csrf_checks=True)
-    login(strict, world, "supervisor")
+    login(strict, "supervisor")
     assert strict.post(url).status_code == 403  # no CSRF token
     assert strict.get(url).status_code == 405
     strict.get("/")  # sets the CSRF cookie
@@ -126,28 +121,28 @@ def test_token_view_needs_login_post_and_csrf(world: World) -> None:
 
 def test_admin_via_is_only_for_staff(client: Client, world: World) -> None:
     url = token_url(world.conversations["in_progress"].pk) + "?via=admin"
-    login(client, world, "supervisor").post(url)
+    login(client, "supervisor").post(url)
     assert ListenSession.objects.get().via == "portal"
     world.users["admin"].is_staff = True
     world.users["admin"].save()
-    login(Client(), world, "admin").post(url)
+    login(Client(), "admin").post(url)
     assert ListenSession.objects.filter(via="admin").count() == 1
 
 
 def test_history_own_sessions_and_admin_sees_everyone(client: Client, world: World) -> None:
-    login(client, world, "supervisor").post(token_url(world.conversations["in_progress"].pk))
-    qa = login(Client(), world, "qa")
+    login(client, "supervisor").post(token_url(world.conversations["in_progress"].pk))
+    qa = login(Client(), "qa")
     assert "No listen sessions yet" in qa.get("/history/").content.decode()
     assert "supervisor" in client.get("/history/").content.decode()
-    assert "supervisor" in login(Client(), world, "admin").get("/history/").content.decode()
+    assert "supervisor" in login(Client(), "admin").get("/history/").content.decode()
 
 
 def test_wall_shows_live_calls_the_user_may_hear(client: Client, world: World) -> None:
-    html = login(client, world, "supervisor").get("/wall/").content.decode()
+    html = login(client, "supervisor").get("/wall/").content.decode()
     assert html.count("data-wall-tile=") == 3  # triggered, ringing, in progress (with rooms)
     assert str(world.conversations["no_room"].pk) not in html
     assert str(world.conversations["other_team"].pk) not in html
-    viewer = login(Client(), world, "viewer").get("/wall/").content.decode()
+    viewer = login(Client(), "viewer").get("/wall/").content.decode()
     assert "data-wall-tile=" not in viewer
     tile = client.get(f"/wall/tiles/{world.conversations['in_progress'].pk}/")
     assert tile.status_code == 200 and b"data-arl-panel" in tile.content
@@ -174,7 +169,7 @@ def test_foreign_team_data_does_not_leak_on_pages(client: Client, world: World) 
     world.conversations["other_org"].save()
     membership = Membership.objects.get(user=world.users["supervisor"], organization=world.org)
     Membership.teams.through.objects.create(membership=membership, team=foreign)  # bad data
-    login(client, world, "supervisor")
+    login(client, "supervisor")
     for url in ["/?status=all", "/wall/"]:
         response = client.get(url)
         assert response.status_code == 200
@@ -184,6 +179,6 @@ def test_foreign_team_data_does_not_leak_on_pages(client: Client, world: World) 
 def test_token_view_is_rate_limited_per_user(client: Client, world: World, settings: Any) -> None:
     settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "RATE_LIMIT_REQUESTS": 2}
     url = token_url(world.conversations["in_progress"].pk)
-    login(client, world, "supervisor")
+    login(client, "supervisor")
     assert [client.post(url).status_code for _ in range(3)] == [200, 200, 429]
-    assert login(Client(), world, "qa").post(url).status_code == 200  # own budget
+    assert login(Client(), "qa").post(url).status_code == 200  # own budget
