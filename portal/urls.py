@@ -1,9 +1,35 @@
-from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
+
+from . import organization, views
+
+app_name = "portal"
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
-    path("", include("anyreach_listen.urls")),
-    path("", include("portal.portal_urls")),
+    path("", views.dashboard, name="dashboard"),
+    path("conversations/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("wall/", views.wall, name="wall"),
+    path("wall/tiles/<uuid:conversation_id>/", views.wall_tile, name="wall-tile"),
+    path("history/", views.history, name="history"),
+    path("organization/", organization.organizations, name="organizations"),
+    path("organization/<uuid:organization_id>/", organization.organization, name="organization"),
+    path(
+        "organization/<uuid:organization_id>/keys/",
+        organization.create_api_key,
+        name="create-api-key",
+    ),
+    path(
+        "organization/<uuid:organization_id>/keys/<uuid:key_id>/revoke/",
+        organization.revoke_api_key,
+        name="revoke-api-key",
+    ),
+    path(
+        "organization/<uuid:organization_id>/members/<int:membership_id>/role/",
+        organization.change_role,
+        name="change-role",
+    ),
+    path(
+        "organization/<uuid:organization_id>/members/<int:membership_id>/remove/",
+        organization.remove_member,
+        name="remove-member",
+    ),
 ]
