@@ -62,7 +62,7 @@ test: setup
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy anyreach_listen portal tests bench
+	$(VENV)/bin/mypy anyreach_listen config portal demo tests bench
 
 wheel: setup
 	rm -rf dist && $(PY) -m build --wheel -o dist . >/dev/null && ls dist

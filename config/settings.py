@@ -1,4 +1,4 @@
-"""Settings of the portal project.
+"""Settings of the portal project (the Django project; its apps are ``portal`` and ``demo``).
 
 Embedded defaults need nothing: SQLite, the in-memory channel layer and the
 local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880). Production
@@ -77,6 +77,8 @@ CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").sp
 
 INSTALLED_APPS = [
     "daphne",
+    # Before the admin, so the portal's registration/ templates win over the admin's.
+    "portal",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -86,7 +88,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "anyreach_listen",
-    "portal",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -100,12 +102,12 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "portal.urls"
+ROOT_URLCONF = "config.urls"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -119,7 +121,7 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = None
-ASGI_APPLICATION = "portal.asgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 DATABASES = {
     "default": _database_from_url(DATABASE_URL)
@@ -155,7 +157,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

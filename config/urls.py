@@ -5,5 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("anyreach_listen.urls")),
-    path("", include("portal.portal_urls")),
+    path("", include("portal.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Small helpers shared by the operator commands."""
+"""Arguments shared by the operator commands (also the demo's): organizations and scopes."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-from portal.settings import *  # noqa: F403
-from portal.settings import ANYREACH_LISTEN
+from config.settings import *  # noqa: F403
+from config.settings import ANYREACH_LISTEN
 
 ROOT_URLCONF = "tests.browser.urls"
 

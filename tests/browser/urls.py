@@ -42,4 +42,4 @@ if os.environ.get("LISTEN_TEST_REAL_FRAME") != "1":
         ),
         path("test/listen-frame-test.js", fake_frame_script),
     ]
-urlpatterns += [path("", include("portal.urls"))]
+urlpatterns += [path("", include("config.urls"))]

@@ -64,7 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with livekit_server(tmp, [webhook]) as lk:
         env = {
             "DATABASE_URL": f"sqlite:///{db_path}",
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONUNBUFFERED": "1",
             **lk.env(),
         }

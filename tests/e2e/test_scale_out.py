@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from anyreach_listen.devserver import DEV_API_KEY, DEV_API_SECRET
+from demo.devserver import DEV_API_KEY, DEV_API_SECRET
 from tests.support.datastores import postgres_server, redis_server
 from tests.support.livekit import sign_webhook, webhook_event
 from tests.support.processes import daphne_server, free_port, run_manage

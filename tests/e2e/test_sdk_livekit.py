@@ -28,8 +28,8 @@ import pytest
 from livekit import api
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from anyreach_listen.call_simulator import DEFAULT_SCRIPT
 from anyreach_listen.minting import listener_grants
+from demo.call_simulator import DEFAULT_SCRIPT
 from tests.browser.pages import EmbeddingSite
 from tests.e2e.conftest import Call, Stack, simulated_call
 from tests.e2e.sdk_pages import (

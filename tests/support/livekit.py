@@ -17,7 +17,7 @@ from typing import Literal
 from google.protobuf.json_format import MessageToJson
 from livekit import api
 
-from anyreach_listen.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
+from demo.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
 from tests.support.processes import free_port, http_ok, managed_process, wait_until
 
 

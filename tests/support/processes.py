@@ -96,7 +96,7 @@ def managed_process(
 def daphne_server(port: int, env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
     """Serve the portal's ASGI app with a real daphne on 127.0.0.1:``port``."""
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    with managed_process([*args, "portal.asgi:application"], env=env, log_path=log_path):
+    with managed_process([*args, "config.asgi:application"], env=env, log_path=log_path):
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(f"{base}/core/openapi.json"), timeout=30, what="daphne")
         yield base

@@ -3,8 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from anyreach_listen.credentials import issue_api_key
-
-from ._helpers import find_organization, parse_scopes
+from anyreach_listen.management.arguments import find_organization, parse_scopes
 
 
 class Command(BaseCommand):

@@ -6,8 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from anyreach_listen.credentials import issue_pat
-
-from ._helpers import parse_scopes
+from anyreach_listen.management.arguments import parse_scopes
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from anyreach_listen.devserver import DevServerConfig, find_livekit_server
+from demo.devserver import DevServerConfig, find_livekit_server
 
 STOP_GRACE = 5.0  # seconds the server gets to stop before it is terminated, then killed
 

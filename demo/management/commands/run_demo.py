@@ -90,7 +90,7 @@ class Command(BaseCommand):
                     "127.0.0.1",
                     "-p",
                     str(port),
-                    "portal.asgi:application",
+                    "config.asgi:application",
                 ],
                 env,
             )

@@ -12,20 +12,19 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from anyreach_listen.call_simulator import (
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.management.arguments import find_organization
+from anyreach_listen.models import Team
+from demo.call_simulator import (
     CallConfig,
     finish_conversation,
     register_conversation,
     run_call,
 )
-from anyreach_listen.conf import listen_settings
-from anyreach_listen.models import Team
-
-from ._helpers import find_organization
 
 DEFAULT_ORGANIZATION = "demo"  # the organization `manage.py seed_demo` creates
 
-logger = logging.getLogger("anyreach_listen.call_simulator")
+logger = logging.getLogger("demo.call_simulator")
 
 
 class Command(BaseCommand):
