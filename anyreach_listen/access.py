@@ -1,52 +1,212 @@
-"""Who may see and listen to which conversation, for logged-in users.
+"""Who may see, listen to and manage what: one policy object per person or API caller.
 
-Admins see their whole organization; supervisors, QA analysts and viewers see
-the conversations of their teams. Listening needs a role whose scopes include
-a listen scope (see ``roles.py``). The portal, the session-token view, the
-websocket consumer and the admin's listen page all ask here.
+Every view, the token views, the websocket consumer, the admin's listen page and
+the API ask a policy object here; the visibility rule itself is one SQL
+expression, ``ConversationQuerySet.visible_to``.
+
+- ``for_request(request)`` / ``for_user(user)``: a signed-in person. Admins see
+  their whole organization; supervisors, QA analysts and viewers see their teams'
+  conversations. Listening needs a role whose scopes include a listen scope
+  (``roles.py``).
+- ``for_api_request(request)``: an API caller, built from its credential. An API
+  key acts in its own organization with its own scopes; a PAT acts in the
+  organization named by ``X-Anyreach-Org`` with its scopes intersected with its
+  owner's role there, and sees only what its owner sees.
+
+Like django-htmx's ``HtmxDetails``, a policy is built once and caches what it
+reads, so a page that renders many panels asks the database once.
 """
 
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, Q, QuerySet
+from django.http import HttpRequest
 
-from .models import Conversation, Membership, Team
-from .roles import Role, can_listen
+from . import credentials
+from .errors import ApiError, Errors
+from .models import (
+    ApiKey,
+    Conversation,
+    ConversationQuerySet,
+    Membership,
+    Organization,
+    PersonalAccessToken,
+)
+from .roles import ROLE_SCOPES, Role, can_listen
 
 UserLike = AbstractBaseUser | AnonymousUser
 
-
-def memberships(user: UserLike) -> QuerySet[Membership]:
-    if not user.is_authenticated:
-        return Membership.objects.none()
-    return Membership.objects.filter(user_id=user.pk).select_related("organization")
+ORG_HEADER = "X-Anyreach-Org"
+_REQUEST_ATTRIBUTE = "_anyreach_listen_access"
 
 
-def visible_conversations(user: UserLike) -> QuerySet[Conversation]:
-    if not user.is_authenticated:
-        return Conversation.objects.none()
-    admin_orgs = memberships(user).filter(role=Role.ADMIN).values("organization_id")
-    # A team counts only inside its own organization's membership, so a team
-    # mistakenly attached to another organization's membership grants nothing.
-    own_teams = Team.objects.filter(
-        memberships__user_id=user.pk, organization_id=F("memberships__organization_id")
-    ).values("pk")
-    return Conversation.objects.filter(
-        Q(organization_id__in=admin_orgs) | Q(team_id__in=own_teams)
-    ).select_related("organization", "team")
+def parse_uuid(value: object) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
-def membership_in(user: UserLike, organization_id: uuid.UUID) -> Membership | None:
-    return memberships(user).filter(organization_id=organization_id).first()
+class UserAccess:
+    """What one signed-in person may do; cheap to ask repeatedly."""
+
+    def __init__(self, user: UserLike) -> None:
+        self.user = user
+
+    @cached_property
+    def memberships(self) -> dict[uuid.UUID, Membership]:
+        """The person's memberships by organization id (one query, organizations joined)."""
+        if not self.user.is_authenticated:
+            return {}
+        rows = Membership.objects.filter(user_id=self.user.pk).select_related("organization")
+        return {m.organization_id: m for m in rows}
+
+    @cached_property
+    def admin_organization_ids(self) -> frozenset[uuid.UUID]:
+        return frozenset(o for o, m in self.memberships.items() if m.role == Role.ADMIN)
+
+    def conversations(self) -> ConversationQuerySet:
+        """Every conversation this person may see."""
+        if not self.user.is_authenticated:
+            return Conversation.objects.none()
+        return Conversation.objects.visible_to(self.user.pk).select_related("organization", "team")
+
+    def find(self, conversation_id: object) -> Conversation | None:
+        """A visible conversation by id; None for unknown, invisible or not-a-UUID ids."""
+        parsed = parse_uuid(conversation_id)
+        return self.conversations().filter(pk=parsed).first() if parsed else None
+
+    def _role_for(self, conversation: Conversation) -> str | None:
+        """The person's role where ``conversation`` is visible to them, else None."""
+        if getattr(conversation, "viewer_id", None) == self.user.pk:
+            return conversation.viewer_role  # type: ignore[attr-defined]
+        visible = self.find(conversation.pk)
+        return visible.viewer_role if visible else None  # type: ignore[attr-defined]
+
+    def listen_refusal(self, conversation: Conversation) -> str | None:
+        """Why this person may not listen to ``conversation``, or None when they may."""
+        if conversation.organization_id not in self.memberships:
+            return (
+                "Listening needs a membership of this organization (a role and a team). "
+                "Ask an administrator to add you."
+            )
+        role = self._role_for(conversation)
+        if role is None:
+            return "This call belongs to a team you are not part of."
+        if not can_listen(ROLE_SCOPES.get(role, frozenset())):
+            return "Your role can see this call but not listen to it."
+        return None
+
+    def can_listen(self, conversation: Conversation) -> bool:
+        return self.listen_refusal(conversation) is None
+
+    def can_manage(self, organization_id: uuid.UUID) -> bool:
+        """Org admins manage members and keys and read the organization's audit."""
+        return organization_id in self.admin_organization_ids
+
+    @property
+    def audit_fields(self) -> dict[str, Any]:
+        """Who a listen session of this person is recorded under."""
+        return {"user": self.user if self.user.is_authenticated else None}
 
 
-def may_listen(user: UserLike, conversation: Conversation) -> bool:
-    membership = membership_in(user, conversation.organization_id)
-    return (
-        membership is not None
-        and can_listen(membership.scopes)
-        and membership.can_see(conversation)
+def for_user(user: UserLike) -> UserAccess:
+    return UserAccess(user)
+
+
+def for_request(request: HttpRequest) -> UserAccess:
+    """The policy of the request's user, built once per request."""
+    policy = getattr(request, _REQUEST_ATTRIBUTE, None)
+    if policy is None or policy.user is not request.user:
+        policy = UserAccess(request.user)
+        setattr(request, _REQUEST_ATTRIBUTE, policy)
+    return policy
+
+
+class CredentialAccess:
+    """What an API caller may do: its credential, organization and effective scopes."""
+
+    def __init__(
+        self,
+        credential: ApiKey | PersonalAccessToken,
+        organization: Organization,
+        scopes: frozenset[str],
+    ) -> None:
+        self.credential = credential
+        self.organization = organization
+        self.scopes = scopes
+
+    @property
+    def rate_limit_bucket(self) -> str:
+        return f"{self.credential.PREFIX}:{self.credential.pk}"
+
+    def conversations(self) -> ConversationQuerySet:
+        if isinstance(self.credential, PersonalAccessToken):
+            # A PAT sees what its owner sees in the organization it names.
+            return Conversation.objects.visible_to(self.credential.user_id, self.organization.pk)
+        return Conversation.objects.filter(organization=self.organization)
+
+    def find(self, conversation_id: object) -> Conversation | None:
+        parsed = parse_uuid(conversation_id)
+        if parsed is None:
+            return None
+        return self.conversations().select_related("organization").filter(pk=parsed).first()
+
+    @property
+    def can_listen(self) -> bool:
+        return can_listen(self.scopes)
+
+    @property
+    def audit_fields(self) -> dict[str, Any]:
+        if isinstance(self.credential, PersonalAccessToken):
+            return {"user": self.credential.user, "personal_access_token": self.credential}
+        return {"api_key": self.credential}
+
+
+def _bearer_token(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise ApiError(Errors.MISSING_CREDENTIALS)
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiError(
+            Errors.INVALID_CREDENTIALS, "The Authorization header must be 'Bearer <token>'."
+        )
+    return value.strip()
+
+
+def for_api_request(request: HttpRequest) -> CredentialAccess:
+    """The caller of an API request; ``ApiError`` (401, 400, 403) when it is refused."""
+    try:
+        credential = credentials.authenticate(_bearer_token(request))
+    except credentials.CredentialError as exc:
+        raise ApiError(exc.error, exc.message) from None
+
+    org_header = request.headers.get(ORG_HEADER)
+    org_id = parse_uuid(org_header) if org_header else None
+    if org_header and org_id is None:
+        raise ApiError(Errors.INVALID_ORGANIZATION)
+
+    if isinstance(credential, ApiKey):
+        if org_id is not None and org_id != credential.organization_id:
+            raise ApiError(Errors.ORGANIZATION_MISMATCH)
+        return CredentialAccess(credential, credential.organization, frozenset(credential.scopes))
+
+    if org_id is None:
+        raise ApiError(Errors.MISSING_ORGANIZATION)
+    membership = (
+        Membership.objects.select_related("organization")
+        .filter(user_id=credential.user_id, organization_id=org_id)
+        .first()
     )
+    if membership is None:
+        raise ApiError(Errors.NOT_A_MEMBER)
+    # A PAT never grants more than its owner's role does in that organization.
+    scopes = frozenset(credential.scopes) & membership.scopes
+    return CredentialAccess(credential, membership.organization, scopes)

@@ -39,14 +39,13 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=4401)
             return
-        self.joined = [organization_group(org) for org in await self._organization_ids()]
-        for group in self.joined:
+        self.policy = access.for_user(user)
+        # Channels joins ``groups`` before connect() and leaves them on disconnect;
+        # ours depend on the user, so they are joined here.
+        self.groups = [organization_group(org) for org in await self._organization_ids()]
+        for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """The stream is one-way; anything a browser sends is ignored."""
@@ -68,11 +67,9 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _organization_ids(self) -> list[str]:
-        return [str(m.organization_id) for m in access.memberships(self.scope["user"])]
+        return [str(organization_id) for organization_id in self.policy.memberships]
 
     @database_sync_to_async
     def _visible(self, conversation_id: str) -> dict[str, Any] | None:
-        conversation = (
-            access.visible_conversations(self.scope["user"]).filter(pk=conversation_id).first()
-        )
+        conversation = self.policy.find(conversation_id)
         return conversation_payload(conversation) if conversation else None

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from .conf import listen_settings
+from .errors import ErrorKind, Errors
 from .models import ApiKey, Credential, Organization, PersonalAccessToken
 
 if TYPE_CHECKING:
@@ -85,12 +86,12 @@ def rotate(credential: Credential) -> str:
 
 
 class CredentialError(Exception):
-    """Why a presented credential was refused (``code`` is the API error code)."""
+    """Why a presented credential was refused (an entry of the error registry)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, error: ErrorKind, message: str | None = None) -> None:
+        self.error = error
+        self.message = message or error.message
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def authenticate(raw: str) -> ApiKey | PersonalAccessToken:
     presented = parse(raw)
     if presented is None:
         raise CredentialError(
-            "invalid_credentials", "The bearer token is not a valid ak_ or pat_ credential."
+            Errors.INVALID_CREDENTIALS, "The bearer token is not a valid ak_ or pat_ credential."
         )
     model: type[ApiKey] | type[PersonalAccessToken] = (
         ApiKey if presented.kind == "ak" else PersonalAccessToken
@@ -124,13 +125,13 @@ def authenticate(raw: str) -> ApiKey | PersonalAccessToken:
     expected = row.secret_hash if row is not None else hash_secret("")
     matches = hmac.compare_digest(expected, hash_secret(presented.secret))
     if row is None or not matches:
-        raise CredentialError("invalid_credentials", "The bearer token is not recognized.")
+        raise CredentialError(Errors.INVALID_CREDENTIALS)
     if row.is_revoked:
-        raise CredentialError("credentials_revoked", "This credential has been revoked.")
+        raise CredentialError(Errors.CREDENTIALS_REVOKED)
     if row.is_expired:
-        raise CredentialError("credentials_expired", "This credential has expired.")
+        raise CredentialError(Errors.CREDENTIALS_EXPIRED)
     if isinstance(row, PersonalAccessToken) and not row.user.is_active:
-        raise CredentialError("invalid_credentials", "The owner of this token is inactive.")
+        raise CredentialError(Errors.INVALID_CREDENTIALS, "The owner of this token is inactive.")
     now = timezone.now()
     # At most one write a minute per credential: "last used" needs no finer grain,
     # and minting is a hot path.

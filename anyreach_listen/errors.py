@@ -1,35 +1,303 @@
-"""The API's one error format: ``{"error": {"code": ..., "message": ...}}``."""
+"""Errors as data: every error the app answers with, and the one JSON shape they take.
+
+``Errors`` is the registry: each entry has its status, stable code, default
+message and a sentence saying when it happens. Code raises an entry
+(``raise ApiError(Errors.CONVERSATION_NOT_FOUND)``); the OpenAPI document and the
+README's error table are generated from the registry (``python -m
+anyreach_listen.errors`` prints the table), so docs cannot drift from the code.
+
+``endpoint`` wraps every JSON endpoint (the API, the portal's token view, the
+webhook): it checks the method, turns ``ApiError`` into the JSON shape and any
+unexpected exception into a 500 ``internal_error`` without a traceback.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+logger = logging.getLogger(__name__)
+
+# Where an error can be answered; the OpenAPI document lists the API's.
+API = "api"  # the listener-token API (and every path under /core/)
+PORTAL = "portal"  # the signed-in token view /listen/conversations/<id>/token
+WEBHOOK = "webhook"  # POST /livekit/webhook
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    status: int
+    code: str
+    message: str  # the default human message; a raise may say more
+    when: str  # for the docs: when this error is answered
+    surfaces: frozenset[str]
+
+
+def _kind(status: int, code: str, message: str, when: str, *surfaces: str) -> ErrorKind:
+    return ErrorKind(status, code, message, when, frozenset(surfaces))
+
+
+class Errors:
+    """The registry, in the order the API checks a request."""
+
+    MISSING_CREDENTIALS = _kind(
+        401,
+        "missing_credentials",
+        "Send Authorization: Bearer <ak_… or pat_…>.",
+        "no `Authorization: Bearer` credential (every 401 has `WWW-Authenticate: Bearer`)",
+        API,
+    )
+    INVALID_CREDENTIALS = _kind(
+        401,
+        "invalid_credentials",
+        "The bearer token is not recognized.",
+        "a malformed or unknown credential, or a PAT of an inactive user",
+        API,
+    )
+    CREDENTIALS_REVOKED = _kind(
+        401,
+        "credentials_revoked",
+        "This credential has been revoked.",
+        "a revoked credential",
+        API,
+    )
+    CREDENTIALS_EXPIRED = _kind(
+        401,
+        "credentials_expired",
+        "This credential has expired.",
+        "an expired credential",
+        API,
+    )
+    NOT_AUTHENTICATED = _kind(
+        401, "not_authenticated", "Sign in to listen.", "nobody is signed in", PORTAL
+    )
+    MISSING_ORGANIZATION = _kind(
+        400,
+        "missing_organization",
+        "Personal access tokens need the X-Anyreach-Org header.",
+        "a `pat_` token without `X-Anyreach-Org`",
+        API,
+    )
+    INVALID_ORGANIZATION = _kind(
+        400,
+        "invalid_organization",
+        "X-Anyreach-Org must be an organization id.",
+        "`X-Anyreach-Org` is not an organization id",
+        API,
+    )
+    ORGANIZATION_MISMATCH = _kind(
+        403,
+        "organization_mismatch",
+        "This API key belongs to another organization.",
+        "an `ak_` key with `X-Anyreach-Org` of another organization",
+        API,
+    )
+    NOT_A_MEMBER = _kind(
+        403,
+        "not_a_member",
+        "You are not a member of this organization.",
+        "a `pat_` naming an organization its user does not belong to",
+        API,
+    )
+    RATE_LIMITED = _kind(
+        429,
+        "rate_limited",
+        "Too many requests; retry later.",
+        "per-credential (or per-user) limit reached (`Retry-After` in seconds)",
+        API,
+        PORTAL,
+    )
+    INSUFFICIENT_SCOPE = _kind(
+        403,
+        "insufficient_scope",
+        "Needs the conversations:read_sensitive or conversations:manage scope.",
+        "neither listen scope (for a PAT: after intersecting with the user's role)",
+        API,
+    )
+    CONVERSATION_NOT_FOUND = _kind(
+        404,
+        "conversation_not_found",
+        "No such conversation.",
+        "unknown id, not a UUID, another organization's conversation, or (for a PAT) a team "
+        "the user cannot see. Indistinguishable on purpose",
+        API,
+        PORTAL,
+    )
+    LISTEN_NOT_ALLOWED = _kind(
+        403,
+        "listen_not_allowed",
+        "Your role can see this call but not listen.",
+        "the signed-in user may see the call but their role cannot listen",
+        PORTAL,
+    )
+    CONVERSATION_NOT_ACTIVE = _kind(
+        409,
+        "conversation_not_active",
+        "Only triggered, ringing or in-progress calls can be listened to.",
+        "not triggered, ringing or in progress",
+        API,
+        PORTAL,
+    )
+    ROOM_NOT_FOUND = _kind(
+        404,
+        "room_not_found",
+        "The conversation has no LiveKit room.",
+        "the conversation is active but has no LiveKit room",
+        API,
+        PORTAL,
+    )
+    METHOD_NOT_ALLOWED = _kind(
+        405,
+        "method_not_allowed",
+        "This method is not allowed here.",
+        "a method the endpoint does not take (`Allow` names the ones it does)",
+        API,
+        PORTAL,
+        WEBHOOK,
+    )
+    NOT_FOUND = _kind(404, "not_found", "No API endpoint at this path.", "an unknown path", API)
+    INTERNAL_ERROR = _kind(
+        500,
+        "internal_error",
+        "Something went wrong on our side. Try again; if it persists, contact support.",
+        "an unexpected failure (details go to the server log, never the response)",
+        API,
+        PORTAL,
+        WEBHOOK,
+    )
+    REMOTE_UNAVAILABLE = _kind(
+        502,
+        "remote_unavailable",
+        "The listening service could not be reached. Try again in a moment.",
+        "remote minting: the service is unreachable, slow or failing",
+        PORTAL,
+    )
+    REMOTE_REJECTED = _kind(
+        502,
+        "remote_rejected",
+        "The listening service refused this portal's credentials. Ask an administrator "
+        "to check the REMOTE_MINT settings.",
+        "remote minting: the service refused the portal's credential",
+        PORTAL,
+    )
+    REMOTE_INVALID = _kind(
+        502,
+        "remote_invalid",
+        "The listening service answered with an unusable token.",
+        "remote minting: the answer holds no usable token",
+        PORTAL,
+    )
+    INVALID_PAYLOAD = _kind(
+        400,
+        "invalid_payload",
+        "The body is not a LiveKit event.",
+        "the body is not UTF-8 or not a LiveKit event",
+        WEBHOOK,
+    )
+    INVALID_SIGNATURE = _kind(
+        401,
+        "invalid_signature",
+        "The webhook signature or body hash is not valid.",
+        "the signature or the body hash does not verify",
+        WEBHOOK,
+    )
+
+    @classmethod
+    def all(cls) -> Iterator[ErrorKind]:
+        return (value for value in vars(cls).values() if isinstance(value, ErrorKind))
+
+    @classmethod
+    def on(cls, surface: str) -> list[ErrorKind]:
+        """The errors of one surface, by status, in check order within a status."""
+        return sorted((e for e in cls.all() if surface in e.surfaces), key=lambda e: e.status)
+
+    @classmethod
+    def by_code(cls, code: str) -> ErrorKind | None:
+        return next((e for e in cls.all() if e.code == code), None)
 
 
 class ApiError(Exception):
-    """Raised anywhere in an API view; turned into a JSON response by ``as_response``."""
+    """Raised anywhere under ``endpoint``; answered as ``{"error": {code, message}}``."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self, kind: ErrorKind, message: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
+        self.kind = kind
+        self.message = message or kind.message
+        super().__init__(self.message)
+        self.headers = dict(headers or {})
+        if kind.status == 401 and API in kind.surfaces:
+            self.headers.setdefault("WWW-Authenticate", 'Bearer realm="anyreach"')
+
+    @property
+    def status(self) -> int:
+        return self.kind.status
+
+    @property
+    def code(self) -> str:
+        return self.kind.code
 
     def as_response(self) -> JsonResponse:
-        return error_response(self.status, self.code, self.message, self.headers)
+        response = JsonResponse(
+            {"error": {"code": self.code, "message": self.message}}, status=self.status
+        )
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JsonResponse:
-    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
+View = Callable[..., HttpResponse]
 
 
-def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
-    """Catch-all for unknown API paths, so they answer in the same format."""
-    return error_response(404, "not_found", "No API endpoint at this path.")
+def endpoint(*methods: str, csrf: bool = False) -> Callable[[View], View]:
+    """Wrap a JSON endpoint: method check, ``ApiError`` → JSON, anything else → 500 JSON.
+
+    ``methods`` empty: any method. Bearer-authenticated and signed endpoints are
+    CSRF-exempt; session-authenticated views pass ``csrf=True`` (checked even
+    where a host project lacks the CSRF middleware).
+    """
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            try:
+                if methods and request.method not in methods:
+                    raise ApiError(
+                        Errors.METHOD_NOT_ALLOWED,
+                        f"Use {' or '.join(methods)}.",
+                        {"Allow": ", ".join(methods)},
+                    )
+                return view(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.as_response()
+            except Http404:
+                return ApiError(Errors.NOT_FOUND).as_response()
+            except Exception:
+                logger.exception("Unexpected error in %s %s", request.method, request.path)
+                return ApiError(Errors.INTERNAL_ERROR).as_response()
+
+        return csrf_protect(wrapper) if csrf else csrf_exempt(wrapper)
+
+    return decorate
+
+
+@endpoint()
+def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Catch-all for unknown API paths, whatever the method, in the same format."""
+    raise ApiError(Errors.NOT_FOUND)
+
+
+def markdown_table(surface: str = API) -> str:
+    """The README's error table for ``surface``."""
+    lines = ["| Status | Code | When |", "|---|---|---|"]
+    lines += [f"| {e.status} | `{e.code}` | {e.when} |" for e in Errors.on(surface)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

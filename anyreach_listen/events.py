@@ -7,14 +7,16 @@ committed; the websocket consumer in ``consumers.py`` forwards them to browsers.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 from .conf import listen_settings
-from .models import Conversation, ListenSession
+
+if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
+    from .models import Conversation, ListenSession
 
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"
@@ -37,7 +39,7 @@ def _send_on_commit(group: str, message: dict[str, Any]) -> None:
 
 
 def publish_conversation(conversation: Conversation, event: str) -> None:
-    """``event`` says what happened, e.g. ``room_started`` or ``agent_left``."""
+    """``event`` says what happened or what ended the call, e.g. ``room_started``."""
     _send_on_commit(
         organization_group(conversation.organization_id),
         {

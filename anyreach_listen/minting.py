@@ -1,4 +1,11 @@
-"""Minting listener tokens: the one place every path (API, portal, admin) goes through."""
+"""The one grant path: every listen (API, portal, admin) is minted and audited here.
+
+``grant_listen`` signs a listener token in-process, or, for portal and admin
+listens when ``REMOTE_MINT`` is configured, asks the remote Anyreach-compatible
+API for one; either way it writes the one ``ListenSession`` audit row. Callers
+authenticate and authorize first (``access.py``); this module only refuses what
+would make an invalid token.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,19 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import jwt
+from django.http import HttpRequest
 from livekit.api import AccessToken, VideoGrants
 
 from .conf import listen_settings
-from .errors import ApiError
-from .models import ApiKey, Conversation, ListenSession, PersonalAccessToken
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+from .errors import ApiError, Errors
+from .models import Conversation, ListenSession, ListenVia
+from .remote_minting import mint_remotely
 
 LISTENER_IDENTITY_PREFIX = "listener-"
+USER_AGENT_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,12 @@ def ensure_listenable(conversation: Conversation) -> None:
     """The contract's state rules: 409 when not active, 404 when there is no room."""
     if not conversation.is_active:
         raise ApiError(
-            409,
-            "conversation_not_active",
+            Errors.CONVERSATION_NOT_ACTIVE,
             f"The conversation is {conversation.get_status_display().lower()}; "
             "only triggered, ringing or in-progress calls can be listened to.",
         )
     if not conversation.livekit_room:
-        raise ApiError(404, "room_not_found", "The conversation has no LiveKit room.")
+        raise ApiError(Errors.ROOM_NOT_FOUND)
 
 
 def listener_grants(room_name: str) -> VideoGrants:
@@ -69,28 +75,18 @@ def listener_grants(room_name: str) -> VideoGrants:
     )
 
 
-def mint_listener_token(
-    conversation: Conversation,
-    *,
-    via: str,
-    user: User | None = None,
-    api_key: ApiKey | None = None,
-    personal_access_token: PersonalAccessToken | None = None,
-    client_ip: str | None = None,
-    user_agent: str = "",
-) -> ListenerGrant:
-    """Mint a listener JWT for an active conversation with a room and audit it.
+def _expiry(token: str) -> dt.datetime:
+    """The JWT's ``exp``: ``expires_at`` must equal it exactly."""
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    return dt.datetime.fromtimestamp(int(exp), tz=dt.UTC)
 
-    Callers check credentials, permissions and the conversation's state first;
-    this function only refuses what would make an invalid token.
-    """
+
+def sign_listener_token(conversation: Conversation, identity: str) -> str:
     room_name = conversation.livekit_room
     if not room_name:
         raise ValueError("conversation has no LiveKit room")
-    session_id = uuid.uuid4()
-    identity = f"{LISTENER_IDENTITY_PREFIX}{session_id}"
     embed_origins = conversation.organization.allowed_embed_origins
-    token = (
+    return (
         AccessToken(listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET)
         .with_identity(identity)
         .with_name("Listener")
@@ -100,25 +96,89 @@ def mint_listener_token(
         .with_metadata(json.dumps({"listener": True, "embed_origins": embed_origins}))
         .to_jwt()
     )
-    # expires_at must equal the JWT's exp exactly, so read it back from the token.
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    expires_at = dt.datetime.fromtimestamp(exp, tz=dt.UTC)
-    session = ListenSession.objects.create(
-        id=session_id,
-        conversation=conversation,
-        user=user,
-        api_key=api_key,
-        personal_access_token=personal_access_token,
-        listener_identity=identity,
-        via=via,
-        expires_at=expires_at,
-        client_ip=client_ip,
-        user_agent=user_agent[:500],
-    )
+
+
+def request_details(request: HttpRequest | None) -> dict[str, Any]:
+    """Where a listen came from, for the audit."""
+    if request is None:
+        return {"client_ip": None, "user_agent": ""}
+    return {
+        # REMOTE_ADDR only: trusting X-Forwarded-For needs a proxy the operator configures.
+        "client_ip": request.META.get("REMOTE_ADDR") or None,
+        "user_agent": request.headers.get("User-Agent", "")[:USER_AGENT_MAX],
+    }
+
+
+@dataclass(frozen=True)
+class _Minted:
+    url: str
+    token: str
+    room_name: str
+    identity: str
+    expires_at: dt.datetime
+    session_id: uuid.UUID | None  # None: the remote chose the identity
+
+
+def _mint_here(conversation: Conversation) -> _Minted:
+    ensure_listenable(conversation)
+    session_id = uuid.uuid4()
+    identity = f"{LISTENER_IDENTITY_PREFIX}{session_id}"
+    token = sign_listener_token(conversation, identity)
+    room_name = str(conversation.livekit_room)
+    url = listen_settings.LIVEKIT_URL
+    return _Minted(url, token, room_name, identity, _expiry(token), session_id)
+
+
+def _mint_remotely(conversation: Conversation, config: dict[str, Any]) -> _Minted:
+    fields = mint_remotely(config, str(conversation.pk))
+    try:
+        claims = jwt.decode(fields["token"], options={"verify_signature": False})
+        identity = str(claims["sub"])
+        expires_at = _expiry(fields["token"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        raise ApiError(Errors.REMOTE_INVALID) from None
+    return _Minted(fields["url"], fields["token"], fields["room_name"], identity, expires_at, None)
+
+
+def grant_listen(
+    conversation: Conversation,
+    *,
+    via: str,
+    audit: dict[str, Any] | None = None,
+    request: HttpRequest | None = None,
+) -> ListenerGrant:
+    """Mint a listener token for ``conversation`` and write its one audit row.
+
+    ``audit`` says who listens (``user``, ``api_key``, ``personal_access_token``:
+    a policy's ``audit_fields``). The API is the platform itself and always mints
+    here; the portal and the admin mint remotely when ``REMOTE_MINT`` is set (the
+    remote then owns the call's state: its 404 and 409 pass through).
+    """
+    remote = listen_settings.REMOTE_MINT
+    if remote and via != ListenVia.API:
+        minted = _mint_remotely(conversation, remote)
+    else:
+        minted = _mint_here(conversation)
+    row = {
+        "conversation": conversation,
+        "via": via,
+        "expires_at": minted.expires_at,
+        **(audit or {}),
+        **request_details(request),
+    }
+    if minted.session_id is None:
+        # A remote answer must never rewrite an existing audit row.
+        session, _ = ListenSession.objects.get_or_create(
+            listener_identity=minted.identity, defaults=row
+        )
+    else:
+        session = ListenSession.objects.create(
+            id=minted.session_id, listener_identity=minted.identity, **row
+        )
     return ListenerGrant(
-        url=listen_settings.LIVEKIT_URL,
-        token=token,
-        room_name=room_name,
-        expires_at=expires_at,
+        url=minted.url,
+        token=minted.token,
+        room_name=minted.room_name,
+        expires_at=minted.expires_at,
         listen_session=session,
     )

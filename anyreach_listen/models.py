@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import F, OuterRef, Q, Subquery, Value
 from django.db.models.signals import m2m_changed
 from django.utils import timezone
 
+from .events import publish_conversation
 from .origins import validate_origin_list
 from .roles import ROLE_SCOPES, Role, Scope
 
@@ -72,18 +74,6 @@ class Membership(models.Model):
     def scopes(self) -> frozenset[str]:
         return ROLE_SCOPES.get(self.role, frozenset())
 
-    def visible_conversations(self) -> QuerySet[Conversation]:
-        """Admins see the whole organization; everyone else sees their teams' calls."""
-        conversations = Conversation.objects.filter(organization_id=self.organization_id)
-        if self.role == Role.ADMIN:
-            return conversations
-        return conversations.filter(
-            team__in=self.teams.filter(organization_id=self.organization_id)
-        )
-
-    def can_see(self, conversation: Conversation) -> bool:
-        return self.visible_conversations().filter(pk=conversation.pk).exists()
-
 
 class ConversationStatus(models.TextChoices):
     TRIGGERED = "triggered", "Triggered"
@@ -97,6 +87,37 @@ class ConversationStatus(models.TextChoices):
 ACTIVE_STATUSES: frozenset[str] = frozenset(
     {ConversationStatus.TRIGGERED, ConversationStatus.RINGING, ConversationStatus.IN_PROGRESS}
 )
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def active(self) -> ConversationQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def visible_to(
+        self, user_id: int, organization_id: uuid.UUID | None = None
+    ) -> ConversationQuerySet:
+        """The visibility rule, the only place it is written (``access.py`` asks here).
+
+        A member sees every conversation of an organization where they are an
+        admin, and the conversations of their teams elsewhere. A team counts only
+        inside its own organization's membership, so a team mistakenly attached to
+        another organization's membership grants nothing. ``organization_id``
+        narrows the rule to one membership (a PAT names its organization).
+
+        Each row carries ``viewer_id`` and ``viewer_role`` (the user's role in the
+        conversation's organization), so listen permissions need no query per row.
+        """
+        memberships = Membership.objects.filter(user_id=user_id)
+        if organization_id is not None:
+            memberships = memberships.filter(organization_id=organization_id)
+        admin_organizations = memberships.filter(role=Role.ADMIN).values("organization_id")
+        own_teams = Team.objects.filter(
+            memberships__in=memberships, organization_id=F("memberships__organization_id")
+        ).values("pk")
+        role = memberships.filter(organization_id=OuterRef("organization_id")).values("role")
+        return self.filter(
+            Q(organization_id__in=admin_organizations) | Q(team_id__in=own_teams)
+        ).annotate(viewer_role=Subquery(role[:1]), viewer_id=Value(user_id))
 
 
 class Conversation(models.Model):
@@ -119,6 +140,8 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ConversationQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["organization", "status"])]
@@ -131,13 +154,21 @@ class Conversation(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    def finish(self, at: dt.datetime, *, by: str) -> bool:
+        """Complete the call at ``at`` unless it already ended; False when it had.
 
-class CredentialQuerySet(models.QuerySet["Credential"]):
-    def usable(self) -> CredentialQuerySet:
-        now = timezone.now()
-        return self.filter(revoked_at__isnull=True).filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-        )
+        ``by`` (e.g. ``room_finished``) is kept in the metadata and names the
+        published event. Call it inside a transaction on a row locked with
+        ``select_for_update``, so two doors cannot both finish the call.
+        """
+        if not self.is_active:
+            return False
+        self.status = ConversationStatus.COMPLETED
+        self.ended_at = at
+        self.metadata = {**self.metadata, "ended_by": by}
+        self.save(update_fields=["status", "ended_at", "metadata", "updated_at"])
+        publish_conversation(self, by)
+        return True
 
 
 def validate_scopes(value: object) -> None:
@@ -173,8 +204,6 @@ class Credential(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = CredentialQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -225,6 +254,17 @@ class ListenVia(models.TextChoices):
     ADMIN = "admin", "Admin site"
 
 
+class ListenSessionQuerySet(models.QuerySet["ListenSession"]):
+    def revocable(self) -> ListenSessionQuerySet:
+        """Unrevoked sessions of calls still going on, including listeners that left:
+        their token (or the one LiveKit refreshed) could still rejoin the room."""
+        return self.filter(revoked_at__isnull=True, conversation__status__in=ACTIVE_STATUSES)
+
+    def live(self) -> ListenSessionQuerySet:
+        """Listeners in a room right now (as far as the webhooks told us)."""
+        return self.revocable().filter(left_at__isnull=True)
+
+
 class ListenSession(models.Model):
     """Audit row written for every listener token minted."""
 
@@ -258,6 +298,8 @@ class ListenSession(models.Model):
     joined_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ListenSessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-minted_at"]

@@ -6,66 +6,51 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from .api import ORG_HEADER
+from .access import ORG_HEADER
+from .errors import API, ErrorKind, Errors, endpoint
 
-_ERROR_CODES: dict[int, list[str]] = {
-    400: ["missing_organization", "invalid_organization"],
-    401: [
-        "missing_credentials",
-        "invalid_credentials",
-        "credentials_revoked",
-        "credentials_expired",
-    ],
-    403: ["organization_mismatch", "not_a_member", "insufficient_scope"],
-    404: ["conversation_not_found", "room_not_found"],
-    405: ["method_not_allowed"],
-    409: ["conversation_not_active"],
-    429: ["rate_limited"],
-}
 
-_DESCRIPTIONS = {
-    400: "A personal access token was sent without a valid X-Anyreach-Org header.",
-    401: "Missing, malformed, unknown, revoked or expired credential.",
-    403: "Wrong organization, not a member, or missing scope.",
-    404: "Unknown conversation (`conversation_not_found`, also for other organizations' "
-    "conversations and ids that are not UUIDs) or an active conversation without a "
-    "LiveKit room (`room_not_found`).",
-    405: "Only POST is allowed.",
-    409: "The conversation is not active (triggered, ringing or in progress).",
-    429: "Per-credential rate limit reached; see Retry-After.",
+def _listener_token_errors() -> dict[int, list[ErrorKind]]:
+    """The listener-token endpoint's errors by status (500 is implied everywhere)."""
+    by_status: dict[int, list[ErrorKind]] = {}
+    for error in Errors.on(API):
+        if error.code not in _NOT_THIS_OPERATION:
+            by_status.setdefault(error.status, []).append(error)
+    return by_status
+
+
+# Answered under /core/ by the catch-all and the endpoint wrapper, not by this operation.
+_NOT_THIS_OPERATION = {Errors.NOT_FOUND.code, Errors.INTERNAL_ERROR.code}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},
+    405: {"Allow": {"schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds until the limit resets.",
+        }
+    },
 }
 
 
-def _error_response(status: int) -> dict[str, Any]:
+def _error_response(errors: list[ErrorKind]) -> dict[str, Any]:
+    description = "; ".join(f"`{e.code}`: {e.when}" for e in errors) + "."
     response: dict[str, Any] = {
-        "description": _DESCRIPTIONS[status],
+        "description": description,
         "content": {
             "application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"},
-                "example": {
-                    "error": {"code": _ERROR_CODES[status][0], "message": "A human message."}
-                },
+                "example": {"error": {"code": errors[0].code, "message": errors[0].message}},
             }
         },
     }
-    if status == 401:
-        response["headers"] = {
-            "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}
-        }
-    if status == 429:
-        response["headers"] = {
-            "Retry-After": {
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "Seconds until the limit resets.",
-            }
-        }
-    if status == 405:
-        response["headers"] = {"Allow": {"schema": {"type": "string"}}}
+    if errors[0].status in _HEADERS:
+        response["headers"] = _HEADERS[errors[0].status]
     return response
 
 
 def build_document() -> dict[str, Any]:
-    all_codes = sorted({code for codes in _ERROR_CODES.values() for code in codes} | {"not_found"})
+    all_codes = sorted(e.code for e in Errors.on(API))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -109,7 +94,10 @@ def build_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **{str(status): _error_response(status) for status in _ERROR_CODES},
+                        **{
+                            str(status): _error_response(errors)
+                            for status, errors in _listener_token_errors().items()
+                        },
                     },
                 }
             }
@@ -163,5 +151,6 @@ def build_document() -> dict[str, Any]:
     }
 
 
+@endpoint("GET", "HEAD")
 def openapi_document(request: HttpRequest) -> JsonResponse:
     return JsonResponse(build_document(), json_dumps_params={"indent": 2})

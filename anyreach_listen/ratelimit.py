@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 
 from .conf import listen_settings
-from .errors import ApiError
+from .errors import ApiError, Errors
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ def enforce(bucket: str, what: str) -> None:
     decision = hit(bucket)
     if not decision.allowed:
         raise ApiError(
-            429,
-            "rate_limited",
+            Errors.RATE_LIMITED,
             f"Too many {what}; retry in {decision.retry_after} s.",
             {"Retry-After": str(decision.retry_after)},
         )

@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 
-from .errors import ApiError
+from .errors import ApiError, Errors
 
 logger = logging.getLogger(__name__)
 
 RESPONSE_FIELDS = ("url", "token", "room_name", "expires_at")
-_PASSED_THROUGH = {404, 409}
+# The remote's own answer for these statuses reaches the page; unknown codes map here.
+_PASSED_THROUGH = {404: Errors.CONVERSATION_NOT_FOUND, 409: Errors.CONVERSATION_NOT_ACTIVE}
 
 
 def mint_remotely(config: dict[str, Any], conversation_id: str) -> dict[str, str]:
@@ -55,7 +56,7 @@ def mint_remotely(config: dict[str, Any], conversation_id: str) -> dict[str, str
 
 def _unavailable(what: str) -> ApiError:
     return ApiError(
-        502, "remote_unavailable", f"The listening service {what}. Try again in a moment."
+        Errors.REMOTE_UNAVAILABLE, f"The listening service {what}. Try again in a moment."
     )
 
 
@@ -69,25 +70,18 @@ def _interpret(response: httpx.Response) -> dict[str, str]:
         return {name: body[name] for name in RESPONSE_FIELDS}
     if response.status_code in _PASSED_THROUGH and isinstance(body, dict):
         error = body.get("error") or {}
-        raise ApiError(
-            response.status_code,
-            str(error.get("code") or "remote_error"),
-            str(error.get("message") or "The listening service refused the request."),
-        )
+        kind = Errors.by_code(str(error.get("code")))
+        if kind is None or kind.status != response.status_code:
+            kind = _PASSED_THROUGH[response.status_code]
+        raise ApiError(kind, str(error.get("message") or kind.message))
     if response.status_code == 429:
         retry_after = response.headers.get("Retry-After", "")
         raise ApiError(
-            429,
-            "rate_limited",
+            Errors.RATE_LIMITED,
             "The listening service is busy; try again shortly.",
             {"Retry-After": retry_after} if retry_after.isdigit() else None,
         )
     if response.status_code >= 500:
         raise _unavailable("is having trouble right now")
     logger.error("remote mint refused: HTTP %d", response.status_code)
-    raise ApiError(
-        502,
-        "remote_rejected",
-        "The listening service refused this portal's credentials. Ask an administrator "
-        "to check the REMOTE_MINT settings.",
-    )
+    raise ApiError(Errors.REMOTE_REJECTED)

@@ -18,7 +18,6 @@ already left; the webhook then removes a revoked session that joins later).
 from __future__ import annotations
 
 import logging
-import uuid
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -26,43 +25,9 @@ from django.utils import timezone
 
 from .events import publish_listener
 from .livekit_service import remove_listeners, run_sync
-from .models import (
-    ACTIVE_STATUSES,
-    ApiKey,
-    Credential,
-    ListenSession,
-    Membership,
-    PersonalAccessToken,
-)
+from .models import ApiKey, ListenSession, Membership, PersonalAccessToken
 
 logger = logging.getLogger(__name__)
-
-
-def revocable_sessions() -> QuerySet[ListenSession]:
-    """Unrevoked sessions of calls still going on, including listeners that left:
-    their token (or the one LiveKit refreshed) could still rejoin the room."""
-    return ListenSession.objects.filter(
-        revoked_at__isnull=True, conversation__status__in=ACTIVE_STATUSES
-    )
-
-
-def live_sessions() -> QuerySet[ListenSession]:
-    """Listeners in a room right now (as far as the webhooks told us)."""
-    return revocable_sessions().filter(left_at__isnull=True)
-
-
-def sessions_of_credential(credential: Credential) -> QuerySet[ListenSession]:
-    if isinstance(credential, ApiKey):
-        return revocable_sessions().filter(api_key=credential)
-    if isinstance(credential, PersonalAccessToken):
-        return revocable_sessions().filter(personal_access_token=credential)
-    raise TypeError(f"not a credential: {credential!r}")
-
-
-def sessions_of_member(user_id: int, organization_id: uuid.UUID) -> QuerySet[ListenSession]:
-    return revocable_sessions().filter(
-        user_id=user_id, conversation__organization_id=organization_id
-    )
 
 
 def revoke_sessions(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
@@ -95,10 +60,10 @@ def _remove(targets: list[tuple[str, str]]) -> None:
         )
 
 
-def revoke_credential(credential: Credential) -> list[ListenSession]:
+def revoke_credential(credential: ApiKey | PersonalAccessToken) -> list[ListenSession]:
     """Revoke an API key or PAT and take its live listeners out of their rooms."""
     with transaction.atomic():
-        revoked = revoke_sessions(sessions_of_credential(credential))
+        revoked = revoke_sessions(credential.listen_sessions.revocable())
         if credential.revoked_at is None:
             credential.revoked_at = timezone.now()
             # The post_save receiver then finds no live session left.
@@ -108,9 +73,13 @@ def revoke_credential(credential: Credential) -> list[ListenSession]:
 
 def stop_listener(session: ListenSession) -> bool:
     """Stop one listener now (the admin's "stop this listener"). False if not live."""
-    return bool(revoke_sessions(live_sessions().filter(pk=session.pk)))
+    return bool(revoke_sessions(ListenSession.objects.live().filter(pk=session.pk)))
 
 
 def revoke_membership(membership: Membership) -> list[ListenSession]:
     """The member's listeners in that organization, e.g. when the membership goes away."""
-    return revoke_sessions(sessions_of_member(membership.user_id, membership.organization_id))
+    return revoke_sessions(
+        ListenSession.objects.revocable().filter(
+            user_id=membership.user_id, conversation__organization_id=membership.organization_id
+        )
+    )

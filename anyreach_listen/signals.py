@@ -8,7 +8,7 @@ from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
 from .models import ApiKey, Membership, PersonalAccessToken
-from .revocation import revoke_membership, revoke_sessions, sessions_of_credential
+from .revocation import revoke_membership, revoke_sessions
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="anyreach_listen.revoke_api_key")
@@ -23,7 +23,7 @@ def credential_saved(
     # already revoked are not live, so saving again changes nothing.
     if raw or instance.revoked_at is None:
         return
-    revoke_sessions(sessions_of_credential(instance))
+    revoke_sessions(instance.listen_sessions.revocable())
 
 
 # pre_delete: when a whole user is deleted, Django nulls ListenSession.user

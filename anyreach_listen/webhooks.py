@@ -28,16 +28,15 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 from google.protobuf.json_format import ParseError
 from livekit.api import ParticipantInfo, TokenVerifier, WebhookEvent, WebhookReceiver
 
 from .conf import listen_settings
-from .errors import error_response
+from .errors import ApiError, Errors, endpoint
 from .events import publish_conversation, publish_listener
 from .livekit_service import remove_listeners, run_sync
 from .minting import LISTENER_IDENTITY_PREFIX
-from .models import ACTIVE_STATUSES, Conversation, ConversationStatus, ListenSession
+from .models import Conversation, ConversationStatus, ListenSession
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +47,12 @@ def _seen_key(event_id: str) -> str:
     return f"{listen_settings.GROUP_PREFIX}:webhook:{event_id}"
 
 
-@csrf_exempt
+@endpoint("POST")
 def livekit_webhook(request: HttpRequest) -> JsonResponse:
-    if request.method != "POST":
-        return error_response(
-            405, "method_not_allowed", "LiveKit webhooks are POSTed.", {"Allow": "POST"}
-        )
     try:
         body = request.body.decode("utf-8")
     except UnicodeDecodeError:
-        return error_response(400, "invalid_payload", "The body is not UTF-8.")
+        raise ApiError(Errors.INVALID_PAYLOAD, "The body is not UTF-8.") from None
     receiver = WebhookReceiver(
         TokenVerifier(listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET)
     )
@@ -65,7 +60,7 @@ def livekit_webhook(request: HttpRequest) -> JsonResponse:
         event = receiver.receive(body, request.headers.get("Authorization", ""))
     except ParseError:
         # The signature matched (checked first), the body is not a webhook event.
-        return error_response(400, "invalid_payload", "The body is not a LiveKit event.")
+        raise ApiError(Errors.INVALID_PAYLOAD) from None
     except Exception as exc:
         # Never log the Authorization header: it is a signed token.
         logger.warning(
@@ -73,9 +68,7 @@ def livekit_webhook(request: HttpRequest) -> JsonResponse:
             request.META.get("REMOTE_ADDR", "?"),
             type(exc).__name__,
         )
-        return error_response(
-            401, "invalid_signature", "The webhook signature or body hash is not valid."
-        )
+        raise ApiError(Errors.INVALID_SIGNATURE) from None
     outcome = handle_event(event)
     return JsonResponse({"ok": True, "outcome": outcome})
 
@@ -125,7 +118,7 @@ def _room_started(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
     if conversation.status in (ConversationStatus.TRIGGERED, ConversationStatus.RINGING):
         conversation.status = ConversationStatus.IN_PROGRESS
         changed.append("status")
-    if conversation.started_at is None and conversation.status in ACTIVE_STATUSES:
+    if conversation.started_at is None and conversation.is_active:
         conversation.started_at = _event_time(event)
         changed.append("started_at")
     if event.room.sid and conversation.metadata.get("livekit_room_sid") != event.room.sid:
@@ -142,14 +135,7 @@ def _room_started(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
 def _room_finished(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
     conversation = _locked(conversation_id)
     ended = _event_time(event)
-    outcome = "unchanged"
-    if conversation.status in ACTIVE_STATUSES:
-        conversation.status = ConversationStatus.COMPLETED
-        conversation.ended_at = ended
-        conversation.metadata = {**conversation.metadata, "ended_by": "room_finished"}
-        conversation.save(update_fields=["status", "ended_at", "metadata", "updated_at"])
-        publish_conversation(conversation, "room_finished")
-        outcome = "room_finished"
+    outcome = "room_finished" if conversation.finish(ended, by="room_finished") else "unchanged"
     # Listeners still in the room when it closed have left with it.
     open_sessions = ListenSession.objects.select_for_update().filter(
         conversation=conversation, joined_at__isnull=False, left_at__isnull=True

@@ -4,7 +4,7 @@
 
 Prints the time per token of
   1. bare     livekit.api.AccessToken(...).to_jwt() with the listener grants
-  2. mint     anyreach_listen.minting.mint_listener_token (+ JWT read-back, audit row)
+  2. mint     anyreach_listen.minting.grant_listen (+ JWT read-back, audit row)
   3. view     a bare Django view returning (1) as JSON, through the same middleware
   4. api      the whole POST /core/conversations/{id}/listener-token through Django
               (credential hash check, rate limit, scope, lookup, mint, audit, JSON)
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ["DATABASE_URL"] = "sqlite://:memory:"
 
 import django
@@ -39,7 +39,7 @@ from django.urls import include, path  # noqa: E402
 from livekit.api import AccessToken  # noqa: E402
 
 from anyreach_listen.credentials import issue_api_key  # noqa: E402
-from anyreach_listen.minting import listener_grants, mint_listener_token  # noqa: E402
+from anyreach_listen.minting import listener_grants, grant_listen  # noqa: E402
 from anyreach_listen.models import Conversation, Organization  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def bare_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"token": bare_token()})
 
 
-urlpatterns = [path("bare", bare_view), path("", include("portal.urls"))]
+urlpatterns = [path("bare", bare_view), path("", include("config.urls"))]
 
 
 def per_call(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
@@ -92,7 +92,7 @@ def main() -> None:
     url = f"/core/conversations/{conversation.pk}/listener-token"
 
     def mint() -> object:
-        return mint_listener_token(conversation, via="api")
+        return grant_listen(conversation, via="api")
 
     def view() -> object:
         return client.post("/bare")

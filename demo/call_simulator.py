@@ -41,9 +41,8 @@ from django.db import transaction
 from django.utils import timezone
 from livekit import api, rtc
 
-from .events import publish_conversation
-from .livekit_service import delete_room, livekit_api
-from .models import ACTIVE_STATUSES, Conversation, ConversationStatus, Organization, Team
+from anyreach_listen.livekit_service import delete_room, livekit_api
+from anyreach_listen.models import Conversation, ConversationStatus, Organization, Team
 
 logger = logging.getLogger(__name__)
 
@@ -447,19 +446,11 @@ def finish_conversation(conversation_id: uuid.UUID, *, webhook_grace: float = 3.
     """
     deadline = time.monotonic() + webhook_grace
     while True:
-        conversation = Conversation.objects.get(pk=conversation_id)
-        if conversation.status not in ACTIVE_STATUSES:
+        if not Conversation.objects.active().filter(pk=conversation_id).exists():
             return True
         if time.monotonic() >= deadline:
             break
         time.sleep(0.1)
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        if conversation.status not in ACTIVE_STATUSES:
-            return True
-        conversation.status = ConversationStatus.COMPLETED
-        conversation.ended_at = timezone.now()
-        conversation.metadata = {**conversation.metadata, "ended_by": "simulator"}
-        conversation.save(update_fields=["status", "ended_at", "metadata", "updated_at"])
-        publish_conversation(conversation, "completed")
-    return False
+        return not conversation.finish(timezone.now(), by="simulator")

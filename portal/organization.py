@@ -34,10 +34,10 @@ class RoleForm(forms.Form):
 
 
 def _administered(request: HttpRequest, organization_id: uuid.UUID) -> Organization:
-    membership = access.membership_in(request.user, organization_id)
-    if membership is None or membership.role != Role.ADMIN:
+    policy = access.for_request(request)
+    if not policy.can_manage(organization_id):
         raise Http404("No organization you administer.")
-    return membership.organization
+    return policy.memberships[organization_id].organization
 
 
 def _page(
@@ -67,10 +67,13 @@ def _page(
 @login_required
 def organizations(request: HttpRequest) -> HttpResponse:
     """The first organization the user administers."""
-    membership = access.memberships(request.user).filter(role=Role.ADMIN).first()
-    if membership is None:
+    policy = access.for_request(request)
+    administered = [
+        policy.memberships[org_id].organization for org_id in policy.admin_organization_ids
+    ]
+    if not administered:
         raise Http404("You do not administer an organization.")
-    return redirect("portal:organization", membership.organization_id)
+    return redirect("portal:organization", min(administered, key=lambda org: org.name).pk)
 
 
 @login_required

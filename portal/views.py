@@ -8,18 +8,11 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
 from anyreach_listen import access
-from anyreach_listen.models import (
-    ACTIVE_STATUSES,
-    Conversation,
-    ConversationStatus,
-    ListenSession,
-    Team,
-)
-from anyreach_listen.roles import Role, can_listen
+from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, Team
 
 WALL_LIMIT = 8
 
@@ -35,9 +28,9 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
         "agent": request.GET.get("agent", ""),
         "q": request.GET.get("q", "").strip(),
     }
-    conversations = access.visible_conversations(request.user)
+    conversations = access.for_request(request).conversations()
     if filters["status"] == "live":
-        conversations = conversations.filter(status__in=ACTIVE_STATUSES)
+        conversations = conversations.active()
     elif filters["status"] in ConversationStatus.values:
         conversations = conversations.filter(status=filters["status"])
     if filters["team"]:
@@ -60,7 +53,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"conversations": conversations, "filters": filters}
     if request.htmx:
         return render(request, "portal/_conversation_rows.html", context)
-    visible = access.visible_conversations(request.user)
+    visible = access.for_request(request).conversations()
     context.update(
         {
             "statuses": ConversationStatus.choices,
@@ -70,7 +63,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
             "agents": sorted(
                 {label for label in visible.values_list("agent_label", flat=True) if label}
             ),
-            "live_count": visible.filter(status__in=ACTIVE_STATUSES).count(),
+            "live_count": visible.active().count(),
         }
     )
     return render(request, "portal/dashboard.html", context)
@@ -78,10 +71,12 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
-    conversation = get_object_or_404(access.visible_conversations(request.user), pk=conversation_id)
-    membership = access.membership_in(request.user, conversation.organization_id)
+    policy = access.for_request(request)
+    conversation = policy.find(conversation_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
     sessions = ListenSession.objects.none()
-    if membership is not None and membership.role == Role.ADMIN:
+    if policy.can_manage(conversation.organization_id):  # the audit is for org admins
         sessions = conversation.listen_sessions.select_related("user", "api_key")[:20]
     return render(
         request,
@@ -92,13 +87,9 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
 
 def _wall_conversations(request: HttpRequest) -> list[Conversation]:
     """Live calls with a room that the user may hear, newest first."""
-    live = (
-        access.visible_conversations(request.user)
-        .filter(status__in=ACTIVE_STATUSES, livekit_room__isnull=False)
-        .order_by("-started_at")
-    )
-    orgs = {m.organization_id: m for m in access.memberships(request.user)}
-    return [c for c in live if can_listen(orgs[c.organization_id].scopes)]
+    policy = access.for_request(request)
+    live = policy.conversations().active().filter(livekit_room__isnull=False)
+    return [c for c in live.order_by("-started_at") if policy.can_listen(c)]
 
 
 @login_required
@@ -120,9 +111,7 @@ def wall_tile(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
-    admin_orgs = [
-        m.organization_id for m in access.memberships(request.user) if m.role == Role.ADMIN
-    ]
+    admin_orgs = access.for_request(request).admin_organization_ids
     sessions = ListenSession.objects.filter(
         Q(user=request.user) | Q(conversation__organization_id__in=admin_orgs)
     ).select_related("conversation", "user", "api_key")[:200]

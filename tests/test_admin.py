@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from anyreach_listen.credentials import authenticate
-from anyreach_listen.minting import mint_listener_token
+from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import ApiKey, ListenSession, PersonalAccessToken
 
 from .conftest import World
@@ -80,7 +80,7 @@ def test_invalid_scopes_are_refused(admin_client: Client, world: World) -> None:
 
 
 def test_listen_sessions_are_read_only(admin_client: Client, world: World) -> None:
-    grant = mint_listener_token(world.conversations["in_progress"], via="admin")
+    grant = grant_listen(world.conversations["in_progress"], via="admin")
     session = grant.listen_session
     assert admin_client.get("/admin/anyreach_listen/listensession/add/").status_code == 403
     change = admin_client.get(f"/admin/anyreach_listen/listensession/{session.pk}/change/")
@@ -130,7 +130,7 @@ def test_listen_page_and_stop_action_need_permissions(client: Client, world: Wor
         Permission.objects.get(codename="view_listensession"),
     )
     assert client.get(url).status_code == 200
-    mint_listener_token(world.conversations["in_progress"], via="api")  # a row to act on
+    grant_listen(world.conversations["in_progress"], via="api")  # a row to act on
     sessions = client.get("/admin/anyreach_listen/listensession/").content.decode()
     assert "stop_listeners" not in sessions
     staff.user_permissions.add(Permission.objects.get(codename="stop_listener"))

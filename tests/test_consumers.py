@@ -53,7 +53,7 @@ async def test_anonymous_is_closed_with_4401() -> None:
 
 
 async def test_project_asgi_app_refuses_foreign_origins(world: World) -> None:
-    from portal.asgi import application
+    from config.asgi import application
 
     for origin, accepted in [(b"http://127.0.0.1", True), (b"https://evil.example", False)]:
         communicator = WebsocketCommunicator(
@@ -114,7 +114,7 @@ async def test_admin_gets_every_team_and_no_other_org(world: World) -> None:
 
 async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> None:
     from anyreach_listen.events import publish_conversation, publish_listener
-    from anyreach_listen.minting import mint_listener_token
+    from anyreach_listen.minting import grant_listen
 
     communicator, _ = await connect(world.users["qa"])
     conversation = world.conversations["in_progress"]
@@ -125,7 +125,7 @@ async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> 
     assert message["conversation"]["status"] == "completed"
     assert message["conversation"]["is_active"] is False
 
-    grant = await sync_to_async(mint_listener_token)(world.conversations["ringing"], via="api")
+    grant = await sync_to_async(grant_listen)(world.conversations["ringing"], via="api")
     await sync_to_async(publish_listener)(grant.listen_session, "joined")
     message = await communicator.receive_json_from(timeout=2)
     assert message["type"] == "listener.updated"

@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 
 from anyreach_listen import livekit_service, revocation
-from anyreach_listen.minting import mint_listener_token
+from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import (
     ApiKey,
+    Conversation,
     ConversationStatus,
     ListenSession,
     ListenVia,
@@ -45,7 +46,14 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _mint(world: World, status: str = ConversationStatus.IN_PROGRESS, **who: Any) -> ListenSession:
-    return mint_listener_token(world.conversations[status], via=ListenVia.API, **who).listen_session
+    """A session on the world's conversation in ``status``, minted while it was live."""
+    conversation = world.conversations[status]
+    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.IN_PROGRESS)
+    conversation.status = ConversationStatus.IN_PROGRESS
+    session = grant_listen(conversation, via=ListenVia.API, audit=who).listen_session
+    Conversation.objects.filter(pk=conversation.pk).update(status=status)
+    conversation.status = status
+    return session
 
 
 def _key(world: World, name: str = "rs") -> ApiKey:
@@ -132,8 +140,8 @@ def test_deleting_a_membership_removes_the_members_listeners(
 ) -> None:
     user = world.users["supervisor"]
     portal = _mint(world, user=user)
-    elsewhere = mint_listener_token(
-        world.conversations["other_org"], via=ListenVia.API, user=user
+    elsewhere = grant_listen(
+        world.conversations["other_org"], via=ListenVia.API, audit={"user": user}
     ).listen_session
     with django_capture_on_commit_callbacks(execute=True):
         Membership.objects.get(user=user, organization=world.org).delete()

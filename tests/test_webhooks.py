@@ -11,9 +11,9 @@ import pytest
 from django.test import Client
 from livekit import api
 
-from anyreach_listen import webhooks
+from anyreach_listen import models, webhooks
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.minting import mint_listener_token
+from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
 from tests.conftest import World
 from tests.support.livekit import sign_webhook
@@ -35,9 +35,10 @@ def post(client: Client, body: str, auth: str | None = None) -> Any:
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(
-        webhooks, "publish_conversation", lambda c, e: calls.append(("conversation", e))
-    )
+    for publisher in (webhooks, models):  # models: Conversation.finish publishes too
+        monkeypatch.setattr(
+            publisher, "publish_conversation", lambda c, e: calls.append(("conversation", e))
+        )
     monkeypatch.setattr(webhooks, "publish_listener", lambda s, e: calls.append(("listener", e)))
     return calls
 
@@ -163,7 +164,7 @@ def test_agent_join_and_leave_publish_events_and_keep_status(
 
 def _listener(world: World) -> ListenSession:
     conversation = world.conversations[ConversationStatus.IN_PROGRESS]
-    return mint_listener_token(conversation, via=ListenVia.ADMIN).listen_session
+    return grant_listen(conversation, via=ListenVia.ADMIN).listen_session
 
 
 def test_listener_join_and_leave_fill_the_audit(

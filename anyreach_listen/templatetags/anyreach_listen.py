@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.core.exceptions import ImproperlyConfigured
 from django.middleware.csrf import get_token
 from django.templatetags.static import static
 from django.urls import reverse
@@ -45,13 +46,21 @@ def listen_panel(
     via: str = "portal",
     autoconnect: bool = True,
 ) -> dict[str, Any]:
-    request = context["request"]
+    request = context.get("request")
+    if request is None:
+        raise ImproperlyConfigured(
+            "{% listen_panel %} needs the request in its template context: add "
+            "'django.template.context_processors.request' to your template settings' "
+            "context_processors and render with a request."
+        )
     token_url = reverse("anyreach_listen:user-listen-token", args=[conversation.pk])
     if via == "admin":
         token_url += "?via=admin"
+    refusal = access.for_request(request).listen_refusal(conversation)
     return {
         "conversation": conversation,
-        "can_listen": access.may_listen(request.user, conversation),
+        "can_listen": refusal is None,
+        "listen_refusal": refusal,
         "token_url": token_url,
         "csrf_token": get_token(request),
         "compact": compact,

@@ -1,0 +1,36 @@
+"""The OpenAPI 3.1 document, checked by a real validator."""
+
+from __future__ import annotations
+
+from django.test import Client
+from openapi_spec_validator import validate
+
+from anyreach_listen.errors import API, Errors
+
+
+def test_document_is_valid_openapi_31(client: Client) -> None:
+    response = client.get("/core/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)  # raises on any schema violation
+
+    operation = document["paths"]["/core/conversations/{conversation_id}/listener-token"]["post"]
+    assert {"apiKey", "personalAccessToken"} <= set(document["components"]["securitySchemes"])
+    assert any(
+        p["name"] == "X-Anyreach-Org" and p["in"] == "header" for p in operation["parameters"]
+    )
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "405", "409", "429"}
+
+
+def test_the_error_tables_come_from_the_registry(client: Client) -> None:
+    document = client.get("/core/openapi.json").json()
+    error = document["components"]["schemas"]["Error"]["properties"]["error"]
+    assert set(error["properties"]["code"]["enum"]) == {e.code for e in Errors.on(API)}
+    responses = document["paths"]["/core/conversations/{conversation_id}/listener-token"]["post"][
+        "responses"
+    ]
+    for kind in Errors.on(API):
+        if kind.code in ("not_found", "internal_error"):  # any path, not this operation
+            continue
+        assert f"`{kind.code}`" in responses[str(kind.status)]["description"]
