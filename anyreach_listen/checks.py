@@ -10,6 +10,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, SETTINGS_NAME, listen_settings
 from .origins import normalize_origin
@@ -111,3 +112,34 @@ def check_settings(
             )
         )
     return messages
+
+
+@register()
+def check_channel_layer(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The event stream needs a channel layer whose backend can be imported.
+
+    Without one, ``check`` would pass and the websocket would answer 500.
+    """
+    backend = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {}).get("BACKEND")
+    if not backend:
+        return [
+            Error(
+                "CHANNEL_LAYERS has no 'default' layer: the live event stream cannot work.",
+                hint="Use channels.layers.InMemoryChannelLayer for one process, or "
+                "channels_redis.core.RedisChannelLayer (pip install 'anyreach-listen[redis]').",
+                id="anyreach_listen.E009",
+            )
+        ]
+    try:
+        import_string(backend)
+    except ImportError as exc:
+        return [
+            Error(
+                f"The channel layer backend {backend!r} cannot be imported: {exc}.",
+                hint="For channels_redis install the extra: pip install 'anyreach-listen[redis]'.",
+                id="anyreach_listen.E010",
+            )
+        ]
+    return []

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from anyreach_listen.checks import check_settings
+from anyreach_listen.checks import check_channel_layer, check_settings
 from anyreach_listen.conf import DEFAULTS, listen_settings
 
 from .conftest import TEST_LISTEN_SETTINGS
@@ -90,3 +90,21 @@ def test_check_messages_have_hints(settings: Any) -> None:
     settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "http://x", "LISTENER_TOKEN_TTL": -1}
     messages = check_settings(None)
     assert messages and all(m.hint for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ({"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}, set()),
+        ({}, {"anyreach_listen.E009"}),
+        (
+            {"default": {"BACKEND": "no_such_package.core.RedisChannelLayer"}},
+            {"anyreach_listen.E010"},
+        ),
+    ],
+)
+def test_channel_layer_backend_must_import(
+    settings: Any, layers: dict[str, Any], expected: set[str]
+) -> None:
+    settings.CHANNEL_LAYERS = layers
+    assert {str(m.id) for m in check_channel_layer(None)} == expected
