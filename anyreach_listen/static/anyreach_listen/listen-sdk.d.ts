@@ -2,6 +2,10 @@
 // Load the script with <script src="https://HOST/public/listen-sdk" async></script>;
 // it registers window.AnyReach.listen. Reference this file from TypeScript with
 // /// <reference path="listen-sdk.d.ts" /> or an import type.
+//
+// This file is also the one source of these types for the SDK itself: js/src
+// imports them (event names, payloads, the session), so tsc checks the
+// implementation against what is published here.
 
 /** The session's connection state, as reported by getState() and stateChange. */
 export type ListenState = "idle" | "connecting" | "connected" | "disconnected";
