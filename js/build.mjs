@@ -1,15 +1,33 @@
 // Builds the two production bundles into the Django app's static directory and
 // the test-only frame bundle into js/dist-test/ (outside anything that ships).
+// `node build.mjs unit` instead compiles the unit tests (test/*.test.ts) for
+// Node's built-in runner into js/dist-test/unit/.
+import { readdirSync } from "node:fs";
 import { build } from "esbuild";
 
 const STATIC = "../anyreach_listen/static/anyreach_listen";
 const common = { bundle: true, format: "iife", logLevel: "warning", legalComments: "none" };
 
-await Promise.all([
-  // The loader pages include: no livekit-client, as small as possible.
-  build({ ...common, entryPoints: ["src/sdk.ts"], outfile: `${STATIC}/listen-sdk.js`, minify: true, target: "es2020" }),
-  // The hidden frame: the only code that imports livekit-client.
-  build({ ...common, entryPoints: ["src/frame/main.ts"], outfile: `${STATIC}/listen-frame.js`, minify: true, target: "es2020" }),
-  // Test only: the frame with the scriptable fake adapter instead of LiveKit.
-  build({ ...common, entryPoints: ["test-src/frame-test.ts"], outfile: "dist-test/listen-frame-test.js", target: "es2020" }),
-]);
+if (process.argv[2] === "unit") {
+  await build({
+    entryPoints: readdirSync("test")
+      .filter((name) => name.endsWith(".test.ts"))
+      .map((name) => `test/${name}`),
+    outdir: "dist-test/unit",
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    logLevel: "warning",
+  });
+} else {
+  await Promise.all([
+    // The loader pages include: no livekit-client, as small as possible.
+    build({ ...common, entryPoints: ["src/sdk.ts"], outfile: `${STATIC}/listen-sdk.js`, minify: true, target: "es2020" }),
+    // The hidden frame: the only code that imports livekit-client.
+    build({ ...common, entryPoints: ["src/frame/main.ts"], outfile: `${STATIC}/listen-frame.js`, minify: true, target: "es2020" }),
+    // Test only: the frame with the scriptable fake adapter instead of LiveKit.
+    build({ ...common, entryPoints: ["test-src/frame-test.ts"], outfile: "dist-test/listen-frame-test.js", target: "es2020" }),
+  ]);
+}

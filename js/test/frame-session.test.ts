@@ -1,0 +1,63 @@
+// The frame's pure parts besides transcripts: command dispatch, the LiveKit state
+// mapping, and what a final disconnect tells the page.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import type { LiveKitState } from "../src/frame/adapter";
+import { run } from "../src/frame/channel";
+import { disconnectMessage, wireState } from "../src/frame/session";
+import type { CommandHandlers, CommandMessage } from "../src/protocol";
+
+describe("run", () => {
+  test("each command reaches its own handler with its arguments", async () => {
+    const calls: unknown[] = [];
+    const handlers: CommandHandlers = {
+      connect: async (args) => void calls.push(["connect", args]),
+      disconnect: async () => void calls.push(["disconnect"]),
+      startAudio: async () => void calls.push(["startAudio"]),
+      setMuted: async (args) => void calls.push(["setMuted", args]),
+    };
+    const commands: CommandMessage[] = [
+      { type: "command", id: 1, name: "connect", args: { url: "u", token: "t", muted: true } },
+      { type: "command", id: 2, name: "setMuted", args: { muted: false } },
+      { type: "command", id: 3, name: "startAudio", args: {} },
+      { type: "command", id: 4, name: "disconnect", args: {} },
+    ];
+    for (const cmd of commands) await run(handlers, cmd);
+    assert.deepEqual(calls, [
+      ["connect", { url: "u", token: "t", muted: true }],
+      ["setMuted", { muted: false }],
+      ["startAudio"],
+      ["disconnect"],
+    ]);
+  });
+});
+
+describe("wireState", () => {
+  const table: [LiveKitState, string][] = [
+    ["connecting", "connecting"],
+    ["reconnecting", "connecting"],
+    ["signalReconnecting", "connecting"],
+    ["connected", "connected"],
+    ["disconnected", "disconnected"],
+  ];
+  for (const [livekit, wire] of table) {
+    test(`${livekit} -> ${wire}`, () => assert.equal(wireState(livekit), wire));
+  }
+});
+
+describe("disconnectMessage", () => {
+  for (const reason of ["CLIENT_INITIATED", "ROOM_DELETED", "ROOM_CLOSED"]) {
+    test(`${reason}: the conversation is over, not a failure`, () =>
+      assert.equal(disconnectMessage(reason), undefined));
+  }
+  const failures: [string, RegExp][] = [
+    ["DUPLICATE_IDENTITY", /same listener token/],
+    ["PARTICIPANT_REMOVED", /removed from the conversation/],
+    ["SERVER_SHUTDOWN", /LiveKit server shut down/],
+    ["SIGNAL_CLOSE", /lost the connection to the live conversation \(SIGNAL_CLOSE\)/],
+  ];
+  for (const [reason, message] of failures) {
+    test(`${reason}: explained`, () => assert.match(disconnectMessage(reason) ?? "", message));
+  }
+});
