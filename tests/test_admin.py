@@ -11,8 +11,7 @@ from django.test import Client
 from anyreach_listen.credentials import authenticate
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import ApiKey, ListenSession, PersonalAccessToken
-
-from .conftest import World
+from tests.support.world import World
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from anyreach_listen.minting import LISTENER_IDENTITY_PREFIX
 from anyreach_listen.models import ApiKey, ListenSession, PersonalAccessToken
 from anyreach_listen.openapi import build_document
 from anyreach_listen.roles import Scope
-
-from .conftest import TEST_LISTEN_SETTINGS, World
+from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 URL = "/core/conversations/{}/listener-token"
 OPENAPI = build_document()

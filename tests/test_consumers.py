@@ -14,8 +14,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from anyreach_listen.events import organization_group
 from anyreach_listen.models import Conversation
 from anyreach_listen.routing import websocket_urlpatterns
-
-from .conftest import World
+from tests.support.world import World
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from anyreach_listen import access
 from anyreach_listen.errors import API, Errors, markdown_table
-from tests.conftest import World
+from tests.support.world import World
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

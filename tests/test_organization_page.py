@@ -8,8 +8,7 @@ from django.test import Client
 
 from anyreach_listen.credentials import authenticate
 from anyreach_listen.models import ApiKey, Membership
-
-from .conftest import World, login
+from tests.support.world import World, login
 
 
 def test_only_org_admins_reach_it(client: Client, world: World) -> None:

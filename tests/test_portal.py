@@ -9,8 +9,7 @@ import pytest
 from django.test import Client
 
 from anyreach_listen.models import ListenSession
-
-from .conftest import TEST_LISTEN_SETTINGS, World, login
+from tests.support.world import TEST_LISTEN_SETTINGS, World, login
 
 
 def token_url(conversation_id: object) -> str:

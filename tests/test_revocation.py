@@ -21,7 +21,7 @@ from anyreach_listen.models import (
     Membership,
     PersonalAccessToken,
 )
-from tests.conftest import World
+from tests.support.world import World
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from anyreach_listen.checks import check_channel_layer, check_settings
 from anyreach_listen.conf import DEFAULTS, listen_settings
-
-from .conftest import TEST_LISTEN_SETTINGS
+from tests.support.world import TEST_LISTEN_SETTINGS
 
 
 def ids(settings: Any, debug: bool = False, **overrides: Any) -> set[str]:

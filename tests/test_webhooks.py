@@ -15,9 +15,9 @@ from anyreach_listen import models, webhooks
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
-from tests.conftest import World
 from tests.support.livekit import sign_webhook
 from tests.support.livekit import webhook_event as event
+from tests.support.world import World
 
 URL = "/livekit/webhook"
 

@@ -24,9 +24,9 @@ from livekit import api, rtc
 # run_sync, not asyncio.run: Playwright's sync API may keep a loop running in this thread.
 from anyreach_listen.livekit_service import livekit_api, run_sync
 from anyreach_listen.minting import listener_grants
-from tests.e2e.conftest import Call, Stack, simulated_call
 from tests.e2e.listener import Heard, Listener
 from tests.support.processes import wait_until
+from tests.support.stack import Call, Stack, simulated_call
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support.processes import ROOT
-
-from .conftest import Stack, simulated_call
+from tests.support.stack import Stack, simulated_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -23,10 +23,9 @@ from anyreach_listen.models import (
     Team,
 )
 from anyreach_listen.roles import Role
-from tests.conftest import TEST_LISTEN_SETTINGS
 from tests.support.processes import free_port
-
-from .conftest import Stack
+from tests.support.stack import Stack
+from tests.support.world import TEST_LISTEN_SETTINGS
 
 pytestmark = pytest.mark.e2e
 

@@ -31,7 +31,6 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from anyreach_listen.minting import listener_grants
 from demo.call_simulator import DEFAULT_SCRIPT
 from tests.browser.pages import EmbeddingSite
-from tests.e2e.conftest import Call, Stack, simulated_call
 from tests.e2e.sdk_pages import (
     RTC_HOOK_JS,
     InboundAudio,
@@ -43,6 +42,7 @@ from tests.e2e.sdk_pages import (
     open_listener_page,
 )
 from tests.support.processes import wait_until
+from tests.support.stack import Call, Stack, simulated_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
