@@ -1,0 +1,40 @@
+"""The ANYREACH_LISTEN settings object (``conf.py``): defaults, lazy reads, unknown keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from anyreach_listen.conf import DEFAULTS, listen_settings
+
+
+def test_defaults_apply_and_overrides_win(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "wss://lk.example.com"}
+    assert listen_settings.LIVEKIT_URL == "wss://lk.example.com"
+    assert listen_settings.LISTENER_TOKEN_TTL == DEFAULTS["LISTENER_TOKEN_TTL"]
+    assert listen_settings.livekit_api_url == "https://lk.example.com"
+
+
+def test_cache_is_cleared_when_the_setting_changes(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LISTENER_TOKEN_TTL": 60}
+    assert listen_settings.LISTENER_TOKEN_TTL == 60
+    settings.ANYREACH_LISTEN = {"LISTENER_TOKEN_TTL": 90}
+    assert listen_settings.LISTENER_TOKEN_TTL == 90
+
+
+def test_unknown_keys_are_rejected(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URLS": "ws://typo"}
+    with pytest.raises(ImproperlyConfigured, match="LIVEKIT_URLS"):
+        _ = listen_settings.LIVEKIT_URL
+
+
+def test_unknown_attribute_is_an_attribute_error(settings: Any) -> None:
+    with pytest.raises(AttributeError):
+        _ = listen_settings.NOT_A_SETTING
+
+
+def test_api_url_can_be_explicit(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "ws://a:7880", "LIVEKIT_API_URL": "http://b:7880"}
+    assert listen_settings.livekit_api_url == "http://b:7880"
