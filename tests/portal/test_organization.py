@@ -1,4 +1,4 @@
-"""The org admin's page: members' roles and API keys."""
+"""The org admin's page (``portal/organization.py``): members' roles and API keys."""
 
 from __future__ import annotations
 
