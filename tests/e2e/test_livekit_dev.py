@@ -1,4 +1,4 @@
-"""The operator commands around LiveKit: livekit_dev and simulate_call's failure modes."""
+"""``manage.py livekit_dev`` (``demo/management/commands/livekit_dev.py``) runs a real LiveKit."""
 
 from __future__ import annotations
 
@@ -10,23 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.core.management import CommandError, call_command
 
 from tests.support.livekit import free_udp_port
 from tests.support.processes import ROOT, free_port, http_ok, wait_until
-
-
-def test_simulate_call_needs_the_demo_organization(db: None) -> None:
-    with pytest.raises(CommandError, match=r"'demo'.*seed_demo"):
-        call_command("simulate_call", "--json")
-
-
-def test_simulate_call_rejects_an_unknown_team(db: None) -> None:
-    from anyreach_listen.models import Organization
-
-    Organization.objects.create(name="Demo", slug="demo")
-    with pytest.raises(CommandError, match="No team 'Nope'"):
-        call_command("simulate_call", "--team", "Nope")
 
 
 @pytest.mark.e2e
