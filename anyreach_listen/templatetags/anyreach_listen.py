@@ -17,22 +17,40 @@ from django.utils.html import format_html
 
 from .. import access
 from ..models import Conversation
+from ..routing import events_path
 
 register = template.Library()
 
 
 @register.simple_tag
 def listen_sdk_script() -> str:
+    """The SDK's script tag (async: it registers ``window.AnyReach`` when it arrives)."""
     return format_html(
         '<script src="{}" data-anyreach-sdk async></script>', reverse("anyreach_listen:listen-sdk")
     )
 
 
 @register.simple_tag
-def listen_assets() -> str:
+def listen_events_script() -> str:
+    """The conversation event stream's script: one websocket per page, re-dispatched as
+    ``anyreach:conversation`` / ``anyreach:stream-open`` / ``anyreach:stream-closed``
+    DOM events. The websocket's path comes from the app's routing."""
     return format_html(
-        '{}<script src="{}" defer></script><link rel="stylesheet" href="{}">',
+        '<script src="{}" data-arl-events-url="{}" defer></script>',
+        static("anyreach_listen/events.js"),
+        events_path(),
+    )
+
+
+@register.simple_tag
+def listen_assets() -> str:
+    """Everything a page with listen panels needs, in ``<head>``, once per page: the SDK,
+    the event stream (panels end themselves when their call ends), the panel script and
+    its styles."""
+    return format_html(
+        '{}{}<script src="{}" defer></script><link rel="stylesheet" href="{}">',
         listen_sdk_script(),
+        listen_events_script(),
         static("anyreach_listen/panel/listen-panel.js"),
         static("anyreach_listen/panel/listen-panel.css"),
     )

@@ -1,5 +1,6 @@
-// Dashboard: refresh the rows (htmx) when the event stream says something changed,
-// and keep call durations ticking.
+// Dashboard: refresh the rows (htmx) when the event stream (anyreach_listen's
+// events.js, {% listen_events_script %}) says something changed, and keep call
+// durations ticking.
 (function () {
   "use strict";
   let pending = null;
@@ -30,10 +31,6 @@
   }
   setInterval(tick, 1000);
   document.addEventListener("htmx:afterSwap", tick);
-  function start() {
-    tick();
-    if (window.AnyReachListenPanel) window.AnyReachListenPanel.startEventStream();
-  }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", tick);
+  else tick();
 })();

@@ -1,4 +1,6 @@
 // Listen wall: new live calls join as tiles without touching the running sessions.
+// Calls come and go through the page's event stream ({% listen_assets %} includes
+// anyreach_listen's events.js), tiles are mounted with the listen panel script.
 (function () {
   "use strict";
   const wall = document.getElementById("wall");

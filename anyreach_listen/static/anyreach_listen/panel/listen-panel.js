@@ -1,7 +1,7 @@
 // The listen panel: one AnyReach.listen session per [data-arl-panel] element.
-// Plain script, no build step. It also owns the page's one websocket to the
-// conversation event stream and re-dispatches events as DOM events:
-//   document "anyreach:conversation"  detail = { type, event, conversation }
+// Plain script, no build step. A panel ends itself when its conversation ends,
+// as told by the page's event stream (../events.js, its DOM event
+// "anyreach:conversation"); {% listen_assets %} includes both scripts.
 (function () {
   "use strict";
 
@@ -13,39 +13,6 @@
     disconnected: "Disconnected",
     ended: "Ended",
   };
-
-  // ---- the conversation event stream (one websocket per page) ----
-
-  let socketStarted = false;
-  function startEventStream() {
-    if (socketStarted || !("WebSocket" in window)) return;
-    socketStarted = true;
-    let delay = 1000;
-    const connect = () => {
-      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const socket = new WebSocket(`${scheme}//${location.host}/ws/listen/events/`);
-      socket.addEventListener("open", () => {
-        delay = 1000;
-        document.dispatchEvent(new CustomEvent("anyreach:stream-open"));
-      });
-      socket.addEventListener("message", (message) => {
-        let data;
-        try {
-          data = JSON.parse(message.data);
-        } catch (_) {
-          return;
-        }
-        document.dispatchEvent(new CustomEvent("anyreach:conversation", { detail: data }));
-      });
-      socket.addEventListener("close", (event) => {
-        document.dispatchEvent(new CustomEvent("anyreach:stream-closed"));
-        if (event.code === 4401) return; // signed out: do not hammer the server
-        setTimeout(connect, delay);
-        delay = Math.min(delay * 2, 30000);
-      });
-    };
-    connect();
-  }
 
   // ---- waiting for the SDK script (it loads async) ----
 
@@ -347,7 +314,6 @@
     scope.querySelectorAll("[data-arl-panel]").forEach((element) => {
       if (!panels.has(element)) panels.set(element, new ListenPanel(element));
     });
-    if (panels.size) startEventStream();
   }
 
   function panelForKeys() {
@@ -390,7 +356,7 @@
     return panel.unmount();
   }
 
-  window.AnyReachListenPanel = { mount, unmount, startEventStream, panels };
+  window.AnyReachListenPanel = { mount, unmount, panels };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => mount());
   else mount();
   document.addEventListener("htmx:load", (event) => mount(event.target));

@@ -1,0 +1,63 @@
+// The conversation event stream: one websocket per page to the app's events
+// consumer, re-dispatched as DOM events on document:
+//   "anyreach:conversation"   detail = the server's message ({ type, event, conversation })
+//   "anyreach:stream-open"    (re)connected: a page may catch up on what it missed
+//   "anyreach:stream-closed"  lost; it reconnects after 1 s, doubling up to 30 s,
+//                             except after close code 4401 (signed out)
+// Plain script, no build step. Include it with {% listen_events_script %} (or
+// {% listen_assets %}): the tag puts the websocket's path, taken from the app's
+// routing, in data-arl-events-url.
+(function () {
+  "use strict";
+
+  if (window.AnyReachEvents) return; // included twice: one stream per page is enough
+
+  const script =
+    document.currentScript || document.querySelector("script[data-arl-events-url]");
+  const configured = script && script.dataset.arlEventsUrl;
+  if (!configured) {
+    console.error(
+      "AnyReach: events.js needs the websocket path in data-arl-events-url; " +
+        "include it with {% listen_events_script %}.",
+    );
+    return;
+  }
+  // The path (or an absolute URL) as a websocket URL on the page's host and scheme.
+  const url = new URL(configured, location.href);
+  if (url.protocol === "https:") url.protocol = "wss:";
+  else if (url.protocol === "http:") url.protocol = "ws:";
+  window.AnyReachEvents = Object.freeze({ url: url.href });
+
+  const INITIAL_DELAY_MS = 1000;
+  const MAX_DELAY_MS = 30000;
+  let delay = INITIAL_DELAY_MS;
+  const dispatch = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
+
+  function connect() {
+    const socket = new WebSocket(url.href);
+    socket.addEventListener("open", () => {
+      delay = INITIAL_DELAY_MS;
+      dispatch("anyreach:stream-open");
+    });
+    socket.addEventListener("message", (message) => {
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch (_) {
+        return;
+      }
+      dispatch("anyreach:conversation", data);
+    });
+    socket.addEventListener("close", (event) => {
+      dispatch("anyreach:stream-closed");
+      if (event.code === 4401) return; // signed out: do not hammer the server
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, MAX_DELAY_MS);
+    });
+  }
+
+  if (!("WebSocket" in window)) return;
+  // After the page's other deferred scripts: their listeners see the first events.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
+  else connect();
+})();
