@@ -36,7 +36,7 @@ from .models import (
     Organization,
     PersonalAccessToken,
 )
-from .roles import ROLE_SCOPES, Role, can_listen
+from .roles import ALL_SCOPES, ROLE_SCOPES, Role, Scope, can_listen
 
 UserLike = AbstractBaseUser | AnonymousUser
 
@@ -159,8 +159,17 @@ class CredentialAccess:
         return self.conversations().select_related("organization").filter(pk=parsed).first()
 
     @property
+    def can_read(self) -> bool:
+        """Any conversation scope reads conversations (not transcripts)."""
+        return bool(self.scopes & ALL_SCOPES)
+
+    @property
     def can_listen(self) -> bool:
         return can_listen(self.scopes)
+
+    @property
+    def can_manage(self) -> bool:
+        return Scope.MANAGE in self.scopes
 
     @property
     def audit_fields(self) -> dict[str, Any]:

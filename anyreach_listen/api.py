@@ -1,18 +1,66 @@
-"""``POST /core/conversations/{id}/listener-token``: the contract's minting endpoint.
+"""The REST API under ``/core/``: listener tokens (the contract) and conversations.
 
-Checks run in this order, each with its own status and stable error code:
-credential (401) → organization header (400/403) → rate limit (429) →
-scope (403) → conversation visible (404) → active (409) → has a room (404).
+Every endpoint checks, in this order, each with its own status and stable code:
+credential (401) → organization header (400/403) → rate limit (429, minting and
+writes) → scope (403) → conversation visible (404) → the operation's own rules.
+A scope is checked before any conversation is looked up, so a credential
+without it learns nothing about which conversations exist.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from typing import Any
 
-from . import access, ratelimit
+from django.db.models import Q
+from django.http import HttpRequest, JsonResponse
+from django.utils.dateparse import parse_datetime
+
+from . import access, conversations, payloads, ratelimit
+from .access import CredentialAccess
+from .conf import listen_settings
 from .errors import ApiError, Errors, endpoint
 from .minting import grant_listen
-from .models import ListenVia
+from .models import ACTIVE_STATUSES, Conversation, ConversationStatus, ListenVia, Team
+from .payloads import Field, conversation_json
+
+MAX_PAGE_SIZE = 200
+
+
+def _no_store(body: dict[str, Any], status: int = 200) -> JsonResponse:
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _writer(request: HttpRequest) -> CredentialAccess:
+    caller = access.for_api_request(request)
+    ratelimit.enforce(caller.rate_limit_bucket, "requests for this credential")
+    if not caller.can_manage:
+        raise ApiError(Errors.INSUFFICIENT_SCOPE, "Needs the conversations:manage scope.")
+    return caller
+
+
+def _reader(request: HttpRequest) -> CredentialAccess:
+    caller = access.for_api_request(request)
+    if not caller.can_read:
+        raise ApiError(
+            Errors.INSUFFICIENT_SCOPE,
+            "Needs the conversations:read, conversations:read_sensitive or "
+            "conversations:manage scope.",
+        )
+    return caller
+
+
+def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:
+    conversation = caller.find(conversation_id)
+    if conversation is None:
+        raise ApiError(Errors.CONVERSATION_NOT_FOUND)
+    return conversation
 
 
 @endpoint("POST")
@@ -21,12 +69,127 @@ def listener_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
     ratelimit.enforce(caller.rate_limit_bucket, "requests for this credential")
     if not caller.can_listen:
         raise ApiError(Errors.INSUFFICIENT_SCOPE)
-    conversation = caller.find(conversation_id)
-    if conversation is None:
-        raise ApiError(Errors.CONVERSATION_NOT_FOUND)
+    conversation = _found(caller, conversation_id)
     grant = grant_listen(
         conversation, via=ListenVia.API, audit=caller.audit_fields, request=request
     )
-    response = JsonResponse(grant.as_response())
-    response["Cache-Control"] = "no-store"
-    return response
+    return _no_store(grant.as_response())
+
+
+# --- conversations -----------------------------------------------------------------------
+
+_STATUS = payloads.choice(sorted(ACTIVE_STATUSES))
+CREATE_FIELDS: dict[str, Field] = {
+    "room_name": payloads.ID,
+    "status": _STATUS,
+    "team_id": payloads.ID,
+    "agent_label": payloads.LABEL,
+    "caller_label": payloads.LABEL,
+    "metadata": payloads.METADATA,
+    "external_id": payloads.ID,
+}
+UPDATE_FIELDS: dict[str, Field] = {
+    "status": payloads.choice(ConversationStatus.values),
+    "room_name": payloads.ID,
+    "team_id": payloads.ID,
+    "agent_label": payloads.LABEL,
+    "caller_label": payloads.LABEL,
+    "metadata": payloads.METADATA,
+}
+
+
+def _team(caller: CredentialAccess, team_id: str | None) -> Team | None:
+    if team_id is None:
+        return None
+    parsed = access.parse_uuid(team_id)
+    team = (
+        Team.objects.filter(pk=parsed, organization=caller.organization).first() if parsed else None
+    )
+    if team is None:
+        raise ApiError(Errors.INVALID_TEAM)
+    return team
+
+
+@endpoint("GET", "POST")
+def conversation_collection(request: HttpRequest) -> JsonResponse:
+    if request.method == "GET":
+        return _list(request)
+    caller = _writer(request)
+    data = payloads.clean(payloads.read_object(request), CREATE_FIELDS)
+    team = _team(caller, data.pop("team_id", None))
+    conversation, created = conversations.register(
+        caller.organization, team=team, **{k: v for k, v in data.items() if v is not None}
+    )
+    return _no_store(conversation_json(conversation), status=201 if created else 200)
+
+
+@endpoint("GET", "PATCH")
+def conversation_detail(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    if request.method == "GET":
+        return _no_store(conversation_json(_found(_reader(request), conversation_id)))
+    caller = _writer(request)
+    conversation = _found(caller, conversation_id)
+    data = payloads.clean(payloads.read_object(request), UPDATE_FIELDS)
+    set_team = "team_id" in data
+    team = _team(caller, data.pop("team_id", None))
+    if data.get("room_name") is None:
+        data.pop("room_name", None)
+    updated = conversations.update(conversation, team=team, set_team=set_team, **data)
+    return _no_store(conversation_json(updated))
+
+
+def _page_size(request: HttpRequest) -> int:
+    raw = request.GET.get("limit")
+    if raw is None:
+        return int(listen_settings.PAGE_SIZE)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ApiError(Errors.INVALID_FIELD, f"limit must be 1 to {MAX_PAGE_SIZE}.")
+    return int(raw)
+
+
+def _cursor(value: str) -> tuple[dt.datetime, uuid.UUID]:
+    """The position after which a page starts: (created_at, id) of the last row seen."""
+    try:
+        created, pk = json.loads(base64.urlsafe_b64decode(value.encode()))
+        moment, parsed = parse_datetime(created), uuid.UUID(pk)
+    except (binascii.Error, ValueError, TypeError):
+        moment = None
+    if moment is None:
+        raise ApiError(Errors.INVALID_FIELD, "cursor is not one this API gave out.")
+    return moment, parsed
+
+
+def _next_cursor(conversation: Conversation) -> str:
+    position = [payloads.iso(conversation.created_at), str(conversation.pk)]
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _list(request: HttpRequest) -> JsonResponse:
+    caller = _reader(request)
+    rows = caller.conversations()
+    status = request.GET.get("status")
+    if status == "active":
+        rows = rows.active()
+    elif status is not None:
+        if status not in ConversationStatus.values:
+            raise ApiError(
+                Errors.INVALID_FIELD,
+                "status must be active or one of " + ", ".join(ConversationStatus.values) + ".",
+            )
+        rows = rows.filter(status=status)
+    if "team_id" in request.GET:
+        rows = rows.filter(team=_team(caller, request.GET["team_id"]))
+    if "external_id" in request.GET:
+        rows = rows.filter(external_id=request.GET["external_id"])
+    if "cursor" in request.GET:
+        after, after_id = _cursor(request.GET["cursor"])
+        rows = rows.filter(Q(created_at__lt=after) | Q(created_at=after, id__lt=after_id))
+    size = _page_size(request)
+    page = list(rows.order_by("-created_at", "-id")[: size + 1])
+    next_url = None
+    if len(page) > size:
+        page = page[:size]
+        query = request.GET.copy()
+        query["cursor"] = _next_cursor(page[-1])
+        next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+    return _no_store({"results": [conversation_json(c) for c in page], "next": next_url})

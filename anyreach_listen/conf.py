@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "REMOTE_MINT": None,
     # Channel-layer group prefix for conversation events.
     "GROUP_PREFIX": "anyreach-listen",
+    # Default page size of GET /core/conversations (a request's ?limit= goes up to 200).
+    "PAGE_SIZE": 50,
+    # Register rooms without "anyreach" metadata by name prefix:
+    # {"ROOM_PREFIX": "call-", "ORGANIZATION": "<uuid>", "TEAM": "<uuid>" or None}.
+    "AUTO_REGISTER": None,
 }
 
 

@@ -128,6 +128,48 @@ class Errors:
         API,
         PORTAL,
     )
+    INVALID_JSON = _kind(
+        400,
+        "invalid_json",
+        "The body must be a JSON object.",
+        "a body that is not JSON, or JSON that is not an object",
+        API,
+    )
+    UNKNOWN_FIELD = _kind(
+        400, "unknown_field", "Unknown field.", "a field the endpoint does not take", API
+    )
+    INVALID_FIELD = _kind(
+        400,
+        "invalid_field",
+        "A field has the wrong type or size.",
+        "a field or query parameter of the wrong type, size or value (the message names it)",
+        API,
+    )
+    INVALID_TEAM = _kind(
+        400,
+        "invalid_team",
+        "team_id is not a team of this organization.",
+        "`team_id` is not a team of the caller's organization",
+        API,
+    )
+    PAYLOAD_TOO_LARGE = _kind(
+        413, "payload_too_large", "The body is larger than 64 KB.", "a body over 64 KB", API
+    )
+    ROOM_IN_USE = _kind(
+        409,
+        "room_in_use",
+        "An active conversation already uses this room.",
+        "`room_name` is already the room of an active conversation",
+        API,
+    )
+    INVALID_TRANSITION = _kind(
+        409,
+        "invalid_transition",
+        "A conversation's status only moves forward.",
+        "a status change that is not forward (the message names the current status), or a "
+        "`room_name` change once one is set",
+        API,
+    )
     LISTEN_NOT_ALLOWED = _kind(
         403,
         "listen_not_allowed",

@@ -87,6 +87,15 @@ class ConversationStatus(models.TextChoices):
 ACTIVE_STATUSES: frozenset[str] = frozenset(
     {ConversationStatus.TRIGGERED, ConversationStatus.RINGING, ConversationStatus.IN_PROGRESS}
 )
+TERMINAL_STATUSES: frozenset[str] = frozenset(ConversationStatus.values) - ACTIVE_STATUSES
+# A call only moves forward; triggered and ringing calls may end without being answered.
+NEXT_STATUSES: dict[str, frozenset[str]] = {
+    ConversationStatus.TRIGGERED: frozenset(
+        {ConversationStatus.RINGING, ConversationStatus.IN_PROGRESS} | TERMINAL_STATUSES
+    ),
+    ConversationStatus.RINGING: frozenset({ConversationStatus.IN_PROGRESS} | TERMINAL_STATUSES),
+    ConversationStatus.IN_PROGRESS: TERMINAL_STATUSES,
+}
 
 
 class ConversationQuerySet(models.QuerySet["Conversation"]):
@@ -131,9 +140,13 @@ class Conversation(models.Model):
     status = models.CharField(
         max_length=20, choices=ConversationStatus.choices, default=ConversationStatus.TRIGGERED
     )
-    livekit_room = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # Unique among active calls (see Meta): LiveKit may reuse a name once a room is gone.
+    # NULL, not "", for "no room": unique constraints ignore NULLs.
+    livekit_room = models.CharField(max_length=200, null=True, blank=True, db_index=True)  # noqa: DJ001
     agent_label = models.CharField(max_length=200, blank=True)
     caller_label = models.CharField(max_length=200, blank=True)
+    # The platform's own id for the call; registering it twice returns the first one.
+    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -144,7 +157,24 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["organization", "status"])]
+        indexes = [
+            models.Index(fields=["organization", "status"]),
+            models.Index(fields=["organization", "-created_at", "-id"], name="conversation_page"),
+        ]
+        constraints = [
+            # One active conversation per LiveKit room, across organizations: a room
+            # name handed to a second organization would let it listen to the first.
+            models.UniqueConstraint(
+                fields=["livekit_room"],
+                condition=Q(status__in=sorted(ACTIVE_STATUSES)),
+                name="unique_active_room",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="unique_external_id",
+            ),
+        ]
 
     def __str__(self) -> str:
         label = self.caller_label or self.livekit_room or str(self.id)
@@ -154,8 +184,17 @@ class Conversation(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def finish(self, at: dt.datetime, *, by: str) -> bool:
-        """Complete the call at ``at`` unless it already ended; False when it had.
+    def clean(self) -> None:
+        if self.team is not None and self.team.organization_id != self.organization_id:
+            raise ValidationError({"team": "Pick a team of the conversation's organization."})
+
+    def may_move_to(self, status: str) -> bool:
+        return status == self.status or status in NEXT_STATUSES.get(self.status, ())
+
+    def finish(
+        self, at: dt.datetime, *, by: str, status: str = ConversationStatus.COMPLETED
+    ) -> bool:
+        """End the call at ``at`` in ``status`` unless it already ended; False when it had.
 
         ``by`` (e.g. ``room_finished``) is kept in the metadata and names the
         published event. Call it inside a transaction on a row locked with
@@ -163,7 +202,7 @@ class Conversation(models.Model):
         """
         if not self.is_active:
             return False
-        self.status = ConversationStatus.COMPLETED
+        self.status = status
         self.ended_at = at
         self.metadata = {**self.metadata, "ended_by": by}
         self.save(update_fields=["status", "ended_at", "metadata", "updated_at"])

@@ -1,4 +1,9 @@
-"""The OpenAPI 3.1 document of the API, served at ``/core/openapi.json``."""
+"""The OpenAPI 3.1 document of the API, served at ``/core/openapi.json``.
+
+Each operation names its errors from the registry (``errors.Errors``); their
+descriptions, codes and headers come from there. Every path may also answer
+``internal_error`` (500), and unknown paths ``not_found``.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,23 @@ from django.http import HttpRequest, JsonResponse
 
 from .access import ORG_HEADER
 from .errors import API, ErrorKind, Errors, endpoint
+from .models import ACTIVE_STATUSES, ConversationStatus
+from .payloads import MAX_LABEL
 
+E = Errors
+# Every operation authenticates the same way.
+_AUTH = [
+    E.MISSING_CREDENTIALS,
+    E.INVALID_CREDENTIALS,
+    E.CREDENTIALS_REVOKED,
+    E.CREDENTIALS_EXPIRED,
+    E.MISSING_ORGANIZATION,
+    E.INVALID_ORGANIZATION,
+    E.ORGANIZATION_MISMATCH,
+    E.NOT_A_MEMBER,
+]
+_BODY = [E.INVALID_JSON, E.UNKNOWN_FIELD, E.INVALID_FIELD, E.PAYLOAD_TOO_LARGE]
 
-def _listener_token_errors() -> dict[int, list[ErrorKind]]:
-    """The listener-token endpoint's errors by status (500 is implied everywhere)."""
-    by_status: dict[int, list[ErrorKind]] = {}
-    for error in Errors.on(API):
-        if error.code not in _NOT_THIS_OPERATION:
-            by_status.setdefault(error.status, []).append(error)
-    return by_status
-
-
-# Answered under /core/ by the catch-all and the endpoint wrapper, not by this operation.
-_NOT_THIS_OPERATION = {Errors.NOT_FOUND.code, Errors.INTERNAL_ERROR.code}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},
     405: {"Allow": {"schema": {"type": "string"}}},
@@ -33,75 +42,313 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-def _error_response(errors: list[ErrorKind]) -> dict[str, Any]:
-    description = "; ".join(f"`{e.code}`: {e.when}" for e in errors) + "."
-    response: dict[str, Any] = {
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error_responses(errors: list[ErrorKind]) -> dict[str, Any]:
+    by_status: dict[int, list[ErrorKind]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    responses: dict[str, Any] = {}
+    for status, kinds in sorted(by_status.items()):
+        response: dict[str, Any] = {
+            "description": "; ".join(f"`{e.code}`: {e.when}" for e in kinds) + ".",
+            "content": {
+                "application/json": {
+                    "schema": _ref("Error"),
+                    "example": {"error": {"code": kinds[0].code, "message": kinds[0].message}},
+                }
+            },
+        }
+        if status in _HEADERS:
+            response["headers"] = _HEADERS[status]
+        responses[str(status)] = response
+    return responses
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    description: str,
+    ok: dict[str, Any],
+    errors: list[ErrorKind],
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
         "description": description,
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"},
-                "example": {"error": {"code": errors[0].code, "message": errors[0].message}},
-            }
+        "security": [{"apiKey": []}, {"personalAccessToken": []}],
+        "parameters": [*(parameters or []), _ORG_PARAMETER],
+        "responses": {**ok, **_error_responses([*errors, E.METHOD_NOT_ALLOWED])},
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return operation
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Cache-Control": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": _ref(schema)}},
+    }
+
+
+_ORG_PARAMETER = {
+    "name": ORG_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Organization id. Required with a `pat_` token; with an `ak_` key it must "
+    "name the key's organization.",
+    "schema": {"type": "string", "format": "uuid"},
+}
+_ID_PARAMETER = {
+    "name": "conversation_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_READ = "Needs any conversation scope (`conversations:read`, `conversations:read_sensitive` or "
+_READ += "`conversations:manage`); a PAT sees what its owner's teams see."
+_MANAGE = "Needs `conversations:manage`; rate-limited per credential like minting."
+
+_STRING = {"type": "string", "maxLength": MAX_LABEL}
+_NULLABLE_STRING = {"type": ["string", "null"], "maxLength": MAX_LABEL}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_METADATA = {"type": "object", "description": "A JSON object of at most 16 KB."}
+
+
+def _schemas() -> dict[str, Any]:
+    statuses = list(ConversationStatus.values)
+    return {
+        "ListenerToken": {
+            "type": "object",
+            "required": ["url", "token", "room_name", "expires_at"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "description": "LiveKit server URL."},
+                "token": {"type": "string", "description": "Subscribe-only listener JWT."},
+                "room_name": {"type": "string"},
+                "expires_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "ISO 8601, UTC; equals the JWT's exp.",
+                },
+            },
+        },
+        "Conversation": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "organization_id",
+                "team_id",
+                "status",
+                "room_name",
+                "agent_label",
+                "caller_label",
+                "metadata",
+                "external_id",
+                "started_at",
+                "ended_at",
+                "created_at",
+                "updated_at",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "organization_id": {"type": "string", "format": "uuid"},
+                "team_id": {"type": ["string", "null"], "format": "uuid"},
+                "status": {"type": "string", "enum": statuses},
+                "room_name": _NULLABLE_STRING,
+                "agent_label": {"type": "string"},
+                "caller_label": {"type": "string"},
+                "metadata": {"type": "object"},
+                "external_id": _NULLABLE_STRING,
+                "started_at": _TIME,
+                "ended_at": _TIME,
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "ConversationCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "room_name": {
+                    **_NULLABLE_STRING,
+                    "description": "Unique among active conversations.",
+                },
+                "status": {
+                    "type": "string",
+                    "enum": sorted(ACTIVE_STATUSES),
+                    "default": ConversationStatus.IN_PROGRESS,
+                },
+                "team_id": {"type": ["string", "null"], "format": "uuid"},
+                "agent_label": _STRING,
+                "caller_label": _STRING,
+                "metadata": _METADATA,
+                "external_id": {
+                    **_NULLABLE_STRING,
+                    "description": "Your id for the call: registering it again answers 200 "
+                    "with the existing conversation, unchanged.",
+                },
+            },
+        },
+        "ConversationUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "enum": statuses,
+                    "description": "Forward only: triggered → ringing → in_progress → "
+                    "completed | failed | canceled; triggered and ringing may end directly.",
+                },
+                "room_name": {**_NULLABLE_STRING, "description": "Only while none is set."},
+                "team_id": {"type": ["string", "null"], "format": "uuid"},
+                "agent_label": _STRING,
+                "caller_label": _STRING,
+                "metadata": _METADATA,
+            },
+        },
+        "ConversationPage": {
+            "type": "object",
+            "required": ["results", "next"],
+            "additionalProperties": False,
+            "properties": {
+                "results": {"type": "array", "items": _ref("Conversation")},
+                "next": {"type": ["string", "null"], "description": "The next page's URL."},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "enum": sorted(e.code for e in E.on(API))},
+                        "message": {"type": "string"},
+                    },
+                }
+            },
         },
     }
-    if errors[0].status in _HEADERS:
-        response["headers"] = _HEADERS[errors[0].status]
-    return response
+
+
+def _paths() -> dict[str, Any]:
+    list_parameters = [
+        {
+            "name": "status",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["active", *ConversationStatus.values]},
+        },
+        {"name": "team_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+        {"name": "external_id", "in": "query", "schema": {"type": "string"}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+        },
+    ]
+    conversation = _json("The conversation.", "Conversation")
+    return {
+        "/core/conversations": {
+            "post": _operation(
+                "createConversation",
+                "Register a conversation",
+                _MANAGE,
+                {"201": _json("Registered.", "Conversation"), "200": conversation},
+                [
+                    *_AUTH,
+                    E.RATE_LIMITED,
+                    E.INSUFFICIENT_SCOPE,
+                    *_BODY,
+                    E.INVALID_TEAM,
+                    E.ROOM_IN_USE,
+                ],
+                body="ConversationCreate",
+            ),
+            "get": _operation(
+                "listConversations",
+                "List conversations, newest first",
+                _READ + " Cursor-paginated: follow `next`.",
+                {"200": _json("A page of conversations.", "ConversationPage")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, E.INVALID_FIELD, E.INVALID_TEAM],
+                parameters=list_parameters,
+            ),
+        },
+        "/core/conversations/{conversation_id}": {
+            "get": _operation(
+                "getConversation",
+                "One conversation",
+                _READ,
+                {"200": conversation},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, E.CONVERSATION_NOT_FOUND],
+                parameters=[_ID_PARAMETER],
+            ),
+            "patch": _operation(
+                "updateConversation",
+                "Change a conversation's state or labels",
+                _MANAGE + " Entering a terminal status sets `ended_at` and revokes every "
+                "listener of the call.",
+                {"200": conversation},
+                [
+                    *_AUTH,
+                    E.RATE_LIMITED,
+                    E.INSUFFICIENT_SCOPE,
+                    E.CONVERSATION_NOT_FOUND,
+                    *_BODY,
+                    E.INVALID_TEAM,
+                    E.ROOM_IN_USE,
+                    E.INVALID_TRANSITION,
+                ],
+                parameters=[_ID_PARAMETER],
+                body="ConversationUpdate",
+            ),
+        },
+        "/core/conversations/{conversation_id}/listener-token": {
+            "post": _operation(
+                "createListenerToken",
+                "Mint a listener token for a live conversation",
+                "Requires the `conversations:read_sensitive` or `conversations:manage` scope. "
+                f"Personal access tokens also need the `{ORG_HEADER}` header.",
+                {"200": _json("Everything the SDK needs.", "ListenerToken")},
+                [
+                    *_AUTH,
+                    E.RATE_LIMITED,
+                    E.INSUFFICIENT_SCOPE,
+                    E.CONVERSATION_NOT_FOUND,
+                    E.ROOM_NOT_FOUND,
+                    E.CONVERSATION_NOT_ACTIVE,
+                ],
+                parameters=[_ID_PARAMETER],
+            )
+        },
+    }
 
 
 def build_document() -> dict[str, Any]:
-    all_codes = sorted(e.code for e in Errors.on(API))
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Anyreach live-listen API",
-            "version": "1.0.0",
-            "description": "Mint subscribe-only, hidden listener tokens for live conversations. "
-            "Call it from your backend: the credential must never reach a browser.",
+            "version": "1.1.0",
+            "description": "Register and follow conversations, and mint subscribe-only, hidden "
+            "listener tokens for live ones. Call it from your backend: the credential must "
+            "never reach a browser.",
         },
-        "paths": {
-            "/core/conversations/{conversation_id}/listener-token": {
-                "post": {
-                    "operationId": "createListenerToken",
-                    "summary": "Mint a listener token for a live conversation",
-                    "description": "Requires the `conversations:read_sensitive` or "
-                    "`conversations:manage` scope. Personal access tokens also need the "
-                    f"`{ORG_HEADER}` header.",
-                    "security": [{"apiKey": []}, {"personalAccessToken": []}],
-                    "parameters": [
-                        {
-                            "name": "conversation_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "format": "uuid"},
-                        },
-                        {
-                            "name": ORG_HEADER,
-                            "in": "header",
-                            "required": False,
-                            "description": "Organization id. Required with a `pat_` token; "
-                            "with an `ak_` key it must name the key's organization.",
-                            "schema": {"type": "string", "format": "uuid"},
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "Everything the SDK needs.",
-                            "headers": {"Cache-Control": {"schema": {"type": "string"}}},
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ListenerToken"}
-                                }
-                            },
-                        },
-                        **{
-                            str(status): _error_response(errors)
-                            for status, errors in _listener_token_errors().items()
-                        },
-                    },
-                }
-            }
-        },
+        "paths": _paths(),
         "components": {
             "securitySchemes": {
                 "apiKey": {
@@ -115,38 +362,7 @@ def build_document() -> dict[str, Any]:
                     "description": f"User token `pat_…`; send `{ORG_HEADER}` too.",
                 },
             },
-            "schemas": {
-                "ListenerToken": {
-                    "type": "object",
-                    "required": ["url", "token", "room_name", "expires_at"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "url": {"type": "string", "description": "LiveKit server URL."},
-                        "token": {"type": "string", "description": "Subscribe-only listener JWT."},
-                        "room_name": {"type": "string"},
-                        "expires_at": {
-                            "type": "string",
-                            "format": "date-time",
-                            "description": "ISO 8601, UTC; equals the JWT's exp.",
-                        },
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": {"type": "string", "enum": all_codes},
-                                "message": {"type": "string"},
-                            },
-                        }
-                    },
-                },
-            },
+            "schemas": _schemas(),
         },
     }
 

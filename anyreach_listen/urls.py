@@ -7,6 +7,12 @@ from . import api, errors, openapi, public, user_tokens, webhooks
 app_name = "anyreach_listen"
 
 urlpatterns = [
+    path("core/conversations", api.conversation_collection, name="conversations"),
+    path(
+        "core/conversations/<str:conversation_id>",
+        api.conversation_detail,
+        name="conversation",
+    ),
     path(
         "core/conversations/<str:conversation_id>/listener-token",
         api.listener_token,

@@ -13,7 +13,10 @@ name and fill the listen audit:
 - of a listener (identity ``listener-…``): ``ListenSession.joined_at`` /
   ``left_at``. A listener whose session was revoked before it joined is removed.
 
-Rooms without a conversation are acknowledged and ignored. Every handler is
+A room without a conversation is registered when its metadata (or the
+``AUTO_REGISTER`` setting) says whose it is (``auto_registration.py``), else
+acknowledged and ignored. Conversation changes go through ``conversations.py``.
+Every handler is
 idempotent (state guards), and deliveries already handled are recognized by
 their event id, so LiveKit's retries and duplicates change nothing.
 """
@@ -31,12 +34,13 @@ from django.utils import timezone
 from google.protobuf.json_format import ParseError
 from livekit.api import ParticipantInfo, TokenVerifier, WebhookEvent, WebhookReceiver
 
+from . import auto_registration, conversations
 from .conf import listen_settings
 from .errors import ApiError, Errors, endpoint
-from .events import publish_conversation, publish_listener
+from .events import publish_listener
 from .livekit_service import remove_listeners, run_sync
 from .minting import LISTENER_IDENTITY_PREFIX
-from .models import Conversation, ConversationStatus, ListenSession
+from .models import Conversation, ListenSession
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +88,25 @@ def handle_event(event: WebhookEvent) -> str:
     if event.id and cache.get(_seen_key(event.id)):
         return "duplicate"
     room_name = event.room.name if event.HasField("room") else ""
-    conversation = (
-        Conversation.objects.filter(livekit_room=room_name).first() if room_name else None
-    )
+    conversation = _conversation_of(room_name) if room_name else None
+    registered = False
+    if conversation is None and event.event in ("room_started", "participant_joined"):
+        conversation = auto_registration.register_room(event.room, at=_event_time(event))
+        registered = conversation is not None
     if conversation is None:
         outcome = "ignored"
     elif event.event == "room_started":
-        outcome = _room_started(conversation.pk, event)
+        started = conversations.room_started(
+            conversation, at=_event_time(event), room_sid=event.room.sid
+        )
+        outcome = "registered" if registered else "room_started" if started else "unchanged"
     elif event.event == "room_finished":
-        outcome = _room_finished(conversation.pk, event)
+        finished = conversations.finish(
+            conversation, at=_event_time(event), by="room_finished", room_closed=True
+        )
+        outcome = "room_finished" if finished else "unchanged"
     elif event.event in ("participant_joined", "participant_left"):
-        outcome = _participant(conversation.pk, event)
+        outcome = _participant(conversation, event)
     else:
         outcome = "ignored"
     if event.id:
@@ -103,71 +115,24 @@ def handle_event(event: WebhookEvent) -> str:
     return outcome
 
 
-def _locked(conversation_id: uuid.UUID) -> Conversation:
-    return (
-        Conversation.objects.select_for_update()
-        .select_related("organization")
-        .get(pk=conversation_id)
-    )
+def _conversation_of(room_name: str) -> Conversation | None:
+    """The room's conversation: the active one, else the latest (a room name can be reused)."""
+    rooms = Conversation.objects.filter(livekit_room=room_name)
+    return rooms.active().first() or rooms.order_by("-created_at").first()
 
 
-@transaction.atomic
-def _room_started(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
-    conversation = _locked(conversation_id)
-    changed: list[str] = []
-    if conversation.status in (ConversationStatus.TRIGGERED, ConversationStatus.RINGING):
-        conversation.status = ConversationStatus.IN_PROGRESS
-        changed.append("status")
-    if conversation.started_at is None and conversation.is_active:
-        conversation.started_at = _event_time(event)
-        changed.append("started_at")
-    if event.room.sid and conversation.metadata.get("livekit_room_sid") != event.room.sid:
-        conversation.metadata = {**conversation.metadata, "livekit_room_sid": event.room.sid}
-        changed.append("metadata")
-    if not changed:
-        return "unchanged"
-    conversation.save(update_fields=[*changed, "updated_at"])
-    publish_conversation(conversation, "room_started")
-    return "room_started"
-
-
-@transaction.atomic
-def _room_finished(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
-    conversation = _locked(conversation_id)
-    ended = _event_time(event)
-    outcome = "room_finished" if conversation.finish(ended, by="room_finished") else "unchanged"
-    # Listeners still in the room when it closed have left with it.
-    open_sessions = ListenSession.objects.select_for_update().filter(
-        conversation=conversation, joined_at__isnull=False, left_at__isnull=True
-    )
-    for session in open_sessions:
-        session.left_at = max(ended, session.joined_at) if session.joined_at else ended
-        session.save(update_fields=["left_at"])
-        publish_listener(session, "left")
-    return outcome
-
-
-def _participant(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
+def _participant(conversation: Conversation, event: WebhookEvent) -> str:
     identity = event.participant.identity
     if identity.startswith(LISTENER_IDENTITY_PREFIX):
-        return _listener(conversation_id, identity, event)
+        return _listener(conversation.pk, identity, event)
     if event.participant.kind == ParticipantInfo.Kind.AGENT:
-        return _agent(conversation_id, event)
+        return conversations.agent_presence(
+            conversation,
+            identity=identity,
+            joined=event.event == "participant_joined",
+            at=_event_time(event),
+        )
     return "ignored"
-
-
-@transaction.atomic
-def _agent(conversation_id: uuid.UUID, event: WebhookEvent) -> str:
-    conversation = _locked(conversation_id)
-    joined = event.event == "participant_joined"
-    name = "agent_joined" if joined else "agent_left"
-    agent = dict(conversation.metadata.get("agent") or {})
-    agent["identity"] = event.participant.identity
-    agent["joined_at" if joined else "left_at"] = _event_time(event).isoformat()
-    conversation.metadata = {**conversation.metadata, "agent": agent}
-    conversation.save(update_fields=["metadata", "updated_at"])
-    publish_conversation(conversation, name)
-    return name
 
 
 def _listener(conversation_id: uuid.UUID, identity: str, event: WebhookEvent) -> str:

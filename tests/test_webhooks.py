@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from livekit import api
 
-from anyreach_listen import models, webhooks
+from anyreach_listen import conversations, models, webhooks
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
@@ -35,11 +35,15 @@ def post(client: Client, body: str, auth: str | None = None) -> Any:
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
-    for publisher in (webhooks, models):  # models: Conversation.finish publishes too
+    # The conversations service (and Conversation.finish) publishes conversation changes.
+    for publisher in (conversations, models):
         monkeypatch.setattr(
             publisher, "publish_conversation", lambda c, e: calls.append(("conversation", e))
         )
-    monkeypatch.setattr(webhooks, "publish_listener", lambda s, e: calls.append(("listener", e)))
+    for publisher in (conversations, webhooks):
+        monkeypatch.setattr(
+            publisher, "publish_listener", lambda s, e: calls.append(("listener", e))
+        )
     return calls
 
 

@@ -1,0 +1,255 @@
+"""Conversations: the one writer of a conversation's state, whichever door a change uses.
+
+The REST API (``conversations_api.py``), LiveKit webhooks (``webhooks.py``), the
+admin, the demo and host projects all call these functions. Each change is
+made under a row lock and publishes one channel-layer event after it commits,
+so dashboards follow a call whichever door its changes come through.
+
+    from anyreach_listen import conversations
+
+    call, created = conversations.register(org, room_name="call-42", external_id="42")
+    conversations.update(call, status="in_progress")
+    conversations.finish(call, status="completed")
+
+Rules: a status only moves forward (``Conversation.may_move_to``); a room name
+is set once and is unique among active conversations; a team must belong to
+the conversation's organization; an ``external_id`` already registered in the
+organization returns the existing conversation unchanged (idempotent retries).
+Entering a terminal state sets ``ended_at`` and revokes every listener of the
+call that is not revoked yet (a call that ended by its room closing instead
+marks its listeners as gone with it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .errors import ApiError, Errors
+from .events import publish_conversation, publish_listener
+from .models import (
+    TERMINAL_STATUSES,
+    Conversation,
+    ConversationStatus,
+    ListenSession,
+    Organization,
+    Team,
+)
+from .revocation import revoke_sessions
+
+# Fields ``update`` changes directly; status and room have rules of their own.
+PLAIN_FIELDS = ("agent_label", "caller_label", "metadata")
+
+
+def _check_team(organization_id: Any, team: Team | None) -> None:
+    if team is not None and team.organization_id != organization_id:
+        raise ApiError(Errors.INVALID_TEAM)
+
+
+def register(
+    organization: Organization,
+    *,
+    room_name: str | None = None,
+    status: str = ConversationStatus.IN_PROGRESS,
+    team: Team | None = None,
+    agent_label: str = "",
+    caller_label: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    external_id: str | None = None,
+    started_at: dt.datetime | None = None,
+    by: str = "registered",
+) -> tuple[Conversation, bool]:
+    """A new active conversation, or the existing one with this ``external_id``.
+
+    Returns ``(conversation, created)``. ``ApiError``: ``invalid_team``,
+    ``room_in_use``, ``invalid_field`` (a status that is not active).
+    """
+    if status not in ConversationStatus.values or status in TERMINAL_STATUSES:
+        raise ApiError(Errors.INVALID_FIELD, "status must be triggered, ringing or in_progress.")
+    _check_team(organization.pk, team)
+    if external_id is not None:
+        existing = Conversation.objects.filter(
+            organization=organization, external_id=external_id
+        ).first()
+        if existing is not None:
+            return existing, False
+    answered = status == ConversationStatus.IN_PROGRESS
+    conversation = Conversation(
+        organization=organization,
+        team=team,
+        status=status,
+        livekit_room=room_name or None,
+        agent_label=agent_label,
+        caller_label=caller_label,
+        metadata=dict(metadata or {}),
+        external_id=external_id,
+        started_at=(started_at or timezone.now()) if answered else None,
+    )
+    try:
+        with transaction.atomic():
+            conversation.save(force_insert=True)
+            publish_conversation(conversation, by)
+    except IntegrityError:
+        # Lost a race: the same external_id (a retry) or the same room (a duplicate
+        # webhook) was registered by another request in the meantime.
+        if external_id is not None:
+            existing = Conversation.objects.filter(
+                organization=organization, external_id=external_id
+            ).first()
+            if existing is not None:
+                return existing, False
+        raise ApiError(Errors.ROOM_IN_USE) from None
+    return conversation, True
+
+
+def _locked(conversation: Conversation) -> Conversation:
+    return (
+        Conversation.objects.select_for_update()
+        .select_related("organization", "team")
+        .get(pk=conversation.pk)
+    )
+
+
+@transaction.atomic
+def update(
+    conversation: Conversation,
+    *,
+    status: str | None = None,
+    room_name: str | None = None,
+    team: Team | None = None,
+    set_team: bool = False,
+    at: dt.datetime | None = None,
+    by: str = "updated",
+    **fields: Any,
+) -> Conversation:
+    """Apply a change; the fresh row. ``set_team`` distinguishes "no team" from "unchanged".
+
+    ``ApiError``: ``invalid_transition`` (backwards, or a second room name),
+    ``invalid_team``, ``room_in_use``.
+    """
+    unknown = set(fields) - set(PLAIN_FIELDS)
+    if unknown:
+        raise TypeError(f"not a conversation field: {', '.join(sorted(unknown))}")
+    row = _locked(conversation)
+    at = at or timezone.now()
+    if status is not None and not row.may_move_to(status):
+        raise ApiError(
+            Errors.INVALID_TRANSITION,
+            f"The conversation is {row.status}; it cannot move to {status}.",
+        )
+    changed = [name for name, value in fields.items() if getattr(row, name) != value]
+    for name in changed:
+        setattr(row, name, fields[name])
+    if room_name is not None and room_name != row.livekit_room:
+        if row.livekit_room:
+            raise ApiError(
+                Errors.INVALID_TRANSITION, "The conversation has a room already; it is set once."
+            )
+        row.livekit_room = room_name
+        changed.append("livekit_room")
+    if set_team and team != row.team:
+        _check_team(row.organization_id, team)
+        row.team = team
+        changed.append("team")
+    if status is not None and status in TERMINAL_STATUSES:
+        if changed:
+            _save(row, changed)
+        _finish_locked(row, at=at, by=by, status=status, room_closed=False)
+        return row
+    if status is not None and status != row.status:
+        row.status = status
+        changed.append("status")
+        if status == ConversationStatus.IN_PROGRESS and row.started_at is None:
+            row.started_at = at
+            changed.append("started_at")
+    if changed:
+        _save(row, changed)
+        publish_conversation(row, by)
+    return row
+
+
+def _save(row: Conversation, changed: list[str]) -> None:
+    try:
+        with transaction.atomic():
+            row.save(update_fields=[*changed, "updated_at"])
+    except IntegrityError:
+        raise ApiError(Errors.ROOM_IN_USE) from None
+
+
+@transaction.atomic
+def finish(
+    conversation: Conversation,
+    *,
+    status: str = ConversationStatus.COMPLETED,
+    at: dt.datetime | None = None,
+    by: str = "finished",
+    room_closed: bool = False,
+) -> bool:
+    """End the call (idempotent: False when it had ended already).
+
+    ``room_closed``: the LiveKit room is gone (``room_finished``), so its
+    listeners left with it; otherwise they are revoked and removed from the room.
+    """
+    row = _locked(conversation)
+    return _finish_locked(
+        row, at=at or timezone.now(), by=by, status=status, room_closed=room_closed
+    )
+
+
+def _finish_locked(
+    row: Conversation, *, at: dt.datetime, by: str, status: str, room_closed: bool
+) -> bool:
+    finished = row.finish(at, by=by, status=status)
+    if room_closed:
+        # Listeners still in the room when it closed have left with it.
+        open_sessions = ListenSession.objects.select_for_update().filter(
+            conversation=row, joined_at__isnull=False, left_at__isnull=True
+        )
+        for session in open_sessions:
+            session.left_at = max(at, session.joined_at) if session.joined_at else at
+            session.save(update_fields=["left_at"])
+            publish_listener(session, "left")
+    elif finished:
+        revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
+    return finished
+
+
+@transaction.atomic
+def room_started(conversation: Conversation, *, at: dt.datetime, room_sid: str = "") -> bool:
+    """LiveKit opened the call's room: the call is in progress. False when nothing changed."""
+    row = _locked(conversation)
+    changed: list[str] = []
+    if row.status in (ConversationStatus.TRIGGERED, ConversationStatus.RINGING):
+        row.status = ConversationStatus.IN_PROGRESS
+        changed.append("status")
+    if row.started_at is None and row.is_active:
+        row.started_at = at
+        changed.append("started_at")
+    if room_sid and row.metadata.get("livekit_room_sid") != room_sid:
+        row.metadata = {**row.metadata, "livekit_room_sid": room_sid}
+        changed.append("metadata")
+    if not changed:
+        return False
+    row.save(update_fields=[*changed, "updated_at"])
+    publish_conversation(row, "room_started")
+    return True
+
+
+@transaction.atomic
+def agent_presence(
+    conversation: Conversation, *, identity: str, joined: bool, at: dt.datetime
+) -> str:
+    """The AI agent joined or left the room (the status is kept). Returns the event name."""
+    row = _locked(conversation)
+    event = "agent_joined" if joined else "agent_left"
+    agent = dict(row.metadata.get("agent") or {})
+    agent["identity"] = identity
+    agent["joined_at" if joined else "left_at"] = at.isoformat()
+    row.metadata = {**row.metadata, "agent": agent}
+    row.save(update_fields=["metadata", "updated_at"])
+    publish_conversation(row, event)
+    return event

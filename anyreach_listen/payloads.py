@@ -1,0 +1,127 @@
+"""JSON bodies of the REST API: reading them strictly, and the conversation's JSON form.
+
+Bad input gets a clear error and changes nothing: a body that is not a JSON
+object is ``invalid_json``, a field the endpoint does not take is
+``unknown_field``, a field of the wrong type or size is ``invalid_field``
+(the message names the field), a body over 64 KB is ``payload_too_large``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+from .errors import ApiError, Errors
+from .models import Conversation
+
+MAX_BODY = 64 * 1024
+MAX_METADATA = 16 * 1024
+MAX_LABEL = 200
+
+
+def read_object(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object body (an empty body is an empty object)."""
+    length = request.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
+    body = request.body
+    if len(body) > MAX_BODY:
+        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(Errors.INVALID_JSON, "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(Errors.INVALID_JSON)
+    return data
+
+
+@dataclass(frozen=True)
+class Field:
+    """One accepted field: a check that returns the clean value or says what is wrong."""
+
+    check: Callable[[Any], Any]
+    describe: str  # what a valid value is, for the error message
+
+
+def _string(max_length: int, *, nullable: bool = False) -> Field:
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str) or len(value) > max_length:
+            raise ValueError
+        return value
+
+    suffix = " or null" if nullable else ""
+    return Field(check, f"a string of at most {max_length} characters{suffix}")
+
+
+def choice(choices: list[str]) -> Field:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return Field(check, "one of " + ", ".join(choices))
+
+
+def _json_object(max_bytes: int) -> Field:
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict) or len(json.dumps(value)) > max_bytes:
+            raise ValueError
+        return value
+
+    return Field(check, f"a JSON object of at most {max_bytes // 1024} KB")
+
+
+LABEL = _string(MAX_LABEL)
+ID = _string(MAX_LABEL, nullable=True)  # ids are checked against the database later
+METADATA = _json_object(MAX_METADATA)
+
+
+def clean(data: dict[str, Any], fields: dict[str, Field]) -> dict[str, Any]:
+    """``data`` checked against ``fields``: unknown names first, then each value."""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s): {', '.join(unknown)}.")
+    cleaned: dict[str, Any] = {}
+    for name, value in data.items():
+        try:
+            cleaned[name] = fields[name].check(value)
+        except ValueError:
+            raise ApiError(
+                Errors.INVALID_FIELD, f"{name} must be {fields[name].describe}."
+            ) from None
+    return cleaned
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z`` (microseconds kept: cursors compare them)."""
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.pk),
+        "organization_id": str(conversation.organization_id),
+        "team_id": str(conversation.team_id) if conversation.team_id else None,
+        "status": conversation.status,
+        "room_name": conversation.livekit_room,
+        "agent_label": conversation.agent_label,
+        "caller_label": conversation.caller_label,
+        "metadata": conversation.metadata,
+        "external_id": conversation.external_id,
+        "started_at": iso(conversation.started_at),
+        "ended_at": iso(conversation.ended_at),
+        "created_at": iso(conversation.created_at),
+        "updated_at": iso(conversation.updated_at),
+    }
