@@ -107,8 +107,9 @@ def register(
 
 
 def _locked(conversation: Conversation) -> Conversation:
+    # of=("self",): PostgreSQL cannot lock the nullable side of the team's outer join.
     return (
-        Conversation.objects.select_for_update()
+        Conversation.objects.select_for_update(of=("self",))
         .select_related("organization", "team")
         .get(pk=conversation.pk)
     )
