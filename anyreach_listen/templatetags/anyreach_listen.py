@@ -1,6 +1,7 @@
 """``{% load anyreach_listen %}``: the SDK script tag and the listen panel for any page.
 
-{% listen_assets %}              in <head>: SDK, panel script and styles (once per page)
+{% listen_assets %}              in <head>: SDK, event stream, panel script and styles (once)
+{% listen_events_script %}       only the event stream (pages with live lists but no panel)
 {% listen_panel conversation %}  the panel: Listen, Mute, Stop, state, live transcript
 """
 
