@@ -15,21 +15,14 @@ from anyreach_listen import conversations, models, webhooks
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
-from tests.support.livekit import sign_webhook
+from tests.support.livekit import deliver_webhook, sign_webhook
 from tests.support.livekit import webhook_event as event
 from tests.support.world import World
 
 URL = "/livekit/webhook"
 
 
-def post(client: Client, body: str, auth: str | None = None) -> Any:
-    if auth is None:
-        auth = sign_webhook(
-            body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
-        )
-    return client.post(
-        URL, data=body, content_type="application/webhook+json", HTTP_AUTHORIZATION=auth
-    )
+post = deliver_webhook
 
 
 @pytest.fixture

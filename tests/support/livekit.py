@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from django.test import Client
 from google.protobuf.json_format import MessageToJson
 from livekit import api
 
+from anyreach_listen.conf import listen_settings
 from demo.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
 from tests.support.processes import free_port, http_ok, managed_process, wait_until
 
@@ -99,6 +101,20 @@ def sign_webhook(body: str, api_key: str, api_secret: str) -> str:
     return api.AccessToken(api_key, api_secret).with_sha256(digest).to_jwt()
 
 
+def deliver_webhook(client: Client, body: str, auth: str | None = None) -> Any:
+    """POST ``body`` to the app's webhook through ``client``, signed like LiveKit signs it."""
+    if auth is None:
+        auth = sign_webhook(
+            body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+        )
+    return client.post(
+        "/livekit/webhook",
+        data=body,
+        content_type="application/webhook+json",
+        HTTP_AUTHORIZATION=auth,
+    )
+
+
 def webhook_event(
     name: str,
     room: str,
@@ -107,13 +123,14 @@ def webhook_event(
     kind: api.ParticipantInfo.Kind = api.ParticipantInfo.Kind.STANDARD,
     created_at: int | None = None,
     event_id: str | None = None,
+    room_metadata: str = "",
 ) -> str:
     """A LiveKit webhook body as the server would send it."""
     message = api.WebhookEvent(
         event=name,
         id=event_id or f"EV_{uuid.uuid4().hex[:12]}",
         created_at=created_at or int(time.time()),
-        room=api.Room(name=room, sid=f"RM_{room}"),
+        room=api.Room(name=room, sid=f"RM_{room}", metadata=room_metadata),
     )
     if identity:
         message.participant.CopyFrom(api.ParticipantInfo(identity=identity, kind=kind))

@@ -1,0 +1,269 @@
+"""The conversations REST API: the credential, scope and role table, strict bodies,
+forward-only status, idempotent external ids and stable cursor pagination."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+from openapi_schema_validator import OAS31Validator
+
+from anyreach_listen.credentials import issue_api_key
+from anyreach_listen.models import Conversation, ConversationStatus, Team
+from anyreach_listen.openapi import build_document
+from tests.support.world import TEST_LISTEN_SETTINGS, World
+
+COLLECTION = "/core/conversations"
+SCHEMAS = build_document()["components"]["schemas"]
+
+
+def call(
+    client: Client,
+    method: str,
+    path: str,
+    secret: str | None,
+    body: Any = None,
+    org: str | None = None,
+    **extra: Any,
+) -> Any:
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    if org:
+        headers["X-Anyreach-Org"] = org
+    data = body if isinstance(body, str | bytes) else json.dumps(body) if body is not None else ""
+    return getattr(client, method)(
+        path, data=data, content_type="application/json", headers=headers, **extra
+    )
+
+
+def assert_error(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["code"] == code
+    OAS31Validator(SCHEMAS["Error"]).validate(response.json())
+
+
+def assert_conversation(body: dict[str, Any]) -> None:
+    OAS31Validator(SCHEMAS["Conversation"]).validate(body)
+    for name in ("started_at", "ended_at", "created_at", "updated_at"):
+        assert body[name] is None or body[name].endswith("Z")
+
+
+@pytest.fixture
+def secrets(world: World) -> dict[str, str]:
+    """The world's credentials plus a key with no scope at all."""
+    return {**world.secrets, "ak_none": issue_api_key(world.org, "nothing", [])[1]}
+
+
+# (credential, org header, operation, status, code or None)
+# Operations: create; list; get / patch of "own" (Support), "sales" (another team of the
+# organization) and "foreign" (another organization's) conversations.
+TABLE = [
+    ("ak_manage", None, "create", 201, None),
+    ("ak_manage", None, "list", 200, None),
+    ("ak_manage", None, "get_own", 200, None),
+    ("ak_manage", None, "get_sales", 200, None),
+    ("ak_manage", None, "get_foreign", 404, "conversation_not_found"),
+    ("ak_manage", None, "patch_own", 200, None),
+    ("ak_manage", None, "patch_foreign", 404, "conversation_not_found"),
+    ("ak_read_sensitive", None, "get_own", 200, None),
+    ("ak_read_sensitive", None, "create", 403, "insufficient_scope"),
+    ("ak_read_sensitive", None, "patch_own", 403, "insufficient_scope"),
+    ("ak_no_scope", None, "list", 200, None),  # conversations:read
+    ("ak_no_scope", None, "create", 403, "insufficient_scope"),
+    ("ak_none", None, "list", 403, "insufficient_scope"),
+    ("ak_none", None, "get_own", 403, "insufficient_scope"),
+    ("ak_other_org", None, "get_own", 404, "conversation_not_found"),
+    ("ak_manage", "other", "list", 403, "organization_mismatch"),
+    (None, None, "list", 401, "missing_credentials"),
+    ("ak_0123456789ab_" + "x" * 40, None, "create", 401, "invalid_credentials"),
+    # PATs: scopes intersected with the owner's role, visibility of the owner's teams.
+    ("pat_admin", "own", "create", 201, None),
+    ("pat_admin", "own", "get_sales", 200, None),
+    ("pat_admin", "own", "patch_own", 200, None),
+    ("pat_supervisor", "own", "get_own", 200, None),
+    ("pat_supervisor", "own", "get_sales", 404, "conversation_not_found"),
+    ("pat_supervisor", "own", "create", 403, "insufficient_scope"),
+    ("pat_viewer", "own", "list", 200, None),
+    ("pat_viewer", "own", "patch_own", 403, "insufficient_scope"),
+    ("pat_supervisor", None, "list", 400, "missing_organization"),
+    ("pat_supervisor", "garbage", "list", 400, "invalid_organization"),
+    ("pat_outsider", "own", "list", 403, "not_a_member"),
+    ("pat_outsider", "other", "get_own", 404, "conversation_not_found"),
+]
+
+
+@pytest.mark.parametrize(("credential", "org", "operation", "status", "code"), TABLE)
+def test_access_table(
+    client: Client,
+    world: World,
+    secrets: dict[str, str],
+    credential: str | None,
+    org: str | None,
+    operation: str,
+    status: int,
+    code: str | None,
+) -> None:
+    secret = secrets.get(credential, credential) if credential else None
+    org_header = {
+        None: None,
+        "own": str(world.org.pk),
+        "other": str(world.other_org.pk),
+        "garbage": "x",
+    }[org]
+    targets = {
+        "own": world.conversations["ringing"],
+        "sales": world.conversations["other_team"],
+        "foreign": world.conversations["other_org"],
+    }
+    verb, _, target = operation.partition("_")
+    if verb == "create":
+        response = call(client, "post", COLLECTION, secret, {"caller_label": "x"}, org_header)
+    elif verb == "list":
+        response = call(client, "get", COLLECTION, secret, org=org_header)
+    else:
+        path = f"{COLLECTION}/{targets[target].pk}"
+        body = {"status": "in_progress"} if verb == "patch" else None
+        response = call(client, verb, path, secret, body, org_header)
+    if code is not None:
+        assert_error(response, status, code)
+        return
+    assert response.status_code == status, response.content
+    if verb == "list":
+        OAS31Validator(SCHEMAS["Conversation"]).validate(response.json()["results"][0])
+    else:
+        assert_conversation(response.json())
+
+
+def test_create_with_every_field(client: Client, world: World) -> None:
+    body = {
+        "room_name": "call-abc",
+        "status": "ringing",
+        "team_id": str(world.team.pk),
+        "agent_label": "Ava",
+        "caller_label": "+1 555 0100",
+        "metadata": {"campaign": "spring"},
+        "external_id": "ext-9",
+    }
+    response = call(client, "post", COLLECTION, world.secrets["ak_manage"], body)
+    assert response.status_code == 201
+    created = response.json()
+    assert_conversation(created)
+    assert {k: created[k] for k in body if k != "team_id"} == {
+        k: v for k, v in body.items() if k != "team_id"
+    }
+    assert created["team_id"] == str(world.team.pk)
+    assert created["organization_id"] == str(world.org.pk) and created["started_at"] is None
+    again = call(client, "post", COLLECTION, world.secrets["ak_manage"], {"external_id": "ext-9"})
+    assert again.status_code == 200 and again.json() == created
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "named"),
+    [
+        ("{not json", 400, "invalid_json", ""),
+        ("[1, 2]", 400, "invalid_json", ""),
+        ({"agent_label": "x", "colour": "red"}, 400, "unknown_field", "colour"),
+        ({"agent_label": "x" * 201}, 400, "invalid_field", "agent_label"),
+        ({"caller_label": 42}, 400, "invalid_field", "caller_label"),
+        ({"status": "completed"}, 400, "invalid_field", "status"),
+        ({"metadata": ["not", "an", "object"]}, 400, "invalid_field", "metadata"),
+        ({"metadata": {"blob": "x" * 17000}}, 400, "invalid_field", "metadata"),
+        ({"team_id": 7}, 400, "invalid_field", "team_id"),
+        ({"team_id": "not-a-team"}, 400, "invalid_team", ""),
+        ({"room_name": "room-in_progress"}, 409, "room_in_use", ""),
+        ({"metadata": {"blob": "x" * 70000}}, 413, "payload_too_large", ""),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    client: Client, world: World, body: Any, status: int, code: str, named: str
+) -> None:
+    before = Conversation.objects.count()
+    response = call(client, "post", COLLECTION, world.secrets["ak_manage"], body)
+    assert_error(response, status, code)
+    assert named in response.json()["error"]["message"]
+    assert Conversation.objects.count() == before
+
+
+def test_a_team_of_another_organization_is_invalid(client: Client, world: World) -> None:
+    foreign = Team.objects.create(organization=world.other_org, name="Ops")
+    response = call(
+        client, "post", COLLECTION, world.secrets["ak_manage"], {"team_id": str(foreign.pk)}
+    )
+    assert_error(response, 400, "invalid_team")
+
+
+def test_patch_moves_forward_and_ends_the_call(client: Client, world: World) -> None:
+    target = f"{COLLECTION}/{world.conversations['triggered'].pk}"
+    key = world.secrets["ak_manage"]
+    ringing = call(client, "patch", target, key, {"status": "ringing", "caller_label": "Bo"})
+    assert ringing.status_code == 200 and ringing.json()["caller_label"] == "Bo"
+    back = call(client, "patch", target, key, {"status": "triggered"})
+    assert_error(back, 409, "invalid_transition")
+    assert "ringing" in back.json()["error"]["message"]
+    done = call(client, "patch", target, key, {"status": "canceled"})
+    assert done.json()["status"] == "canceled" and done.json()["ended_at"]
+    assert_error(call(client, "patch", target, key, {"room_name": "x"}), 409, "invalid_transition")
+    assert_error(call(client, "patch", target, key, {"nope": 1}), 400, "unknown_field")
+
+
+def test_room_name_can_be_set_while_none_is(client: Client, world: World) -> None:
+    target = f"{COLLECTION}/{world.conversations['no_room'].pk}"
+    key = world.secrets["ak_manage"]
+    assert call(client, "patch", target, key, {"room_name": "new"}).json()["room_name"] == "new"
+    assert_error(
+        call(client, "patch", target, key, {"room_name": "newer"}), 409, "invalid_transition"
+    )
+
+
+def test_list_filters(client: Client, world: World) -> None:
+    key = world.secrets["ak_manage"]
+
+    def ids(query: str) -> set[str]:
+        response = call(client, "get", f"{COLLECTION}?{query}", key)
+        assert response.status_code == 200, response.content
+        return {c["id"] for c in response.json()["results"]}
+
+    active = {str(c.pk) for c in Conversation.objects.active().filter(organization=world.org)}
+    assert ids("status=active") == active
+    assert ids("status=failed") == {str(world.conversations["failed"].pk)}
+    assert ids(f"team_id={world.other_team.pk}") == {str(world.conversations["other_team"].pk)}
+    Conversation.objects.filter(pk=world.conversations["ringing"].pk).update(external_id="e-1")
+    assert ids("external_id=e-1") == {str(world.conversations["ringing"].pk)}
+    assert_error(call(client, "get", f"{COLLECTION}?status=busy", key), 400, "invalid_field")
+    assert_error(call(client, "get", f"{COLLECTION}?limit=201", key), 400, "invalid_field")
+    assert_error(call(client, "get", f"{COLLECTION}?cursor=zzz", key), 400, "invalid_field")
+
+
+def test_pagination_is_newest_first_and_stable_under_inserts(
+    client: Client, world: World, settings: Any
+) -> None:
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "PAGE_SIZE": 3}
+    key = world.secrets["ak_manage"]
+    expected = [
+        str(c.pk)
+        for c in Conversation.objects.filter(organization=world.org).order_by("-created_at", "-id")
+    ]
+    seen: list[str] = []
+    url: str | None = COLLECTION
+    while url:
+        page = call(client, "get", url, key).json()
+        assert len(page["results"]) <= 3
+        seen += [c["id"] for c in page["results"]]
+        # A call registered between two pages neither shifts nor repeats the rest.
+        Conversation.objects.create(organization=world.org, status=ConversationStatus.RINGING)
+        url = page["next"]
+    assert seen == expected
+
+
+def test_writes_are_rate_limited_per_credential(
+    client: Client, world: World, settings: Any
+) -> None:
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "RATE_LIMIT_REQUESTS": 2}
+    key = world.secrets["ak_manage"]
+    for _ in range(2):
+        assert call(client, "post", COLLECTION, key, {}).status_code == 201
+    limited = call(client, "post", COLLECTION, key, {})
+    assert_error(limited, 429, "rate_limited")
+    assert int(limited["Retry-After"]) >= 1
+    assert call(client, "get", COLLECTION, key).status_code == 200  # reads are not limited
