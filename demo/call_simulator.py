@@ -14,8 +14,9 @@ both sides the way LiveKit agents do:
   the closing attributes), the caller's as a new full-text stream per interim
   update and a last one marked final.
 
-``manage.py simulate_call`` registers the conversation and runs ``run_call``;
-the demo and the end-to-end tests use that command.
+``manage.py simulate_call`` registers the conversation through a public door
+(``registration.py``) and runs ``run_call``; the demo and the end-to-end tests
+use that command.
 """
 
 from __future__ import annotations
@@ -37,12 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from django.db import transaction
-from django.utils import timezone
 from livekit import api, rtc
 
 from anyreach_listen.livekit_service import delete_room, livekit_api
-from anyreach_listen.models import Conversation, ConversationStatus, Organization, Team
 
 logger = logging.getLogger(__name__)
 
@@ -409,48 +407,5 @@ async def run_call(config: CallConfig, stop: asyncio.Event | None = None) -> Cal
     return await _Call(config, stop or asyncio.Event()).run()
 
 
-# --- the conversation row ----------------------------------------------------------------
-
-
 def new_room_name() -> str:
     return f"call-{uuid.uuid4().hex[:12]}"
-
-
-def register_conversation(
-    organization: Organization,
-    *,
-    team: Team | None = None,
-    room_name: str | None = None,
-    agent_label: str = "Ava (AI agent)",
-    caller_label: str = "",
-) -> Conversation:
-    """A conversation in progress in a fresh LiveKit room."""
-    now = timezone.now()
-    return Conversation.objects.create(
-        organization=organization,
-        team=team,
-        status=ConversationStatus.IN_PROGRESS,
-        livekit_room=room_name or new_room_name(),
-        agent_label=agent_label,
-        caller_label=caller_label or f"+1 555 01{now.second:02d} (simulated)",
-        started_at=now,
-        metadata={"simulated": True},
-    )
-
-
-def finish_conversation(conversation_id: uuid.UUID, *, webhook_grace: float = 3.0) -> bool:
-    """Mark the conversation completed unless the ``room_finished`` webhook already did.
-
-    Waits up to ``webhook_grace`` seconds for the webhook first. Returns True when
-    the webhook completed it, False when this function had to.
-    """
-    deadline = time.monotonic() + webhook_grace
-    while True:
-        if not Conversation.objects.active().filter(pk=conversation_id).exists():
-            return True
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        return not conversation.finish(timezone.now(), by="simulator")

@@ -86,3 +86,14 @@ def test_simulate_call_rejects_an_unknown_team(db: None) -> None:
     Organization.objects.create(name="Demo", slug="demo")
     with pytest.raises(CommandError, match="No team 'Nope'"):
         call_command("simulate_call", "--team", "Nope")
+
+
+def test_simulate_call_without_an_api_key_says_how_to_get_one(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyreach_listen.models import Organization
+
+    monkeypatch.delenv("ANYREACH_API_KEY", raising=False)
+    Organization.objects.create(name="Demo", slug="demo")
+    with pytest.raises(CommandError, match=r"--api-key.*ANYREACH_API_KEY.*room-metadata"):
+        call_command("simulate_call", "--api-key", "")

@@ -37,4 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         partial.seed = json.loads(partial.manage("seed_demo", "--json"))
         with daphne_server(daphne_port, env, log_path=tmp / "daphne.log") as base:
             partial.base_url = base
+            # simulate_call registers its calls through the REST API.
+            env["ANYREACH_API_URL"] = base
+            env["ANYREACH_API_KEY"] = partial.seed["api_keys"]["manage"]
             yield partial

@@ -68,6 +68,9 @@ class Command(BaseCommand):
             **os.environ,
             "LIVEKIT_URL": f"ws://127.0.0.1:{lk_port}",
             "PYTHONUNBUFFERED": "1",
+            # The simulated calls register through the REST API, as a platform would.
+            "ANYREACH_API_URL": f"http://127.0.0.1:{port}",
+            "ANYREACH_API_KEY": seed["api_keys"]["manage"],
         }
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         webhook = f"http://127.0.0.1:{port}/livekit/webhook"

@@ -1,10 +1,12 @@
-"""``manage.py simulate_call``: register a conversation and run a realistic call in its room."""
+"""``manage.py simulate_call``: register a conversation through a public door and run a
+realistic call in its room (the REST API by default, or LiveKit room metadata)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,13 +16,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.management.arguments import find_organization
-from anyreach_listen.models import Team
-from demo.call_simulator import (
-    CallConfig,
-    finish_conversation,
-    register_conversation,
-    run_call,
-)
+from demo.call_simulator import CallConfig, new_room_name, run_call
+from demo.registration import ApiRegistrar, Registrar, RoomMetadataRegistrar, default_team
 
 DEFAULT_ORGANIZATION = "demo"  # the organization `manage.py seed_demo` creates
 
@@ -40,7 +37,27 @@ class Command(BaseCommand):
             default=DEFAULT_ORGANIZATION,
             help="Organization slug or id (default: the seed_demo organization, 'demo').",
         )
-        parser.add_argument("--team", help="Team name in that organization (default: none).")
+        parser.add_argument(
+            "--team", help="Team name in that organization (default: its first team)."
+        )
+        parser.add_argument(
+            "--register",
+            choices=["api", "room-metadata"],
+            default="api",
+            help="How the call is registered: POST /core/conversations with an API key "
+            "(default), or LiveKit room metadata seen by the room_started webhook.",
+        )
+        parser.add_argument(
+            "--api-url",
+            default=os.environ.get("ANYREACH_API_URL", "http://127.0.0.1:8000"),
+            help="Base URL of the API (default: $ANYREACH_API_URL or http://127.0.0.1:8000).",
+        )
+        parser.add_argument(
+            "--api-key",
+            default=os.environ.get("ANYREACH_API_KEY", ""),
+            help="An ak_ key with conversations:manage (default: $ANYREACH_API_KEY; "
+            "seed_demo prints one as 'manage').",
+        )
         parser.add_argument(
             "--duration",
             type=float,
@@ -76,25 +93,11 @@ class Command(BaseCommand):
         value = options["organization"]
         hint = " Run `manage.py seed_demo` first." if value == DEFAULT_ORGANIZATION else ""
         org = find_organization(value, hint)
-        team = None
-        if options["team"]:
-            team = Team.objects.filter(organization=org, name=options["team"]).first()
-            if team is None:
-                raise CommandError(f"No team {options['team']!r} in {org.slug!r}.")
+        team = default_team(org, options["team"])
         url = options["livekit_url"] or listen_settings.LIVEKIT_URL
         if not url:
             raise CommandError("No LiveKit URL: pass --livekit-url or set LIVEKIT_URL.")
-
-        conversation = register_conversation(org, team=team, caller_label=options["caller_label"])
-        room_name = conversation.livekit_room or ""
-        if options["as_json"]:
-            line = json.dumps({"conversation_id": str(conversation.pk), "room_name": room_name})
-            self.stdout.write(line)
-            self.stdout.flush()
-        else:
-            self.stdout.write(f"Conversation {conversation.pk} in room {room_name}")
-            self.stdout.flush()
-
+        room_name = new_room_name()
         config = CallConfig(
             url=url,
             api_key=listen_settings.LIVEKIT_API_KEY,
@@ -103,15 +106,43 @@ class Command(BaseCommand):
             duration=options["duration"],
             loop=options["loop"],
         )
+        registrar: Registrar
+        if options["register"] == "api":
+            if not options["api_key"]:
+                raise CommandError(
+                    "simulate_call registers its call through the REST API: pass --api-key "
+                    "(a conversations:manage key; seed_demo prints one) or set "
+                    "ANYREACH_API_KEY, or use --register room-metadata."
+                )
+            registrar = ApiRegistrar(options["api_url"], options["api_key"])
+        else:
+            livekit = {"url": config.api_url, "api_key": config.api_key}
+            registrar = RoomMetadataRegistrar(org, {**livekit, "api_secret": config.api_secret})
+
+        conversation_id = registrar.register(
+            room_name,
+            {
+                "team_id": str(team.pk) if team else None,
+                "agent_label": "Ava (AI agent)",
+                "caller_label": options["caller_label"] or "+1 555 0100 (simulated)",
+                "metadata": {"simulated": True},
+            },
+        )
+        if options["as_json"]:
+            line = json.dumps({"conversation_id": conversation_id, "room_name": room_name})
+            self.stdout.write(line)
+            self.stdout.flush()
+        else:
+            self.stdout.write(f"Conversation {conversation_id} in room {room_name}")
+            self.stdout.flush()
+
         try:
             report = asyncio.run(self._run(config))
         finally:
-            by_webhook = finish_conversation(
-                conversation.pk, webhook_grace=options["webhook_grace"]
-            )
+            by_webhook = registrar.finish(conversation_id, options["webhook_grace"])
             logger.info(
                 "conversation %s completed (%s)",
-                conversation.pk,
+                conversation_id,
                 "by the room_finished webhook" if by_webhook else "directly, no webhook seen",
             )
         if options["report"]:
