@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.support.processes import ROOT
 from tests.support.stack import Stack, simulated_call
@@ -188,3 +189,58 @@ def test_repeated_clicks_while_connecting_make_one_session(
     live.get_by_role("button", name="Stop").click()
     expect(page.locator("iframe[src$='/public/listen']")).to_have_count(0)
     expect(live.locator("[data-arl-badge]")).to_have_text("Not listening")
+
+
+def _row_status(page: Page, conversation_id: str) -> Locator:
+    return page.locator(f'tr[data-conversation="{conversation_id}"] .status')
+
+
+def test_a_room_with_anyreach_metadata_is_monitored_with_no_integration_code(
+    portal: BrowserContext, stack: Stack
+) -> None:
+    """The platform only creates its LiveKit room with {"anyreach": …} metadata."""
+    page = sign_in(portal, stack, "supervisor")
+    expect(page.locator("#stream-status")).to_have_text("Updates live.")
+    with simulated_call(
+        stack, "--register", "room-metadata", "--team", "Support", "--webhook-grace", "10"
+    ) as call:
+        expect(_row_status(page, call.conversation_id)).to_have_text("In progress")
+        minted = stack.mint(call.conversation_id, stack.seed["api_keys"]["read_sensitive"])
+        assert minted.status_code == 200 and minted.json()["room_name"] == call.room_name
+        call.wait(timeout=120)
+        expect(page.locator(f'tr[data-conversation="{call.conversation_id}"]')).to_have_count(0)
+    # room_finished completed it (the simulator's fallback would say "simulator").
+    rows = stack.query(
+        "SELECT status, metadata FROM anyreach_listen_conversation WHERE id = ?",
+        call.conversation_id.replace("-", ""),
+    )
+    assert rows[0]["status"] == "completed" and '"ended_by": "room_finished"' in rows[0]["metadata"]
+
+
+def test_the_dashboard_follows_each_step_of_the_rest_api(
+    portal: BrowserContext, stack: Stack
+) -> None:
+    page = sign_in(portal, stack, "supervisor")
+    expect(page.locator("#stream-status")).to_have_text("Updates live.")
+    headers = {"Authorization": f"Bearer {stack.seed['api_keys']['manage']}"}
+    api = f"{stack.base_url}/core/conversations"
+    created = httpx.post(
+        api,
+        headers=headers,
+        json={"status": "ringing", "team_id": stack.seed["team_id"], "caller_label": "+1 555 0190"},
+    )
+    assert created.status_code == 201, created.text
+    conversation_id = created.json()["id"]
+    status = _row_status(page, conversation_id)
+    expect(status).to_have_text("Ringing")
+    moved = httpx.patch(
+        f"{api}/{conversation_id}",
+        headers=headers,
+        json={"status": "in_progress", "room_name": f"rest-{conversation_id}"},
+    )
+    assert moved.status_code == 200, moved.text
+    expect(status).to_have_text("In progress")
+    assert stack.mint(conversation_id, stack.seed["api_keys"]["read_sensitive"]).status_code == 200
+    done = httpx.patch(f"{api}/{conversation_id}", headers=headers, json={"status": "completed"})
+    assert done.status_code == 200 and done.json()["ended_at"]
+    expect(page.locator(f'tr[data-conversation="{conversation_id}"]')).to_have_count(0)
