@@ -102,6 +102,31 @@ def check_settings(
                 id="anyreach_listen.E008",
             )
         )
+    page_size = conf["PAGE_SIZE"]
+    if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 200:
+        messages.append(
+            Error(
+                f"PAGE_SIZE must be an integer from 1 to 200, not {page_size!r}.",
+                hint="The default is 50; a request may ask for up to 200 with ?limit=.",
+                id="anyreach_listen.E011",
+            )
+        )
+    rule = conf["AUTO_REGISTER"]
+    if rule is not None and not (
+        isinstance(rule, dict)
+        and isinstance(rule.get("ROOM_PREFIX"), str)
+        and rule["ROOM_PREFIX"]
+        and rule.get("ORGANIZATION")
+        and set(rule) <= {"ROOM_PREFIX", "ORGANIZATION", "TEAM"}
+    ):
+        messages.append(
+            Error(
+                "AUTO_REGISTER must be None or a dict with ROOM_PREFIX, ORGANIZATION and "
+                "optionally TEAM.",
+                hint="Example: {'ROOM_PREFIX': 'call-', 'ORGANIZATION': '<organization uuid>'}.",
+                id="anyreach_listen.E012",
+            )
+        )
     if not conf["CREDENTIAL_HASH_KEY"] and not settings.DEBUG:
         messages.append(
             Warning(

@@ -39,7 +39,7 @@ from django.urls import include, path  # noqa: E402
 from livekit.api import AccessToken  # noqa: E402
 
 from anyreach_listen.credentials import issue_api_key  # noqa: E402
-from anyreach_listen.minting import listener_grants, grant_listen  # noqa: E402
+from anyreach_listen.minting import grant_listen, listener_grants  # noqa: E402
 from anyreach_listen.models import Conversation, Organization  # noqa: E402
 
 

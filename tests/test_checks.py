@@ -39,6 +39,14 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"EMBED_ORIGINS": ["crm.example.com"]}, False, "anyreach_listen.E007"),
         ({"EMBED_ORIGINS": []}, False, "anyreach_listen.E007"),
         ({"REMOTE_MINT": {"URL": "https://x"}}, False, "anyreach_listen.E008"),
+        ({"PAGE_SIZE": 0}, False, "anyreach_listen.E011"),
+        ({"PAGE_SIZE": 201}, False, "anyreach_listen.E011"),
+        ({"AUTO_REGISTER": {"ROOM_PREFIX": "call-"}}, False, "anyreach_listen.E012"),
+        (
+            {"AUTO_REGISTER": {"ROOM_PREFIX": "", "ORGANIZATION": "x"}},
+            False,
+            "anyreach_listen.E012",
+        ),
         ({"CREDENTIAL_HASH_KEY": ""}, False, "anyreach_listen.W001"),
     ],
 )
