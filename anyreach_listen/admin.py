@@ -14,8 +14,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from . import credentials, revocation
+from . import conversations, credentials, revocation
+from .errors import ApiError
 from .models import (
+    ACTIVE_STATUSES,
     ApiKey,
     Conversation,
     ListenSession,
@@ -69,9 +71,51 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user"]
 
 
+class ConversationForm(forms.ModelForm):
+    """The service's rules, checked before saving so the form can show them."""
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "organization",
+            "team",
+            "status",
+            "livekit_room",
+            "agent_label",
+            "caller_label",
+            "metadata",
+            "external_id",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        status = data.get("status")
+        if self.instance._state.adding:
+            if status not in ACTIVE_STATUSES:
+                self.add_error(
+                    "status", "A new conversation starts triggered, ringing or in progress."
+                )
+            return data
+        current = Conversation.objects.get(pk=self.instance.pk)
+        if status and not current.may_move_to(status):
+            self.add_error(
+                "status", f"The conversation is {current.status}; it cannot move to {status}."
+            )
+        room = data.get("livekit_room")
+        if current.livekit_room and room != current.livekit_room:
+            self.add_error("livekit_room", "The room is set once.")
+        return data
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    """Monitoring: filter live calls and open any of them in the listen panel."""
+    """Monitoring: filter live calls and open any of them in the listen panel.
+
+    Edits go through the conversations service like every other door, so they
+    publish events and ending a call revokes its listeners.
+    """
+
+    form = ConversationForm
 
     list_display = [
         "__str__",
@@ -93,6 +137,41 @@ class ConversationAdmin(admin.ModelAdmin):
             return "—"
         url = reverse("admin:anyreach_listen_conversation_listen", args=[obj.pk])
         return format_html('<a class="button" href="{}">Listen live</a>', url)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The organization and the external id identify the call; the times are the service's.
+        fixed = ["organization", "external_id"] if obj is not None else []
+        return [*fixed, "started_at", "ended_at"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            if not change:
+                created, _ = conversations.register(
+                    data["organization"],
+                    room_name=data.get("livekit_room") or None,
+                    status=data["status"],
+                    team=data.get("team"),
+                    agent_label=data.get("agent_label", ""),
+                    caller_label=data.get("caller_label", ""),
+                    metadata=data.get("metadata") or {},
+                    external_id=data.get("external_id") or None,
+                    by="admin",
+                )
+                obj.pk, obj._state.adding = created.pk, False
+                return
+            changed = set(form.changed_data)
+            conversations.update(
+                obj,
+                status=data["status"] if "status" in changed else None,
+                room_name=data.get("livekit_room") if "livekit_room" in changed else None,
+                team=data.get("team"),
+                set_team="team" in changed,
+                by="admin",
+                **{name: data[name] for name in conversations.PLAIN_FIELDS if name in changed},
+            )
+        except ApiError as exc:  # lost a race with another door since the form was checked
+            self.message_user(request, exc.message, messages.ERROR)
 
     def get_urls(self) -> list[URLPattern]:
         listen = path(

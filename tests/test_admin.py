@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,7 +11,7 @@ from django.test import Client
 
 from anyreach_listen.credentials import authenticate
 from anyreach_listen.minting import grant_listen
-from anyreach_listen.models import ApiKey, ListenSession, PersonalAccessToken
+from anyreach_listen.models import ApiKey, Conversation, ListenSession, PersonalAccessToken
 from tests.support.world import World
 
 
@@ -135,3 +136,47 @@ def test_listen_page_and_stop_action_need_permissions(client: Client, world: Wor
     staff.user_permissions.add(Permission.objects.get(codename="stop_listener"))
     sessions = client.get("/admin/anyreach_listen/listensession/").content.decode()
     assert "stop_listeners" in sessions
+
+
+def _conversation_form(conversation: Conversation | None = None, **fields: Any) -> dict[str, Any]:
+    base = {
+        "team": "",
+        "status": "in_progress",
+        "livekit_room": "",
+        "agent_label": "",
+        "caller_label": "",
+        "metadata": "{}",
+    }
+    if conversation is not None:
+        base |= {
+            "team": conversation.team_id or "",
+            "status": conversation.status,
+            "livekit_room": conversation.livekit_room or "",
+            "agent_label": conversation.agent_label,
+            "caller_label": conversation.caller_label,
+        }
+    return base | fields
+
+
+def test_admin_edits_go_through_the_conversations_service(
+    admin_client: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyreach_listen import conversations
+
+    published: list[str] = []
+    monkeypatch.setattr(conversations, "publish_conversation", lambda c, e: published.append(e))
+    add = admin_client.post(
+        "/admin/anyreach_listen/conversation/add/",
+        _conversation_form(organization=world.org.pk, caller_label="From admin"),
+    )
+    assert add.status_code == 302, add.content
+    created = Conversation.objects.get(caller_label="From admin")
+    assert created.started_at is not None and published == ["admin"]
+
+    ringing = world.conversations["ringing"]
+    url = f"/admin/anyreach_listen/conversation/{ringing.pk}/change/"
+    back = admin_client.post(url, _conversation_form(ringing, status="triggered"))
+    assert "cannot move to triggered" in back.content.decode()
+    assert admin_client.post(url, _conversation_form(ringing, status="canceled")).status_code == 302
+    ringing.refresh_from_db()
+    assert ringing.status == "canceled" and ringing.ended_at is not None
