@@ -36,7 +36,7 @@ from .models import (
     Organization,
     PersonalAccessToken,
 )
-from .roles import ALL_SCOPES, ROLE_SCOPES, Role, Scope, can_listen
+from .roles import ALL_SCOPES, LISTEN_ROLES, ROLE_SCOPES, Role, Scope, can_listen
 
 UserLike = AbstractBaseUser | AnonymousUser
 
@@ -76,6 +76,11 @@ class UserAccess:
         if not self.user.is_authenticated:
             return Conversation.objects.none()
         return Conversation.objects.visible_to(self.user.pk).select_related("organization", "team")
+
+    def listenable(self) -> ConversationQuerySet:
+        """Every conversation this person may see and listen to."""
+        # viewer_role is visible_to's annotation, unknown to the type checker.
+        return self.conversations().filter(viewer_role__in=LISTEN_ROLES)  # type: ignore[misc]
 
     def find(self, conversation_id: object) -> Conversation | None:
         """A visible conversation by id; None for unknown, invisible or not-a-UUID ids."""

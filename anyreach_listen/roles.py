@@ -37,3 +37,9 @@ ALL_SCOPES: frozenset[str] = frozenset(Scope.values)
 
 def can_listen(scopes: frozenset[str] | set[str]) -> bool:
     return bool(LISTEN_SCOPES & set(scopes))
+
+
+# Roles whose scopes let their members listen (the SQL side of ``can_listen``).
+LISTEN_ROLES: frozenset[str] = frozenset(
+    r for r, scopes in ROLE_SCOPES.items() if can_listen(scopes)
+)

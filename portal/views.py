@@ -57,12 +57,15 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     context.update(
         {
             "statuses": ConversationStatus.choices,
+            # order_by: Team's default ordering would add columns to the DISTINCT.
             "teams": Team.objects.filter(conversations__in=visible)
-            .distinct()
-            .values_list("name", flat=True),
-            "agents": sorted(
-                {label for label in visible.values_list("agent_label", flat=True) if label}
-            ),
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct(),
+            "agents": visible.exclude(agent_label="")
+            .order_by("agent_label")
+            .values_list("agent_label", flat=True)
+            .distinct(),
             "live_count": visible.active().count(),
         }
     )
@@ -85,11 +88,10 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     )
 
 
-def _wall_conversations(request: HttpRequest) -> list[Conversation]:
+def _wall_conversations(request: HttpRequest) -> QuerySet[Conversation]:
     """Live calls with a room that the user may hear, newest first."""
-    policy = access.for_request(request)
-    live = policy.conversations().active().filter(livekit_room__isnull=False)
-    return [c for c in live.order_by("-started_at") if policy.can_listen(c)]
+    live = access.for_request(request).listenable().active()
+    return live.filter(livekit_room__isnull=False).order_by("-started_at")
 
 
 @login_required
@@ -103,7 +105,7 @@ def wall(request: HttpRequest) -> HttpResponse:
 @login_required
 def wall_tile(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """One tile, fetched by the wall's script when a new call starts."""
-    conversation = next((c for c in _wall_conversations(request) if c.pk == conversation_id), None)
+    conversation = _wall_conversations(request).filter(pk=conversation_id).first()
     if conversation is None:
         raise Http404("Not a live call you may hear.")
     return render(request, "portal/_wall_tile.html", {"conversation": conversation})
