@@ -71,12 +71,9 @@ def register(
     if status not in ConversationStatus.values or status in TERMINAL_STATUSES:
         raise ApiError(Errors.INVALID_FIELD, "status must be triggered, ringing or in_progress.")
     _check_team(organization.pk, team)
-    if external_id is not None:
-        existing = Conversation.objects.filter(
-            organization=organization, external_id=external_id
-        ).first()
-        if existing is not None:
-            return existing, False
+    existing = _registered(organization, external_id)
+    if existing is not None:
+        return existing, False
     answered = status == ConversationStatus.IN_PROGRESS
     conversation = Conversation(
         organization=organization,
@@ -96,14 +93,17 @@ def register(
     except IntegrityError:
         # Lost a race: the same external_id (a retry) or the same room (a duplicate
         # webhook) was registered by another request in the meantime.
-        if external_id is not None:
-            existing = Conversation.objects.filter(
-                organization=organization, external_id=external_id
-            ).first()
-            if existing is not None:
-                return existing, False
-        raise ApiError(Errors.ROOM_IN_USE) from None
+        existing = _registered(organization, external_id)
+        if existing is None:
+            raise ApiError(Errors.ROOM_IN_USE) from None
+        return existing, False
     return conversation, True
+
+
+def _registered(organization: Organization, external_id: str | None) -> Conversation | None:
+    if external_id is None:
+        return None
+    return Conversation.objects.filter(organization=organization, external_id=external_id).first()
 
 
 def _locked(conversation: Conversation) -> Conversation:

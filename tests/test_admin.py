@@ -139,7 +139,7 @@ def test_listen_page_and_stop_action_need_permissions(client: Client, world: Wor
 
 
 def _conversation_form(conversation: Conversation | None = None, **fields: Any) -> dict[str, Any]:
-    base = {
+    base: dict[str, Any] = {
         "team": "",
         "status": "in_progress",
         "livekit_room": "",

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from anyreach_listen import conversations, revocation
+from anyreach_listen import conversations
 from anyreach_listen.errors import ApiError
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenVia, Team
+from tests.support.listeners import fake_remove_listeners
 from tests.support.world import World
 
 S = ConversationStatus
@@ -40,14 +41,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 def removed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    calls: list[tuple[str, str]] = []
-
-    async def fake_remove(targets: Any) -> dict[str, bool]:
-        calls.extend(targets)
-        return {identity: True for _, identity in targets}
-
-    monkeypatch.setattr(revocation, "remove_listeners", fake_remove)
-    return calls
+    return fake_remove_listeners(monkeypatch)
 
 
 def test_register_starts_an_answered_call_and_publishes(world: World, published: list[str]) -> None:
