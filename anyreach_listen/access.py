@@ -36,7 +36,7 @@ from .models import (
     Organization,
     PersonalAccessToken,
 )
-from .roles import ALL_SCOPES, LISTEN_ROLES, ROLE_SCOPES, Role, Scope, can_listen
+from .roles import ALL_SCOPES, LISTEN_ROLES, Role, Scope, can_listen
 
 UserLike = AbstractBaseUser | AnonymousUser
 
@@ -104,7 +104,7 @@ class UserAccess:
         role = self._role_for(conversation)
         if role is None:
             return "This call belongs to a team you are not part of."
-        if not can_listen(ROLE_SCOPES.get(role, frozenset())):
+        if role not in LISTEN_ROLES:
             return "Your role can see this call but not listen to it."
         return None
 

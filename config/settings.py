@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -25,24 +24,6 @@ def _env_bool(name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _database_from_url(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    if parts.scheme in ("postgres", "postgresql"):
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")),
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
-        }
-    if parts.scheme == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path) or ":memory:"}
-    raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported.")
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -123,11 +104,34 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "config.asgi.application"
 
+# SQLite (the embedded default) takes concurrent writers: WAL lets readers run
+# beside the writer, IMMEDIATE takes the write lock when a transaction starts (so
+# it waits for it, up to the timeout, instead of failing "database is locked"
+# midway), and synchronous=NORMAL skips the fsync per commit that WAL makes safe.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+# PostgreSQL under daphne: a sync view runs in a thread per request, so a
+# connection per thread (CONN_MAX_AGE) grows until the server refuses. Django's
+# psycopg pool shares DB_POOL_SIZE connections per worker process instead.
+DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
+
 DATABASES = {
-    "default": _database_from_url(DATABASE_URL)
+    "default": dj_database_url.parse(DATABASE_URL)
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10}
+    }
+else:
+    raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL or SQLite database.")
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
