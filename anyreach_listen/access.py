@@ -161,7 +161,11 @@ class CredentialAccess:
         parsed = parse_uuid(conversation_id)
         if parsed is None:
             return None
-        return self.conversations().select_related("organization").filter(pk=parsed).first()
+        # The hot path: no join, no ORDER BY; the caller's organization is the row's.
+        conversation = next(iter(self.conversations().filter(pk=parsed).order_by()), None)
+        if conversation is not None:
+            conversation.organization = self.organization
+        return conversation
 
     @property
     def can_read(self) -> bool:

@@ -120,7 +120,9 @@ def authenticate(raw: str) -> ApiKey | PersonalAccessToken:
         ApiKey if presented.kind == "ak" else PersonalAccessToken
     )
     related = "organization" if model is ApiKey else "user"
-    row = model.objects.select_related(related).filter(lookup_id=presented.lookup_id).first()
+    # order_by(): a unique lookup needs no ORDER BY (the model's ordering would add one).
+    rows = model.objects.select_related(related).filter(lookup_id=presented.lookup_id)
+    row: ApiKey | PersonalAccessToken | None = next(iter(rows.order_by()), None)
     # Hash even when no row matched so both paths cost the same.
     expected = row.secret_hash if row is not None else hash_secret("")
     matches = hmac.compare_digest(expected, hash_secret(presented.secret))
