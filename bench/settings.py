@@ -1,0 +1,27 @@
+"""Settings of the benchmarks' servers: the portal project's, with limits raised for load.
+
+``DJANGO_SETTINGS_MODULE=bench.settings``. Everything else (database, channel
+layer, DEBUG, secrets) comes from ``config.settings`` and the same environment
+variables, so whatever the project changes there is what gets measured.
+"""
+
+from typing import Any, cast
+
+from config.settings import *  # noqa: F403
+from config.settings import ANYREACH_LISTEN as _PROJECT_LISTEN
+
+# The per-credential limit (60 a minute) would answer 429 within a second of load.
+# cast: the project's dict holds strings only, this one an int too.
+ANYREACH_LISTEN = cast(Any, {**_PROJECT_LISTEN, "RATE_LIMIT_REQUESTS": 10**9})
+
+# Loopback HTTP only: let clients send the session and CSRF cookies back.
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+
+# One INFO line per webhook or mint would measure the terminal, not the app.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"anyreach_listen": {"handlers": ["console"], "level": "WARNING"}},
+}
