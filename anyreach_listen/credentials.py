@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -122,7 +122,7 @@ def authenticate(raw: str) -> ApiKey | PersonalAccessToken:
     related = "organization" if model is ApiKey else "user"
     # order_by(): a unique lookup needs no ORDER BY (the model's ordering would add one).
     rows = model.objects.select_related(related).filter(lookup_id=presented.lookup_id)
-    row: ApiKey | PersonalAccessToken | None = next(iter(rows.order_by()), None)
+    row = cast("ApiKey | PersonalAccessToken | None", next(iter(rows.order_by()), None))
     # Hash even when no row matched so both paths cost the same.
     expected = row.secret_hash if row is not None else hash_secret("")
     matches = hmac.compare_digest(expected, hash_secret(presented.secret))
