@@ -12,7 +12,7 @@ APT_PACKAGES := chromium espeak-ng sox postgresql redis-server
 BOOTSTRAP_PYTHON := $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help setup system-packages venv livekit-server js demo test lint wheel clean
+.PHONY: help setup system-packages venv livekit-server js demo test lint wheel clean bench bench-tools
 
 help:
 	@echo "make demo   run the portal with a live demo call"
@@ -63,6 +63,17 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy anyreach_listen config portal demo tests bench
+
+# Benchmarks, never part of `make test`: bench/run.py runs bench/bench_*.py and
+# writes BENCHMARKS.md. QUICK=1 makes it a smoke run (var/bench/BENCHMARKS.quick.md).
+bench: setup bench-tools
+	$(PY) bench/run.py $(if $(QUICK),--quick)
+
+# wrk (Debian) drives the HTTP load.
+bench-tools:
+	@command -v wrk >/dev/null || { echo "Installing Debian package: wrk"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
 wheel: setup
 	rm -rf dist && $(PY) -m build --wheel -o dist . >/dev/null && ls dist
