@@ -45,6 +45,8 @@ class ChunkQueue implements AsyncIterable<string> {
 
 export interface FakeControl {
   calls: string[];
+  /** The urls prepare() was given (apart from calls: it runs at every frame start). */
+  prepared: string[];
   ignored: string[];
   hangDisconnect: boolean;
   failStartAudio: string;
@@ -77,6 +79,7 @@ export function installFake(): { control: FakeControl; factory: AdapterFactory }
 
   const control: FakeControl = {
     calls: [],
+    prepared: [],
     ignored: [],
     hangDisconnect: false,
     failStartAudio: "",
@@ -142,6 +145,9 @@ export function installFake(): { control: FakeControl; factory: AdapterFactory }
   const factory: AdapterFactory = (s) => {
     sink = s;
     return {
+      prepare(url) {
+        control.prepared.push(url);
+      },
       connect(url) {
         control.calls.push("connect");
         const params = new URL(url).searchParams;

@@ -496,3 +496,82 @@ def test_org_embed_origins_allow_the_listed_origin(page: Page, site, sdk_host) -
     )
     connect(page)
     wait_connects(page, 0, ["resolved"])
+
+
+# ---- the frame exists from listen(): preloaded, idle, given back ----
+
+
+def test_listen_injects_the_frame_which_prepares_while_the_session_stays_idle(
+    page: Page, site, sdk_host
+) -> None:
+    open_page(page, site, sdk_host)
+    create(page, sdk_host, "manual")
+    assert page.locator("iframe").count() == 1  # injected by listen() itself
+    assert page.locator("iframe").get_attribute("src") == sdk_host.frame_url
+    frame = listen_frame(page)
+    # The frame took its handshake and warmed up for the host's own LiveKit url
+    # (not the page's), with no command: nothing is connected, nothing reported.
+    frame.wait_for_function("() => window.__anyreachFake.ignored.includes('init')", polling=50)
+    assert fake(frame, "(f) => f.prepared") == [sdk_host.livekit_url]
+    assert fake(frame, "(f) => f.calls") == []
+    assert session_call(page, "s.getState()") == "idle"
+    assert log(page, 0) == []
+    # connect() uses the frame that is already there.
+    connect(page)
+    frame.wait_for_function("() => window.__anyreachFake.calls.includes('connect')", polling=50)
+    fake(frame, "(f) => f.completeConnect()")
+    wait_connects(page, 0, ["resolved"])
+    assert page.locator("iframe").count() == 1
+    assert log(page, 0, "stateChange") == ["connecting", "connected"]
+
+
+def test_end_before_connect_removes_the_frame_and_ends(page: Page, site, sdk_host) -> None:
+    open_page(page, site, sdk_host)
+    create(page, sdk_host, "auto")
+    frame = listen_frame(page)
+    frame.wait_for_function("() => window.__anyreachFake.ignored.includes('init')", polling=50)
+    page.evaluate("() => listenTest.sessions[0].session.end()")
+    assert page.locator("iframe").count() == 0
+    assert log(page, 0) == [["stateChange", "disconnected"], ["ended", None]]
+    outcome = page.evaluate(
+        "() => listenTest.sessions[0].session.connect().then(() => 'ok', (e) => e.message)"
+    )
+    assert "has ended" in outcome
+    assert page.locator("iframe").count() == 0
+
+
+def test_end_while_the_frame_loads_removes_it(page: Page, site, sdk_host) -> None:
+    open_page(page, site, sdk_host)
+    # listen() and end() in one task: the frame has not even started loading.
+    page.evaluate(
+        "([url, token]) => AnyReach.listen({ url, token }).end()",
+        [sdk_host.fake_url("auto"), make_token()],
+    )
+    assert page.locator("iframe").count() == 0
+
+
+def test_a_session_never_connected_gives_its_frame_back_and_can_still_connect(
+    page: Page, site, sdk_host
+) -> None:
+    page.clock.install()
+    open_page(page, site, sdk_host)
+    create(page, sdk_host, "auto")
+    create(page, sdk_host, "auto")
+    listen_frame(page, 1)
+    connect(page, 1)  # the second session connects and must keep its frame
+    wait_connects(page, 1, ["resolved"])
+    page.clock.fast_forward(29_000)
+    assert page.locator("iframe").count() == 2
+    page.clock.fast_forward(1_500)
+    # Checked at once (no waiting): the clock also flows in real time while we wait.
+    assert page.locator("iframe").count() == 1
+    assert session_call(page, "s.getState()", 0) == "idle"
+    assert log(page, 0) == []
+    assert session_call(page, "s.getState()", 1) == "connected"
+    # The idle session loads a new frame when it finally connects.
+    connect(page, 0)
+    wait_connects(page, 0, ["resolved"])
+    assert page.locator("iframe").count() == 2
+    assert log(page, 0, "stateChange") == ["connecting", "connected"]
+    page.clock.fast_forward(31_000)
+    assert page.locator("iframe").count() == 2

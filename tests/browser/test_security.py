@@ -196,3 +196,60 @@ def test_browser_refuses_the_frame_for_origins_not_allowed(
     assert any("frame-ancestors" in message for message in observed.console_errors)
     with contextlib.suppress(Exception):
         page.evaluate("() => listenTest.sessions[0].session.end()")
+
+
+# Runs in every document of the context (the listen frame included) before its
+# scripts: records, as JSON, every message a window receives (a cross-origin
+# window's postMessage cannot be wrapped by its caller) and every message posted
+# on a MessagePort.
+MESSAGE_RECORDER_JS = """
+(() => {
+  if (Object.prototype.hasOwnProperty.call(window, "__posted")) return;
+  const posted = [];
+  Object.defineProperty(window, "__posted", { value: posted });
+  const record = (data) => {
+    try { posted.push(JSON.stringify(data)); } catch (e) { posted.push(String(data)); }
+  };
+  window.addEventListener("message", (event) => record(event.data), true);
+  const portPost = MessagePort.prototype.postMessage;
+  MessagePort.prototype.postMessage = function (data, ...rest) {
+    record(data);
+    return portPost.call(this, data, ...rest);
+  };
+})();
+"""
+
+
+def test_the_token_crosses_to_the_frame_only_with_connect(
+    page: Page, site: EmbeddingSite, sdk_host: SdkHost, observed: Observed
+) -> None:
+    """The frame loads and warms up at listen(); the token travels only with connect()."""
+    page.context.add_init_script(MESSAGE_RECORDER_JS)
+    token = make_token(identity="listener-secret-identity")
+    secrets = [token, token.split(".")[1], "listener-secret-identity"]
+    page.goto(site.add("/embed.html", sdk_page(sdk_host.sdk_url)))
+    page.wait_for_function("() => window.AnyReach && window.listenTest")
+    create(page, sdk_host, "auto", token=token)
+    frame = listen_frame(page)
+    frame.wait_for_function("() => window.__anyreachFake.ignored.includes('init')", polling=50)
+    frame.wait_for_function("() => window.__anyreachFake.prepared.length === 1", polling=50)
+
+    def seen() -> list[str]:
+        texts: list[str] = page.evaluate("() => window.__posted")
+        texts += frame.evaluate("() => window.__posted")
+        return texts + list(observed.requests) + [frame.url, page.url]
+
+    before = seen()
+    # The recorder works: it saw both handshake messages.
+    assert any('"type":"ready"' in text for text in before), before
+    assert any('"type":"init"' in text for text in before), before
+    assert [text for text in before if any(s in text for s in secrets)] == []
+    assert fake(frame, "(f) => f.prepared") == [sdk_host.livekit_url]
+
+    page.evaluate("() => listenTest.connect(0)")
+    wait_connects(page, 0, ["resolved"])
+    # It does cross now, once, in the connect command over the port.
+    carrying = [text for text in seen() if token in text]
+    assert len(carrying) == 1 and '"name":"connect"' in carrying[0], carrying
+    for url in observed.requests:
+        assert not any(s in url for s in secrets), url

@@ -45,6 +45,12 @@ export interface AdapterSink {
 }
 
 export interface ListenAdapter {
+  /**
+   * Gets ready to connect to `url`, this host's LiveKit server, before any token
+   * arrives: whatever can be done without one (build the room, warm the
+   * connection). Never throws; connect() works without it.
+   */
+  prepare(url: string): void;
   /** Resolves once connected (subscribed); rejects with a message a person can act on. */
   connect(url: string, token: string): Promise<void>;
   disconnect(): Promise<void>;

@@ -31,4 +31,6 @@ export function startFrame(options: FrameOptions): void {
     report(event.reason instanceof Error ? event.reason.message : String(event.reason)),
   );
   channel.listen(session.commands);
+  // After "ready" is on its way: the handshake's round trip overlaps this work.
+  session.prepare();
 }

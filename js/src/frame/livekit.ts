@@ -38,6 +38,8 @@ function describeConnectError(error: unknown, url: string): string {
 
 export const createLiveKitAdapter: AdapterFactory = (sink) => {
   let room: Room | null = null;
+  // Built by prepare() before any token: the first connect() uses it.
+  let spare: Room | null = null;
 
   const ref = (p: { identity: string; isAgent: boolean }): ParticipantRef => ({
     identity: p.identity,
@@ -58,38 +60,50 @@ export const createLiveKitAdapter: AdapterFactory = (sink) => {
     return sender ? ref(sender) : { identity: senderIdentity, isAgent: false };
   }
 
+  function newRoom(): Room {
+    const r = new Room({ adaptiveStream: false, dynacast: false, webAudioMix: false });
+    r.on(RoomEvent.ConnectionStateChanged, (state) => sink.state(state));
+    r.on(RoomEvent.Disconnected, (reason) =>
+      sink.closed(reason === undefined ? "UNKNOWN_REASON" : DisconnectReason[reason] || String(reason)),
+    );
+    r.on(RoomEvent.TrackSubscribed, (track) => {
+      if (track.kind === Track.Kind.Audio) sink.audioElement(track.attach(), true);
+    });
+    r.on(RoomEvent.TrackUnsubscribed, (track) => {
+      for (const el of track.detach()) sink.audioElement(el, false);
+    });
+    r.on(RoomEvent.TranscriptionReceived, (segments, participant) => {
+      sink.segments(participant ? ref(participant) : { identity: "", isAgent: false }, segments);
+    });
+    r.on(RoomEvent.ParticipantDisconnected, (participant) => sink.participantLeft(ref(participant)));
+    r.on(RoomEvent.AudioPlaybackStatusChanged, (playing: boolean) => sink.playback(playing));
+    r.registerTextStreamHandler(TOPIC, (reader, info) => {
+      const attributes = () => reader.info.attributes || {};
+      sink.textStream({
+        segmentId: attributes()["lk.segment_id"] || reader.info.id,
+        speaker: speakerOf(r, info.identity, attributes()["lk.transcribed_track_id"]),
+        chunks: reader,
+        attributes,
+      });
+    });
+    return r;
+  }
+
   return {
+    prepare(url) {
+      spare = spare || newRoom();
+      // A HEAD request to the server (DNS, TCP, TLS) with no token; it logs and
+      // swallows its own failures.
+      void spare.prepareConnection(url);
+    },
     async connect(url, token) {
       if (room) {
         room.removeAllListeners();
         await room.disconnect();
       }
-      const r = new Room({ adaptiveStream: false, dynacast: false, webAudioMix: false });
+      const r = spare || newRoom();
+      spare = null;
       room = r;
-      r.on(RoomEvent.ConnectionStateChanged, (state) => sink.state(state));
-      r.on(RoomEvent.Disconnected, (reason) =>
-        sink.closed(reason === undefined ? "UNKNOWN_REASON" : DisconnectReason[reason] || String(reason)),
-      );
-      r.on(RoomEvent.TrackSubscribed, (track) => {
-        if (track.kind === Track.Kind.Audio) sink.audioElement(track.attach(), true);
-      });
-      r.on(RoomEvent.TrackUnsubscribed, (track) => {
-        for (const el of track.detach()) sink.audioElement(el, false);
-      });
-      r.on(RoomEvent.TranscriptionReceived, (segments, participant) => {
-        sink.segments(participant ? ref(participant) : { identity: "", isAgent: false }, segments);
-      });
-      r.on(RoomEvent.ParticipantDisconnected, (participant) => sink.participantLeft(ref(participant)));
-      r.on(RoomEvent.AudioPlaybackStatusChanged, (playing: boolean) => sink.playback(playing));
-      r.registerTextStreamHandler(TOPIC, (reader, info) => {
-        const attributes = () => reader.info.attributes || {};
-        sink.textStream({
-          segmentId: attributes()["lk.segment_id"] || reader.info.id,
-          speaker: speakerOf(r, info.identity, attributes()["lk.transcribed_track_id"]),
-          chunks: reader,
-          attributes,
-        });
-      });
       try {
         await r.connect(url, token, { autoSubscribe: true });
       } catch (error) {

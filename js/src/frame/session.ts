@@ -48,7 +48,13 @@ export function disconnectMessage(reason: string): string | undefined {
   }
 }
 
-export function frameSession(options: FrameSessionOptions): { commands: CommandHandlers } {
+export interface FrameSession {
+  commands: CommandHandlers;
+  /** At the frame's start: the adapter gets ready for this host's LiveKit server. */
+  prepare(): void;
+}
+
+export function frameSession(options: FrameSessionOptions): FrameSession {
   const { peer } = options;
   let adapter: ListenAdapter | null = null;
   let muted = false;
@@ -157,5 +163,13 @@ export function frameSession(options: FrameSessionOptions): { commands: CommandH
       applyMute();
     },
   };
-  return { commands };
+  return {
+    commands,
+    prepare() {
+      // Only the configured server: nothing the page sent is needed (or trusted) here.
+      if (!options.livekitUrl) return;
+      adapter = adapter || options.createAdapter(sink);
+      adapter.prepare(options.livekitUrl);
+    },
+  };
 }

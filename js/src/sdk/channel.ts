@@ -23,6 +23,8 @@ export interface FrameChannel {
   /** Resolves once the frame's port is open; rejects if the frame never starts. */
   readonly ready: Promise<void>;
   isOpen(): boolean;
+  /** The frame never started (ready rejected) or the channel was closed: it is no use. */
+  isDead(): boolean;
   /** Runs a command in the frame; settles with its reply. */
   command<N extends CommandName>(name: N, args: CommandArgs<N>): Promise<CommandReply<N>>;
   /** Rejects what is pending, closes the port, removes the iframe and every listener. */
@@ -44,6 +46,7 @@ export function openFrameChannel(
   let nextId = 1;
   const pending = new Map<number, Pending>();
   const ended = () => new Error("AnyReach: the session has ended.");
+  let dead = false;
   let stopHandshake: (error?: Error) => void = () => {};
 
   function onPortMessage(message: MessageEvent) {
@@ -103,6 +106,7 @@ export function openFrameChannel(
       clearTimeout(grace);
       window.removeEventListener("message", onMessage);
       el.removeEventListener("load", onLoad);
+      if (error && !port) dead = true;
       if (error) reject(error);
     };
     window.addEventListener("message", onMessage);
@@ -126,6 +130,7 @@ export function openFrameChannel(
   return {
     ready,
     isOpen: () => port !== null,
+    isDead: () => dead,
     command(name, args) {
       return new Promise((resolve, reject) => {
         if (!port) return reject(new Error("AnyReach: the listen frame is not connected."));
@@ -136,6 +141,7 @@ export function openFrameChannel(
       });
     },
     close() {
+      dead = true;
       stopHandshake(ended());
       for (const p of pending.values()) p.reject(ended());
       pending.clear();

@@ -1,7 +1,12 @@
 // The session state machine behind AnyReach.listen(): idle -> connecting ->
 // connected -> disconnected, the 15 s connect timeout, errors that reject an
-// in-flight connect(), and the idempotent end() (forced after 3 s). It opens the
-// frame channel lazily, on the first connect().
+// in-flight connect(), and the idempotent end() (forced after 3 s).
+//
+// The hidden frame is injected at listen(), so its page and livekit-client load
+// (and warm LiveKit's connection) while the page wires its handlers; nothing but
+// the handshake crosses to it before connect(), which alone sends the token. A
+// session nobody connects gives its frame back after IDLE_FRAME_MS (it stays
+// "idle"; a later connect() loads a new frame).
 import type {
   ListenEventMap,
   ListenEventName,
@@ -14,6 +19,9 @@ import { createEmitter } from "./emitter";
 
 const CONNECT_TIMEOUT_MS = 15000;
 const END_TIMEOUT_MS = 3000;
+// A frame costs a renderer process and livekit-client's heap: a page that forgets
+// a session it never connected must not keep one for ever.
+export const IDLE_FRAME_MS = 30000;
 
 // The event names pages may subscribe to, in the order errors list them; tsc
 // checks them against the declarations' event map (none missing, none extra).
@@ -47,8 +55,11 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
   let muted = false;
   let ended = false;
   let channel: FrameChannel | null = null;
+  // Whether the frame was ever asked to connect (only then has it a room to leave).
+  let sentConnect = false;
   let connecting: Connecting | null = null;
   let ending: Promise<void> | null = null;
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
   const events = createEmitter<ListenEventMap>(EVENTS, () => session);
   const ignore = () => {};
 
@@ -103,8 +114,21 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
   }
 
   function openFrame(): FrameChannel {
+    // A frame loaded at listen() that never started is replaced, not reported:
+    // connect() tries a fresh one and reports what that one does.
+    if (channel?.isDead()) {
+      channel.close();
+      channel = null;
+    }
     if (!channel) channel = openFrameChannel(frameUrl, origin, onEvent);
     return channel;
+  }
+
+  function releaseIdleFrame() {
+    if (state === "idle" && !ended && channel) {
+      channel.close();
+      channel = null;
+    }
   }
 
   function connect(): Promise<void> {
@@ -115,6 +139,7 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
     }
     if (connecting) return connecting.promise;
     if (state === "connected") return Promise.resolve();
+    clearTimeout(idleTimer);
     const c = {} as Connecting;
     c.promise = new Promise<void>((resolve, reject) => {
       c.resolve = resolve;
@@ -135,6 +160,7 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
       .then(() => {
         // Timed out or ended while the frame loaded: never send the token late.
         if (connecting !== c) throw new Error("superseded");
+        sentConnect = true;
         return frame.command("connect", { url, token, muted });
       })
       .then(
@@ -155,7 +181,8 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
   function startAudio(): Promise<void> {
     if (ended) return Promise.reject(new Error("AnyReach: this session has ended."));
     const frame = channel;
-    if (!frame) return Promise.resolve();
+    // Before connect() there is nothing to play (and the frame needs no message).
+    if (!frame || state === "idle") return Promise.resolve();
     return frame.ready
       .then(() => frame.command("startAudio", {}))
       .catch((error: Error) => {
@@ -166,7 +193,10 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
 
   function setMuted(value: boolean) {
     muted = value;
-    if (channel?.isOpen() && !ended) channel.command("setMuted", { muted }).catch(ignore);
+    // Before connect() the choice travels with the connect command.
+    if (sentConnect && channel?.isOpen() && !ended) {
+      channel.command("setMuted", { muted }).catch(ignore);
+    }
   }
 
   function end(): Promise<void> {
@@ -176,6 +206,7 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
 
   async function teardown() {
     ended = true;
+    clearTimeout(idleTimer);
     events.seal();
     const c = connecting;
     connecting = null;
@@ -183,7 +214,7 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
       clearTimeout(c.timer);
       c.reject(new Error("AnyReach: the session was ended before it connected."));
     }
-    if (channel?.isOpen()) {
+    if (sentConnect && channel?.isOpen()) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         channel.command("disconnect", {}).catch(ignore),
@@ -196,6 +227,9 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
     events.emit("ended");
     events.clear();
   }
+
+  openFrame();
+  idleTimer = setTimeout(releaseIdleFrame, IDLE_FRAME_MS);
 
   const session: ListenSession = Object.freeze({
     connect,
