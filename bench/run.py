@@ -181,7 +181,7 @@ def machine() -> str:
     nproc = _command_output(["nproc"]) or str(os.cpu_count())
     postgres = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
     tools = [
-        _command_output(["wrk", "--version"]).splitlines()[0:1],
+        _command_output(["wrk", "--version"]).split(" Copyright")[0:1],
         _command_output([postgres[-1], "--version"]).splitlines()[0:1] if postgres else [],
         _command_output(["redis-server", "--version"]).split(" sha=")[0:1],
     ]
@@ -194,7 +194,16 @@ def machine() -> str:
     )
 
 
-def header(command: str, started: dt.datetime, outcomes: list[Outcome]) -> str:
+def load_average() -> str:
+    """The 1-minute load average: how busy the machine was besides the benchmarks' own work."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path("/proc/loadavg").read_text().split()[0]
+    return "?"
+
+
+def header(
+    command: str, started: dt.datetime, loads: tuple[str, str], outcomes: list[Outcome]
+) -> str:
     commit = _command_output(["git", "rev-parse", "--short", "HEAD"]) or "?"
     dirty = _command_output(["git", "status", "--porcelain", "--untracked-files=no"])
     rows = "\n".join(
@@ -208,7 +217,8 @@ def header(command: str, started: dt.datetime, outcomes: list[Outcome]) -> str:
             f"Command: `{command}` (bench/run.py). Date: {started:%Y-%m-%d %H:%M} UTC. "
             f"Commit: {commit}{' with uncommitted changes' if dirty else ''}.",
             "",
-            f"Machine: {machine()}.",
+            f"Machine: {machine()}. Load average (1 min): {loads[0]} before the run, "
+            f"{loads[1]} after it.",
             "",
             "The load generators, the servers and the databases share these CPUs: compare "
             "ratios within one run, not absolute numbers across runs or machines.",
@@ -230,10 +240,13 @@ def main() -> int:
     output = args.output or (
         ROOT / "var" / "bench" / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md"
     )
-    started = dt.datetime.now(dt.UTC)
+    started, load_before = dt.datetime.now(dt.UTC), load_average()
     outcomes = [run_one(benchmark, args.quick) for benchmark in plan()]
+    loads = (load_before, load_average())
     command = "make bench QUICK=1" if args.quick else "make bench"
-    report = "\n\n".join([header(command, started, outcomes), *(o.section for o in outcomes)])
+    report = "\n\n".join(
+        [header(command, started, loads, outcomes), *(o.section for o in outcomes)]
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report + "\n")
     print(report)
