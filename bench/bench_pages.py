@@ -130,7 +130,7 @@ def report(results: dict[str, dict[str, Any]], failures: dict[str, str], request
         f"{BIG:,} live calls of their team vs one who sees {SMALL} (two organizations in the "
         "same database); queries from `CaptureQueriesContext` around one request (session "
         "and user included); rows shown: `data-conversation=` attributes in the HTML (the "
-        "dashboard lists at most 200 calls, the wall 8)."
+        "dashboard lists at most 200 calls, the wall 8). Ratio: 1,000 ÷ 10 (1.00x is flat)."
     )
     lines = ["", "Targets:"]
     for database, data in results.items():
