@@ -35,6 +35,7 @@ from .models import (
     Membership,
     Organization,
     PersonalAccessToken,
+    Team,
 )
 from .roles import ALL_SCOPES, LISTEN_ROLES, Role, Scope, can_listen
 
@@ -70,6 +71,19 @@ class UserAccess:
     @cached_property
     def admin_organization_ids(self) -> frozenset[uuid.UUID]:
         return frozenset(o for o, m in self.memberships.items() if m.role == Role.ADMIN)
+
+    @cached_property
+    def team_ids(self) -> frozenset[uuid.UUID]:
+        """The person's teams, each inside its own organization (one query)."""
+        if not self.user.is_authenticated:
+            return frozenset()
+        mine = Membership.objects.filter(user_id=self.user.pk)
+        return frozenset(Team.objects.of_memberships(mine).values_list("pk", flat=True))
+
+    def sees(self, organization_id: uuid.UUID, team_id: uuid.UUID | None) -> bool:
+        """``visible_to`` for one conversation known by its organization and team,
+        without a query: events reach many sockets at once."""
+        return organization_id in self.admin_organization_ids or team_id in self.team_ids
 
     def conversations(self) -> ConversationQuerySet:
         """Every conversation this person may see."""

@@ -1,7 +1,11 @@
 """Websocket consumer: conversation and listener events for the signed-in user.
 
-Joins the channel-layer group of every organization the user belongs to and
-forwards an event only when the user may see that conversation.
+Joins the channel-layer group of every organization the user belongs to, and
+the user's own group. Each event carries its payload and the conversation's
+organization and team, so the consumer decides in memory whether its user may
+see it (``UserAccess.sees``): one event to many sockets costs no query each.
+When the user's memberships change, ``access.changed`` on the user's group
+reloads the policy and the organization groups.
 """
 
 from __future__ import annotations
@@ -12,22 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import access
-from .events import organization_group
-from .models import Conversation
-
-
-def conversation_payload(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "id": str(conversation.pk),
-        "status": conversation.status,
-        "status_display": conversation.get_status_display(),
-        "is_active": conversation.is_active,
-        "agent_label": conversation.agent_label,
-        "caller_label": conversation.caller_label,
-        "team": conversation.team.name if conversation.team else None,
-        "started_at": conversation.started_at.isoformat() if conversation.started_at else None,
-        "ended_at": conversation.ended_at.isoformat() if conversation.ended_at else None,
-    }
+from .events import organization_group, user_group
 
 
 class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -39,16 +28,36 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=4401)
             return
-        self.policy = access.for_user(user)
         # Channels joins ``groups`` before connect() and leaves them on disconnect;
         # ours depend on the user, so they are joined here.
-        self.groups = [organization_group(org) for org in await self._organization_ids()]
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = [user_group(user.pk)]
+        await self.channel_layer.group_add(self.groups[0], self.channel_name)
+        await self._load_access()
         await self.accept()
+
+    async def _load_access(self) -> None:
+        self.policy = await self._policy()
+        wanted = [user_group(self.policy.user.pk)]
+        wanted += [organization_group(org) for org in self.policy.memberships]
+        for group in set(self.groups) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.groups):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = wanted
+
+    @database_sync_to_async
+    def _policy(self) -> access.UserAccess:
+        policy = access.for_user(self.scope["user"])
+        # Load both now, in this thread: the event handlers must not query.
+        policy.memberships  # noqa: B018
+        policy.team_ids  # noqa: B018
+        return policy
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """The stream is one-way; anything a browser sends is ignored."""
+
+    async def access_changed(self, message: dict[str, Any]) -> None:
+        await self._load_access()
 
     async def conversation_updated(self, message: dict[str, Any]) -> None:
         await self._forward("conversation.updated", message)
@@ -57,19 +66,11 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         await self._forward("listener.updated", message)
 
     async def _forward(self, kind: str, message: dict[str, Any]) -> None:
-        payload = await self._visible(message["conversation_id"])
-        if payload is None:
+        organization_id = access.parse_uuid(message["organization_id"])
+        team_id = access.parse_uuid(message["team_id"]) if message.get("team_id") else None
+        if organization_id is None or not self.policy.sees(organization_id, team_id):
             return
-        out = {"type": kind, "event": message.get("event"), "conversation": payload}
+        out = {"type": kind, "event": message.get("event"), "conversation": message["conversation"]}
         if "listen_session_id" in message:
             out["listen_session_id"] = message["listen_session_id"]
         await self.send_json(out)
-
-    @database_sync_to_async
-    def _organization_ids(self) -> list[str]:
-        return [str(organization_id) for organization_id in self.policy.memberships]
-
-    @database_sync_to_async
-    def _visible(self, conversation_id: str) -> dict[str, Any] | None:
-        conversation = self.policy.find(conversation_id)
-        return conversation_payload(conversation) if conversation else None

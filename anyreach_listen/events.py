@@ -1,7 +1,8 @@
 """Conversation and listener events, published to the channel layer per organization.
 
-Publishers (webhooks, revocation) call these after their database change is
-committed; the websocket consumer in ``consumers.py`` forwards them to browsers.
+Publishers (the conversations service, webhooks, revocation) call these inside
+their transaction; the message is sent once it commits. The websocket consumer
+in ``consumers.py`` forwards it to the browsers of people who may see it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
 
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"
+ACCESS_CHANGED = "access.changed"
 
 
 def organization_group(organization_id: uuid.UUID | str) -> str:
@@ -38,27 +40,56 @@ def _send_on_commit(group: str, message: dict[str, Any]) -> None:
     transaction.on_commit(send, robust=True)
 
 
+def conversation_payload(conversation: Conversation) -> dict[str, Any]:
+    """What browsers get about a conversation (built once per event, not per socket)."""
+    return {
+        "id": str(conversation.pk),
+        "status": conversation.status,
+        "status_display": conversation.get_status_display(),
+        "is_active": conversation.is_active,
+        "agent_label": conversation.agent_label,
+        "caller_label": conversation.caller_label,
+        "team": conversation.team.name if conversation.team else None,
+        "started_at": conversation.started_at.isoformat() if conversation.started_at else None,
+        "ended_at": conversation.ended_at.isoformat() if conversation.ended_at else None,
+    }
+
+
+def conversation_message(conversation: Conversation, event: str) -> dict[str, Any]:
+    """A ``conversation.updated`` group message: the payload and who may see it.
+
+    ``organization_id`` and ``team_id`` let each consumer decide visibility in
+    memory (``UserAccess.sees``), so one event to N sockets costs no query each.
+    """
+    return {
+        "type": CONVERSATION_UPDATED,
+        "event": event,
+        "conversation_id": str(conversation.pk),
+        "organization_id": str(conversation.organization_id),
+        "team_id": str(conversation.team_id) if conversation.team_id else None,
+        "conversation": conversation_payload(conversation),
+    }
+
+
 def publish_conversation(conversation: Conversation, event: str) -> None:
     """``event`` says what happened or what ended the call, e.g. ``room_started``."""
     _send_on_commit(
         organization_group(conversation.organization_id),
-        {
-            "type": CONVERSATION_UPDATED,
-            "event": event,
-            "conversation_id": str(conversation.pk),
-            "status": conversation.status,
-        },
+        conversation_message(conversation, event),
     )
 
 
 def publish_listener(session: ListenSession, event: str) -> None:
     """``event`` is ``joined``, ``left`` or ``revoked``."""
-    _send_on_commit(
-        organization_group(session.conversation.organization_id),
-        {
-            "type": LISTENER_UPDATED,
-            "event": event,
-            "conversation_id": str(session.conversation_id),
-            "listen_session_id": str(session.pk),
-        },
-    )
+    message = conversation_message(session.conversation, event)
+    message |= {"type": LISTENER_UPDATED, "listen_session_id": str(session.pk)}
+    _send_on_commit(organization_group(session.conversation.organization_id), message)
+
+
+def user_group(user_id: object) -> str:
+    return f"{listen_settings.GROUP_PREFIX}.user.{user_id}"
+
+
+def publish_access_changed(user_id: object) -> None:
+    """The user's memberships changed: their open sockets reload what they may see."""
+    _send_on_commit(user_group(user_id), {"type": ACCESS_CHANGED})

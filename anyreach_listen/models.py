@@ -37,10 +37,21 @@ class Organization(models.Model):
         return self.name
 
 
+class TeamQuerySet(models.QuerySet["Team"]):
+    def of_memberships(self, memberships: models.QuerySet[Membership]) -> TeamQuerySet:
+        """The teams of ``memberships``, each counted only inside its own organization, so a
+        team mistakenly attached to another organization's membership grants nothing."""
+        return self.filter(
+            memberships__in=memberships, organization_id=F("memberships__organization_id")
+        )
+
+
 class Team(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     name = models.CharField(max_length=200)
+
+    objects = TeamQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization__name", "name"]
@@ -108,10 +119,10 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         """The visibility rule, the only place it is written (``access.py`` asks here).
 
         A member sees every conversation of an organization where they are an
-        admin, and the conversations of their teams elsewhere. A team counts only
-        inside its own organization's membership, so a team mistakenly attached to
-        another organization's membership grants nothing. ``organization_id``
-        narrows the rule to one membership (a PAT names its organization).
+        admin, and the conversations of their teams elsewhere (``Team.objects.
+        of_memberships``). ``organization_id`` narrows the rule to one membership
+        (a PAT names its organization). ``UserAccess.sees`` is its row-level form
+        for events; a test keeps the two equal.
 
         Each row carries ``viewer_id`` and ``viewer_role`` (the user's role in the
         conversation's organization), so listen permissions need no query per row.
@@ -120,9 +131,7 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         if organization_id is not None:
             memberships = memberships.filter(organization_id=organization_id)
         admin_organizations = memberships.filter(role=Role.ADMIN).values("organization_id")
-        own_teams = Team.objects.filter(
-            memberships__in=memberships, organization_id=F("memberships__organization_id")
-        ).values("pk")
+        own_teams = Team.objects.of_memberships(memberships).values("pk")
         role = memberships.filter(organization_id=OuterRef("organization_id")).values("role")
         return self.filter(
             Q(organization_id__in=admin_organizations) | Q(team_id__in=own_teams)

@@ -410,3 +410,22 @@ def test_a_foreign_team_grants_nothing_even_to_a_member_of_its_organization(
     assert policy.listen_refusal(call) == "This call belongs to a team you are not part of."
     caller = caller_for(world, world.secrets["pat_supervisor"], "other_org")
     assert caller.find(call.pk) is None
+
+
+@pytest.mark.django_db
+def test_sees_is_visible_to_row_by_row(world: World) -> None:
+    """The in-memory form of the rule (events) agrees with the SQL one everywhere."""
+    from anyreach_listen.models import Membership, Team
+
+    # Legacy bad data too: another organization's team attached to a membership.
+    foreign = Team.objects.create(organization=world.other_org, name="Ops")
+    membership = Membership.objects.get(user=world.users["supervisor"], organization=world.org)
+    Membership.teams.through.objects.create(membership=membership, team=foreign)
+    Conversation.objects.create(organization=world.other_org, team=foreign, status="in_progress")
+    everyone = list(world.users.values())
+    for user in everyone:
+        policy = access.for_user(user)
+        visible = set(policy.conversations().values_list("pk", flat=True))
+        for conversation in Conversation.objects.all():
+            sees = policy.sees(conversation.organization_id, conversation.team_id)
+            assert sees == (conversation.pk in visible), (user.username, conversation)

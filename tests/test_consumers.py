@@ -11,7 +11,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
-from anyreach_listen.events import organization_group
+from anyreach_listen.events import conversation_message, organization_group
 from anyreach_listen.models import Conversation
 from anyreach_listen.routing import websocket_urlpatterns
 from tests.support.world import World
@@ -32,15 +32,8 @@ async def connect(user: User | AnonymousUser) -> tuple[WebsocketCommunicator, bo
 
 
 async def publish(conversation: Conversation, event: str) -> None:
-    await get_channel_layer().group_send(
-        organization_group(conversation.organization_id),
-        {
-            "type": "conversation.updated",
-            "event": event,
-            "conversation_id": str(conversation.pk),
-            "status": conversation.status,
-        },
-    )
+    message = await sync_to_async(conversation_message)(conversation, event)
+    await get_channel_layer().group_send(organization_group(conversation.organization_id), message)
 
 
 async def test_anonymous_is_closed_with_4401() -> None:
@@ -136,4 +129,27 @@ async def test_messages_from_the_browser_are_ignored(world: World) -> None:
     communicator, _ = await connect(world.users["viewer"])
     await communicator.send_json_to({"type": "conversation.updated", "conversation_id": "x"})
     assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+async def test_membership_changes_reach_an_open_socket(world: World) -> None:
+    from anyreach_listen.models import Membership
+
+    communicator, _ = await connect(world.users["supervisor"])
+    sales = world.conversations["other_team"]
+    await publish(sales, "room_started")
+    assert await communicator.receive_nothing(timeout=0.2)  # not their team yet
+
+    membership = await sync_to_async(Membership.objects.get)(
+        user=world.users["supervisor"], organization=world.org
+    )
+    # Committed (transaction=True), access.changed goes out before the next event,
+    # and a consumer handles its messages in order: no waiting needed.
+    await sync_to_async(membership.teams.add)(world.other_team)
+    await publish(sales, "room_started")
+    assert (await communicator.receive_json_from(timeout=2))["conversation"]["id"] == str(sales.pk)
+
+    await sync_to_async(membership.delete)()
+    await publish(world.conversations["in_progress"], "room_started")
+    assert await communicator.receive_nothing(timeout=0.3)  # no longer a member
     await communicator.disconnect()
