@@ -89,6 +89,15 @@ async (grantPath) => {
 """
 
 
+# Creates session 0 with the grant from the embedder's backend and leaves it idle.
+CREATE_JS = """
+async (grantPath) => {
+  const { url, token } = await fetch(grantPath).then((r) => r.json());
+  return listenTest.create({ url, token });
+}
+"""
+
+
 @dataclass(frozen=True)
 class InboundAudio:
     bytes: int
@@ -100,9 +109,15 @@ class InboundAudio:
 
 
 def open_listener_page(
-    context: BrowserContext, site: EmbeddingSite, sdk_url: str, grant: dict[str, Any]
+    context: BrowserContext,
+    site: EmbeddingSite,
+    sdk_url: str,
+    grant: dict[str, Any],
+    *,
+    connect: bool = True,
 ) -> Page:
-    """A page on the embedding origin that fetches ``grant`` from its backend and connects."""
+    """A page on the embedding origin that fetches ``grant`` from its backend, calls
+    ``AnyReach.listen()`` and (unless ``connect`` is false) ``connect()``."""
     nonce = secrets.token_hex(8)
     grant_path = f"/backend/listener-token/{nonce}"
     site.add_json(grant_path, {"url": grant["url"], "token": grant["token"]})
@@ -111,7 +126,7 @@ def open_listener_page(
         site.add(f"/listen-{nonce}.html", sdk_page(sdk_url, "<button id='play'>Listen</button>"))
     )
     page.wait_for_function("() => window.AnyReach && window.listenTest")
-    page.evaluate(START_JS, grant_path)
+    page.evaluate(START_JS if connect else CREATE_JS, grant_path)
     return page
 
 
@@ -130,9 +145,12 @@ def listen_frame(page: Page, timeout: float = 15) -> Frame:
     """The SDK's hidden frame (cross-origin, so looked up among the page's frames)."""
 
     def find() -> Frame | None:
-        for frame in page.frames:
-            if frame.url.endswith("/public/listen") and not frame.is_detached():
-                return frame
+        # Through the element, not page.frames: each call is a round trip, which
+        # also lets Playwright's sync API take in the frame's navigation events.
+        handle = page.locator('iframe[src$="/public/listen"]').first.element_handle()
+        frame = handle.content_frame()
+        if frame and frame.url.endswith("/public/listen") and not frame.is_detached():
+            return frame
         return None
 
     return wait_until(find, timeout=timeout, what="the listen frame")

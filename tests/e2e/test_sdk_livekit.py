@@ -270,6 +270,49 @@ def test_agent_leaves_then_the_session_disconnects_and_ends(live: Live) -> None:
     assert str(times["joined_at"]) < str(times["left_at"])
 
 
+def test_listen_warms_the_real_frame_and_the_token_waits_for_connect(
+    stack: Stack, browser: Browser, embedder: EmbeddingSite
+) -> None:
+    """listen() loads the production frame, which warms its LiveKit connection with a
+    token-less HEAD request; nothing connects (no peer connection) until connect()."""
+    context = _new_context(browser)
+    requests: list[tuple[str, str]] = []
+    context.on("request", lambda request: requests.append((request.method, request.url)))
+    try:
+        with simulated_call(stack, "--duration", "5") as call:
+            response = stack.mint(call.conversation_id, stack.seed["api_keys"]["read_sensitive"])
+            assert response.status_code == 200, response.text
+            grant = response.json()
+            sdk_url = f"{stack.base_url}/public/listen-sdk"
+            page = open_listener_page(context, embedder, sdk_url, grant, connect=False)
+            frame = listen_frame(page)
+            livekit_http = stack.livekit.http_url.rstrip("/") + "/"
+            # Asked of the frame itself: every evaluate() also lets Playwright's sync
+            # API deliver the request events recorded above.
+            wait_until(
+                lambda: frame.evaluate(
+                    "(u) => performance.getEntriesByType('resource').some((e) => e.name === u)",
+                    livekit_http,
+                ),
+                timeout=CONNECT_TIMEOUT,
+                what=f"the frame's request to {livekit_http}",
+            )
+            assert ("HEAD", livekit_http) in requests, requests
+            assert page.evaluate("() => listenTest.sessions[0].session.getState()") == "idle"
+            assert frame.evaluate("() => window.__testPeers.length") == 0
+            assert log(page) == []
+            secrets = [grant["token"], *grant["token"].split(".")[1:]]
+            leaked = [url for _, url in requests if any(s in url for s in secrets)]
+            assert leaked == []
+
+            page.evaluate("() => { listenTest.connect(0); }")
+            _wait_connected(page)
+            assert frame.evaluate("() => window.__testPeers.length") >= 1
+            assert log(page, "stateChange") == ["connecting", "connected"]
+    finally:
+        context.close()
+
+
 # The stack's LiveKit runs --dev with the 6-byte secret "secret".
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_expired_token_rejects_connect_with_a_clear_error_without_the_jwt(

@@ -75,6 +75,12 @@ export interface ListenSession {
 }
 
 export interface AnyReachSdk {
+  /**
+   * Creates a session (state "idle") and injects its hidden iframe at once, so the
+   * frame loads while you wire handlers; only connect() sends it the token. A
+   * session not connected within 30 s gives its iframe back (connect() loads a
+   * new one); end() removes it at any time.
+   */
   listen(options: ListenOptions): ListenSession;
 }
 
