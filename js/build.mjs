@@ -1,12 +1,15 @@
 // Builds the two production bundles into the Django app's static directory and
 // the test-only frame bundle into js/dist-test/ (outside anything that ships).
 // `node build.mjs unit` instead compiles the unit tests (test/*.test.ts) for
-// Node's built-in runner into js/dist-test/unit/.
+// Node's built-in runner into js/dist-test/unit/; `node build.mjs bench` builds
+// the benchmark's baselines (bench-src/) into js/dist-test/bench/.
 import { readdirSync } from "node:fs";
 import { build } from "esbuild";
 
 const STATIC = "../anyreach_listen/static/anyreach_listen";
 const common = { bundle: true, format: "iife", logLevel: "warning", legalComments: "none" };
+// The shipped bundles' settings: the bench builds its baselines with them too.
+const shipped = { ...common, minify: true, target: "es2020" };
 
 if (process.argv[2] === "unit") {
   await build({
@@ -21,12 +24,18 @@ if (process.argv[2] === "unit") {
     target: "node20",
     logLevel: "warning",
   });
+} else if (process.argv[2] === "bench") {
+  await Promise.all(
+    ["direct", "livekit-only"].map((name) =>
+      build({ ...shipped, entryPoints: [`bench-src/${name}.ts`], outfile: `dist-test/bench/${name}.js` }),
+    ),
+  );
 } else {
   await Promise.all([
     // The loader pages include: no livekit-client, as small as possible.
-    build({ ...common, entryPoints: ["src/sdk.ts"], outfile: `${STATIC}/listen-sdk.js`, minify: true, target: "es2020" }),
+    build({ ...shipped, entryPoints: ["src/sdk.ts"], outfile: `${STATIC}/listen-sdk.js` }),
     // The hidden frame: the only code that imports livekit-client.
-    build({ ...common, entryPoints: ["src/frame/main.ts"], outfile: `${STATIC}/listen-frame.js`, minify: true, target: "es2020" }),
+    build({ ...shipped, entryPoints: ["src/frame/main.ts"], outfile: `${STATIC}/listen-frame.js` }),
     // Test only: the frame with the scriptable fake adapter instead of LiveKit.
     build({ ...common, entryPoints: ["test-src/frame-test.ts"], outfile: "dist-test/listen-frame-test.js", target: "es2020" }),
   ]);
