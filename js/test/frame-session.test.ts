@@ -1,11 +1,11 @@
 // The frame's pure parts besides transcripts: command dispatch, the LiveKit state
-// mapping, and what a final disconnect tells the page.
+// mapping, what a final disconnect tells the page, and the session's prepare().
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import type { LiveKitState } from "../src/frame/adapter";
+import type { ListenAdapter, LiveKitState } from "../src/frame/adapter";
 import { run } from "../src/frame/channel";
-import { disconnectMessage, wireState } from "../src/frame/session";
+import { disconnectMessage, frameSession, wireState } from "../src/frame/session";
 import type { CommandHandlers, CommandMessage } from "../src/protocol";
 
 describe("run", () => {
@@ -60,4 +60,61 @@ describe("disconnectMessage", () => {
   for (const [reason, message] of failures) {
     test(`${reason}: explained`, () => assert.match(disconnectMessage(reason) ?? "", message));
   }
+});
+
+describe("frameSession.prepare", () => {
+  // A JWT-shaped token: the frame only reads its metadata.
+  const token = ["e30", btoa(JSON.stringify({ sub: "listener" })), "sig"].join(".");
+  const livekitUrl = "wss://lk.example.com";
+
+  function setup(url: string) {
+    const calls: unknown[] = [];
+    const sent: unknown[] = [];
+    let created = 0;
+    const adapter: ListenAdapter = {
+      prepare: (u) => void calls.push(["prepare", u]),
+      connect: async (u, t) => void calls.push(["connect", u, t]),
+      disconnect: async () => void calls.push(["disconnect"]),
+      startAudio: async () => void calls.push(["startAudio"]),
+    };
+    const session = frameSession({
+      createAdapter: () => {
+        created += 1;
+        return adapter;
+      },
+      livekitUrl: url,
+      peer: { origin: () => "https://crm.example.com", send: (...args) => void sent.push(args) },
+    });
+    return { session, calls, sent, created: () => created };
+  }
+
+  test("gets the adapter ready for the configured server, tells the page nothing", () => {
+    const { session, calls, sent, created } = setup(livekitUrl);
+    session.prepare();
+    assert.equal(created(), 1);
+    assert.deepEqual(calls, [["prepare", livekitUrl]]);
+    assert.deepEqual(sent, []);
+  });
+
+  test("connect() then uses the prepared adapter", async () => {
+    const { session, calls, created } = setup(livekitUrl);
+    session.prepare();
+    // applyMute() looks for media elements in the frame's document.
+    const g = globalThis as { document?: unknown };
+    g.document = { querySelectorAll: () => [] };
+    try {
+      await session.commands.connect({ url: `${livekitUrl}/`, token, muted: false });
+    } finally {
+      delete g.document;
+    }
+    assert.equal(created(), 1);
+    assert.deepEqual(calls, [["prepare", livekitUrl], ["connect", `${livekitUrl}/`, token]]);
+  });
+
+  test("without a configured server there is nothing to prepare", () => {
+    const { session, calls, created } = setup("");
+    session.prepare();
+    assert.equal(created(), 0);
+    assert.deepEqual(calls, []);
+  });
 });
