@@ -21,7 +21,7 @@ const CONNECT_TIMEOUT_MS = 15000;
 const END_TIMEOUT_MS = 3000;
 // A frame costs a renderer process and livekit-client's heap: a page that forgets
 // a session it never connected must not keep one for ever.
-export const IDLE_FRAME_MS = 30000;
+const IDLE_FRAME_MS = 30000;
 
 // The event names pages may subscribe to, in the order errors list them; tsc
 // checks them against the declarations' event map (none missing, none extra).
