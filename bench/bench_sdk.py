@@ -12,7 +12,8 @@ merging, no frame.
 
   B2  connect: click -> connect() resolved, two ways
         chained    AnyReach.listen(...).connect() in the click handler
-                   vs new Room() + room.connect() in the click handler
+                   vs new Room() + room.connect() in the click handler, livekit-client
+                   loaded with the page ("direct") or on the click ("lazy", as the frame)
         prepared   listen() at page load, connect() on the click
                    vs new Room() + prepareConnection(url) at page load, connect() on the click
       transcripts: one page holding both an SDK session and a direct Room (one
@@ -171,11 +172,20 @@ function benchPrepare(kind, grant, early) {
 }
 document.getElementById("go").addEventListener("click", () => {
   run.t0 = benchNow();
-  const s = run.session || (run.session = benchOpen(run.kind, run.grant));
-  s.connect().then(
-    () => { run.connected = benchNow(); },
-    (e) => { run.error = String((e && e.message) || e); },
-  );
+  const start = () => {
+    const s = run.session || (run.session = benchOpen(run.kind, run.grant));
+    s.connect().then(
+      () => { run.connected = benchNow(); },
+      (e) => { run.error = String((e && e.message) || e); },
+    );
+  };
+  if (run.kind !== "lazy") return start();
+  // livekit-client fetched and run on the click, as the SDK's frame does.
+  const script = document.createElement("script");
+  script.src = "/bench/direct.js";
+  script.onload = () => { run.loaded = benchNow(); start(); };
+  script.onerror = () => { run.error = "/bench/direct.js did not load"; };
+  document.head.appendChild(script);
 });
 """
 
@@ -296,10 +306,12 @@ class Join:
 
 
 def page_html(kind: str, sdk_url: str) -> str:
-    src = sdk_url if kind == "sdk" else "/bench/direct.js"
+    """The SDK, or livekit-client (direct), loaded with the page; "lazy" loads it on the click."""
+    src = {"sdk": sdk_url, "direct": "/bench/direct.js"}.get(kind)
+    script = f"<script src='{src}'></script>" if src else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>bench</title>"
-        f"<script src='{src}'></script></head><body><button id='go'>Listen</button>"
+        f"{script}</head><body><button id='go'>Listen</button>"
         f"<script>{HARNESS_JS}</script></body></html>"
     )
 
@@ -342,7 +354,7 @@ def one_join(
     page = context.new_page()
     try:
         page.goto(site.add(f"/{kind}-{uuid.uuid4().hex[:8]}.html", page_html(kind, sdk_url)))
-        page.wait_for_function("() => window.run && (window.AnyReach || window.directListen)")
+        page.wait_for_function("() => window.run && document.readyState === 'complete'")
         page.evaluate("([k, g, e]) => benchPrepare(k, g, e)", [kind, grant, early])
         if early:
             # The user looks at the page before clicking: whatever listen() or
@@ -364,6 +376,9 @@ def one_join(
             what=f"first audio ({kind})",
         )
         marks = marks_of(page)
+        loaded = page.evaluate("() => run.loaded || null")
+        if loaded:
+            marks["library-loaded"] = float(loaded)
         if frame is not None:
             marks.update(marks_of(frame, "frame:"))
             marks.update(frame_timings(frame))
@@ -519,6 +534,7 @@ def sizes() -> Sizes:
 FRAME_BOOT = [
     ("click -> frame navigation starts", "t0", "frame-nav-start"),
     ("frame HTML (request -> response end)", "frame-nav-start", "frame-html-end"),
+    ("HTML received -> bundle requested (commit, parse)", "frame-html-end", "bundle-start"),
     ("bundle fetched (start -> end)", "bundle-start", "bundle-end"),
     ("bundle parsed + run (-> DOMContentLoaded)", "bundle-end", "frame:dom-content-loaded"),
     ("ready -> connect command (handshake)", "frame:dom-content-loaded", "cmd-connect"),
@@ -537,6 +553,19 @@ DIRECT = [
     ("click -> signal WebSocket opened", "t0", "ws-new"),
     *[(label, a.replace("frame:", ""), b.replace("frame:", "")) for label, a, b in CONNECT[1:]],
 ]
+LAZY = [
+    ("click -> livekit-client fetched and run", "t0", "library-loaded"),
+    ("-> signal WebSocket opened", "library-loaded", "ws-new"),
+    *[(label, a.replace("frame:", ""), b.replace("frame:", "")) for label, a, b in CONNECT[1:]],
+]
+
+
+def paired_ratios(joins: list[Join], early: bool, base: str = "direct") -> list[float]:
+    """SDK / baseline connect time of the joins of each round (run back to back, so
+    both saw about the same machine load)."""
+    sdk = [j.connect_ms for j in joins if j.kind == "sdk" and j.early == early]
+    other = [j.connect_ms for j in joins if j.kind == base and j.early == early]
+    return [a / b for a, b in zip(sdk, other, strict=True) if b]
 
 
 def profile(joins: list[Join], phases: list[tuple[str, str, str]], title: str) -> None:
@@ -571,6 +600,7 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
         return [j for j in joins if j.kind == kind and j.early == early]
 
     chained_sdk, chained_direct = pick("sdk", False), pick("direct", False)
+    chained_lazy = pick("lazy", False)
     early_sdk, early_direct = pick("sdk", True), pick("direct", True)
     out = ["### B2 connect and transcripts: SDK vs direct livekit-client (Chromium)", ""]
     out += table(
@@ -579,6 +609,11 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
                 "click → connect() resolved, `listen().connect()` chained (ms)",
                 [j.connect_ms for j in chained_sdk],
                 [j.connect_ms for j in chained_direct],
+            ),
+            (
+                "the same, baseline loading livekit-client on the click (ms)",
+                [j.connect_ms for j in chained_sdk],
+                [j.connect_ms for j in chained_lazy],
             ),
             (
                 "click → connect() resolved, listen() at page load (ms)",
@@ -597,7 +632,8 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
         "origin than the SDK host with a freshly minted token, on one looping simulated call "
         "over loopback (after two unmeasured warm-up joins of each); the prepared rows "
         f"click {DWELL_MS} ms after page load; the direct baseline is "
-        "livekit-client on the page with the frame's Room options. Transcripts: one page "
+        "livekit-client on the page with the frame's Room options, loaded with the page "
+        "(or on the click, from the HTTP cache like the frame's bundle). Transcripts: one page "
         f"holding an SDK session and a direct Room; {tr.matched} updates both emitted "
         f"({tr.only_sdk} only SDK, {tr.only_direct} only direct); publish times from a "
         f"timestamping agent (clock offset ±{tr.clock_error_ms:.1f} ms).",
@@ -610,6 +646,11 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
                 "click → inbound-rtp audio bytes > 0, chained (ms)",
                 [j.first_audio_ms for j in chained_sdk],
                 [j.first_audio_ms for j in chained_direct],
+            ),
+            (
+                "the same, baseline loading livekit-client on the click (ms)",
+                [j.first_audio_ms for j in chained_sdk],
+                [j.first_audio_ms for j in chained_lazy],
             ),
             (
                 "click → inbound-rtp audio bytes > 0, listen() at page load (ms)",
@@ -667,7 +708,13 @@ def main() -> int:
         stack = stack_cm.enter_context(bench_stack(tmp))
         call = stack_cm.enter_context(simulated_call(stack, "--loop"))
         site = stack_cm.enter_context(EmbeddingSite().running())
-        site.add("/bench/direct.js", (BENCH_JS / "direct.js").read_text(), "text/javascript")
+        # Cached like the frame's bundle (immutable): the lazy baseline loads it on the click.
+        site.add(
+            "/bench/direct.js",
+            (BENCH_JS / "direct.js").read_text(),
+            "text/javascript",
+            cache_control="public, max-age=31536000, immutable",
+        )
         stack_cm.callback(stop_shared_browser)
         context = shared_browser().new_context()
         stack_cm.callback(context.close)
@@ -684,13 +731,14 @@ def main() -> int:
 
         # Warm-up, as for a returning user: the HTTP cache, and V8's code cache
         # (made on a script's second run, used from its third).
-        for kind in ("sdk", "direct", "sdk", "direct"):
+        for kind in ("sdk", "direct", "lazy") * 2:
             warm = join(kind, False)
             log(f"warm-up {kind}: connect {warm.connect_ms:.0f} ms")
         joins: list[Join] = []
         for early in (False, True):
+            kinds = ["sdk", "direct"] if early else ["sdk", "direct", "lazy"]
             for i in range(n):
-                order = ("sdk", "direct") if i % 2 == 0 else ("direct", "sdk")
+                order = kinds[i % len(kinds) :] + kinds[: i % len(kinds)]  # rotate who goes first
                 for kind in order:
                     result = join(kind, early)
                     joins.append(result)
@@ -703,9 +751,16 @@ def main() -> int:
             ("direct", False, DIRECT),
             ("sdk", True, SDK_PREPARED),
             ("direct", True, DIRECT),
+            ("lazy", False, LAZY),
         ]:
             title = f"{kind}, {'prepared' if early else 'chained'}"
             profile([j for j in joins if j.kind == kind and j.early == early], phases, title)
+        for early, base in ((False, "direct"), (False, "lazy"), (True, "direct")):
+            ratios = paired_ratios(joins, early, base)
+            log(
+                f"connect, {'prepared' if early else 'chained'}: median of per-round "
+                f"SDK/{base} ratios {statistics.median(ratios):.2f} over {len(ratios)} rounds"
+            )
         check_deadline()
         log(f"\ntranscripts: both listeners on one page for {seconds:.0f} s")
         tr = transcripts_phase(context, site, sdk_url, stack, minter, call, seconds)

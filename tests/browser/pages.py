@@ -64,7 +64,8 @@ class EmbeddingSite:
         self.port = free_port()
         self.origin = f"http://localhost:{self.port}"
         self.other_origin = f"http://127.0.0.1:{self.port}"
-        self._pages: dict[str, tuple[str, bytes]] = {}
+        # path -> (content type, body, Cache-Control)
+        self._pages: dict[str, tuple[str, bytes, str]] = {}
         self._lock = threading.Lock()
         site = self
 
@@ -80,11 +81,11 @@ class EmbeddingSite:
                 if found is None:
                     self.send_error(404)
                     return
-                content_type, body = found
+                content_type, body, cache_control = found
                 self.send_response(200)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
+                self.send_header("Cache-Control", cache_control)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -94,10 +95,16 @@ class EmbeddingSite:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
 
-    def add(self, path: str, body: str, content_type: str = "text/html; charset=utf-8") -> str:
+    def add(
+        self,
+        path: str,
+        body: str,
+        content_type: str = "text/html; charset=utf-8",
+        cache_control: str = "no-store",
+    ) -> str:
         """Serve ``body`` at ``path``; returns the URL on the embedding origin."""
         with self._lock:
-            self._pages[path] = (content_type, body.encode())
+            self._pages[path] = (content_type, body.encode(), cache_control)
         return self.origin + path
 
     def add_json(self, path: str, data: object) -> str:
