@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from anyreach_listen.livekit_service import run_sync
 from tests.support.datastores import postgres_server
 from tests.support.processes import daphne_server, free_port, run_manage
 
@@ -74,7 +75,8 @@ def test_sustained_64_concurrent_mints_all_succeed_and_are_audited_once(database
     ]
     conversation_id = seed["conversations"]["active"]
     with daphne_server(free_port(), env) as base:
-        responses = asyncio.run(_mint_all(base, conversation_id, keys))
+        # run_sync: a session-wide browser fixture may already run a loop in this thread.
+        responses = run_sync(_mint_all(base, conversation_id, keys))
     statuses = [r.status_code for r in responses]
     failures = [f"{r.status_code} {r.text[:120]}" for r in responses if r.status_code != 200]
     assert statuses == [200] * TOTAL, failures[:5]
