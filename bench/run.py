@@ -201,11 +201,20 @@ def load_average() -> str:
     return "?"
 
 
-def header(
-    command: str, started: dt.datetime, loads: tuple[str, str], outcomes: list[Outcome]
-) -> str:
+def revision() -> str:
+    """The commit measured, read when the run starts (others may commit during it)."""
     commit = _command_output(["git", "rev-parse", "--short", "HEAD"]) or "?"
     dirty = _command_output(["git", "status", "--porcelain", "--untracked-files=no"])
+    return f"{commit}{' with uncommitted changes' if dirty else ''}"
+
+
+def header(
+    command: str,
+    started: dt.datetime,
+    commit: str,
+    loads: tuple[str, str],
+    outcomes: list[Outcome],
+) -> str:
     rows = "\n".join(
         f"| {o.benchmark.label} | `bench/{o.benchmark.file}` | {o.status} | {o.seconds:.0f} |"
         for o in outcomes
@@ -215,7 +224,7 @@ def header(
             "# Benchmarks",
             "",
             f"Command: `{command}` (bench/run.py). Date: {started:%Y-%m-%d %H:%M} UTC. "
-            f"Commit: {commit}{' with uncommitted changes' if dirty else ''}.",
+            f"Commit at the start: {commit}.",
             "",
             f"Machine: {machine()}. Load average (1 min): {loads[0]} before the run, "
             f"{loads[1]} after it.",
@@ -240,12 +249,12 @@ def main() -> int:
     output = args.output or (
         ROOT / "var" / "bench" / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md"
     )
-    started, load_before = dt.datetime.now(dt.UTC), load_average()
+    started, load_before, commit = dt.datetime.now(dt.UTC), load_average(), revision()
     outcomes = [run_one(benchmark, args.quick) for benchmark in plan()]
     loads = (load_before, load_average())
     command = "make bench QUICK=1" if args.quick else "make bench"
     report = "\n\n".join(
-        [header(command, started, loads, outcomes), *(o.section for o in outcomes)]
+        [header(command, started, commit, loads, outcomes), *(o.section for o in outcomes)]
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report + "\n")
