@@ -134,11 +134,14 @@ else:
     raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL or SQLite database.")
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# redis-py's async pool refuses a 101st connection (MaxConnectionsError); a worker
+# with hundreds of open portal websockets joins and leaves groups concurrently.
+REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS", "1000"))
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}]},
         }
     }
     # A shared cache keeps the API rate limit consistent across workers.
