@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
-import json
 import os
 import statistics
 import subprocess
@@ -45,7 +44,6 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +65,8 @@ from bench.sdk_probe import ProbeThread, parse_text  # noqa: E402
 from tests.browser.fixtures import shared_browser, stop_shared_browser  # noqa: E402
 from tests.browser.pages import EmbeddingSite  # noqa: E402
 from tests.e2e.sdk_pages import listen_frame  # noqa: E402
-from tests.support.livekit import livekit_server  # noqa: E402
-from tests.support.processes import daphne_server, free_port, wait_until  # noqa: E402
-from tests.support.stack import Call, Stack, simulated_call  # noqa: E402
+from tests.support.processes import wait_until  # noqa: E402
+from tests.support.stack import Call, Stack, running_stack, simulated_call  # noqa: E402
 
 STATIC = ROOT / "anyreach_listen" / "static" / "anyreach_listen"
 BENCH_JS = ROOT / "js" / "dist-test" / "bench"
@@ -245,27 +242,9 @@ def ratio(ours: float, base: float) -> str:
 # ---------------------------------------------------------------- the stack
 
 
-@contextlib.contextmanager
-def bench_stack(tmp: Path) -> Iterator[Stack]:
-    """livekit-server --dev + daphne on a seeded SQLite file (as tests/e2e/conftest.py)."""
-    db_path = tmp / "db.sqlite3"
-    daphne_port = free_port()
-    webhook = f"http://127.0.0.1:{daphne_port}/livekit/webhook"
-    with livekit_server(tmp, [webhook]) as lk:
-        env = {
-            "DATABASE_URL": f"sqlite:///{db_path}",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "PYTHONUNBUFFERED": "1",
-            **lk.env(),
-        }
-        stack = Stack(tmp, env, "", lk, {}, db_path)
-        stack.manage("migrate", "-v0")
-        stack.seed = json.loads(stack.manage("seed_demo", "--json"))
-        with daphne_server(daphne_port, env, log_path=tmp / "daphne.log") as base:
-            stack.base_url = base
-            env["ANYREACH_API_URL"] = base
-            env["ANYREACH_API_KEY"] = stack.seed["api_keys"]["manage"]
-            yield stack
+def bench_stack(tmp: Path) -> contextlib.AbstractContextManager[Stack]:
+    """The end-to-end tests' stack: livekit-server --dev + daphne on a seeded SQLite file."""
+    return running_stack(tmp)
 
 
 @dataclass

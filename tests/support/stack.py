@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.livekit import LiveKitServer
-from tests.support.processes import ROOT, run_manage
+from tests.support.livekit import LiveKitServer, livekit_server
+from tests.support.processes import ROOT, daphne_server, free_port, run_manage
 
 
 @dataclass
@@ -51,6 +51,30 @@ class Stack:
             headers={"Authorization": f"Bearer {key}"},
             timeout=10,
         )
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path) -> Iterator[Stack]:
+    """``livekit-server --dev`` with webhooks to daphne, on a migrated, seeded SQLite file."""
+    db_path = tmp / "db.sqlite3"
+    daphne_port = free_port()
+    webhook = f"http://127.0.0.1:{daphne_port}/livekit/webhook"
+    with livekit_server(tmp, [webhook]) as lk:
+        env = {
+            "DATABASE_URL": f"sqlite:///{db_path}",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+            **lk.env(),
+        }
+        stack = Stack(tmp, env, "", lk, {}, db_path)
+        stack.manage("migrate", "-v0")
+        stack.seed = json.loads(stack.manage("seed_demo", "--json"))
+        with daphne_server(daphne_port, env, log_path=tmp / "daphne.log") as base:
+            stack.base_url = base
+            # simulate_call registers its calls through the REST API.
+            env["ANYREACH_API_URL"] = base
+            env["ANYREACH_API_KEY"] = stack.seed["api_keys"]["manage"]
+            yield stack
 
 
 @dataclass
