@@ -163,6 +163,9 @@ class Command(BaseCommand):
             "Mint a listener token like an integrator would:",
             f"  curl -X POST {base}/core/conversations/{seed['conversations']['active']}"
             f"/listener-token -H 'Authorization: Bearer {key}'",
+            "Register calls like a call platform would (README, 'Integrating your call "
+            "platform'), with this conversations:manage key:",
+            f"  API key manage   {seed['api_keys']['manage']}",
             "Demo calls start and end by themselves (logs in var/demo/). Ctrl-C stops everything.",
             "",
         ]
