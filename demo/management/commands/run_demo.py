@@ -54,6 +54,10 @@ class Command(BaseCommand):
         parser.add_argument("--call-seconds", type=float, default=75.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A process manager (SIGTERM) or a closed terminal (SIGHUP) stops the demo like
+        # Ctrl-C does, so the children below are stopped too and free their ports.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
         port, lk_port = options["port"], options["livekit_port"]
         for p in (port, lk_port, lk_port + 1):
             if not _port_free(p):
@@ -170,6 +174,10 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _Capture:
