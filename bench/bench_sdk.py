@@ -582,23 +582,28 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
     chained_lazy = pick("lazy", False)
     early_sdk, early_direct = pick("sdk", True), pick("direct", True)
     out = ["### B2 connect and transcripts: SDK vs direct livekit-client (Chromium)", ""]
-    out += table(
-        [
-            (
-                "click → connect() resolved, `listen().connect()` chained (ms)",
-                [j.connect_ms for j in chained_sdk],
-                [j.connect_ms for j in chained_direct],
-            ),
+
+    def compared(
+        measure: str, field: str, chained: str = "chained"
+    ) -> list[tuple[str, list[float], list[float]]]:
+        """The three click rows of one measure: chained, lazy baseline, listen() early."""
+
+        def values(joins: list[Any]) -> list[float]:
+            return [getattr(j, field) for j in joins]
+
+        return [
+            (f"{measure}, {chained} (ms)", values(chained_sdk), values(chained_direct)),
             (
                 "the same, baseline loading livekit-client on the click (ms)",
-                [j.connect_ms for j in chained_sdk],
-                [j.connect_ms for j in chained_lazy],
+                values(chained_sdk),
+                values(chained_lazy),
             ),
-            (
-                "click → connect() resolved, listen() at page load (ms)",
-                [j.connect_ms for j in early_sdk],
-                [j.connect_ms for j in early_direct],
-            ),
+            (f"{measure}, listen() at page load (ms)", values(early_sdk), values(early_direct)),
+        ]
+
+    out += table(
+        [
+            *compared("click → connect() resolved", "connect_ms", "`listen().connect()` chained"),
             ("agent publish → transcript handler (ms)", tr.sdk_latency, tr.direct_latency),
         ]
     )
@@ -619,25 +624,7 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
         "",
     ]
     out += ["### B3 click → first audio packet at the listener (Chromium)", ""]
-    out += table(
-        [
-            (
-                "click → inbound-rtp audio bytes > 0, chained (ms)",
-                [j.first_audio_ms for j in chained_sdk],
-                [j.first_audio_ms for j in chained_direct],
-            ),
-            (
-                "the same, baseline loading livekit-client on the click (ms)",
-                [j.first_audio_ms for j in chained_sdk],
-                [j.first_audio_ms for j in chained_lazy],
-            ),
-            (
-                "click → inbound-rtp audio bytes > 0, listen() at page load (ms)",
-                [j.first_audio_ms for j in early_sdk],
-                [j.first_audio_ms for j in early_direct],
-            ),
-        ]
-    )
+    out += table(compared("click → inbound-rtp audio bytes > 0", "first_audio_ms"))
     out += [
         "",
         "Measured: the joins of B2; the first getStats report with inbound audio "
