@@ -294,6 +294,10 @@ class PersonalAccessToken(Credential):
     class Meta:
         verbose_name = "personal access token"
         ordering = ["-created_at"]
+        # Without it, staff with the add permission may issue tokens only for themselves.
+        permissions = [
+            ("issue_pat_for_others", "Can issue personal access tokens for other users")
+        ]
 
 
 class ListenVia(models.TextChoices):
@@ -337,6 +341,9 @@ class ListenSession(models.Model):
         on_delete=models.SET_NULL,
         related_name="listen_sessions",
     )
+    # Who minted it, in words: the audit still names a credential after it is deleted
+    # (its foreign key is then null).
+    credential_label = models.CharField(max_length=300, blank=True)
     listener_identity = models.CharField(max_length=100, unique=True)
     via = models.CharField(max_length=10, choices=ListenVia.choices)
     minted_at = models.DateTimeField(default=timezone.now)
@@ -363,7 +370,7 @@ class ListenSession(models.Model):
             return str(self.user)
         if self.api_key_id is not None:
             return f"API key {self.api_key}"
-        return "unknown"
+        return self.credential_label or "unknown"
 
     @property
     def listening_seconds(self) -> float | None:
