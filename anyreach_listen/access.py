@@ -8,7 +8,8 @@ expression, ``ConversationQuerySet.visible_to``.
   their whole organization; supervisors, QA analysts and viewers see their teams'
   conversations. Listening needs a role whose scopes include a listen scope
   (``roles.py``).
-- ``for_api_request(request)``: an API caller, built from its credential. An API
+- ``for_api_request(request)``: an API caller, built from its credential (after
+  the per-address limit on failed credentials, ``ratelimit.py``). An API
   key acts in its own organization with its own scopes; a PAT acts in the
   organization named by ``X-Anyreach-Org`` with its scopes intersected with its
   owner's role there, and sees only what its owner sees.
@@ -26,7 +27,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
 
-from . import credentials
+from . import credentials, ratelimit
 from .errors import ApiError, Errors
 from .models import (
     ApiKey,
@@ -73,17 +74,22 @@ class UserAccess:
         return frozenset(o for o, m in self.memberships.items() if m.role == Role.ADMIN)
 
     @cached_property
-    def team_ids(self) -> frozenset[uuid.UUID]:
-        """The person's teams, each inside its own organization (one query)."""
+    def teams(self) -> frozenset[tuple[uuid.UUID, uuid.UUID]]:
+        """The person's teams as (organization id, team id), each inside its own
+        organization (one query)."""
         if not self.user.is_authenticated:
             return frozenset()
         mine = Membership.objects.filter(user_id=self.user.pk)
-        return frozenset(Team.objects.of_memberships(mine).values_list("pk", flat=True))
+        rows = Team.objects.of_memberships(mine).values_list("organization_id", "pk")
+        return frozenset(rows)
 
     def sees(self, organization_id: uuid.UUID, team_id: uuid.UUID | None) -> bool:
         """``visible_to`` for one conversation known by its organization and team,
         without a query: events reach many sockets at once."""
-        return organization_id in self.admin_organization_ids or team_id in self.team_ids
+        return (
+            organization_id in self.admin_organization_ids
+            or (organization_id, team_id) in self.teams
+        )
 
     def conversations(self) -> ConversationQuerySet:
         """Every conversation this person may see."""
@@ -213,12 +219,25 @@ def _bearer_token(request: HttpRequest) -> str:
     return value.strip()
 
 
-def for_api_request(request: HttpRequest) -> CredentialAccess:
-    """The caller of an API request; ``ApiError`` (401, 400, 403) when it is refused."""
+def _authenticate(request: HttpRequest) -> ApiKey | PersonalAccessToken:
+    """The request's credential. A client address that sent too many bad ones is
+    refused (429) before any lookup; each bad one counts, good ones never do."""
+    ratelimit.refuse_blocked_client(request)
     try:
-        credential = credentials.authenticate(_bearer_token(request))
+        return credentials.authenticate(_bearer_token(request))
+    except ApiError as exc:
+        # No Authorization header at all guesses nothing; a malformed one does.
+        if exc.kind is not Errors.MISSING_CREDENTIALS:
+            ratelimit.count_failed_credential(request)
+        raise
     except credentials.CredentialError as exc:
+        ratelimit.count_failed_credential(request)
         raise ApiError(exc.error, exc.message) from None
+
+
+def for_api_request(request: HttpRequest) -> CredentialAccess:
+    """The caller of an API request; ``ApiError`` (429, 401, 400, 403) when it is refused."""
+    credential = _authenticate(request)
 
     org_header = request.headers.get(ORG_HEADER)
     org_id = parse_uuid(org_header) if org_header else None

@@ -50,7 +50,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         policy = access.for_user(self.scope["user"])
         # Load both now, in this thread: the event handlers must not query.
         policy.memberships  # noqa: B018
-        policy.team_ids  # noqa: B018
+        policy.teams  # noqa: B018
         return policy
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

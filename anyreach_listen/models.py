@@ -133,9 +133,10 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         admin_organizations = memberships.filter(role=Role.ADMIN).values("organization_id")
         own_teams = Team.objects.of_memberships(memberships).values("pk")
         role = memberships.filter(organization_id=OuterRef("organization_id")).values("role")
-        return self.filter(
-            Q(organization_id__in=admin_organizations) | Q(team_id__in=own_teams)
-        ).annotate(viewer_role=Subquery(role[:1]), viewer_id=Value(user_id))
+        # A team counts only for its own organization's calls: a conversation of
+        # another organization wrongly attached to the team grants nothing.
+        of_own_team = Q(team_id__in=own_teams, team__organization_id=F("organization_id"))
+        return self.filter(Q(organization_id__in=admin_organizations) | of_own_team).annotate(viewer_role=Subquery(role[:1]), viewer_id=Value(user_id))
 
 
 class Conversation(models.Model):

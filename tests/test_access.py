@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser, User
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from anyreach_listen import access
 from anyreach_listen.access import CredentialAccess, UserAccess
@@ -33,7 +33,7 @@ from anyreach_listen.models import (
     Team,
 )
 from anyreach_listen.roles import Role, Scope
-from tests.support.world import World, make_conversation
+from tests.support.world import World, login, make_conversation
 
 COLUMNS = ("own", "other_team", "other_org")
 CONVERSATION_OF = {"own": "in_progress", "other_team": "other_team", "other_org": "other_org"}
@@ -412,6 +412,32 @@ def test_a_foreign_team_grants_nothing_even_to_a_member_of_its_organization(
     assert caller.find(call.pk) is None
 
 
+def test_another_organizations_call_on_your_team_stays_invisible(world: World) -> None:
+    """Bad data the other way round: Other's live call names Acme's team. Acme's
+    supervisor of that team neither sees it (SQL rule, events, pages) nor may listen."""
+    call = Conversation.objects.create(
+        organization=world.other_org,
+        team=world.team,
+        status=ConversationStatus.IN_PROGRESS,
+        livekit_room="room-foreign-on-acme-team",
+        caller_label="Foreign caller",
+    )
+    supervisor = world.users["supervisor"]
+    policy = access.for_user(supervisor)
+    assert call not in policy.conversations()
+    assert policy.sees(call.organization_id, call.team_id) is False
+    assert policy.can_listen(call) is False
+    assert caller_for(world, world.secrets["pat_supervisor"], "org").find(call.pk) is None
+
+    client = login(Client(), "supervisor")
+    for page in ("/", "/?status=all", "/wall/", "/history/"):
+        response = client.get(page)
+        assert response.status_code == 200, page
+        assert "Foreign caller" not in response.content.decode(), page
+    assert client.get(f"/conversations/{call.pk}/").status_code == 404
+    assert client.get(f"/wall/tiles/{call.pk}/").status_code == 404
+
+
 @pytest.mark.django_db
 def test_sees_is_visible_to_row_by_row(world: World) -> None:
     """The in-memory form of the rule (events) agrees with the SQL one everywhere."""
@@ -422,6 +448,7 @@ def test_sees_is_visible_to_row_by_row(world: World) -> None:
     membership = Membership.objects.get(user=world.users["supervisor"], organization=world.org)
     Membership.teams.through.objects.create(membership=membership, team=foreign)
     Conversation.objects.create(organization=world.other_org, team=foreign, status="in_progress")
+    Conversation.objects.create(organization=world.other_org, team=world.team, status="ringing")
     everyone = list(world.users.values())
     for user in everyone:
         policy = access.for_user(user)
