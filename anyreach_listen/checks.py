@@ -78,6 +78,17 @@ def check_settings(
                     id="anyreach_listen.E006",
                 )
             )
+    for name in ("FAILED_AUTH_LIMIT", "FAILED_AUTH_WINDOW"):
+        value = conf[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            messages.append(
+                Error(
+                    f"{name} must be a positive integer, not {value!r}.",
+                    hint="The defaults are 30 failed credentials per client address per "
+                    "300 seconds.",
+                    id="anyreach_listen.E013",
+                )
+            )
     origins = conf["EMBED_ORIGINS"]
     if (
         not isinstance(origins, list)

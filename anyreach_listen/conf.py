@@ -29,6 +29,11 @@ DEFAULTS: dict[str, Any] = {
     # Per-credential rate limit of the listener-token API: requests per window.
     "RATE_LIMIT_REQUESTS": 60,
     "RATE_LIMIT_WINDOW": 60,
+    # Failed bearer credentials (unknown, malformed, revoked, expired) per client
+    # address (REMOTE_ADDR; an IPv6 /64) per window in seconds. An address over the
+    # limit gets 429 on every API request until the window ends, before any lookup.
+    "FAILED_AUTH_LIMIT": 30,
+    "FAILED_AUTH_WINDOW": 300,
     # Key for the keyed hash of API keys and PATs. Empty: derived from SECRET_KEY.
     "CREDENTIAL_HASH_KEY": "",
     # Origins that may embed the hidden frame (CSP frame-ancestors). ["*"]: any

@@ -1,4 +1,8 @@
-"""A fixed-window rate limit per credential, kept in Django's cache.
+"""Fixed-window rate limits kept in Django's cache.
+
+Two limits use it: requests per credential (or per signed-in user), and failed
+bearer credentials per client address, which blocks an address that keeps
+guessing before any credential is looked up.
 
 With several workers the cache must be shared (Redis or memcached) for the
 limit to hold across them; the local-memory cache limits each process alone.
@@ -6,14 +10,20 @@ limit to hold across them; the local-memory cache limits each process alone.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.http import HttpRequest
 
 from .conf import listen_settings
 from .errors import ApiError, Errors
+
+# An IPv6 client usually owns a whole /64: counting single addresses would let it
+# rotate through them.
+IPV6_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -22,31 +32,93 @@ class RateDecision:
     retry_after: int  # seconds until the window resets
 
 
-def hit(bucket: str) -> RateDecision:
-    limit = int(listen_settings.RATE_LIMIT_REQUESTS)
-    window = int(listen_settings.RATE_LIMIT_WINDOW)
+def _window(bucket: str, window: int) -> tuple[str, int]:
+    """The counter's cache key in the current window, and the seconds left in it."""
     now = time.time()
     window_index = int(now // window)
-    key = f"anyreach-listen:rl:{bucket}:{window_index}"
+    retry_after = max(1, math.ceil((window_index + 1) * window - now))
+    return f"anyreach-listen:rl:{bucket}:{window_index}", retry_after
+
+
+def _count(key: str, window: int) -> int:
     # add() is atomic: only the first request of a window creates the counter.
     if cache.add(key, 1, timeout=window + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=window + 1)
-            count = 1
-    retry_after = max(1, math.ceil((window_index + 1) * window - now))
-    return RateDecision(allowed=count <= limit, retry_after=retry_after)
+        return 1
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window + 1)
+        return 1
+
+
+def hit(bucket: str, limit: int | None = None, window: int | None = None) -> RateDecision:
+    """Count one request against ``bucket``; allowed while the count is within ``limit``.
+
+    ``limit`` and ``window`` default to RATE_LIMIT_REQUESTS and RATE_LIMIT_WINDOW.
+    """
+    limit = int(listen_settings.RATE_LIMIT_REQUESTS if limit is None else limit)
+    window = int(listen_settings.RATE_LIMIT_WINDOW if window is None else window)
+    key, retry_after = _window(bucket, window)
+    return RateDecision(allowed=_count(key, window) <= limit, retry_after=retry_after)
+
+
+def peek(bucket: str, limit: int, window: int) -> RateDecision:
+    """Whether one more event fits in ``bucket``'s window, without counting it."""
+    key, retry_after = _window(bucket, window)
+    return RateDecision(allowed=int(cache.get(key, 0)) < limit, retry_after=retry_after)
 
 
 def enforce(bucket: str, what: str) -> None:
     """Count a request against ``bucket``; ApiError 429 with Retry-After when over."""
     decision = hit(bucket)
     if not decision.allowed:
-        raise ApiError(
-            Errors.RATE_LIMITED,
-            f"Too many {what}; retry in {decision.retry_after} s.",
-            {"Retry-After": str(decision.retry_after)},
-        )
+        raise _too_many(what, decision)
+
+
+def _too_many(what: str, decision: RateDecision) -> ApiError:
+    return ApiError(
+        Errors.RATE_LIMITED,
+        f"Too many {what}; retry in {decision.retry_after} s.",
+        {"Retry-After": str(decision.retry_after)},
+    )
+
+
+# --- failed bearer credentials per client address ---------------------------------------
+
+
+def client_bucket(request: HttpRequest) -> str:
+    """The bucket of the request's client address: an IPv4 address or an IPv6 /64.
+
+    REMOTE_ADDR only, as in the audit: behind a reverse proxy the server must put
+    the client's address there (daphne --proxy-headers), or every client shares
+    the proxy's bucket.
+    """
+    raw = request.META.get("REMOTE_ADDR") or ""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return "authfail:unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
+            return f"authfail:{address.ipv4_mapped}"
+        network = ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False)
+        return f"authfail:{network.network_address}/{IPV6_PREFIX}"
+    return f"authfail:{address}"
+
+
+def _failure_limit() -> tuple[int, int]:
+    return int(listen_settings.FAILED_AUTH_LIMIT), int(listen_settings.FAILED_AUTH_WINDOW)
+
+
+def refuse_blocked_client(request: HttpRequest) -> None:
+    """ApiError 429 when the client's address used up its failed credentials."""
+    limit, window = _failure_limit()
+    decision = peek(client_bucket(request), limit, window)
+    if not decision.allowed:
+        raise _too_many("failed credentials from this address", decision)
+
+
+def count_failed_credential(request: HttpRequest) -> None:
+    """Count a refused bearer credential against the client's address."""
+    limit, window = _failure_limit()
+    hit(client_bucket(request), limit, window)

@@ -38,3 +38,10 @@ def test_unknown_attribute_is_an_attribute_error(settings: Any) -> None:
 def test_api_url_can_be_explicit(settings: Any) -> None:
     settings.ANYREACH_LISTEN = {"LIVEKIT_URL": "ws://a:7880", "LIVEKIT_API_URL": "http://b:7880"}
     assert listen_settings.livekit_api_url == "http://b:7880"
+
+
+def test_the_failed_credential_limit_has_documented_defaults(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {}
+    assert (listen_settings.FAILED_AUTH_LIMIT, listen_settings.FAILED_AUTH_WINDOW) == (30, 300)
+    settings.ANYREACH_LISTEN = {"FAILED_AUTH_LIMIT": 5, "FAILED_AUTH_WINDOW": 60}
+    assert (listen_settings.FAILED_AUTH_LIMIT, listen_settings.FAILED_AUTH_WINDOW) == (5, 60)

@@ -1,5 +1,7 @@
 """The fixed-window rate limit (``ratelimit.py``): counting per window, Retry-After,
-separate buckets, and ``enforce``'s 429. The clock is the module's own ``time``."""
+separate buckets, ``enforce``'s 429, and the failed-credential limit per client
+address (through the API: test_access_api_throttle.py). The clock is the module's
+own ``time``."""
 
 from __future__ import annotations
 
@@ -7,10 +9,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.test import RequestFactory
 
 from anyreach_listen import ratelimit
 from anyreach_listen.errors import ApiError, Errors
-from anyreach_listen.ratelimit import RateDecision, enforce, hit
+from anyreach_listen.ratelimit import (
+    RateDecision,
+    client_bucket,
+    count_failed_credential,
+    enforce,
+    hit,
+    peek,
+    refuse_blocked_client,
+)
 from tests.support.world import TEST_LISTEN_SETTINGS
 
 WINDOW = 60
@@ -129,3 +140,67 @@ def test_enforce_counts_and_raises_a_429_with_retry_after(clock: Clock) -> None:
     response = error.as_response()
     assert response.status_code == 429 and response["Retry-After"] == "15"
     enforce("ak:2", "requests for this credential")  # another bucket is untouched
+
+
+def test_an_explicit_limit_and_window_override_the_settings(clock: Clock) -> None:
+    clock.now = START + 10
+    assert [hit("x:1", limit=1, window=30).allowed for _ in range(2)] == [True, False]
+    assert hit("x:1", limit=1, window=30).retry_after == 20
+    assert hit("x:2").allowed is True  # the default limit of 3 for another bucket
+
+
+def test_peek_reads_without_counting(clock: Clock) -> None:
+    assert peek("x:1", 2, WINDOW) == RateDecision(allowed=True, retry_after=50)
+    assert peek("x:1", 2, WINDOW).allowed is True  # peeking twice counted nothing
+    hit("x:1", 2, WINDOW)
+    assert peek("x:1", 2, WINDOW).allowed is True
+    hit("x:1", 2, WINDOW)
+    assert peek("x:1", 2, WINDOW) == RateDecision(allowed=False, retry_after=50)
+    clock.now = START + WINDOW
+    assert peek("x:1", 2, WINDOW).allowed is True
+
+
+def _request(address: str | None) -> Any:
+    request = RequestFactory().get("/")
+    if address is None:
+        del request.META["REMOTE_ADDR"]
+    else:
+        request.META["REMOTE_ADDR"] = address
+    return request
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("198.51.100.4", "authfail:198.51.100.4"),
+        ("::ffff:198.51.100.4", "authfail:198.51.100.4"),  # a dual-stack socket's IPv4 client
+        ("2001:db8:1:2:3:4:5:6", "authfail:2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::9", "authfail:2001:db8:1:2::/64"),
+        ("::1", "authfail:::/64"),
+        ("", "authfail:unknown"),
+        ("not-an-address", "authfail:unknown"),
+        (None, "authfail:unknown"),
+    ],
+)
+def test_client_bucket_is_an_ipv4_address_or_an_ipv6_64(address: str | None, bucket: str) -> None:
+    assert client_bucket(_request(address)) == bucket
+
+
+def test_failed_credentials_block_the_address_after_the_limit(clock: Clock, settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {
+        **TEST_LISTEN_SETTINGS,
+        "FAILED_AUTH_LIMIT": 2,
+        "FAILED_AUTH_WINDOW": WINDOW,
+    }
+    attacker, neighbour = _request("198.51.100.4"), _request("198.51.100.5")
+    for _ in range(2):
+        refuse_blocked_client(attacker)  # checking alone never blocks
+        count_failed_credential(attacker)
+    with pytest.raises(ApiError) as refused:
+        refuse_blocked_client(attacker)
+    assert refused.value.kind is Errors.RATE_LIMITED
+    assert refused.value.headers == {"Retry-After": "50"}
+    assert refused.value.message == "Too many failed credentials from this address; retry in 50 s."
+    refuse_blocked_client(neighbour)
+    # The per-credential limit is another bucket: requests of a key are still allowed.
+    assert hit("ak:1").allowed is True
