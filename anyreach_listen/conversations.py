@@ -244,13 +244,28 @@ def room_started(conversation: Conversation, *, at: dt.datetime, room_sid: str =
 def agent_presence(
     conversation: Conversation, *, identity: str, joined: bool, at: dt.datetime
 ) -> str:
-    """The AI agent joined or left the room (the status is kept). Returns the event name."""
+    """The AI agent joined or left the room (the status is kept).
+
+    Returns the event name, or ``"unchanged"`` for a copy of a change already
+    recorded or older than it (a webhook retry or duplicate): idempotent.
+    """
     row = _locked(conversation)
     event = "agent_joined" if joined else "agent_left"
+    field = "joined_at" if joined else "left_at"
     agent = dict(row.metadata.get("agent") or {})
+    recorded = _parse_time(agent.get(field)) if agent.get("identity") == identity else None
+    if recorded is not None and at <= recorded:
+        return "unchanged"
     agent["identity"] = identity
-    agent["joined_at" if joined else "left_at"] = at.isoformat()
+    agent[field] = at.isoformat()
     row.metadata = {**row.metadata, "agent": agent}
     row.save(update_fields=["metadata", "updated_at"])
     publish_conversation(row, event)
     return event
+
+
+def _parse_time(value: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -16,9 +16,14 @@ name and fill the listen audit:
 A room without a conversation is registered when its metadata (or the
 ``AUTO_REGISTER`` setting) says whose it is (``auto_registration.py``), else
 acknowledged and ignored. Conversation changes go through ``conversations.py``.
-Every handler is
-idempotent (state guards), and deliveries already handled are recognized by
-their event id, so LiveKit's retries and duplicates change nothing.
+
+One event is applied in one transaction: a failure on our side (the database
+unavailable for a moment) changes nothing, publishes nothing and is answered
+``internal_error`` (500), so LiveKit delivers it again. Every handler is
+idempotent on its own (state guards under row locks), so the retry, a
+duplicate or a late copy of an event applies it at most once; the event ids
+remembered in the cache only spare the work. A revoked listener that joins is
+removed from its room after the commit, so no row lock waits on LiveKit.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import logging
 import uuid
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from google.protobuf.json_format import ParseError
@@ -73,7 +78,17 @@ def livekit_webhook(request: HttpRequest) -> JsonResponse:
             type(exc).__name__,
         )
         raise ApiError(Errors.INVALID_SIGNATURE) from None
-    outcome = handle_event(event)
+    try:
+        outcome = handle_event(event)
+    except DatabaseError as exc:
+        # Nothing was applied (one transaction per event): a 5xx makes LiveKit retry.
+        logger.warning(
+            "LiveKit webhook %s (%s) not applied, answered 500 for a retry: %s",
+            event.event,
+            event.id,
+            type(exc).__name__,
+        )
+        raise ApiError(Errors.INTERNAL_ERROR) from None
     return JsonResponse({"ok": True, "outcome": outcome})
 
 
@@ -85,34 +100,58 @@ def _event_time(event: WebhookEvent) -> dt.datetime:
 
 def handle_event(event: WebhookEvent) -> str:
     """Apply one event; returns what was done (for the response and the tests)."""
-    if event.id and cache.get(_seen_key(event.id)):
+    if event.id and _seen(event.id):
         return "duplicate"
     room_name = event.room.name if event.HasField("room") else ""
+    removals: list[tuple[str, str]] = []
+    with transaction.atomic():
+        outcome = _apply(event, room_name, removals)
+    if removals:
+        # After the commit: no lock is held while LiveKit answers.
+        run_sync(remove_listeners(removals))
+    if event.id:
+        _remember(event.id)
+    logger.info("LiveKit webhook %s room=%s: %s", event.event, room_name, outcome)
+    return outcome
+
+
+def _apply(event: WebhookEvent, room_name: str, removals: list[tuple[str, str]]) -> str:
     conversation = _conversation_of(room_name) if room_name else None
     registered = False
     if conversation is None and event.event in ("room_started", "participant_joined"):
         conversation = auto_registration.register_room(event.room, at=_event_time(event))
         registered = conversation is not None
     if conversation is None:
-        outcome = "ignored"
-    elif event.event == "room_started":
+        return "ignored"
+    if event.event == "room_started":
         started = conversations.room_started(
             conversation, at=_event_time(event), room_sid=event.room.sid
         )
-        outcome = "registered" if registered else "room_started" if started else "unchanged"
-    elif event.event == "room_finished":
+        return "registered" if registered else "room_started" if started else "unchanged"
+    if event.event == "room_finished":
         finished = conversations.finish(
             conversation, at=_event_time(event), by="room_finished", room_closed=True
         )
-        outcome = "room_finished" if finished else "unchanged"
-    elif event.event in ("participant_joined", "participant_left"):
-        outcome = _participant(conversation, event)
-    else:
-        outcome = "ignored"
-    if event.id:
-        cache.set(_seen_key(event.id), True, SEEN_TTL)
-    logger.info("LiveKit webhook %s room=%s: %s", event.event, room_name, outcome)
-    return outcome
+        return "room_finished" if finished else "unchanged"
+    if event.event in ("participant_joined", "participant_left"):
+        return _participant(conversation, event, removals)
+    return "ignored"
+
+
+def _seen(event_id: str) -> bool:
+    # Best effort: the handlers are idempotent, so a cache outage must not fail deliveries.
+    try:
+        return bool(cache.get(_seen_key(event_id)))
+    except Exception as exc:
+        logger.warning("Webhook id cache unavailable: %s", type(exc).__name__)
+        return False
+
+
+def _remember(event_id: str) -> None:
+    try:
+        cache.set(_seen_key(event_id), True, SEEN_TTL)
+    except Exception as exc:
+        logger.warning("Webhook id cache unavailable: %s", type(exc).__name__)
 
 
 def _conversation_of(room_name: str) -> Conversation | None:
@@ -121,10 +160,12 @@ def _conversation_of(room_name: str) -> Conversation | None:
     return rooms.active().first() or rooms.order_by("-created_at").first()
 
 
-def _participant(conversation: Conversation, event: WebhookEvent) -> str:
+def _participant(
+    conversation: Conversation, event: WebhookEvent, removals: list[tuple[str, str]]
+) -> str:
     identity = event.participant.identity
     if identity.startswith(LISTENER_IDENTITY_PREFIX):
-        return _listener(conversation.pk, identity, event)
+        return _listener(conversation.pk, identity, event, removals)
     if event.participant.kind == ParticipantInfo.Kind.AGENT:
         return conversations.agent_presence(
             conversation,
@@ -135,43 +176,38 @@ def _participant(conversation: Conversation, event: WebhookEvent) -> str:
     return "ignored"
 
 
-def _listener(conversation_id: uuid.UUID, identity: str, event: WebhookEvent) -> str:
+def _listener(
+    conversation_id: uuid.UUID, identity: str, event: WebhookEvent, removals: list[tuple[str, str]]
+) -> str:
     at = _event_time(event)
-    remove = False
-    with transaction.atomic():
-        session = (
-            ListenSession.objects.select_for_update(of=("self",))
-            .select_related("conversation")
-            .filter(listener_identity=identity, conversation_id=conversation_id)
-            .first()
-        )
-        if session is None:
-            return "unknown_listener"
-        if event.event == "participant_joined":
-            if session.revoked_at is not None:
-                # Revoked while its token was still unredeemed: take it out again.
-                remove = True
-                outcome = "listener_revoked"
-            elif session.joined_at is None:
-                session.joined_at = at
-                session.save(update_fields=["joined_at"])
-                publish_listener(session, "joined")
-                outcome = "listener_joined"
-            elif session.left_at is not None and at > session.left_at:
-                session.left_at = None  # rejoined with the same token
-                session.save(update_fields=["left_at"])
-                publish_listener(session, "joined")
-                outcome = "listener_joined"
-            else:
-                outcome = "unchanged"
-        else:
-            if session.left_at is None or at > session.left_at:
-                session.left_at = at
-                session.save(update_fields=["left_at"])
-                publish_listener(session, "left")
-                outcome = "listener_left"
-            else:
-                outcome = "unchanged"
-    if remove and session.conversation.livekit_room:
-        run_sync(remove_listeners([(session.conversation.livekit_room, identity)]))
-    return outcome
+    session = (
+        ListenSession.objects.select_for_update(of=("self",))
+        .select_related("conversation")
+        .filter(listener_identity=identity, conversation_id=conversation_id)
+        .first()
+    )
+    if session is None:
+        return "unknown_listener"
+    if event.event == "participant_joined":
+        if session.revoked_at is not None:
+            # Revoked while its token was still unredeemed: take it out again (after commit).
+            if session.conversation.livekit_room:
+                removals.append((session.conversation.livekit_room, identity))
+            return "listener_revoked"
+        if session.joined_at is None:
+            session.joined_at = at
+            session.save(update_fields=["joined_at"])
+            publish_listener(session, "joined")
+            return "listener_joined"
+        if session.left_at is not None and at > session.left_at:
+            session.left_at = None  # rejoined with the same token
+            session.save(update_fields=["left_at"])
+            publish_listener(session, "joined")
+            return "listener_joined"
+        return "unchanged"
+    if session.left_at is None or at > session.left_at:
+        session.left_at = at
+        session.save(update_fields=["left_at"])
+        publish_listener(session, "left")
+        return "listener_left"
+    return "unchanged"

@@ -1,18 +1,28 @@
-"""LiveKit webhooks: signature checks, state changes, idempotency (signed bodies, no server)."""
+"""LiveKit webhooks: signatures, state changes, idempotency, failed deliveries (no server)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import OperationalError
 from django.test import Client
 from livekit import api
 
 from anyreach_listen import conversations, models, webhooks
 from anyreach_listen.conf import listen_settings
+from anyreach_listen.errors import Errors
+from anyreach_listen.events import organization_group
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
 from tests.support.livekit import deliver_webhook, sign_webhook
@@ -221,3 +231,160 @@ def test_revoked_listener_that_joins_is_removed(
     assert removed == [(room, session.listener_identity)]
     session.refresh_from_db()
     assert session.joined_at is None
+
+
+# --- a delivery that fails on our side: 500, nothing applied, the retry applies it once ----
+
+
+class FailOnce:
+    """Stands in for ``real``: the first call raises OperationalError, later ones pass through."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise OperationalError("could not connect to server")  # the database went away
+        return self.real(*args, **kwargs)
+
+
+def _channel_events(organization_id: uuid.UUID) -> Callable[[], list[str]]:
+    """What the real channel layer delivers to the organization's group (drained per call)."""
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(organization_group(organization_id), channel)
+
+    async def drain() -> list[str]:
+        received: list[str] = []
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=0.2)
+            except TimeoutError:
+                return received
+            received.append(f"{message['type']}:{message['event']}")
+
+    return lambda: async_to_sync(drain)()
+
+
+def _state() -> list[dict[str, Any]]:
+    """Every conversation and listen session as stored (to see that a failure changed nothing)."""
+    rows: list[dict[str, Any]] = [
+        *map(dict, Conversation.objects.values()),
+        *map(dict, ListenSession.objects.values()),
+    ]
+    return sorted(rows, key=lambda row: str(row["id"]))
+
+
+def _joined_listener(world: World) -> ListenSession:
+    session = _listener(world)
+    ListenSession.objects.filter(pk=session.pk).update(joined_at=session.minted_at)
+    return session
+
+
+def _case_room_finished(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    session = _joined_listener(world)
+    # Fails after the call was marked finished and the session's left_at written.
+    monkeypatch.setattr(conversations, "publish_listener", FailOnce(conversations.publish_listener))
+    body = event("room_finished", session.conversation.livekit_room or "")
+    return body, ["conversation.updated:room_finished", "listener.updated:left"]
+
+
+def _case_registration(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    # The room registers its call, then moving it fails: the registration must not stay.
+    monkeypatch.setattr(conversations, "room_started", FailOnce(conversations.room_started))
+    spec = json.dumps({"anyreach": {"organization_id": str(world.org.pk)}})
+    body = event("room_started", "call-registered", room_metadata=spec)
+    return body, ["conversation.updated:room_registered", "conversation.updated:room_started"]
+
+
+def _case_listener_left(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    session = _joined_listener(world)
+    monkeypatch.setattr(webhooks, "publish_listener", FailOnce(webhooks.publish_listener))
+    room = session.conversation.livekit_room or ""
+    return event("participant_left", room, identity=session.listener_identity), [
+        "listener.updated:left"
+    ]
+
+
+def _case_agent_joined(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    room = world.conversations[ConversationStatus.IN_PROGRESS].livekit_room or ""
+    monkeypatch.setattr(
+        conversations, "publish_conversation", FailOnce(conversations.publish_conversation)
+    )
+    agent = api.ParticipantInfo.Kind.AGENT
+    return event("participant_joined", room, identity="agent-1", kind=agent), [
+        "conversation.updated:agent_joined"
+    ]
+
+
+@pytest.mark.parametrize(
+    "case", [_case_room_finished, _case_registration, _case_listener_left, _case_agent_joined]
+)
+def test_a_delivery_failing_on_our_side_is_a_500_and_its_retry_applies_it_once(
+    transactional_db: None,
+    world: World,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    case: Callable[[World, pytest.MonkeyPatch], tuple[str, list[str]]],
+) -> None:
+    events = _channel_events(world.org.pk)
+    body, expected = case(world, monkeypatch)
+    before = _state()
+
+    with caplog.at_level(logging.WARNING, logger="anyreach_listen.webhooks"):
+        failed = post(client, body)
+    assert failed.status_code == 500  # LiveKit retries 5xx answers
+    assert failed.json() == {
+        "error": {"code": "internal_error", "message": Errors.INTERNAL_ERROR.message}
+    }
+    assert "OperationalError" in caplog.text and "Traceback" not in failed.content.decode()
+    assert _state() == before, "a failed delivery must change nothing"
+    assert events() == [], "and publish nothing"
+
+    retried = post(client, body)  # LiveKit's retry: the very same signed body
+    assert retried.status_code == 200
+    assert retried.json()["outcome"] not in ("duplicate", "unchanged", "ignored")
+    applied = _state()
+    assert applied != before
+    assert events() == expected
+
+    # Once more, with the remembered ids gone (another worker, a cache flush): no change.
+    cache.clear()
+    assert post(client, body).json()["outcome"] == "unchanged"
+    assert _state() == applied
+    assert events() == []
+
+
+def test_a_cache_outage_does_not_fail_deliveries(
+    world: World, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("cache unreachable")
+
+    monkeypatch.setattr(webhooks.cache, "get", down)
+    monkeypatch.setattr(webhooks.cache, "set", down)
+    conversation = world.conversations[ConversationStatus.IN_PROGRESS]
+    body = event("room_finished", conversation.livekit_room or "")
+    assert post(client, body).json()["outcome"] == "room_finished"
+    assert post(client, body).json()["outcome"] == "unchanged"  # the state guard still holds
+
+
+def test_a_stale_copy_of_an_agent_event_changes_nothing(
+    world: World, client: Client, published: list[tuple[str, str]]
+) -> None:
+    conversation = world.conversations[ConversationStatus.IN_PROGRESS]
+    room = conversation.livekit_room or ""
+    agent = api.ParticipantInfo.Kind.AGENT
+    now = int(time.time())
+    joined = event("participant_joined", room, identity="agent-1", kind=agent, created_at=now)
+    older = event("participant_joined", room, identity="agent-1", kind=agent, created_at=now - 9)
+    assert post(client, joined).json()["outcome"] == "agent_joined"
+    assert post(client, older).json()["outcome"] == "unchanged"
+    conversation.refresh_from_db()
+    assert conversation.metadata["agent"]["joined_at"].startswith(
+        dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()[:19]
+    )
+    assert published == [("conversation", "agent_joined")]
