@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -205,6 +206,32 @@ class CredentialAdmin(admin.ModelAdmin):
     readonly_fields = ["display_prefix", "created_at", "last_used_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "lookup_id"]
+    # Whose credential it is (an organization or a person): fixed once created, so
+    # a key or token never moves to someone its issuer did not mean.
+    owner_field = ""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fixed = [self.owner_field] if obj is not None else []
+        return [*fixed, *super().get_readonly_fields(request, obj)]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            self._refuse_owner_change(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _refuse_owner_change(self, request: HttpRequest, object_id: str) -> None:
+        """A read-only field is left out of the form, so a value POSTed for it would be
+        dropped without a word; a POST that tries to move the credential is refused."""
+        posted = request.POST.get(self.owner_field)
+        obj = self.get_object(request, unquote(object_id)) if posted is not None else None
+        if obj is not None and posted != str(getattr(obj, f"{self.owner_field}_id")):
+            raise PermissionDenied(f"The {self.owner_field} of a credential cannot change.")
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
@@ -246,6 +273,7 @@ class ApiKeyAdmin(CredentialAdmin):
         "revoked_at",
     ]
     list_filter = ["organization", "revoked_at"]
+    owner_field = "organization"
     fields = [
         "organization",
         "name",
@@ -275,7 +303,31 @@ class PersonalAccessTokenAdmin(CredentialAdmin):
         "revoked_at",
         *CredentialAdmin.readonly_fields,
     ]
+    owner_field = "user"
     autocomplete_fields = ["user"]
+
+    def may_issue_for_others(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("anyreach_listen.issue_pat_for_others")
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
+        return list(self.autocomplete_fields) if self.may_issue_for_others(request) else []
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"user": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def formfield_for_foreignkey(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> forms.ModelChoiceField | None:
+        if db_field.name == "user" and not self.may_issue_for_others(request):
+            # Themselves as the only choice: the form refuses anyone else.
+            users = db_field.remote_field.model._default_manager
+            kwargs["queryset"] = users.filter(pk=request.user.pk)
+            kwargs["empty_label"] = None
+            kwargs["help_text"] = (
+                "You can issue tokens only for yourself: tokens for other users need the "
+                "permission “Can issue personal access tokens for other users”."
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(ListenSession)

@@ -180,3 +180,114 @@ def test_admin_edits_go_through_the_conversations_service(
     assert admin_client.post(url, _conversation_form(ringing, status="canceled")).status_code == 302
     ringing.refresh_from_db()
     assert ringing.status == "canceled" and ringing.ended_at is not None
+
+
+# --- staff rights over credentials ---------------------------------------------------------
+
+PAT_ADD = "/admin/anyreach_listen/personalaccesstoken/add/"
+
+
+def _staff(client: Client, *codenames: str) -> User:
+    """A signed-in staff user with exactly these anyreach_listen permissions."""
+    from django.contrib.auth.models import Permission
+
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    ours = Permission.objects.filter(content_type__app_label="anyreach_listen")
+    staff.user_permissions.add(*ours.filter(codename__in=codenames))
+    assert staff.user_permissions.count() == len(codenames)
+    client.login(username="staff", password="pw")
+    return staff
+
+
+def _user_choices(page: str) -> list[str]:
+    select = re.search(r'<select name="user"[^>]*>(.*?)</select>', page, re.S)
+    assert select is not None, page
+    return re.findall(r'<option value="([^"]*)"', select.group(1))
+
+
+def test_staff_without_the_permission_issue_pats_only_for_themselves(
+    client: Client, world: World
+) -> None:
+    staff = _staff(client, "add_personalaccesstoken", "view_personalaccesstoken")
+    page = client.get(PAT_ADD).content.decode()
+    # One choice, selected: themselves (no empty choice, no search over every user).
+    assert _user_choices(page) == [str(staff.pk)]
+    assert re.search(rf'<option value="{staff.pk}" selected>', page)
+    assert "data-ajax--url" not in page
+
+    other = world.users["qa"]
+    refused = client.post(PAT_ADD, {"user": other.pk, "name": "for-qa", "scopes": "[]"})
+    assert refused.status_code == 200  # the form again, with the error
+    assert "Select a valid choice" in refused.content.decode()
+    assert not PersonalAccessToken.objects.filter(name="for-qa").exists()
+
+    mine = client.post(PAT_ADD, {"user": staff.pk, "name": "mine", "scopes": "[]"})
+    secret = re.search(r'value="(pat_[^"]+)"', mine.content.decode())
+    assert secret is not None
+    pat = authenticate(secret.group(1))
+    assert isinstance(pat, PersonalAccessToken) and pat.user == staff and pat.created_by == staff
+
+
+def test_the_permission_lets_staff_issue_pats_for_others(client: Client, world: World) -> None:
+    staff = _staff(
+        client, "add_personalaccesstoken", "view_personalaccesstoken", "issue_pat_for_others"
+    )
+    page = client.get(PAT_ADD).content.decode()
+    assert "data-ajax--url" in page  # the usual search over users
+    assert re.search(rf'<option value="{staff.pk}" selected>', page)  # still the default
+    other = world.users["qa"]
+    response = client.post(PAT_ADD, {"user": other.pk, "name": "for-qa", "scopes": "[]"})
+    assert response.status_code == 200 and "pat_" in response.content.decode()
+    pat = PersonalAccessToken.objects.get(name="for-qa")
+    assert pat.user == other and pat.created_by == staff
+
+
+def test_superusers_issue_pats_for_anyone(admin_client: Client, world: World) -> None:
+    page = admin_client.get(PAT_ADD).content.decode()
+    assert "data-ajax--url" in page
+    admin_client.post(PAT_ADD, {"user": world.users["viewer"].pk, "name": "v", "scopes": "[]"})
+    assert PersonalAccessToken.objects.get(name="v").user == world.users["viewer"]
+
+
+def _change_form(client: Client, url: str, **fields: Any) -> Any:
+    return client.post(url, {"scopes": "[]", "expires_at": "", "revoked_at": "", **fields})
+
+
+def test_a_pat_cannot_move_to_another_user(admin_client: Client, world: World) -> None:
+    pat = PersonalAccessToken.objects.get(user=world.users["qa"], name="all")
+    url = f"/admin/anyreach_listen/personalaccesstoken/{pat.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert 'name="user"' not in page and "qa" in page  # shown, not editable
+
+    moved = _change_form(admin_client, url, name="renamed", user=world.users["admin"].pk)
+    assert moved.status_code == 403
+    pat.refresh_from_db()
+    assert pat.user == world.users["qa"] and pat.name == "all"
+
+    # The same owner posted back, or none at all, is an ordinary edit.
+    assert _change_form(admin_client, url, name="kept", user=pat.user_id).status_code == 302
+    assert _change_form(admin_client, url, name="renamed").status_code == 302
+    pat.refresh_from_db()
+    assert pat.user == world.users["qa"] and pat.name == "renamed"
+
+
+def test_an_api_key_cannot_move_to_another_organization(admin_client: Client, world: World) -> None:
+    key = ApiKey.objects.get(organization=world.org, name="rs")
+    url = f"/admin/anyreach_listen/apikey/{key.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert 'name="organization"' not in page and "Acme" in page
+
+    moved = _change_form(admin_client, url, name="renamed", organization=world.other_org.pk)
+    assert moved.status_code == 403
+    key.refresh_from_db()
+    assert key.organization == world.org and key.name == "rs"
+
+    assert _change_form(admin_client, url, name="renamed").status_code == 302
+    key.refresh_from_db()
+    assert key.organization == world.org and key.name == "renamed"
+
+
+def test_the_owner_is_chosen_on_creation(admin_client: Client, world: World) -> None:
+    for model, field in [("apikey", "organization"), ("personalaccesstoken", "user")]:
+        page = admin_client.get(f"/admin/anyreach_listen/{model}/add/").content.decode()
+        assert f'name="{field}"' in page
