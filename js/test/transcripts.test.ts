@@ -134,6 +134,17 @@ describe("legacy transcription segments", () => {
       ["agent", "user", "user"],
     );
   });
+  test("a user's segment reusing the agent's segment id neither settles nor hides it", () => {
+    const { transcripts, rows } = setup();
+    transcripts.segments(AGENT, [{ id: "SG_A", text: "Your refund", final: false }]);
+    transcripts.segments(CALLER, [{ id: "SG_A", text: "Your refund", final: true }]);
+    transcripts.segments(AGENT, [{ id: "SG_A", text: "Your refund is on its way", final: true }]);
+    assert.deepEqual(rows(), [
+      ["SG_A", "agent", "Your refund", false],
+      ["SG_A", "user", "Your refund", true],
+      ["SG_A", "agent", "Your refund is on its way", true],
+    ]);
+  });
 });
 
 describe("lk.transcription text streams", () => {

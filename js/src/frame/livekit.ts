@@ -3,13 +3,13 @@ import {
   ConnectionError,
   ConnectionErrorReason,
   DisconnectReason,
-  type RemoteParticipant,
   Room,
   RoomEvent,
   setLogLevel,
   Track,
 } from "livekit-client";
 import type { AdapterFactory, ParticipantRef } from "./adapter";
+import { streamSpeaker } from "./speaker";
 
 const TOPIC = "lk.transcription";
 
@@ -46,20 +46,6 @@ export const createLiveKitAdapter: AdapterFactory = (sink) => {
     isAgent: p.isAgent,
   });
 
-  function speakerOf(r: Room, senderIdentity: string, trackSid: string | undefined): ParticipantRef {
-    const sender = r.remoteParticipants.get(senderIdentity);
-    if (trackSid) {
-      let owner: RemoteParticipant | undefined;
-      for (const p of r.remoteParticipants.values()) {
-        if (p.trackPublications.has(trackSid)) owner = p;
-      }
-      if (owner) return ref(owner);
-      // An agent transcribes someone else's track: that is the user's speech.
-      if (!sender?.trackPublications.has(trackSid)) return { identity: "", isAgent: false };
-    }
-    return sender ? ref(sender) : { identity: senderIdentity, isAgent: false };
-  }
-
   function newRoom(): Room {
     const r = new Room({ adaptiveStream: false, dynacast: false, webAudioMix: false });
     r.on(RoomEvent.ConnectionStateChanged, (state) => sink.state(state));
@@ -72,6 +58,8 @@ export const createLiveKitAdapter: AdapterFactory = (sink) => {
     r.on(RoomEvent.TrackUnsubscribed, (track) => {
       for (const el of track.detach()) sink.audioElement(el, false);
     });
+    // LiveKit forwards legacy transcriptions from agents only; the participant is the
+    // one the agent names as transcribed (its own speech, or the user's).
     r.on(RoomEvent.TranscriptionReceived, (segments, participant) => {
       sink.segments(participant ? ref(participant) : { identity: "", isAgent: false }, segments);
     });
@@ -79,12 +67,12 @@ export const createLiveKitAdapter: AdapterFactory = (sink) => {
     r.on(RoomEvent.AudioPlaybackStatusChanged, (playing: boolean) => sink.playback(playing));
     r.registerTextStreamHandler(TOPIC, (reader, info) => {
       const attributes = () => reader.info.attributes || {};
-      sink.textStream({
-        segmentId: attributes()["lk.segment_id"] || reader.info.id,
-        speaker: speakerOf(r, info.identity, attributes()["lk.transcribed_track_id"]),
-        chunks: reader,
-        attributes,
-      });
+      const trackSid = attributes()["lk.transcribed_track_id"];
+      const speaker = streamSpeaker(r.remoteParticipants, info.identity, trackSid);
+      // A participant claiming a track it does not own: never shown, not even as the user's.
+      if (!speaker) return;
+      const segmentId = attributes()["lk.segment_id"] || reader.info.id;
+      sink.textStream({ segmentId, speaker, chunks: reader, attributes });
     });
     return r;
   }

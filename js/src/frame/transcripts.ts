@@ -5,7 +5,8 @@
 // Rules: `text` is the segment's whole text so far; an update that repeats the
 // last text or goes backwards (a prefix of it) is dropped unless it settles the
 // segment; a settled (final) segment is never emitted again; an empty interim
-// segment is not worth showing.
+// segment is not worth showing. Segments are told apart by role too, so a caller
+// reusing the id of the agent's segment can neither settle nor hide it.
 import type { ListenTranscript } from "../../../anyreach_listen/static/anyreach_listen/listen-sdk";
 import type { ParticipantRef, SegmentIn, TranscriptStream } from "./adapter";
 
@@ -26,15 +27,17 @@ export function createTranscripts(
   const seen = new Map<string, { text: string; final: boolean }>();
 
   function offer(id: string, speaker: ParticipantRef, text: string, final: boolean) {
-    const prev = seen.get(id);
+    const role = speaker.isAgent ? "agent" : "user";
+    const key = `${role}:${id}`;
+    const prev = seen.get(key);
     if (prev) {
       if (prev.final) return;
       if (!final && prev.text.startsWith(text)) return;
     } else if (!text && !final) {
       return;
     }
-    seen.set(id, { text, final });
-    emit({ id, role: speaker.isAgent ? "agent" : "user", text, final });
+    seen.set(key, { text, final });
+    emit({ id, role, text, final });
   }
 
   return {
