@@ -1,20 +1,25 @@
 """Settings of the portal project (the Django project; its apps are ``portal`` and ``demo``).
 
 Embedded defaults need nothing: SQLite, the in-memory channel layer and the
-local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880). Production
-overrides come from the environment: DATABASE_URL, REDIS_URL, LIVEKIT_URL,
-LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG, ALLOWED_HOSTS,
-CREDENTIAL_HASH_KEY.
+local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880), DEBUG on.
+Production overrides come from the environment: DATABASE_URL, REDIS_URL,
+LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG,
+ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, and behind a proxy
+SECURE_PROXY_SSL_HEADER. Any production setting turns DEBUG off unless DEBUG=1
+says otherwise; outside DEBUG the secure defaults (HTTPS redirect, HSTS, secure
+cookies) pass ``manage.py check --deploy``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,9 +32,21 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
-# DEBUG defaults on only for the embedded SQLite setup; pointing at a real
-# database (production) turns it off unless DEBUG=1 says otherwise.
-DEBUG = _env_bool("DEBUG", not DATABASE_URL or DATABASE_URL.startswith("sqlite"))
+# Settings only a deployment gives. LIVEKIT_* and a SQLite DATABASE_URL are not
+# among them: `make demo` and the test servers point the embedded setup at their
+# own LiveKit dev server and database file.
+PRODUCTION_SETTINGS = ("SECRET_KEY", "ALLOWED_HOSTS", "REDIS_URL", "CREDENTIAL_HASH_KEY")
+
+
+def _production_setting_given() -> bool:
+    if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+        return True
+    return any(os.environ.get(name) for name in PRODUCTION_SETTINGS)
+
+
+# DEBUG is on when asked for (DEBUG=1) or when nothing says this is a deployment:
+# half a production configuration (a SECRET_KEY alone) must not serve debug pages.
+DEBUG = _env_bool("DEBUG", not _production_setting_given())
 
 
 def _local_dev_secret_key() -> str:
@@ -70,10 +87,12 @@ INSTALLED_APPS = [
     "django_htmx",
     "anyreach_listen",
     "demo",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,7 +100,49 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every page's Content-Security-Policy (the hidden frame sends its own, stricter
+# one, which the middleware leaves alone). Scripts only from this origin or with
+# the page's nonce (csp_nonce; {% listen_assets %} and {% htmx_script %} add it):
+# no inline script or handler runs. 'self' also covers the page's own ws(s)
+# origin, which the event stream (/core/events) connects to; the listen frame
+# is served by this origin too (frame-src).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "frame-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# Sign-in throttling (django-axes, portal/login_throttle.py): failures are counted
+# per account and, separately, per client address, each against its own limit,
+# for AXES_COOLOFF_TIME; reaching either pauses sign-in with the portal's page.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out attempt
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMITS = {
+    "username": int(os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5")),
+    # An address is often shared (one office behind NAT): a higher limit.
+    "ip_address": int(os.environ.get("LOGIN_FAILURES_PER_ADDRESS", "20")),
+}
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "portal.login_throttle.PerParameterLimitHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMITS["username"]
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_CALLABLE = "portal.login_throttle.lockout_response"
+# A success does not wipe the failures: it would also wipe the address's count,
+# letting someone with one account reset it between guesses at others.
+AXES_RESET_ON_SUCCESS = False
 
 ROOT_URLCONF = "config.urls"
 
@@ -95,6 +156,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
                 "portal.context_processors.navigation",
             ],
         },
@@ -175,6 +237,21 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+
+# HTTPS outside DEBUG: plain HTTP is redirected, and browsers remember for a
+# year (HSTS) to never try it again. A deployment that serves plain HTTP on
+# purpose (a loopback benchmark) says SECURE_SSL_REDIRECT=0 and SECURE_HSTS_SECONDS=0.
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS, Django sees plain HTTP; the proxy's header
+# (e.g. SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto) says the browser used HTTPS.
+# Only set it when the proxy always sets or strips that header itself.
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
 
 ANYREACH_LISTEN = {
     "LIVEKIT_URL": os.environ.get("LIVEKIT_URL", "ws://127.0.0.1:7880"),

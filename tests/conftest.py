@@ -15,6 +15,9 @@ def _listen_settings(settings: Any) -> None:
     settings.ANYREACH_LISTEN = dict(TEST_LISTEN_SETTINGS)
     # Fast hashing for test users; production keeps Django's default.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Login throttling (django-axes) needs the request, which Client.login() and a bare
+    # authenticate() do not pass; tests/portal/test_login_throttle.py turns it on.
+    settings.AXES_ENABLED = False
 
 
 @pytest.fixture(autouse=True)
