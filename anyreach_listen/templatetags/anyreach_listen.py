@@ -23,36 +23,47 @@ from ..routing import events_path
 register = template.Library()
 
 
-@register.simple_tag
-def listen_sdk_script() -> str:
+def _nonce_attr(context: template.Context | None) -> str:
+    """`` nonce="…"`` when the page has a CSP nonce (Django's ``csp`` context processor puts
+    ``csp_nonce`` in the context), so the tags work under a nonce-based script-src too."""
+    nonce = context.get("csp_nonce") if context is not None else None
+    return format_html(' nonce="{}"', nonce) if nonce is not None else ""
+
+
+@register.simple_tag(takes_context=True)
+def listen_sdk_script(context: template.Context | None = None) -> str:
     """The SDK's script tag (async: it registers ``window.AnyReach`` when it arrives)."""
     return format_html(
-        '<script src="{}" data-anyreach-sdk async></script>', reverse("anyreach_listen:listen-sdk")
+        '<script src="{}" data-anyreach-sdk async{}></script>',
+        reverse("anyreach_listen:listen-sdk"),
+        _nonce_attr(context),
     )
 
 
-@register.simple_tag
-def listen_events_script() -> str:
+@register.simple_tag(takes_context=True)
+def listen_events_script(context: template.Context | None = None) -> str:
     """The conversation event stream's script: one websocket per page, re-dispatched as
     ``anyreach:conversation`` / ``anyreach:stream-open`` / ``anyreach:stream-closed``
     DOM events. The websocket's path comes from the app's routing."""
     return format_html(
-        '<script src="{}" data-arl-events-url="{}" defer></script>',
+        '<script src="{}" data-arl-events-url="{}" defer{}></script>',
         static("anyreach_listen/events.js"),
         events_path(),
+        _nonce_attr(context),
     )
 
 
-@register.simple_tag
-def listen_assets() -> str:
+@register.simple_tag(takes_context=True)
+def listen_assets(context: template.Context | None = None) -> str:
     """Everything a page with listen panels needs, in ``<head>``, once per page: the SDK,
     the event stream (panels end themselves when their call ends), the panel script and
-    its styles."""
+    its styles. Every script carries the page's CSP nonce when it has one."""
     return format_html(
-        '{}{}<script src="{}" defer></script><link rel="stylesheet" href="{}">',
-        listen_sdk_script(),
-        listen_events_script(),
+        '{}{}<script src="{}" defer{}></script><link rel="stylesheet" href="{}">',
+        listen_sdk_script(context),
+        listen_events_script(context),
         static("anyreach_listen/panel/listen-panel.js"),
+        _nonce_attr(context),
         static("anyreach_listen/panel/listen-panel.css"),
     )
 

@@ -1,0 +1,183 @@
+"""config/settings.py's Content-Security-Policy (SECURE_CSP, Django's CSP middleware) on every page.
+
+Each portal page (and the admin's "Listen live" page, which embeds the same
+panel) is fetched as the role that sees it: the header must forbid inline
+script, allow what the page needs (its scripts, the event stream's websocket,
+the listen frame), and the HTML must hold no script the policy would block.
+The hidden frame keeps its own stricter policy.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tests.support.world import World, login
+
+EXECUTABLE_TYPES = {"", "text/javascript", "module", "application/javascript"}
+
+
+def directives(header: str) -> dict[str, list[str]]:
+    parsed: dict[str, list[str]] = {}
+    for part in header.split(";"):
+        name, *values = part.split()
+        parsed[name] = values
+    return parsed
+
+
+class Markup(HTMLParser):
+    """Every script tag's attributes, and every inline handler or style attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[dict[str, str | None]] = []
+        self.inline_code: list[str] = []
+        self.style_attributes: list[str] = []
+        self._in_script: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.inline_code.append(f"<{tag} {name}={value!r}>")
+            if name == "style":
+                self.style_attributes.append(f"<{tag} style={value!r}>")
+            if name in ("href", "src", "action") and (value or "").startswith("javascript:"):
+                self.inline_code.append(f"<{tag} {name}={value!r}>")
+        if tag == "script":
+            self.scripts.append(attributes)
+            self._in_script = attributes
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = None
+
+    def handle_data(self, data: str) -> None:
+        script = self._in_script
+        if script is not None and data.strip() and (script.get("type") or "") in EXECUTABLE_TYPES:
+            self.inline_code.append(f"<script>{data.strip()[:80]}")
+
+
+def pages(world: World) -> dict[str, tuple[str, str | None]]:
+    """Every page by name: (url, who fetches it)."""
+    live = world.conversations["in_progress"].pk
+    return {
+        "login": ("/accounts/login/", None),
+        "dashboard": ("/", "supervisor"),
+        "conversation": (f"/conversations/{live}/", "supervisor"),
+        "wall": ("/wall/", "supervisor"),
+        "history": ("/history/", "admin"),
+        "organization": (f"/organization/{world.org.pk}/", "admin"),
+        "password change": ("/accounts/password_change/", "viewer"),
+        "admin listen": (f"/admin/anyreach_listen/conversation/{live}/listen/", "root"),
+    }
+
+
+PAGE_NAMES = [
+    "login",
+    "dashboard",
+    "conversation",
+    "wall",
+    "history",
+    "organization",
+    "password change",
+    "admin listen",
+]
+
+
+def fetch(client: Client, world: World, url: str, who: str | None) -> tuple[str, str]:
+    if who == "root":
+        User.objects.create_superuser("root", "root@example.com", "pw")
+        assert client.login(username="root", password="pw")
+    elif who:
+        login(client, who)
+    response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return response["Content-Security-Policy"], response.content.decode()
+
+
+@pytest.mark.parametrize("name", PAGE_NAMES)
+def test_every_page_sends_a_policy_without_inline_script(
+    client: Client, world: World, name: str
+) -> None:
+    url, who = pages(world)[name]
+    header, html = fetch(client, world, url, who)
+    policy = directives(header)
+    script_src = policy["script-src"]
+    assert "'self'" in script_src
+    assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+    assert "'unsafe-inline'" not in policy["style-src"]
+    assert policy["object-src"] == ["'none'"] and policy["base-uri"] == ["'none'"]
+    # The event stream's websocket (same origin) and the listen frame (same origin).
+    assert "'self'" in policy["connect-src"] and "'self'" in policy["frame-src"]
+    assert policy["frame-ancestors"] == ["'none'"]
+
+    markup = Markup()
+    markup.feed(html)
+    assert markup.inline_code == [], url
+    assert markup.scripts, url  # htmx at least: the check below is not vacuous
+    nonces = [v[len("'nonce-") : -1] for v in script_src if v.startswith("'nonce-")]
+    for script in markup.scripts:
+        assert script.get("src"), (url, script)
+        if "nonce" in script:
+            assert nonces == [script["nonce"]], (url, script)
+    if not url.startswith("/admin/"):  # the admin site's own templates are Django's
+        assert markup.style_attributes == [], url
+
+
+def test_the_list_names_every_portal_page(world: World) -> None:
+    from portal.urls import urlpatterns
+
+    html_pages = {p.name for p in urlpatterns} - {
+        "wall-tile",
+        "create-api-key",
+        "revoke-api-key",
+        "change-role",
+        "remove-member",
+        "organizations",
+    }
+    assert html_pages == {"dashboard", "conversation", "wall", "history", "organization"}
+    assert set(pages(world)) == set(PAGE_NAMES)
+
+
+def test_pages_with_listen_assets_nonce_their_scripts(client: Client, world: World) -> None:
+    header, html = fetch(client, world, "/wall/", "supervisor")
+    [nonce] = [v for v in directives(header)["script-src"] if v.startswith("'nonce-")]
+    markup = Markup()
+    markup.feed(html)
+    sources = {s["src"]: s.get("nonce") for s in markup.scripts}
+    for src in ("/public/listen-sdk", "/static/anyreach_listen/events.js"):
+        assert sources[src] == nonce[len("'nonce-") : -1]
+
+
+def test_nonces_differ_between_responses(client: Client, world: World) -> None:
+    login(client, "supervisor")
+    first = directives(client.get("/wall/")["Content-Security-Policy"])["script-src"]
+    second = directives(client.get("/wall/")["Content-Security-Policy"])["script-src"]
+    assert first != second
+
+
+def test_the_lockout_page_sends_the_policy(world: World, settings: Any) -> None:
+    settings.AXES_ENABLED = True
+    client = Client(REMOTE_ADDR="198.51.100.20")
+    for _ in range(settings.LOGIN_FAILURE_LIMITS["username"]):
+        response = client.post("/accounts/login/", {"username": "qa", "password": "wrong"})
+    assert response.status_code == 429
+    script_src = directives(response["Content-Security-Policy"])["script-src"]
+    assert "'unsafe-inline'" not in script_src
+    markup = Markup()
+    markup.feed(response.content.decode())
+    assert markup.inline_code == [] and markup.style_attributes == []
+
+
+def test_the_frame_keeps_its_own_stricter_policy(client: Client, db: None) -> None:
+    response = client.get("/public/listen")
+    assert response.status_code == 200
+    policy = directives(response["Content-Security-Policy"])
+    assert policy["default-src"] == ["'none'"]
+    assert policy["script-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["*"]  # EMBED_ORIGINS, not the portal's 'none'
