@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -100,3 +101,74 @@ def daphne_server(port: int, env: dict[str, str], log_path: Path | None = None) 
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(f"{base}/core/openapi.json"), timeout=30, what="daphne")
         yield base
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A process as /proc shows it; ``start`` (clock ticks after boot) tells a reused pid apart."""
+
+    pid: int
+    ppid: int
+    start: int
+    argv: str
+
+
+def process_info(pid: int) -> ProcessInfo | None:
+    """The process ``pid``, or None when it is gone (or only a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may hold spaces and parentheses: the fields follow the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return ProcessInfo(pid, int(fields[1]), int(fields[19]), argv.strip())
+
+
+def descendants(root: int) -> list[ProcessInfo]:
+    """Every live process below ``root`` (children, their children, ...)."""
+    procs = [
+        p for d in Path("/proc").iterdir() if d.name.isdigit() if (p := process_info(int(d.name)))
+    ]
+    children: dict[int, list[ProcessInfo]] = {}
+    for proc in procs:
+        children.setdefault(proc.ppid, []).append(proc)
+    found: list[ProcessInfo] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.pid)
+    return found
+
+
+def still_running(proc: ProcessInfo) -> bool:
+    now = process_info(proc.pid)
+    return now is not None and now.start == proc.start
+
+
+def tcp_port_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port`` and a server could bind it again."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
