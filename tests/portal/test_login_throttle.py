@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.test import Client
+from django.test import AsyncClient, Client
 
 from tests.support.world import World, password_of
 
@@ -94,3 +94,17 @@ def test_the_admin_login_counts_and_is_refused_too(world: World) -> None:
     attempt = Attempt("admin", password_of("admin"), "203.0.113.7")
     assert attempt.status_code == 429 and attempt.user_id is None
     assert "Too many failed sign-ins for this account." in attempt.text
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_lockout_page_under_asgi(world: World) -> None:
+    # daphne runs the middleware chain asynchronously: axes' async path calls the
+    # lockout page with other arguments than the sync one.
+    client = AsyncClient()
+    for _ in range(ACCOUNT_LIMIT):
+        await client.post(LOGIN, {"username": "qa", "password": "wrong"})
+    response = await client.post(LOGIN, {"username": "qa", "password": password_of("qa")})
+    assert response.status_code == 429
+    assert "Too many failed sign-ins for this account." in response.content.decode()
+    assert "Content-Security-Policy" in response
