@@ -4,19 +4,30 @@ Joins the channel-layer group of every organization the user belongs to, and
 the user's own group. Each event carries its payload and the conversation's
 organization and team, so the consumer decides in memory whether its user may
 see it (``UserAccess.sees``): one event to many sockets costs no query each.
-When the user's memberships change, ``access.changed`` on the user's group
-reloads the policy and the organization groups.
+When the user or their memberships change, ``access.changed`` on the user's
+group checks the login session again and reloads the policy: a socket closes
+(4401) when its session was signed out, its password changed or the user was
+deactivated, and (4403) when the user lost a membership, so the page reconnects
+with what it may still see. ``session.ended`` closes the sockets of one signed-out
+session. Listener events (the audit) reach organization admins only.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib import auth
 
 from . import access
-from .events import organization_group, user_group
+from .events import organization_group, session_fingerprint, user_group
+
+SIGNED_OUT = 4401  # the browser stops reconnecting (events.js)
+ACCESS_LOST = 4403  # the browser reconnects, with what it may still see
 
 
 class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -26,7 +37,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
             # Accept first so the browser sees code 4401 (a refused handshake is
             # only 1006) and stops reconnecting.
             await self.accept()
-            await self.close(code=4401)
+            await self.close(code=SIGNED_OUT)
             return
         # Channels joins ``groups`` before connect() and leaves them on disconnect;
         # ours depend on the user, so they are joined here.
@@ -57,13 +68,43 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         """The stream is one-way; anything a browser sends is ignored."""
 
     async def access_changed(self, message: dict[str, Any]) -> None:
+        if not await self._still_signed_in():
+            await self.close(code=SIGNED_OUT)
+            return
+        before = set(self.policy.memberships)
         await self._load_access()
+        if before - set(self.policy.memberships):
+            await self.close(code=ACCESS_LOST)
+
+    async def session_ended(self, message: dict[str, Any]) -> None:
+        key = self._session_key()
+        if key is None or message.get("session") == session_fingerprint(key):
+            await self.close(code=SIGNED_OUT)
+
+    def _session_key(self) -> str | None:
+        session = self.scope.get("session")
+        return getattr(session, "session_key", None) if session is not None else None
+
+    @database_sync_to_async
+    def _still_signed_in(self) -> bool:
+        """The socket's login session, read afresh: still there, same user, password
+        unchanged, user active (Django's own checks, as for a new request)."""
+        key = self._session_key()
+        if key is None:  # authenticated without a login session: the user must still be active
+            model = auth.get_user_model()
+            return model.objects.filter(pk=self.scope["user"].pk, is_active=True).exists()
+        store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        user = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+        return bool(user.is_authenticated and user.pk == self.scope["user"].pk)
 
     async def conversation_updated(self, message: dict[str, Any]) -> None:
         await self._forward("conversation.updated", message)
 
     async def listener_updated(self, message: dict[str, Any]) -> None:
-        await self._forward("listener.updated", message)
+        # Who listens is the audit: organization admins only, not viewers or supervisors.
+        organization_id = access.parse_uuid(message["organization_id"])
+        if organization_id is not None and self.policy.can_manage(organization_id):
+            await self._forward("listener.updated", message)
 
     async def _forward(self, kind: str, message: dict[str, Any]) -> None:
         organization_id = access.parse_uuid(message["organization_id"])

@@ -7,6 +7,7 @@ in ``consumers.py`` forwards it to the browsers of people who may see it.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"
 ACCESS_CHANGED = "access.changed"
+SESSION_ENDED = "session.ended"
 
 
 def organization_group(organization_id: uuid.UUID | str) -> str:
@@ -91,5 +93,18 @@ def user_group(user_id: object) -> str:
 
 
 def publish_access_changed(user_id: object) -> None:
-    """The user's memberships changed: their open sockets reload what they may see."""
+    """The user, their memberships or teams changed: their open sockets check
+    their session again and reload what they may see."""
     _send_on_commit(user_group(user_id), {"type": ACCESS_CHANGED})
+
+
+def session_fingerprint(session_key: str) -> str:
+    """Names a login session on the channel layer without revealing its key."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def publish_session_ended(user_id: object, session_key: str) -> None:
+    """The user signed out of one session: its sockets close (others stay)."""
+    _send_on_commit(
+        user_group(user_id), {"type": SESSION_ENDED, "session": session_fingerprint(session_key)}
+    )

@@ -19,6 +19,7 @@ import aiohttp
 from livekit import api
 
 from .conf import listen_settings
+from .minting import LISTENER_IDENTITY_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ async def remove_participant(room: str, identity: str, client: api.LiveKitAPI) -
     return True
 
 
-async def remove_listeners(targets: Iterable[tuple[str, str]]) -> dict[str, bool]:
-    """Remove each ``(room, identity)``; returns identity -> removed. Errors are logged."""
-    results: dict[str, bool] = {}
+async def remove_listeners(targets: Iterable[tuple[str, str]]) -> dict[str, bool | None]:
+    """Remove each ``(room, identity)``; returns identity -> True (removed), False (not
+    there) or None (the call failed, logged: the caller may retry)."""
+    results: dict[str, bool | None] = {}
     targets = list(targets)
     if not targets:
         return results
@@ -73,8 +75,29 @@ async def remove_listeners(targets: Iterable[tuple[str, str]]) -> dict[str, bool
                 results[identity] = await remove_participant(room, identity, client)
             except Exception:
                 logger.exception("Could not remove listener %s from room %s", identity, room)
-                results[identity] = False
+                results[identity] = None
     return results
+
+
+async def list_listeners(rooms: Iterable[str]) -> dict[str, set[str]]:
+    """The listener identities (``listener-`` prefix) in each room that exists."""
+    found: dict[str, set[str]] = {}
+    async with livekit_api() as client:
+        for room in rooms:
+            try:
+                response = await client.room.list_participants(
+                    api.ListParticipantsRequest(room=room)
+                )
+            except api.TwirpError as exc:
+                if _is_not_found(exc):
+                    continue
+                raise
+            found[room] = {
+                p.identity
+                for p in response.participants
+                if p.identity.startswith(LISTENER_IDENTITY_PREFIX)
+            }
+    return found
 
 
 async def delete_room(room: str, client: api.LiveKitAPI | None = None) -> None:

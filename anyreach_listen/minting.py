@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from django.db import transaction
 from django.http import HttpRequest
 from livekit.api import AccessToken, VideoGrants
 
+from . import entitlement
 from .conf import listen_settings
-from .errors import ApiError, Errors
+from .errors import ApiError, ErrorKind, Errors
 from .models import Conversation, ListenSession, ListenVia
 from .remote_minting import mint_remotely
 
@@ -109,6 +111,24 @@ def request_details(request: HttpRequest | None) -> dict[str, Any]:
     }
 
 
+def _refusal_kind(via: str, refusal: str) -> ErrorKind:
+    """The error an entitlement refusal is reported as, in the caller's own terms."""
+    if via != ListenVia.API:
+        return Errors.LISTEN_NOT_ALLOWED
+    if refusal == entitlement.CREDENTIAL_GONE:
+        return Errors.CREDENTIALS_REVOKED
+    return Errors.INSUFFICIENT_SCOPE
+
+
+def credential_label(audit: dict[str, Any]) -> str:
+    """The credential in words, kept on the audit row even after it is deleted."""
+    for field, kind in (("api_key", "API key"), ("personal_access_token", "PAT")):
+        credential = audit.get(field)
+        if credential is not None:
+            return f"{kind} {credential}"[:300]
+    return ""
+
+
 @dataclass(frozen=True)
 class _Minted:
     url: str
@@ -163,18 +183,25 @@ def grant_listen(
         "conversation": conversation,
         "via": via,
         "expires_at": minted.expires_at,
+        "credential_label": credential_label(audit or {}),
         **(audit or {}),
         **request_details(request),
     }
-    if minted.session_id is None:
-        # A remote answer must never rewrite an existing audit row.
-        session, _ = ListenSession.objects.get_or_create(
-            listener_identity=minted.identity, defaults=row
-        )
-    else:
-        session = ListenSession.objects.create(
-            id=minted.session_id, listener_identity=minted.identity, **row
-        )
+    with transaction.atomic():
+        if minted.session_id is None:
+            # A remote answer must never rewrite an existing audit row.
+            session, _ = ListenSession.objects.get_or_create(
+                listener_identity=minted.identity, defaults=row
+            )
+        else:
+            session = ListenSession.objects.create(
+                id=minted.session_id, listener_identity=minted.identity, **row
+            )
+        # Checked again inside the transaction that writes the audit row, on
+        # locked rows: a revocation that raced the caller's authorization wins.
+        refusal = entitlement.refusal(session)
+        if refusal is not None:
+            raise ApiError(_refusal_kind(via, refusal), refusal)
     return ListenerGrant(
         url=minted.url,
         token=minted.token,

@@ -136,7 +136,9 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         # A team counts only for its own organization's calls: a conversation of
         # another organization wrongly attached to the team grants nothing.
         of_own_team = Q(team_id__in=own_teams, team__organization_id=F("organization_id"))
-        return self.filter(Q(organization_id__in=admin_organizations) | of_own_team).annotate(viewer_role=Subquery(role[:1]), viewer_id=Value(user_id))
+        return self.filter(Q(organization_id__in=admin_organizations) | of_own_team).annotate(
+            viewer_role=Subquery(role[:1]), viewer_id=Value(user_id)
+        )
 
 
 class Conversation(models.Model):
@@ -296,9 +298,7 @@ class PersonalAccessToken(Credential):
         verbose_name = "personal access token"
         ordering = ["-created_at"]
         # Without it, staff with the add permission may issue tokens only for themselves.
-        permissions = [
-            ("issue_pat_for_others", "Can issue personal access tokens for other users")
-        ]
+        permissions = [("issue_pat_for_others", "Can issue personal access tokens for other users")]
 
 
 class ListenVia(models.TextChoices):

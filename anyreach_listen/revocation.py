@@ -1,33 +1,48 @@
 """Taking listeners out of live calls when their access goes away.
 
-A listener token cannot be recalled, and LiveKit keeps a connected participant
-in the room after its token expires, so revoking access means removing the
-participant through LiveKit's RoomService. This happens when:
+A listener token cannot be recalled, and LiveKit refreshes a connected
+participant's token, so revoking access means removing the participant through
+LiveKit's RoomService. This happens when (receivers in ``signals.py``):
 
-- an API key or PAT is revoked (``revoke_credential``, or any save that sets
-  ``revoked_at``: a ``post_save`` receiver in ``signals.py``);
-- a membership is deleted (the user's listeners in that organization);
-- an operator stops one listener (``stop_listener``, the admin action).
+- an API key or PAT is revoked, expires, loses its listen scope or is deleted;
+- a member is demoted, leaves a team, loses the membership, or the user is
+  deactivated or deleted (``revoke_lost_access``, ``revoke_membership``);
+- a call moves to another team;
+- an operator stops one listener (``stop_listener``, the admin action);
+- the periodic sweep (``manage.py sweep_listeners``) finds a session whose right
+  is gone (a change that bypassed the signals) or a revoked listener still in a room.
 
-Each affected session (live: not left, not revoked, conversation active) gets
-``revoked_at`` and a ``revoked`` event; the participants are removed after the
-transaction commits ("not found" is fine: the listener had not joined yet or
-already left; the webhook then removes a revoked session that joins later).
+Each affected session (revocable: not revoked, conversation active, joined or
+not) gets ``revoked_at`` and a ``revoked`` event; the participants are removed
+after the transaction commits, retried with backoff when LiveKit fails ("not
+found" is fine: the listener had not joined yet or already left; the
+``participant_joined`` webhook removes a revoked session that joins later).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from . import entitlement
 from .events import publish_listener
-from .livekit_service import remove_listeners, run_sync
-from .models import ApiKey, ListenSession, Membership, PersonalAccessToken
+from .livekit_service import list_listeners, remove_listeners, run_sync
+from .models import ApiKey, Conversation, ListenSession, Membership, PersonalAccessToken
 
 logger = logging.getLogger(__name__)
+
+# Seconds between attempts to remove listeners when LiveKit fails; after the
+# last one the sweep is the safety net.
+RETRY_DELAYS: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+Target = tuple[str, str]  # (room, listener identity)
 
 
 def revoke_sessions(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
@@ -36,7 +51,7 @@ def revoke_sessions(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
     with transaction.atomic():
         # Lock only the session rows: the webhooks lock conversation, then sessions.
         revoked = list(sessions.select_for_update(of=("self",)).select_related("conversation"))
-        targets: list[tuple[str, str]] = []
+        targets: list[Target] = []
         for session in revoked:
             session.revoked_at = now
             session.save(update_fields=["revoked_at"])
@@ -44,36 +59,75 @@ def revoke_sessions(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
             if session.conversation.livekit_room:
                 targets.append((session.conversation.livekit_room, session.listener_identity))
         if targets:
-            transaction.on_commit(lambda: _remove(targets))
+            transaction.on_commit(lambda: remove_with_retries(targets))
     return revoked
 
 
-def _remove(targets: list[tuple[str, str]]) -> None:
+def revoke_unentitled(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
+    """Revoke those of ``sessions`` (revocable ones) whose holder may no longer listen."""
+    with transaction.atomic():
+        revocable = sessions & ListenSession.objects.revocable()
+        candidates = revocable.select_related("conversation__organization")
+        lost = [s.pk for s in candidates if entitlement.refusal(s) is not None]
+        return revoke_sessions(ListenSession.objects.filter(pk__in=lost)) if lost else []
+
+
+def _attempt(targets: list[Target]) -> list[Target]:
+    """One round of removals; returns the targets that failed."""
     try:
         results = run_sync(remove_listeners(targets))
-    except Exception:  # the revocation itself is committed; never fail the caller
+    except Exception:
         logger.exception("Removing revoked listeners failed")
-        return
+        return targets
     for identity, removed in results.items():
-        logger.info(
-            "Revoked listener %s: %s", identity, "removed" if removed else "not in the room"
-        )
+        if removed is not None:
+            logger.info(
+                "Revoked listener %s: %s", identity, "removed" if removed else "not in the room"
+            )
+    return [t for t in targets if results.get(t[1]) is None]
+
+
+def _retry(targets: list[Target], delays: Sequence[float]) -> None:
+    for delay in delays:
+        time.sleep(delay)
+        targets = _attempt(targets)
+        if not targets:
+            return
+    logger.error(
+        "Could not remove %d revoked listener(s) after %d attempts; the sweep will retry: %s",
+        len(targets),
+        len(delays) + 1,
+        ", ".join(identity for _, identity in targets),
+    )
+
+
+def remove_with_retries(targets: list[Target]) -> None:
+    """Remove now; what fails is retried with backoff in the background, so the
+    request that revoked (already committed) is not held up by a LiveKit outage."""
+    failed = _attempt(targets)
+    if failed:
+        threading.Thread(
+            target=_retry, args=(failed, RETRY_DELAYS), name="listener-removal", daemon=True
+        ).start()
 
 
 def revoke_credential(credential: ApiKey | PersonalAccessToken) -> list[ListenSession]:
     """Revoke an API key or PAT and take its live listeners out of their rooms."""
     with transaction.atomic():
-        revoked = revoke_sessions(credential.listen_sessions.revocable())
         if credential.revoked_at is None:
+            # First the credential row (a mint in flight locks it), then its sessions;
+            # update(), not save(): the post_save receiver would revoke them itself.
             credential.revoked_at = timezone.now()
-            # The post_save receiver then finds no live session left.
-            credential.save(update_fields=["revoked_at"])
-        return revoked
+            type(credential).objects.filter(pk=credential.pk).update(
+                revoked_at=credential.revoked_at
+            )
+        return revoke_sessions(credential.listen_sessions.revocable())
 
 
 def stop_listener(session: ListenSession) -> bool:
-    """Stop one listener now (the admin's "stop this listener"). False if not live."""
-    return bool(revoke_sessions(ListenSession.objects.live().filter(pk=session.pk)))
+    """Stop one listener now (the admin's "stop this listener"), also one that left
+    and could rejoin with its token. False if already revoked or the call is over."""
+    return bool(revoke_sessions(ListenSession.objects.revocable().filter(pk=session.pk)))
 
 
 def revoke_membership(membership: Membership) -> list[ListenSession]:
@@ -83,3 +137,44 @@ def revoke_membership(membership: Membership) -> list[ListenSession]:
             user_id=membership.user_id, conversation__organization_id=membership.organization_id
         )
     )
+
+
+def revoke_lost_access(user_id: int) -> list[ListenSession]:
+    """After a change to the user (role, teams, active flag): revoke the listens
+    their access no longer covers."""
+    return revoke_unentitled(ListenSession.objects.filter(user_id=user_id))
+
+
+def revoke_lost_conversation_access(conversation: Conversation) -> list[ListenSession]:
+    """After a call moved to another team: its listeners outside that team go."""
+    return revoke_unentitled(conversation.listen_sessions.all())
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    revoked: int  # sessions whose right was gone (a change the signals did not see)
+    removed: int  # revoked listeners found still in a room and taken out
+
+
+def sweep() -> SweepResult:
+    """The safety net: revoke what lost its right, remove revoked listeners still in rooms."""
+    revoked = revoke_unentitled(ListenSession.objects.all())
+    rooms = [
+        room
+        for room in Conversation.objects.active().values_list("livekit_room", flat=True)
+        if room
+    ]
+    present = run_sync(list_listeners(rooms)) if rooms else {}
+    candidates = ListenSession.objects.filter(
+        revoked_at__isnull=False,
+        listener_identity__in=[
+            identity for identities in present.values() for identity in identities
+        ],
+    ).values_list("conversation__livekit_room", "listener_identity")
+    stale: list[Target] = [
+        (room, identity)
+        for room, identity in candidates
+        if room and identity in present.get(room, ())
+    ]
+    failed = _attempt(stale) if stale else []
+    return SweepResult(revoked=len(revoked), removed=len(stale) - len(failed))

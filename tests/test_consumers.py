@@ -10,11 +10,12 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
+from django.test import Client
 
 from anyreach_listen.events import conversation_message, organization_group
 from anyreach_listen.models import Conversation
 from anyreach_listen.routing import websocket_urlpatterns
-from tests.support.world import World
+from tests.support.world import World, login
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -117,12 +118,16 @@ async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> 
     assert message["conversation"]["status"] == "completed"
     assert message["conversation"]["is_active"] is False
 
+    # Who listens is the audit: the org admin gets listener events, the QA analyst not.
+    admin, _ = await connect(world.users["admin"])
     grant = await sync_to_async(grant_listen)(world.conversations["ringing"], via="api")
     await sync_to_async(publish_listener)(grant.listen_session, "joined")
-    message = await communicator.receive_json_from(timeout=2)
+    message = await admin.receive_json_from(timeout=2)
     assert message["type"] == "listener.updated"
     assert message["listen_session_id"] == str(grant.listen_session.pk)
+    assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+    await admin.disconnect()
 
 
 async def test_messages_from_the_browser_are_ignored(world: World) -> None:
@@ -150,6 +155,73 @@ async def test_membership_changes_reach_an_open_socket(world: World) -> None:
     assert (await communicator.receive_json_from(timeout=2))["conversation"]["id"] == str(sales.pk)
 
     await sync_to_async(membership.delete)()
-    await publish(world.conversations["in_progress"], "room_started")
-    assert await communicator.receive_nothing(timeout=0.3)  # no longer a member
-    await communicator.disconnect()
+    # No longer a member: the socket closes (4403), and the page reconnects with less.
+    assert await communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": 4403,
+    }
+
+
+# --- an open socket closes when its login goes away (issue 11, item 7) -------------------
+
+
+async def _signed_in(role: str) -> Client:
+    return await sync_to_async(login)(Client(), role)
+
+
+async def _signed_in_socket(client: Client) -> WebsocketCommunicator:
+    """A socket through the project's ASGI app (session cookie, AuthMiddlewareStack)."""
+    from config.asgi import application
+
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/listen/events/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_nothing(timeout=0.1)  # accepted and open
+    return communicator
+
+
+async def _closed_with(communicator: WebsocketCommunicator, code: int) -> None:
+    assert await communicator.receive_output(timeout=3) == {"type": "websocket.close", "code": code}
+
+
+async def test_signing_out_closes_that_sessions_socket_only(world: World) -> None:
+    here, there = await _signed_in("supervisor"), await _signed_in("supervisor")
+    leaving, staying = await _signed_in_socket(here), await _signed_in_socket(there)
+
+    assert (await sync_to_async(here.post)("/accounts/logout/")).status_code in (200, 302)
+    await _closed_with(leaving, 4401)
+    assert await staying.receive_nothing(timeout=0.3)
+    await staying.disconnect()
+
+
+@pytest.mark.parametrize("change", ["password", "deactivate"])
+async def test_a_new_password_or_deactivation_closes_open_sockets(
+    world: World, change: str
+) -> None:
+    communicator = await _signed_in_socket(await _signed_in("qa"))
+
+    user = await User.objects.aget(username="qa")
+    if change == "password":
+        user.set_password("a whole new secret")
+    else:
+        user.is_active = False
+    await sync_to_async(user.save)()
+    await _closed_with(communicator, 4401)
+
+
+async def test_losing_one_of_two_memberships_closes_the_socket_to_reload(world: World) -> None:
+    from anyreach_listen.models import Membership
+    from anyreach_listen.roles import Role
+
+    await Membership.objects.acreate(
+        user=world.users["qa"], organization=world.other_org, role=Role.VIEWER
+    )
+    communicator = await _signed_in_socket(await _signed_in("qa"))
+    membership = await Membership.objects.aget(user=world.users["qa"], organization=world.other_org)
+    await sync_to_async(membership.delete)()
+    await _closed_with(communicator, 4403)

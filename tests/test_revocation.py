@@ -74,8 +74,7 @@ def test_revoking_a_pat(
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     user = world.users["supervisor"]
-    pat = PersonalAccessToken.objects.filter(user=user).first()
-    assert pat is not None
+    pat = PersonalAccessToken.objects.get(user=user, name="all")
     session = mint_session(world, user=user, personal_access_token=pat)
     untouched = mint_session(world, user=user)  # the same user in the portal: another credential
     with django_capture_on_commit_callbacks(execute=True):
@@ -108,8 +107,143 @@ def test_livekit_failure_does_not_undo_the_revocation(
         raise OSError("LiveKit is down")
 
     monkeypatch.setattr(revocation, "remove_listeners", broken)
+    # No retries: a retry thread would outlive this test and meet the next one's fake.
+    monkeypatch.setattr(revocation, "RETRY_DELAYS", ())
     session = mint_session(world, user=world.users["admin"])
     with django_capture_on_commit_callbacks(execute=True):
         revocation.stop_listener(session)
     session.refresh_from_db()
     assert session.revoked_at is not None
+
+
+def test_stop_listener_also_stops_one_that_left_and_could_rejoin(
+    world: World,
+    removed: list[tuple[str, str]],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    session = mint_session(world, user=world.users["admin"])
+    ListenSession.objects.filter(pk=session.pk).update(
+        joined_at=timezone.now(), left_at=timezone.now()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert revocation.stop_listener(session) is True
+    session.refresh_from_db()
+    assert session.revoked_at is not None  # so the participant_joined webhook removes it
+
+
+# --- a mint racing a revocation (issue 11, item 3) -----------------------------------------
+
+
+def _stale(world: World) -> dict[str, Callable[[], Any]]:
+    """Authorization done with rows read before a revocation committed: each case
+    changes the database behind the in-memory objects the caller checked."""
+    from anyreach_listen.models import ApiKey, Membership
+    from anyreach_listen.roles import Role
+
+    def key_revoked() -> dict[str, Any]:
+        key = world_api_key(world)
+        ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+        return {"api_key": key}
+
+    def member_demoted() -> dict[str, Any]:
+        user = world.users["supervisor"]
+        Membership.objects.filter(user=user, organization=world.org).update(role=Role.VIEWER)
+        return {"user": user}
+
+    def pat_owner_deactivated() -> dict[str, Any]:
+        user = world.users["supervisor"]
+        pat = PersonalAccessToken.objects.get(user=user, name="all")
+        type(user).objects.filter(pk=user.pk).update(is_active=False)
+        return {"user": user, "personal_access_token": pat}
+
+    return {
+        "key_revoked": key_revoked,
+        "member_demoted": member_demoted,
+        "pat_owner_deactivated": pat_owner_deactivated,
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "via"),
+    [
+        ("key_revoked", "api"),
+        ("member_demoted", "api"),
+        ("pat_owner_deactivated", "api"),
+        ("member_demoted", "portal"),  # the portal mints for signed-in users only
+    ],
+)
+def test_a_mint_that_lost_its_right_meanwhile_leaves_no_session(
+    world: World, case: str, via: str
+) -> None:
+    from anyreach_listen.errors import ApiError
+    from anyreach_listen.minting import grant_listen
+
+    audit = _stale(world)[case]()
+    before = ListenSession.objects.count()
+    with pytest.raises(ApiError) as refused:
+        grant_listen(world.conversations["in_progress"], via=via, audit=audit)
+    assert refused.value.kind.status in (401, 403)
+    assert ListenSession.objects.count() == before
+
+
+# --- LiveKit failures: retried with backoff, then the sweep (issue 11, item 4) -------------
+
+
+def test_a_failed_removal_is_retried_with_backoff(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    import threading
+
+    attempts: list[list[tuple[str, str]]] = []
+    done = threading.Event()
+
+    async def flaky(targets: Any) -> dict[str, bool | None]:
+        attempts.append(list(targets))
+        if len(attempts) < 3:
+            return {identity: None for _, identity in targets}  # LiveKit failed
+        done.set()
+        return {identity: True for _, identity in targets}
+
+    monkeypatch.setattr(revocation, "remove_listeners", flaky)
+    monkeypatch.setattr(revocation, "RETRY_DELAYS", (0.01, 0.02, 0.04))
+    session = mint_session(world, user=world.users["admin"])
+    with django_capture_on_commit_callbacks(execute=True):
+        revocation.stop_listener(session)
+    assert done.wait(timeout=10), attempts
+    assert attempts == [[("room-in_progress", session.listener_identity)]] * 3
+
+
+def test_the_sweep_revokes_lost_rights_and_removes_revoked_listeners_still_in_rooms(
+    world: World,
+    removed: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    from anyreach_listen.models import Membership
+    from anyreach_listen.roles import Role
+
+    # A demotion that bypassed the signals (a bulk update), and a revoked listener
+    # LiveKit still has in its room (its removal failed for good).
+    lost = mint_session(world, user=world.users["supervisor"])
+    Membership.objects.filter(user=world.users["supervisor"]).update(role=Role.VIEWER)
+    lingering = mint_session(world, user=world.users["admin"])
+    ListenSession.objects.filter(pk=lingering.pk).update(revoked_at=timezone.now())
+    fine = mint_session(world, user=world.users["qa"])
+
+    async def in_rooms(rooms: Any) -> dict[str, set[str]]:
+        return {"room-in_progress": {lingering.listener_identity, fine.listener_identity}}
+
+    monkeypatch.setattr(revocation, "list_listeners", in_rooms)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = revocation.sweep()
+    assert result == revocation.SweepResult(revoked=1, removed=1)
+    assert sorted(removed) == sorted(
+        [
+            ("room-in_progress", lost.listener_identity),
+            ("room-in_progress", lingering.listener_identity),
+        ]
+    )
+    fine.refresh_from_db()
+    assert fine.revoked_at is None

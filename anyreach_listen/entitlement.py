@@ -1,0 +1,87 @@
+"""Whether a listen session is still backed by a right to listen.
+
+A listener token cannot be recalled, so every listen session stays answerable
+to the right it was minted under: its API key, its PAT and its owner's
+membership, or the signed-in person's membership. ``refusal`` re-reads those
+rows from the database, locking them (``SELECT … FOR UPDATE``), so that:
+
+- a mint that checks inside the transaction writing its audit row either
+  commits before a revocation looks for sessions (and is found by it) or waits
+  for the revocation and sees it (``minting.grant_listen``);
+- a revocation (``revocation.py``) that locks the same rows sees every session
+  minted before it.
+
+On SQLite the transaction itself is the lock (Django opens it ``IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from . import access
+from .models import ApiKey, Credential, ListenSession, Membership, PersonalAccessToken
+from .roles import can_listen
+
+CREDENTIAL_GONE = "The credential this listen was granted under was revoked, expired or deleted."
+OWNER_INACTIVE = "The account this listen was granted to is no longer active."
+SCOPE_GONE = "The credential this listen was granted under may no longer listen."
+
+
+def _usable(credential: Credential | None) -> bool:
+    if credential is None or credential.revoked_at is not None:
+        return False
+    return credential.expires_at is None or credential.expires_at > timezone.now()
+
+
+def _lock_memberships(user_id: int) -> None:
+    # Membership rows are what access changes touch (role, teams, deletion); a
+    # revocation locks them too, so the two cannot interleave.
+    list(Membership.objects.select_for_update().filter(user_id=user_id).values_list("pk"))
+
+
+def refusal(session: ListenSession) -> str | None:
+    """Why ``session``'s holder may no longer listen to its call, or None.
+
+    Call inside a transaction: the rows read are locked until it ends.
+    """
+    conversation = session.conversation
+    if session.api_key_id is not None:
+        key = ApiKey.objects.select_for_update().filter(pk=session.api_key_id).first()
+        if key is None or not _usable(key):
+            return CREDENTIAL_GONE
+        if key.organization_id != conversation.organization_id or not can_listen(key.scopes):
+            return SCOPE_GONE
+        return None
+
+    pat: PersonalAccessToken | None = None
+    if session.personal_access_token_id is not None:
+        pat = (
+            PersonalAccessToken.objects.select_for_update()
+            .filter(pk=session.personal_access_token_id)
+            .first()
+        )
+        if not _usable(pat):
+            return CREDENTIAL_GONE
+    elif session.credential_label:
+        # Minted with a credential that has since been deleted.
+        return CREDENTIAL_GONE
+
+    if session.user_id is None:
+        # No holder was recorded (a caller that vouched for the listen itself), or the
+        # user was deleted (their memberships' pre_delete revoked the sessions then).
+        return None
+    _lock_memberships(session.user_id)
+    user = get_user_model().objects.filter(pk=session.user_id).first()
+    if user is None or not user.is_active:
+        return OWNER_INACTIVE
+    policy = access.for_user(user)
+    reason = policy.listen_refusal(conversation)
+    if reason is not None:
+        return reason
+    if pat is not None:
+        # A PAT never grants more than its owner's role does there.
+        role_scopes = policy.memberships[conversation.organization_id].scopes
+        if not can_listen(frozenset(pat.scopes) & role_scopes):
+            return SCOPE_GONE
+    return None
