@@ -142,7 +142,8 @@ def _page_size(request: HttpRequest) -> int:
     raw = request.GET.get("limit")
     if raw is None:
         return int(listen_settings.PAGE_SIZE)
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # isascii: str.isdigit() accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise ApiError(Errors.INVALID_FIELD, f"limit must be 1 to {MAX_PAGE_SIZE}.")
     return int(raw)
 
@@ -152,7 +153,10 @@ def _cursor(value: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         created, pk = json.loads(base64.urlsafe_b64decode(value.encode()))
         moment, parsed = parse_datetime(created), uuid.UUID(pk)
-    except (binascii.Error, ValueError, TypeError):
+        # Ours are UTC; another offset could leave the datetime range when converted.
+        if moment is not None:
+            moment = moment.astimezone(dt.UTC) if moment.tzinfo else None
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError):
         moment = None
     if moment is None:
         raise ApiError(Errors.INVALID_FIELD, "cursor is not one this API gave out.")
@@ -180,7 +184,10 @@ def _list(request: HttpRequest) -> JsonResponse:
     if "team_id" in request.GET:
         rows = rows.filter(team=_team(caller, request.GET["team_id"]))
     if "external_id" in request.GET:
-        rows = rows.filter(external_id=request.GET["external_id"])
+        external_id = request.GET["external_id"]
+        if not payloads.storable(external_id):
+            raise ApiError(Errors.INVALID_FIELD, "external_id must not contain NUL characters.")
+        rows = rows.filter(external_id=external_id)
     if "cursor" in request.GET:
         after, after_id = _cursor(request.GET["cursor"])
         rows = rows.filter(Q(created_at__lt=after) | Q(created_at=after, id__lt=after_id))

@@ -1,8 +1,11 @@
 """The OpenAPI 3.1 document of the API, served at ``/core/openapi.json``.
 
 Each operation names its errors from the registry (``errors.Errors``); their
-descriptions, codes and headers come from there. Every path may also answer
-``internal_error`` (500), and unknown paths ``not_found``.
+descriptions, codes and headers come from there, and each error response's
+schema lists exactly the codes that operation answers with that status (a
+client can switch on them; ``tests/test_openapi_fuzz.py`` holds the API to
+it). Every operation may also answer ``internal_error`` (500), and unknown
+paths ``not_found``.
 """
 
 from __future__ import annotations
@@ -56,7 +59,14 @@ def _error_responses(errors: list[ErrorKind]) -> dict[str, Any]:
             "description": "; ".join(f"`{e.code}`: {e.when}" for e in kinds) + ".",
             "content": {
                 "application/json": {
-                    "schema": _ref("Error"),
+                    "schema": {
+                        "allOf": [_ref("Error")],
+                        "properties": {
+                            "error": {
+                                "properties": {"code": {"enum": [e.code for e in kinds]}},
+                            }
+                        },
+                    },
                     "example": {"error": {"code": kinds[0].code, "message": kinds[0].message}},
                 }
             },
@@ -83,7 +93,10 @@ def _operation(
         "description": description,
         "security": [{"apiKey": []}, {"personalAccessToken": []}],
         "parameters": [*(parameters or []), _ORG_PARAMETER],
-        "responses": {**ok, **_error_responses([*errors, E.METHOD_NOT_ALLOWED])},
+        "responses": {
+            **ok,
+            **_error_responses([*errors, E.METHOD_NOT_ALLOWED, E.INTERNAL_ERROR]),
+        },
     }
     if body:
         operation["requestBody"] = {
@@ -106,8 +119,8 @@ _ORG_PARAMETER = {
     "in": "header",
     "required": False,
     "description": "Organization id. Required with a `pat_` token; with an `ak_` key it must "
-    "name the key's organization.",
-    "schema": {"type": "string", "format": "uuid"},
+    "name the key's organization. An empty value counts as absent.",
+    "schema": {"anyOf": [{"type": "string", "format": "uuid"}, {"type": "string", "maxLength": 0}]},
 }
 _ID_PARAMETER = {
     "name": "conversation_id",

@@ -1,9 +1,11 @@
 """JSON bodies of the REST API: reading them strictly, and the conversation's JSON form.
 
 Bad input gets a clear error and changes nothing: a body that is not a JSON
-object is ``invalid_json``, a field the endpoint does not take is
-``unknown_field``, a field of the wrong type or size is ``invalid_field``
-(the message names the field), a body over 64 KB is ``payload_too_large``.
+object (or holds ``NaN``/``Infinity``, or nests deeper than Python parses) is
+``invalid_json``, a field the endpoint does not take is ``unknown_field``, a
+field of the wrong type or size is ``invalid_field`` (the message names the
+field), a body over 64 KB is ``payload_too_large``. Strings must be storable
+by every supported database: no NUL character, no lone surrogate.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from .models import Conversation
 MAX_BODY = 64 * 1024
 MAX_METADATA = 16 * 1024
 MAX_LABEL = 200
+MAX_DEPTH = 32  # nesting of metadata (SQLite's JSON functions stop at 1,000)
 
 
 def read_object(request: HttpRequest) -> dict[str, Any]:
     """The request's JSON object body (an empty body is an empty object)."""
     length = request.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
+    if length.isascii() and length.isdigit() and int(length) > MAX_BODY:
         raise ApiError(Errors.PAYLOAD_TOO_LARGE)
     body = request.body
     if len(body) > MAX_BODY:
@@ -35,12 +38,42 @@ def read_object(request: HttpRequest) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        data = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ApiError(Errors.INVALID_JSON, "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(Errors.INVALID_JSON)
     return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python accepts NaN and Infinity; JSON does not
+
+
+def storable(text: str) -> bool:
+    """Whether every supported database stores ``text`` as it is.
+
+    PostgreSQL refuses NUL in text and jsonb; a lone surrogate is not UTF-8.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_json(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(storable(k) and _storable_json(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable_json(item, depth + 1) for item in value)
+    return True
 
 
 @dataclass(frozen=True)
@@ -55,12 +88,12 @@ def _string(max_length: int, *, nullable: bool = False) -> Field:
     def check(value: Any) -> Any:
         if value is None and nullable:
             return None
-        if not isinstance(value, str) or len(value) > max_length:
+        if not isinstance(value, str) or len(value) > max_length or not storable(value):
             raise ValueError
         return value
 
     suffix = " or null" if nullable else ""
-    return Field(check, f"a string of at most {max_length} characters{suffix}")
+    return Field(check, f"a string of at most {max_length} characters (no NUL){suffix}")
 
 
 def choice(choices: list[str]) -> Field:
@@ -74,11 +107,17 @@ def choice(choices: list[str]) -> Field:
 
 def _json_object(max_bytes: int) -> Field:
     def check(value: Any) -> Any:
-        if not isinstance(value, dict) or len(json.dumps(value)) > max_bytes:
+        if not isinstance(value, dict) or not _storable_json(value):
+            raise ValueError
+        if len(json.dumps(value)) > max_bytes:
             raise ValueError
         return value
 
-    return Field(check, f"a JSON object of at most {max_bytes // 1024} KB")
+    return Field(
+        check,
+        f"a JSON object of at most {max_bytes // 1024} KB, {MAX_DEPTH} levels deep, "
+        "without NUL characters",
+    )
 
 
 LABEL = _string(MAX_LABEL)

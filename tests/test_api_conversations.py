@@ -3,6 +3,7 @@ forward-only status, idempotent external ids and stable cursor pagination."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -267,3 +268,53 @@ def test_writes_are_rate_limited_per_credential(
     assert_error(limited, 429, "rate_limited")
     assert int(limited["Retry-After"]) >= 1
     assert call(client, "get", COLLECTION, key).status_code == 200  # reads are not limited
+
+
+def _cursor_of(created: str) -> str:
+    position = json.dumps([created, "9faa0846-6a93-4a60-adc2-a23ffe0113d4"]).encode()
+    return base64.urlsafe_b64encode(position).decode()
+
+
+# Malformed input that once reached the database or int() and was answered 500
+# (or, for NaN, a misleading room_in_use): each gets its documented 400 now.
+MALFORMED: list[tuple[str, str, str | None, dict[str, str], str]] = [
+    ("get", COLLECTION + "?limit=%C2%B2", None, {}, "invalid_field"),  # "²".isdigit()
+    ("get", COLLECTION + "?cursor=" + _cursor_of("0001-01-01T00:00:00+14:00"), None, {},
+     "invalid_field"),  # before year 1 in UTC
+    ("get", COLLECTION + "?cursor=" + _cursor_of("2026-01-01T00:00:00"), None, {},
+     "invalid_field"),  # naive: not one we gave out
+    ("get", COLLECTION + "?external_id=a%00b", None, {}, "invalid_field"),  # PostgreSQL: NUL
+    ("post", COLLECTION, '{"agent_label": "a\\ud800b"}', {}, "invalid_field"),  # not UTF-8
+    ("post", COLLECTION, '{"external_id": "a\\u0000b"}', {}, "invalid_field"),
+    ("post", COLLECTION, '{"metadata": {"k\\udc00": 1}}', {}, "invalid_field"),
+    ("post", COLLECTION, '{"metadata": {"k": "\\u0000"}}', {}, "invalid_field"),
+    ("post", COLLECTION, '{"metadata": ' + '{"a": ' * 40 + "1" + "}" * 41, {}, "invalid_field"),
+    ("post", COLLECTION, '{"metadata": {"a": NaN}}', {}, "invalid_json"),
+    ("post", COLLECTION, '{"metadata": {"a": Infinity}}', {}, "invalid_json"),
+    ("post", COLLECTION, "[" * 30_000 + "]" * 30_000, {}, "invalid_json"),  # RecursionError
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "extra", "code"), MALFORMED)
+def test_malformed_input_is_a_documented_400_and_changes_nothing(
+    client: Client,
+    world: World,
+    method: str,
+    path: str,
+    body: str | None,
+    extra: dict[str, str],
+    code: str,
+) -> None:
+    before = Conversation.objects.count()
+    response = call(client, method, path, world.secrets["ak_manage"], body, **extra)
+    assert_error(response, 400, code)
+    assert Conversation.objects.count() == before
+
+
+def test_a_content_length_of_unicode_digits_is_not_a_server_error(
+    client: Client, world: World
+) -> None:
+    # "²".isdigit() is true but int("²") raises: the header is no size, the body is read.
+    response = call(client, "post", COLLECTION, world.secrets["ak_manage"], {},
+                    HTTP_CONTENT_LENGTH="²")  # fmt: skip
+    assert response.status_code == 201, response.content
