@@ -140,6 +140,10 @@ AXES_HANDLER = "portal.login_throttle.PerParameterLimitHandler"
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMITS["username"]
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_CALLABLE = "portal.login_throttle.lockout_response"
+# Behind N proxies that append to X-Forwarded-For, the client's own address is
+# counted, not the proxy's (which would pause everyone's sign-in at once).
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+AXES_CLIENT_IP_CALLABLE = "portal.login_throttle.client_address"
 # A success does not wipe the failures: it would also wipe the address's count,
 # letting someone with one account reset it between guesses at others.
 AXES_RESET_ON_SUCCESS = False

@@ -28,9 +28,12 @@ def _axes_on(settings: Any) -> None:
 class Attempt:
     """One sign-in from a fresh browser at ``address``: what it answered and whom it signed in."""
 
-    def __init__(self, username: str, password: str, address: str, url: str = LOGIN) -> None:
+    def __init__(
+        self, username: str, password: str, address: str, url: str = LOGIN, forwarded: str = ""
+    ) -> None:
         client = Client(REMOTE_ADDR=address)
-        response = client.post(url, {"username": username, "password": password})
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        response = client.post(url, {"username": username, "password": password}, headers=headers)
         self.status_code = response.status_code
         self.text = response.content.decode()
         self.retry_after = response.get("Retry-After")
@@ -108,3 +111,26 @@ async def test_the_lockout_page_under_asgi(world: World) -> None:
     assert response.status_code == 429
     assert "Too many failed sign-ins for this account." in response.content.decode()
     assert "Content-Security-Policy" in response
+
+
+def test_behind_a_proxy_the_forwarded_client_address_is_counted(
+    world: World, settings: Any
+) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.2"
+    for n in range(ADDRESS_LIMIT):
+        # What the client put in X-Forwarded-For varies; what the proxy appended does not.
+        forwarded = f"203.0.113.{n}, 198.51.100.44"
+        attempt = Attempt(f"guess-{n}", "wrong", proxy, forwarded=forwarded)
+        assert attempt.status_code == (429 if n == ADDRESS_LIMIT - 1 else 200), n
+    # Another client through the same proxy still signs in.
+    other = Attempt("supervisor", password_of("supervisor"), proxy, forwarded="198.51.100.45")
+    assert signed_in(other)
+    locked = Attempt("supervisor", password_of("supervisor"), proxy, forwarded="198.51.100.44")
+    assert locked.status_code == 429
+
+
+def test_without_proxies_x_forwarded_for_is_ignored(world: World) -> None:
+    for n in range(ADDRESS_LIMIT):
+        attempt = Attempt(f"guess-{n}", "wrong", "198.51.100.60", forwarded=f"203.0.113.{n}")
+        assert attempt.status_code == (429 if n == ADDRESS_LIMIT - 1 else 200), n
