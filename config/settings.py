@@ -108,7 +108,7 @@ MIDDLEWARE = [
 # one, which the middleware leaves alone). Scripts only from this origin or with
 # the page's nonce (csp_nonce; {% listen_assets %} and {% htmx_script %} add it):
 # no inline script or handler runs. 'self' also covers the page's own ws(s)
-# origin, which the event stream (/core/events) connects to; the listen frame
+# origin, which the event stream's websocket connects to; the listen frame
 # is served by this origin too (frame-src).
 SECURE_CSP = {
     "default-src": [CSP.SELF],
