@@ -1,11 +1,11 @@
 // The frame's pure parts besides transcripts: command dispatch, the LiveKit state
 // mapping, what a final disconnect tells the page, and the session's prepare().
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { describe, mock, test } from "node:test";
 
-import type { ListenAdapter, LiveKitState } from "../src/frame/adapter";
+import type { AdapterSink, ListenAdapter, LiveKitState } from "../src/frame/adapter";
 import { run } from "../src/frame/channel";
-import { disconnectMessage, frameSession, wireState } from "../src/frame/session";
+import { disconnectMessage, frameSession, reconnectMessage, wireState } from "../src/frame/session";
 import type { CommandHandlers, CommandMessage } from "../src/protocol";
 
 describe("run", () => {
@@ -116,5 +116,89 @@ describe("frameSession.prepare", () => {
     session.prepare();
     assert.equal(created(), 0);
     assert.deepEqual(calls, []);
+  });
+});
+
+describe("frameSession: a connection that does not come back", () => {
+  const token = ["e30", btoa(JSON.stringify({ sub: "listener" })), "sig"].join(".");
+  const livekitUrl = "wss://lk.example.com";
+
+  async function connected(limit: number) {
+    const sent: [string, unknown][] = [];
+    const calls: string[] = [];
+    let sink: AdapterSink | null = null;
+    const session = frameSession({
+      createAdapter: (s) => {
+        sink = s;
+        return {
+          prepare: () => {},
+          connect: async () => void calls.push("connect"),
+          disconnect: async () => {
+            calls.push("disconnect");
+            // livekit-client reports its own end after a disconnect() it was asked for.
+            s.state("disconnected");
+            s.closed("CLIENT_INITIATED");
+          },
+          startAudio: async () => {},
+        };
+      },
+      livekitUrl,
+      reconnectLimitMs: limit,
+      peer: { origin: () => "https://crm.example.com", send: (n, d) => void sent.push([n, d]) },
+    });
+    const g = globalThis as { document?: unknown };
+    g.document = { querySelectorAll: () => [] };
+    try {
+      await session.commands.connect({ url: livekitUrl, token, muted: false });
+    } finally {
+      delete g.document;
+    }
+    const lk = sink as unknown as AdapterSink;
+    lk.state("connected");
+    return { lk, sent, calls, session };
+  }
+
+  test("gives up after the limit: closed with a plain message, once, and disconnects", async () => {
+    mock.timers.enable({ apis: ["setTimeout"] });
+    try {
+      const { lk, sent, calls } = await connected(10_000);
+      lk.state("signalReconnecting");
+      lk.state("reconnecting");
+      mock.timers.tick(9_999);
+      assert.deepEqual(calls, ["connect"]);
+      mock.timers.tick(1);
+      await Promise.resolve();
+      assert.deepEqual(calls, ["connect", "disconnect"]);
+      assert.deepEqual(sent, [
+        ["state", { state: "connected" }],
+        ["state", { state: "connecting" }],
+        ["closed", { reason: "RECONNECT_TIMEOUT", message: reconnectMessage(10_000) }],
+        ["state", { state: "disconnected" }],
+      ]);
+      assert.match(reconnectMessage(10_000), /^AnyReach: lost the connection .* within 10 s\./);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test("a connection back in time, or a disconnect asked for, cancels it", async () => {
+    mock.timers.enable({ apis: ["setTimeout"] });
+    try {
+      const back = await connected(10_000);
+      back.lk.state("reconnecting");
+      mock.timers.tick(5_000);
+      back.lk.state("connected");
+      mock.timers.tick(20_000);
+      assert.deepEqual(back.calls, ["connect"]);
+      assert.ok(!back.sent.some(([name]) => name === "closed"));
+
+      const ended = await connected(10_000);
+      ended.lk.state("reconnecting");
+      await ended.session.commands.disconnect({});
+      mock.timers.tick(20_000);
+      assert.ok(!ended.sent.some(([name]) => name === "closed"), JSON.stringify(ended.sent));
+    } finally {
+      mock.timers.reset();
+    }
   });
 });

@@ -4,6 +4,13 @@
 declare module "node:test" {
   export function test(name: string, fn: () => void | Promise<void>): Promise<void>;
   export function describe(name: string, fn: () => void): void;
+  export const mock: {
+    timers: {
+      enable(options: { apis: "setTimeout"[] }): void;
+      tick(ms: number): void;
+      reset(): void;
+    };
+  };
 }
 
 declare module "node:assert/strict" {

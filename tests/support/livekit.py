@@ -6,7 +6,10 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
+import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,7 +23,7 @@ from livekit import api
 
 from anyreach_listen.conf import listen_settings
 from demo.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
-from tests.support.processes import free_port, http_ok, managed_process, wait_until
+from tests.support.processes import free_port, http_ok, wait_until
 
 
 def free_udp_port() -> int:
@@ -29,12 +32,60 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class LiveKitProcess:
+    """The server's process: a fault test kills it (SIGKILL, as a crash would) and starts
+    it again on the same ports."""
+
+    def __init__(self, config: DevServerConfig, log_path: Path) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.config.args(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(
+                lambda: http_ok(self.config.http_url), timeout=timeout, what="livekit-server"
+            )
+        except TimeoutError as exc:
+            log_text = self.log_path.read_text(errors="replace")[-4000:]
+            raise TimeoutError(f"{exc}\n--- livekit log ---\n{log_text}") from None
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not stopped within 10 s."""
+        if not self._signal(signal.SIGTERM, wait=10):
+            self.kill()
+
+    def _signal(self, signum: int, wait: float = 10) -> bool:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class LiveKitServer:
     config: DevServerConfig
     log_path: Path
     api_key: str = DEV_API_KEY
     api_secret: str = DEV_API_SECRET
+    process: LiveKitProcess | None = None
 
     @property
     def url(self) -> str:
@@ -86,13 +137,12 @@ def livekit_server(log_dir: Path, webhook_urls: Sequence[str] = ()) -> Iterator[
         webhook_urls=list(webhook_urls),
     )
     log_path = log_dir / f"livekit-{config.port}.log"
-    with managed_process(config.args(), log_path=log_path):
-        server = LiveKitServer(config, log_path)
-        try:
-            wait_until(lambda: http_ok(config.http_url), timeout=30, what="livekit-server")
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\n--- livekit log ---\n{server.log()[-4000:]}") from None
-        yield server
+    process = LiveKitProcess(config, log_path)
+    try:
+        process.start()
+        yield LiveKitServer(config, log_path, process=process)
+    finally:
+        process.stop()
 
 
 def sign_webhook(body: str, api_key: str, api_secret: str) -> str:

@@ -9,8 +9,13 @@ import type { ParentChannel } from "./channel";
 import { checkGrant } from "./grant";
 import { createTranscripts } from "./transcripts";
 
+/** How long a lost connection may take to come back before the session gives up. */
+export const RECONNECT_LIMIT_MS = 10000;
+
 export interface FrameSessionOptions {
   createAdapter: AdapterFactory;
+  /** Tests only: RECONNECT_LIMIT_MS otherwise. */
+  reconnectLimitMs?: number;
   /** This host's LiveKit server (LIVEKIT_URL): the only url the frame connects to. */
   livekitUrl: string;
   peer: Pick<ParentChannel, "origin" | "send">;
@@ -48,6 +53,16 @@ export function disconnectMessage(reason: string): string | undefined {
   }
 }
 
+// livekit-client retries a lost connection for about 45 s (longer when each attempt
+// waits for its own timeouts) while the page only sees "connecting": a listener
+// whose LiveKit server died must hear about it while someone still cares.
+export function reconnectMessage(limitMs: number): string {
+  return (
+    "AnyReach: lost the connection to the live conversation and could not get it back " +
+    `within ${Math.round(limitMs / 1000)} s. Start a new session to listen again.`
+  );
+}
+
 export interface FrameSession {
   commands: CommandHandlers;
   /** At the frame's start: the adapter gets ready for this host's LiveKit server. */
@@ -62,6 +77,8 @@ export function frameSession(options: FrameSessionOptions): FrameSession {
   let connected = false;
   let closing = false;
   let playing = true;
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  const reconnectLimit = options.reconnectLimitMs ?? RECONNECT_LIMIT_MS;
   const audio = new Set<HTMLMediaElement>();
   // Transcripts can arrive a moment before LiveKit reports "connected"; they are
   // held until then so pages always see stateChange("connected") first.
@@ -76,10 +93,30 @@ export function frameSession(options: FrameSessionOptions): FrameSession {
     for (const el of document.querySelectorAll<HTMLMediaElement>("audio,video")) el.muted = muted;
   }
 
+  function stopReconnectTimer() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = undefined;
+  }
+
+  function giveUpReconnecting() {
+    reconnectTimer = undefined;
+    if (!connected || closing) return;
+    connected = false; // the room's own Disconnected that follows is not reported again
+    peer.send("closed", { reason: "RECONNECT_TIMEOUT", message: reconnectMessage(reconnectLimit) });
+    adapter?.disconnect().catch(() => {});
+  }
+
   const sink: AdapterSink = {
     state(state) {
       const mapped = wireState(state);
-      if (mapped === "connected") connected = true;
+      if (mapped === "connected") {
+        connected = true;
+        stopReconnectTimer();
+      } else if (mapped === "connecting" && connected && !closing && reconnectTimer === undefined) {
+        reconnectTimer = setTimeout(giveUpReconnecting, reconnectLimit);
+      } else if (mapped === "disconnected") {
+        stopReconnectTimer();
+      }
       if (mapped !== sentState) {
         sentState = mapped;
         peer.send("state", { state: mapped });
@@ -92,6 +129,7 @@ export function frameSession(options: FrameSessionOptions): FrameSession {
     closed(reason) {
       if (!connected || closing) return; // a failed connect is reported by connect() itself
       connected = false;
+      stopReconnectTimer();
       peer.send("closed", { reason, message: disconnectMessage(reason) });
     },
     segments: (speaker, list) => transcripts.segments(speaker, list),
@@ -138,6 +176,7 @@ export function frameSession(options: FrameSessionOptions): FrameSession {
     async disconnect() {
       closing = true;
       connected = false;
+      stopReconnectTimer();
       try {
         await adapter?.disconnect();
       } finally {

@@ -148,8 +148,13 @@ export function createSession({ url, token, frameUrl, origin }: SessionTarget): 
     c.timer = setTimeout(
       () =>
         fail(
-          "AnyReach: timed out after 15 s connecting to the live conversation. Check that it is " +
-            `still in progress and that this network can reach ${url}, then call connect() again.`,
+          channel?.isOpen()
+            ? "AnyReach: timed out after 15 s connecting to the live conversation. Check that it " +
+                `is still in progress and that this network can reach ${url}, then call connect() again.`
+            : // A host that accepts the connection but never answers: no load, no "ready".
+              `AnyReach: timed out after 15 s: the listen frame ${frameUrl.href} did not start. ` +
+                "Check that the host is reachable and allows this page's origin " +
+                `(${location.origin}) to embed it, then call connect() again.`,
         ),
       CONNECT_TIMEOUT_MS,
     );
