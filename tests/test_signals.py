@@ -92,15 +92,23 @@ def _all_revoked(sessions: list[ListenSession], removed: list[tuple[str, str]]) 
     )
 
 
+def _demote(membership: Membership) -> None:
+    membership.role = Role.VIEWER
+    membership.save()
+
+
+def _deactivate(membership: Membership) -> None:
+    membership.user.is_active = False
+    membership.user.save()
+
+
 @pytest.mark.parametrize(
     "take_away",
     [
-        pytest.param(lambda m: (setattr(m, "role", Role.VIEWER), m.save()), id="demoted_to_viewer"),
+        pytest.param(_demote, id="demoted_to_viewer"),
         pytest.param(lambda m: m.teams.clear(), id="teams_cleared"),
         pytest.param(lambda m: m.teams.remove(*m.teams.all()), id="removed_from_team"),
-        pytest.param(
-            lambda m: (setattr(m.user, "is_active", False), m.user.save()), id="deactivated"
-        ),
+        pytest.param(_deactivate, id="deactivated"),
     ],
 )
 def test_losing_the_right_takes_the_members_listeners_out(

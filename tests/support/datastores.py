@@ -47,13 +47,17 @@ def postgres_server() -> Iterator[str]:
         server = [_postgres_bin("postgres"), "-D", data, "-p", str(port)]
         server += ["-h", "127.0.0.1", "-k", data, "-c", "fsync=off"]
         with managed_process(_as_postgres(server)):
-            wait_until(lambda: _port_open(port), timeout=30, what="postgres")
-            subprocess.run(
-                [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                 "anyreach"],
-                check=True,
-                capture_output=True,
-            )  # fmt: skip
+            createdb = [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "postgres", "anyreach"]  # fmt: skip
+            # The port opens while the server still answers "starting up": retry.
+            wait_until(
+                lambda: (
+                    _port_open(port)
+                    and subprocess.run(createdb, capture_output=True).returncode == 0
+                ),
+                timeout=30,
+                what="postgres accepting connections (createdb)",
+            )
             yield f"postgres://postgres@127.0.0.1:{port}/anyreach"
     finally:
         shutil.rmtree(data, ignore_errors=True)
