@@ -12,9 +12,14 @@ from config.settings import ANYREACH_LISTEN as _PROJECT_LISTEN
 
 # The per-credential limit (60 a minute) would answer 429 within a second of load.
 # cast: the project's dict holds strings only, this one an int too.
-ANYREACH_LISTEN = cast(Any, {**_PROJECT_LISTEN, "RATE_LIMIT_REQUESTS": 10**9})
+ANYREACH_LISTEN = cast(
+    Any, {**_PROJECT_LISTEN, "RATE_LIMIT_REQUESTS": 10**9, "FAILED_AUTH_LIMIT": 10**9}
+)
 
-# Loopback HTTP only: let clients send the session and CSRF cookies back.
+# Loopback HTTP only: no redirect to HTTPS, and clients send the session and CSRF
+# cookies back.
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 
