@@ -29,6 +29,7 @@ import pytest
 
 from anyreach_listen.livekit_service import run_sync
 from tests.support.datastores import postgres_server
+from tests.support.load import seeded_world
 from tests.support.processes import daphne_server, free_port, run_manage
 
 CONCURRENT = 64
@@ -67,15 +68,6 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-def _world(env: dict[str, str], keys: int) -> dict[str, Any]:
-    run_manage(env, "migrate", "-v0")
-    out = run_manage(
-        env, "shell", "-c", f"from tests.support.load import print_world; print_world({keys})"
-    )
-    world: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return world
-
-
 def _audit(env: dict[str, str], conversation_id: str) -> list[tuple[str, str]]:
     """(listener identity, API key name) of every listen session of the call."""
     code = f"from tests.support.load import print_audit; print_audit({conversation_id!r})"
@@ -102,7 +94,7 @@ async def _mint_all(
 
 def test_sustained_64_concurrent_mints_all_succeed_and_are_audited_once(database_url: str) -> None:
     env = _env(database_url)
-    world = _world(env, KEYS)
+    world = seeded_world(env, KEYS)
     conversation_id = world["conversation_id"]
     with daphne_server(free_port(), env) as base:
         # run_sync: a session-wide browser fixture may already run a loop in this thread.
@@ -123,7 +115,7 @@ def test_200_concurrent_mints_from_20_credentials_are_200_or_429_and_each_200_au
     database_url: str,
 ) -> None:
     env = _env(database_url, LOAD_RATE_LIMIT=str(LIMIT), LOAD_RATE_WINDOW=str(WINDOW))
-    world = _world(env, BURST_KEYS)
+    world = seeded_world(env, BURST_KEYS)
     conversation_id, keys = world["conversation_id"], world["api_keys"]
     with daphne_server(free_port(), env) as base:
         window = int(time.time() // WINDOW)

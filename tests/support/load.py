@@ -1,6 +1,6 @@
 """The load tests' world, made inside a server's database (``manage.py shell``).
 
-    run_manage(env, "shell", "-c", "from tests.support.load import print_world; print_world(20)")
+    world = seeded_world(env, keys=20)  # migrates, then runs print_world(20) in a shell
 
 One organization with a team, a supervisor of that team signed in (a session
 cookie for the portal's websocket), ``keys`` API keys with
@@ -27,6 +27,7 @@ from anyreach_listen.models import (
     Team,
 )
 from anyreach_listen.roles import Role, Scope
+from tests.support.processes import run_manage
 
 HOST = "127.0.0.1"
 
@@ -70,3 +71,11 @@ def print_audit(conversation_id: str) -> None:
         "listener_identity", "api_key__name"
     )
     print(json.dumps([list(row) for row in rows]))
+
+
+def seeded_world(env: dict[str, str], keys: int) -> dict[str, Any]:
+    """Migrate ``env``'s database and build the world in it (from the test process)."""
+    run_manage(env, "migrate", "-v0")
+    code = f"from tests.support.load import print_world; print_world({keys})"
+    world: dict[str, Any] = json.loads(run_manage(env, "shell", "-c", code).splitlines()[-1])
+    return world
