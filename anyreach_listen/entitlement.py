@@ -20,7 +20,14 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from . import access
-from .models import ApiKey, Credential, ListenSession, Membership, PersonalAccessToken
+from .models import (
+    ApiKey,
+    Conversation,
+    Credential,
+    ListenSession,
+    Membership,
+    PersonalAccessToken,
+)
 from .roles import can_listen
 
 CREDENTIAL_GONE = "The credential this listen was granted under was revoked, expired or deleted."
@@ -76,6 +83,9 @@ def refusal(session: ListenSession) -> str | None:
     if user is None or not user.is_active:
         return OWNER_INACTIVE
     policy = access.for_user(user)
+    # The call as the database has it now: the caller's copy may carry a visibility
+    # annotation (viewer_role) read before the lock.
+    conversation = Conversation.objects.select_related("organization").get(pk=conversation.pk)
     reason = policy.listen_refusal(conversation)
     if reason is not None:
         return reason

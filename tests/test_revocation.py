@@ -150,6 +150,13 @@ def _stale(world: World) -> dict[str, Callable[[], Any]]:
         Membership.objects.filter(user=user, organization=world.org).update(role=Role.VIEWER)
         return {"user": user}
 
+    def member_off_the_team() -> dict[str, Any]:
+        user = world.users["supervisor"]
+        Membership.objects.get(user=user, organization=world.org).teams.through.objects.filter(
+            membership__user=user
+        ).delete()  # a bulk delete: no signal, like a change in flight
+        return {"user": user}
+
     def pat_owner_deactivated() -> dict[str, Any]:
         user = world.users["supervisor"]
         pat = PersonalAccessToken.objects.get(user=user, name="all")
@@ -159,6 +166,7 @@ def _stale(world: World) -> dict[str, Callable[[], Any]]:
     return {
         "key_revoked": key_revoked,
         "member_demoted": member_demoted,
+        "member_off_the_team": member_off_the_team,
         "pat_owner_deactivated": pat_owner_deactivated,
     }
 
@@ -170,18 +178,25 @@ def _stale(world: World) -> dict[str, Callable[[], Any]]:
         ("member_demoted", "api"),
         ("pat_owner_deactivated", "api"),
         ("member_demoted", "portal"),  # the portal mints for signed-in users only
+        ("member_off_the_team", "portal"),
     ],
 )
 def test_a_mint_that_lost_its_right_meanwhile_leaves_no_session(
     world: World, case: str, via: str
 ) -> None:
+    from anyreach_listen import access
     from anyreach_listen.errors import ApiError
     from anyreach_listen.minting import grant_listen
 
+    # The call as the views hand it over: found through the policy, with its annotations.
+    conversation = access.for_user(world.users["supervisor"]).find(
+        world.conversations["in_progress"].pk
+    )
+    assert conversation is not None
     audit = _stale(world)[case]()
     before = ListenSession.objects.count()
     with pytest.raises(ApiError) as refused:
-        grant_listen(world.conversations["in_progress"], via=via, audit=audit)
+        grant_listen(conversation, via=via, audit=audit)
     assert refused.value.kind.status in (401, 403)
     assert ListenSession.objects.count() == before
 
