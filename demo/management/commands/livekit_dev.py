@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
+import sys
 import time
 from types import FrameType
 from typing import Any
@@ -14,6 +16,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from demo.devserver import DevServerConfig, find_livekit_server
 
 STOP_GRACE = 5.0  # seconds the server gets to stop before it is terminated, then killed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGKILL when this command dies.
+
+    The server runs in a session of its own, so nothing else reaches it when this
+    command is killed outright (run_demo's last resort for a child that will not stop).
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Command(BaseCommand):
@@ -53,7 +65,12 @@ class Command(BaseCommand):
             f"webhooks → {', '.join(urls) or 'off'}"
         )
         # Own session: a terminal Ctrl-C reaches the server once, forwarded by us.
-        proc = subprocess.Popen(args_, start_new_session=True)  # noqa: S603 - our binary
+        proc = subprocess.Popen(  # noqa: S603 - our binary
+            args_,
+            start_new_session=True,
+            # preexec_fn is safe here: this command runs no other thread.
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
 
         stop_requested: list[float] = []
 
