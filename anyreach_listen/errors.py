@@ -108,7 +108,8 @@ class Errors:
         429,
         "rate_limited",
         "Too many requests; retry later.",
-        "per-credential (or per-user) limit reached (`Retry-After` in seconds)",
+        "per-credential (or per-user) limit reached, or too many failed credentials from "
+        "the client's address (`Retry-After` in seconds)",
         API,
         PORTAL,
     )

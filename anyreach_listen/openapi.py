@@ -20,8 +20,10 @@ from .models import ACTIVE_STATUSES, ConversationStatus
 from .payloads import MAX_LABEL
 
 E = Errors
-# Every operation authenticates the same way.
+# Every operation authenticates the same way (after the per-address limit on
+# failed credentials, hence 429 everywhere).
 _AUTH = [
+    E.RATE_LIMITED,
     E.MISSING_CREDENTIALS,
     E.INVALID_CREDENTIALS,
     E.CREDENTIALS_REVOKED,
@@ -284,7 +286,6 @@ def _paths() -> dict[str, Any]:
                 {"201": _json("Registered.", "Conversation"), "200": conversation},
                 [
                     *_AUTH,
-                    E.RATE_LIMITED,
                     E.INSUFFICIENT_SCOPE,
                     *_BODY,
                     E.INVALID_TEAM,
@@ -318,7 +319,6 @@ def _paths() -> dict[str, Any]:
                 {"200": conversation},
                 [
                     *_AUTH,
-                    E.RATE_LIMITED,
                     E.INSUFFICIENT_SCOPE,
                     E.CONVERSATION_NOT_FOUND,
                     *_BODY,
@@ -339,7 +339,6 @@ def _paths() -> dict[str, Any]:
                 {"200": _json("Everything the SDK needs.", "ListenerToken")},
                 [
                     *_AUTH,
-                    E.RATE_LIMITED,
                     E.INSUFFICIENT_SCOPE,
                     E.CONVERSATION_NOT_FOUND,
                     E.ROOM_NOT_FOUND,
