@@ -16,6 +16,8 @@ On SQLite the transaction itself is the lock (Django opens it ``IMMEDIATE``).
 
 from __future__ import annotations
 
+import copy
+
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -41,10 +43,20 @@ def _usable(credential: Credential | None) -> bool:
     return credential.expires_at is None or credential.expires_at > timezone.now()
 
 
-def _lock_memberships(user_id: int) -> None:
+def _locked_memberships(user_id: int) -> list[Membership]:
     # Membership rows are what access changes touch (role, teams, deletion); a
     # revocation locks them too, so the two cannot interleave.
-    list(Membership.objects.select_for_update().filter(user_id=user_id).values_list("pk"))
+    rows = Membership.objects.select_for_update(of=("self",)).filter(user_id=user_id)
+    return list(rows.select_related("user", "organization"))
+
+
+def _without_visibility(conversation: Conversation) -> Conversation:
+    """The caller's copy may carry ``visible_to``'s annotations, read before the lock;
+    without them the policy asks the database again."""
+    plain = copy.copy(conversation)
+    for annotation in ("viewer_id", "viewer_role"):
+        plain.__dict__.pop(annotation, None)
+    return plain
 
 
 def refusal(session: ListenSession) -> str | None:
@@ -78,15 +90,18 @@ def refusal(session: ListenSession) -> str | None:
         # No holder was recorded (a caller that vouched for the listen itself), or the
         # user was deleted (their memberships' pre_delete revoked the sessions then).
         return None
-    _lock_memberships(session.user_id)
-    user = get_user_model().objects.filter(pk=session.user_id).first()
+    memberships = _locked_memberships(session.user_id)
+    user = (
+        memberships[0].user
+        if memberships
+        else get_user_model().objects.filter(pk=session.user_id).first()
+    )
     if user is None or not user.is_active:
         return OWNER_INACTIVE
     policy = access.for_user(user)
-    # The call as the database has it now: the caller's copy may carry a visibility
-    # annotation (viewer_role) read before the lock.
-    conversation = Conversation.objects.select_related("organization").get(pk=conversation.pk)
-    reason = policy.listen_refusal(conversation)
+    # cached_property: the memberships just read under the lock are the policy's.
+    policy.__dict__["memberships"] = {m.organization_id: m for m in memberships}
+    reason = policy.listen_refusal(_without_visibility(conversation))
     if reason is not None:
         return reason
     if pat is not None:
