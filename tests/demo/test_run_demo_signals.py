@@ -11,6 +11,7 @@ signal to a group would never reach them anyway).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -55,7 +56,9 @@ def _live_rooms(url: str) -> list[int]:
             listed = await client.room.list_rooms(api.ListRoomsRequest())
             return [room.num_participants for room in listed.rooms]
 
-    return asyncio.run(rooms())
+    # In a thread of its own: a browser test may already run a loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, rooms()).result(timeout=10)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
