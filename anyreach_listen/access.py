@@ -38,11 +38,13 @@ from .models import (
     PersonalAccessToken,
     Team,
 )
-from .roles import ALL_SCOPES, LISTEN_ROLES, Role, Scope, can_listen
+from .roles import ALL_SCOPES, LISTEN_ROLES, ROLE_SCOPES, Role, Scope, can_listen
 
 UserLike = AbstractBaseUser | AnonymousUser
 
 ORG_HEADER = "X-Anyreach-Org"
+# Transcripts (and what alerts reveal of them) need one of these; viewers hold neither.
+TRANSCRIPT_SCOPES: frozenset[str] = frozenset({Scope.READ_SENSITIVE, Scope.MANAGE})
 _REQUEST_ATTRIBUTE = "_anyreach_listen_access"
 
 
@@ -131,6 +133,28 @@ class UserAccess:
     def can_listen(self, conversation: Conversation) -> bool:
         return self.listen_refusal(conversation) is None
 
+    def reads_transcripts_in(self, organization_id: uuid.UUID) -> bool:
+        """Whether the person's role in the organization may read transcripts (no query
+        once ``memberships`` is loaded: events ask this per socket)."""
+        membership = self.memberships.get(organization_id)
+        return membership is not None and reads_transcripts(membership.scopes)
+
+    def transcript_refusal(self, conversation: Conversation) -> str | None:
+        """Why this person may not read ``conversation``'s transcript (or its alerts'
+        phrases), or None when they may: they see the call and their role there has
+        ``conversations:read_sensitive`` (viewers never do)."""
+        if conversation.organization_id not in self.memberships:
+            return "Reading transcripts needs a membership of this organization."
+        role = self._role_for(conversation)
+        if role is None:
+            return "This call belongs to a team you are not part of."
+        if not reads_transcripts(ROLE_SCOPES.get(role, frozenset())):
+            return "Your role can see this call but not read its transcript."
+        return None
+
+    def can_read_transcript(self, conversation: Conversation) -> bool:
+        return self.transcript_refusal(conversation) is None
+
     def can_manage(self, organization_id: uuid.UUID) -> bool:
         """Org admins manage members and keys and read the organization's audit."""
         return organization_id in self.admin_organization_ids
@@ -139,6 +163,11 @@ class UserAccess:
     def audit_fields(self) -> dict[str, Any]:
         """Who a listen session of this person is recorded under."""
         return {"user": self.user if self.user.is_authenticated else None}
+
+
+def reads_transcripts(scopes: frozenset[str] | set[str]) -> bool:
+    """The transcript rule: ``conversations:read_sensitive`` or ``conversations:manage``."""
+    return bool(TRANSCRIPT_SCOPES & set(scopes))
 
 
 def for_user(user: UserLike) -> UserAccess:
@@ -199,6 +228,10 @@ class CredentialAccess:
     @property
     def can_manage(self) -> bool:
         return Scope.MANAGE in self.scopes
+
+    @property
+    def can_read_transcripts(self) -> bool:
+        return reads_transcripts(self.scopes)
 
     @property
     def audit_fields(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The REST API under ``/core/``: listener tokens (the contract) and conversations.
+"""The REST API under ``/core/``: listener tokens (the contract), conversations, their
+transcripts and alerts, and alert rules.
 
 Every endpoint checks, in this order, each with its own status and stable code:
 credential (401) → organization header (400/403) → rate limit (429, minting and
@@ -20,13 +21,25 @@ from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils.dateparse import parse_datetime
 
-from . import access, conversations, payloads, ratelimit
+from . import access, alerts, conversations, payloads, ratelimit, transcripts
 from .access import CredentialAccess
 from .conf import listen_settings
 from .errors import ApiError, Errors, endpoint
-from .minting import grant_listen
-from .models import ACTIVE_STATUSES, Conversation, ConversationStatus, ListenVia, Team
-from .payloads import Field, conversation_json
+from .minting import credential_label, grant_listen
+from .models import (
+    ACTIVE_STATUSES,
+    Alert,
+    AlertRole,
+    AlertRule,
+    AlertSeverity,
+    Conversation,
+    ConversationStatus,
+    ListenVia,
+    PersonalAccessToken,
+    Team,
+    TranscriptVia,
+)
+from .payloads import MAX_LABEL, Field, conversation_json
 
 MAX_PAGE_SIZE = 200
 
@@ -200,3 +213,128 @@ def _list(request: HttpRequest) -> JsonResponse:
         query["cursor"] = _next_cursor(page[-1])
         next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
     return _no_store({"results": [conversation_json(c) for c in page], "next": next_url})
+
+
+# --- transcripts -------------------------------------------------------------------------
+
+
+def _transcript_reader(request: HttpRequest) -> CredentialAccess:
+    caller = access.for_api_request(request)
+    if not caller.can_read_transcripts:
+        raise ApiError(
+            Errors.INSUFFICIENT_SCOPE,
+            "Needs the conversations:read_sensitive or conversations:manage scope.",
+        )
+    return caller
+
+
+@endpoint("GET", "POST")
+def transcript(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    if request.method == "GET":
+        caller = _transcript_reader(request)
+        conversation = _found(caller, conversation_id)
+        audit = caller.audit_fields
+        segments = transcripts.read(
+            conversation,
+            via=TranscriptVia.API,
+            audit=audit,
+            credential_label=credential_label(audit),
+            request=request,
+        )
+        return _no_store(
+            {
+                "segments": [payloads.segment_json(s) for s in segments],
+                "complete": not conversation.is_active,
+            }
+        )
+    caller = _writer(request)
+    conversation = _found(caller, conversation_id)
+    updates = payloads.transcript_updates(payloads.read_object(request))
+    result = transcripts.record(conversation, updates)
+    return _no_store(
+        {"recorded": result.recorded, "unchanged": result.unchanged, "alerts": len(result.alerts)}
+    )
+
+
+@endpoint("GET")
+def conversation_alerts(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    conversation = _found(_transcript_reader(request), conversation_id)
+    rows = (
+        Alert.objects.filter(conversation=conversation)
+        .select_related("rule", "segment")
+        .order_by("raised_at", "id")
+    )
+    return _no_store({"alerts": [payloads.alert_json(a) for a in rows]})
+
+
+# --- alert rules -------------------------------------------------------------------------
+
+
+def _phrase(value: Any) -> Any:
+    if not isinstance(value, str) or len(value) > MAX_LABEL or not payloads.storable(value):
+        raise ValueError
+    if not alerts.valid_phrase(value):
+        raise ValueError
+    return value
+
+
+RULE_FIELDS: dict[str, Field] = {
+    "phrase": Field(_phrase, f"a string of at most {MAX_LABEL} characters with a word in it"),
+    "role": payloads.choice(AlertRole.values),
+    "severity": payloads.choice(AlertSeverity.values),
+    "team_id": payloads.ID,
+}
+
+
+def _rule_manager(request: HttpRequest) -> CredentialAccess:
+    if request.method != "GET":
+        return _writer(request)
+    caller = access.for_api_request(request)
+    if not caller.can_manage:
+        raise ApiError(Errors.INSUFFICIENT_SCOPE, "Needs the conversations:manage scope.")
+    return caller
+
+
+def _created_by(caller: CredentialAccess) -> tuple[Any, str]:
+    """The user (for a PAT) and the words that name who created a rule."""
+    credential = caller.credential
+    if isinstance(credential, PersonalAccessToken):
+        return credential.user, f"{credential.user.get_username()} (PAT {credential})"
+    return None, f"API key {credential}"
+
+
+@endpoint("GET", "POST")
+def alert_rule_collection(request: HttpRequest) -> JsonResponse:
+    caller = _rule_manager(request)
+    if request.method == "GET":
+        rules = AlertRule.objects.live().filter(organization=caller.organization)
+        return _no_store({"rules": [payloads.alert_rule_json(r) for r in rules]})
+    data = payloads.clean(payloads.read_object(request), RULE_FIELDS)
+    if "phrase" not in data:
+        raise ApiError(Errors.INVALID_FIELD, "phrase is required.")
+    team = _team(caller, data.get("team_id"))
+    user, label = _created_by(caller)
+    rule = alerts.create_rule(
+        caller.organization,
+        phrase=data["phrase"],
+        role=data.get("role", AlertRole.ANY),
+        severity=data.get("severity", AlertSeverity.WARNING),
+        team=team,
+        created_by=user,
+        created_by_label=label,
+    )
+    return _no_store(payloads.alert_rule_json(rule), status=201)
+
+
+@endpoint("DELETE")
+def alert_rule_detail(request: HttpRequest, rule_id: str) -> JsonResponse:
+    caller = _rule_manager(request)
+    parsed = access.parse_uuid(rule_id)
+    rule = (
+        AlertRule.objects.live().filter(pk=parsed, organization=caller.organization).first()
+        if parsed
+        else None
+    )
+    if rule is None:
+        raise ApiError(Errors.ALERT_RULE_NOT_FOUND)
+    return _no_store(payloads.alert_rule_json(alerts.delete_rule(rule)))

@@ -138,6 +138,25 @@ def check_settings(
                 id="anyreach_listen.E012",
             )
         )
+    late = conf["TRANSCRIPT_LATE_SECONDS"]
+    if not isinstance(late, int) or isinstance(late, bool) or not 0 <= late <= 86400:
+        messages.append(
+            Error(
+                f"TRANSCRIPT_LATE_SECONDS must be an integer from 0 to 86400, not {late!r}.",
+                hint="The default is 300: segments may arrive up to five minutes after a call "
+                "ended.",
+                id="anyreach_listen.E014",
+            )
+        )
+    retention = conf["TRANSCRIPT_RETENTION_DAYS"]
+    if not isinstance(retention, int) or isinstance(retention, bool) or retention < 1:
+        messages.append(
+            Error(
+                f"TRANSCRIPT_RETENTION_DAYS must be a positive integer, not {retention!r}.",
+                hint="The default is 30 days; manage.py purge_transcripts deletes older ones.",
+                id="anyreach_listen.E015",
+            )
+        )
     if not conf["CREDENTIAL_HASH_KEY"] and not settings.DEBUG:
         messages.append(
             Warning(

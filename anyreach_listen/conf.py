@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     # Register rooms without "anyreach" metadata by name prefix:
     # {"ROOM_PREFIX": "call-", "ORGANIZATION": "<uuid>", "TEAM": "<uuid>" or None}.
     "AUTO_REGISTER": None,
+    # Seconds after a conversation ended during which transcript segments may still be
+    # pushed (the last words often arrive after the hang-up); later pushes get 409.
+    "TRANSCRIPT_LATE_SECONDS": 300,
+    # Days a transcript is kept after its conversation ended (manage.py purge_transcripts).
+    "TRANSCRIPT_RETENTION_DAYS": 30,
 }
 
 

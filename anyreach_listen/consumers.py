@@ -9,7 +9,9 @@ group checks the login session again and reloads the policy: a socket closes
 (4401) when its session was signed out, its password changed or the user was
 deactivated, and (4403) when the user lost a membership, so the page reconnects
 with what it may still see. ``session.ended`` closes the sockets of one signed-out
-session. Listener events (the audit) reach organization admins only.
+session. Listener events (the audit) reach organization admins only. Alert
+events reach everyone who sees the call; the rule's phrase, the speaker's role
+and the segment id only those who may read its transcript (never viewers).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .events import organization_group, session_fingerprint, user_group
 
 SIGNED_OUT = 4401  # the browser stops reconnecting (events.js)
 ACCESS_LOST = 4403  # the browser reconnects, with what it may still see
+# What of an alert reaches people who see the call but may not read its transcript.
+VIEWER_ALERT_FIELDS = ("id", "severity", "raised_at")
 
 
 class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -106,12 +110,21 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         if organization_id is not None and self.policy.can_manage(organization_id):
             await self._forward("listener.updated", message)
 
+    async def alert_raised(self, message: dict[str, Any]) -> None:
+        organization_id = access.parse_uuid(message["organization_id"])
+        alert = dict(message["alert"])
+        if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
+            # A phrase that matched is a piece of what was said: not for viewers.
+            alert = {name: alert[name] for name in VIEWER_ALERT_FIELDS}
+        await self._forward("alert.raised", {**message, "alert": alert})
+
     async def _forward(self, kind: str, message: dict[str, Any]) -> None:
         organization_id = access.parse_uuid(message["organization_id"])
         team_id = access.parse_uuid(message["team_id"]) if message.get("team_id") else None
         if organization_id is None or not self.policy.sees(organization_id, team_id):
             return
         out = {"type": kind, "event": message.get("event"), "conversation": message["conversation"]}
-        if "listen_session_id" in message:
-            out["listen_session_id"] = message["listen_session_id"]
+        for extra in ("listen_session_id", "alert"):
+            if extra in message:
+                out[extra] = message[extra]
         await self.send_json(out)

@@ -117,7 +117,10 @@ class Errors:
         403,
         "insufficient_scope",
         "Needs the conversations:read_sensitive or conversations:manage scope.",
-        "neither listen scope (for a PAT: after intersecting with the user's role)",
+        "the credential lacks the operation's scope: `conversations:read_sensitive` or "
+        "`conversations:manage` to listen or read transcripts and alerts, "
+        "`conversations:manage` to write or manage alert rules, any conversation scope to "
+        "read conversations (for a PAT: after intersecting with the user's role)",
         API,
     )
     CONVERSATION_NOT_FOUND = _kind(
@@ -169,6 +172,20 @@ class Errors:
         "A conversation's status only moves forward.",
         "a status change that is not forward (the message names the current status), or a "
         "`room_name` change once one is set",
+        API,
+    )
+    TRANSCRIPT_CLOSED = _kind(
+        409,
+        "transcript_closed",
+        "The conversation ended too long ago to add to its transcript.",
+        "transcript segments for a conversation that ended more than `TRANSCRIPT_LATE_SECONDS` ago",
+        API,
+    )
+    ALERT_RULE_NOT_FOUND = _kind(
+        404,
+        "alert_rule_not_found",
+        "No such alert rule.",
+        "unknown or deleted alert rule id, not a UUID, or another organization's rule",
         API,
     )
     LISTEN_NOT_ALLOWED = _kind(

@@ -1,4 +1,4 @@
-"""Conversation and listener events, published to the channel layer per organization.
+"""Conversation, listener and alert events, published to the channel layer per organization.
 
 Publishers (the conversations service, webhooks, revocation) call these inside
 their transaction; the message is sent once it commits. The websocket consumer
@@ -18,12 +18,13 @@ from django.db import transaction
 from .conf import listen_settings
 
 if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
-    from .models import Conversation, ListenSession
+    from .models import Alert, Conversation, ListenSession
 
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"
 ACCESS_CHANGED = "access.changed"
 SESSION_ENDED = "session.ended"
+ALERT_RAISED = "alert.raised"
 
 
 def organization_group(organization_id: uuid.UUID | str) -> str:
@@ -86,6 +87,28 @@ def publish_listener(session: ListenSession, event: str) -> None:
     message = conversation_message(session.conversation, event)
     message |= {"type": LISTENER_UPDATED, "listen_session_id": str(session.pk)}
     _send_on_commit(organization_group(session.conversation.organization_id), message)
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """What browsers may get about an alert: never the segment's text. ``phrase``,
+    ``role`` and ``segment_id`` reach only people who may read the transcript
+    (the consumer drops them for the others)."""
+    return {
+        "id": str(alert.pk),
+        "rule_id": str(alert.rule_id),
+        "severity": alert.rule.severity,
+        "phrase": alert.rule.phrase,
+        "role": alert.segment.role,
+        "segment_id": alert.segment.segment_id,
+        "raised_at": alert.raised_at.isoformat(),
+    }
+
+
+def publish_alert(alert: Alert, conversation: Conversation) -> None:
+    """An alert was raised in ``conversation`` (its team loaded: the payload names it)."""
+    message = conversation_message(conversation, "alert")
+    message |= {"type": ALERT_RAISED, "alert": alert_payload(alert)}
+    _send_on_commit(organization_group(conversation.organization_id), message)
 
 
 def user_group(user_id: object) -> str:

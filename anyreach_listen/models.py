@@ -1,4 +1,5 @@
-"""Data model: organizations and members, conversations, credentials, the listen audit."""
+"""Data model: organizations and members, conversations, credentials, the listen audit,
+transcripts (and their read audit), alert rules and alerts."""
 
 from __future__ import annotations
 
@@ -397,3 +398,171 @@ m2m_changed.connect(
     sender=Membership.teams.through,
     dispatch_uid="anyreach_listen.membership_teams",
 )
+
+
+# --- transcripts and alerts ------------------------------------------------------------------
+
+
+class SpeakerRole(models.TextChoices):
+    AGENT = "agent", "Agent"
+    USER = "user", "Caller"
+
+
+class TranscriptSegment(models.Model):
+    """One segment of a conversation's transcript, written when first seen and when final.
+
+    Interim updates in between live in the cache (``transcripts.py``), so a long
+    sentence costs two writes, not one per word.
+    """
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="transcript_segments"
+    )
+    # The platform's (LiveKit's) segment id; with the role, as the frame tells segments
+    # apart: a caller reusing the agent's id can neither settle nor hide its segment.
+    segment_id = models.CharField(max_length=200)
+    role = models.CharField(max_length=10, choices=SpeakerRole.choices)
+    text = models.TextField(blank=True)
+    final = models.BooleanField(default=False)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    final_at = models.DateTimeField(null=True, blank=True)
+    # Spoken order: the order segments were first seen in, 1, 2, 3 … per conversation.
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "role", "segment_id"], name="unique_transcript_segment"
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "position"], name="unique_transcript_position"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.segment_id} on {self.conversation_id}"
+
+
+class TranscriptVia(models.TextChoices):
+    API = "api", "API"
+    PORTAL = "portal", "Portal"
+
+
+class TranscriptRead(models.Model):
+    """Audit row written for every transcript read."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="transcript_reads"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="transcript_reads",
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="transcript_reads"
+    )
+    personal_access_token = models.ForeignKey(
+        PersonalAccessToken,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="transcript_reads",
+    )
+    # The credential in words, kept after the credential is deleted (as ListenSession's).
+    credential_label = models.CharField(max_length=300, blank=True)
+    via = models.CharField(max_length=10, choices=TranscriptVia.choices)
+    read_at = models.DateTimeField(default=timezone.now)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-read_at"]
+        indexes = [models.Index(fields=["conversation", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"transcript of {self.conversation_id} read {self.read_at:%Y-%m-%d %H:%M}"
+
+
+class AlertRole(models.TextChoices):
+    AGENT = "agent", "Agent"
+    USER = "user", "Caller"
+    ANY = "any", "Anyone"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertRuleQuerySet(models.QuerySet["AlertRule"]):
+    def live(self) -> AlertRuleQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+
+class AlertRule(models.Model):
+    """A phrase that raises an alert when said in a call of the organization (or team).
+
+    Deleting a rule through the API only marks it deleted: the alerts it raised
+    keep naming their phrase.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="alert_rules"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="alert_rules"
+    )
+    phrase = models.CharField(max_length=200)
+    role = models.CharField(max_length=10, choices=AlertRole.choices, default=AlertRole.ANY)
+    severity = models.CharField(
+        max_length=10, choices=AlertSeverity.choices, default=AlertSeverity.WARNING
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Who created it, in words (a user, an API key or a PAT), kept after they are deleted.
+    created_by_label = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AlertRuleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.phrase!r} ({self.severity})"
+
+    def clean(self) -> None:
+        if self.team is not None and self.team.organization_id != self.organization_id:
+            raise ValidationError({"team": "Pick a team of the rule's organization."})
+
+
+class Alert(models.Model):
+    """A rule's phrase said in a final segment: once per rule per segment."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="alerts")
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    # Purging a transcript removes its alerts too: they are derived from what was said.
+    segment = models.ForeignKey(TranscriptSegment, on_delete=models.CASCADE, related_name="alerts")
+    raised_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["raised_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "segment"], name="unique_alert_per_segment")
+        ]
+
+    def __str__(self) -> str:
+        return f"alert {self.rule.phrase!r} on {self.conversation_id}"

@@ -16,8 +16,8 @@ from django.http import HttpRequest, JsonResponse
 
 from .access import ORG_HEADER
 from .errors import API, ErrorKind, Errors, endpoint
-from .models import ACTIVE_STATUSES, ConversationStatus
-from .payloads import MAX_LABEL
+from .models import ACTIVE_STATUSES, AlertRole, AlertSeverity, ConversationStatus
+from .payloads import MAX_LABEL, MAX_SEGMENT_TEXT, MAX_SEGMENTS, SPEAKER_ROLES
 
 E = Errors
 # Every operation authenticates the same way (after the per-address limit on
@@ -133,6 +133,17 @@ _ID_PARAMETER = {
 _READ = "Needs any conversation scope (`conversations:read`, `conversations:read_sensitive` or "
 _READ += "`conversations:manage`); a PAT sees what its owner's teams see."
 _MANAGE = "Needs `conversations:manage`; rate-limited per credential like minting."
+_SENSITIVE = "Needs `conversations:read_sensitive` or `conversations:manage` (a PAT: after "
+_SENSITIVE += "intersecting with its owner's role, so never a viewer's); a PAT sees what its "
+_SENSITIVE += "owner's teams see."
+_RULE_ID_PARAMETER = {
+    "name": "rule_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_UUID = {"type": "string", "format": "uuid"}
+_SPEAKER = {"type": "string", "enum": list(SPEAKER_ROLES)}
 
 _STRING = {"type": "string", "maxLength": MAX_LABEL}
 _NULLABLE_STRING = {"type": ["string", "null"], "maxLength": MAX_LABEL}
@@ -242,6 +253,7 @@ def _schemas() -> dict[str, Any]:
                 "next": {"type": ["string", "null"], "description": "The next page's URL."},
             },
         },
+        **_transcript_schemas(),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -256,6 +268,189 @@ def _schemas() -> dict[str, Any]:
                     },
                 }
             },
+        },
+    }
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties) if required is None else required,
+        "properties": properties,
+    }
+
+
+def _transcript_schemas() -> dict[str, Any]:
+    rule_fields = {
+        "phrase": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_LABEL,
+            "description": "Matched on word boundaries, ignoring case and punctuation; "
+            "needs at least one word.",
+        },
+        "role": {"type": "string", "enum": list(AlertRole.values), "default": AlertRole.ANY},
+        "severity": {
+            "type": "string",
+            "enum": list(AlertSeverity.values),
+            "default": AlertSeverity.WARNING,
+        },
+        "team_id": {
+            "type": ["string", "null"],
+            "format": "uuid",
+            "description": "Only this team's calls; none: every call of the organization.",
+        },
+    }
+    return {
+        "TranscriptPush": _object(
+            {
+                "segments": {
+                    "type": "array",
+                    "maxItems": MAX_SEGMENTS,
+                    "items": _object(
+                        {
+                            "id": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL},
+                            "role": _SPEAKER,
+                            "text": {
+                                "type": "string",
+                                "maxLength": MAX_SEGMENT_TEXT,
+                                "description": "The whole segment so far, not a delta.",
+                            },
+                            "final": {"type": "boolean"},
+                        }
+                    ),
+                }
+            }
+        ),
+        "TranscriptPushResult": _object(
+            {
+                "recorded": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Updates that changed the transcript.",
+                },
+                "unchanged": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Updates already known (retries), older than what is "
+                    "stored, or for a segment already final.",
+                },
+                "alerts": {"type": "integer", "minimum": 0, "description": "Alerts raised."},
+            }
+        ),
+        "Transcript": _object(
+            {
+                "segments": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "id": {"type": "string"},
+                            "role": _SPEAKER,
+                            "text": {"type": "string"},
+                            "final": {"type": "boolean"},
+                            "at": {
+                                "type": "string",
+                                "format": "date-time",
+                                "description": "When the segment was first seen.",
+                            },
+                        }
+                    ),
+                },
+                "complete": {
+                    "type": "boolean",
+                    "description": "The conversation has ended.",
+                },
+            }
+        ),
+        "Alert": _object(
+            {
+                "id": _UUID,
+                "conversation_id": _UUID,
+                "rule_id": _UUID,
+                "phrase": {"type": "string"},
+                "severity": {"type": "string", "enum": list(AlertSeverity.values)},
+                "role": _SPEAKER,
+                "segment_id": {"type": "string"},
+                "raised_at": {"type": "string", "format": "date-time"},
+            }
+        ),
+        "AlertList": _object({"alerts": {"type": "array", "items": _ref("Alert")}}),
+        "AlertRuleCreate": _object(rule_fields, required=["phrase"]),
+        "AlertRule": _object(
+            {
+                "id": _UUID,
+                "organization_id": _UUID,
+                **rule_fields,
+                "created_by": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "deleted_at": {"type": ["string", "null"], "format": "date-time"},
+            }
+        ),
+        "AlertRuleList": _object({"rules": {"type": "array", "items": _ref("AlertRule")}}),
+    }
+
+
+def _transcript_paths() -> dict[str, Any]:
+    found = [*_AUTH, E.INSUFFICIENT_SCOPE, E.CONVERSATION_NOT_FOUND]
+    return {
+        "/core/conversations/{conversation_id}/transcript": {
+            "post": _operation(
+                "pushTranscript",
+                "Add transcript segments",
+                _MANAGE + " Idempotent by segment (role and id): interim updates carry the "
+                "whole text so far, a final one settles the segment and is never changed "
+                "again. Accepted until `TRANSCRIPT_LATE_SECONDS` after the call ended.",
+                {"200": _json("What the push changed.", "TranscriptPushResult")},
+                [*found, *_BODY, E.TRANSCRIPT_CLOSED],
+                parameters=[_ID_PARAMETER],
+                body="TranscriptPush",
+            ),
+            "get": _operation(
+                "getTranscript",
+                "The conversation's transcript, in spoken order",
+                _SENSITIVE + " Every read is audited.",
+                {"200": _json("The transcript.", "Transcript")},
+                found,
+                parameters=[_ID_PARAMETER],
+            ),
+        },
+        "/core/conversations/{conversation_id}/alerts": {
+            "get": _operation(
+                "listAlerts",
+                "The alerts raised in a conversation",
+                _SENSITIVE,
+                {"200": _json("Its alerts, oldest first.", "AlertList")},
+                found,
+                parameters=[_ID_PARAMETER],
+            )
+        },
+        "/core/alert-rules": {
+            "post": _operation(
+                "createAlertRule",
+                "Create an alert rule",
+                _MANAGE,
+                {"201": _json("Created.", "AlertRule")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, *_BODY, E.INVALID_TEAM],
+                body="AlertRuleCreate",
+            ),
+            "get": _operation(
+                "listAlertRules",
+                "The organization's alert rules",
+                "Needs `conversations:manage`.",
+                {"200": _json("Its rules, oldest first.", "AlertRuleList")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE],
+            ),
+        },
+        "/core/alert-rules/{rule_id}": {
+            "delete": _operation(
+                "deleteAlertRule",
+                "Delete an alert rule",
+                _MANAGE + " The rule stops matching; alerts it raised stay.",
+                {"200": _json("The deleted rule.", "AlertRule")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, E.ALERT_RULE_NOT_FOUND],
+                parameters=[_RULE_ID_PARAMETER],
+            )
         },
     }
 
@@ -347,6 +542,7 @@ def _paths() -> dict[str, Any]:
                 parameters=[_ID_PARAMETER],
             )
         },
+        **_transcript_paths(),
     }
 
 
@@ -355,9 +551,10 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Anyreach live-listen API",
-            "version": "1.1.0",
-            "description": "Register and follow conversations, and mint subscribe-only, hidden "
-            "listener tokens for live ones. Call it from your backend: the credential must "
+            "version": "1.2.0",
+            "description": "Register and follow conversations, mint subscribe-only, hidden "
+            "listener tokens for live ones, record and read their transcripts, and manage "
+            "alert rules. Call it from your backend: the credential must "
             "never reach a browser.",
         },
         "paths": _paths(),

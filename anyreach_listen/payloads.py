@@ -1,4 +1,5 @@
-"""JSON bodies of the REST API: reading them strictly, and the conversation's JSON form.
+"""JSON bodies of the REST API: reading them strictly, and the JSON forms of
+conversations, transcript segments, alert rules and alerts.
 
 Bad input gets a clear error and changes nothing: a body that is not a JSON
 object (or holds ``NaN``/``Infinity``, or nests deeper than Python parses) is
@@ -19,7 +20,8 @@ from typing import Any
 from django.http import HttpRequest
 
 from .errors import ApiError, Errors
-from .models import Conversation
+from .models import Alert, AlertRule, Conversation
+from .transcripts import SegmentIn, SegmentOut
 
 MAX_BODY = 64 * 1024
 MAX_METADATA = 16 * 1024
@@ -163,4 +165,93 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "ended_at": iso(conversation.ended_at),
         "created_at": iso(conversation.created_at),
         "updated_at": iso(conversation.updated_at),
+    }
+
+
+# --- transcripts and alerts --------------------------------------------------------------
+
+MAX_SEGMENTS = 200  # per push
+MAX_SEGMENT_TEXT = 10_000
+SEGMENT_FIELDS = ("id", "role", "text", "final")
+SPEAKER_ROLES = ("agent", "user")
+
+
+def transcript_updates(data: dict[str, Any]) -> list[SegmentIn]:
+    """``{"segments": [{"id", "role", "text", "final"}, …]}``, every segment checked
+    strictly (all four fields, exact types: ``final`` is a JSON boolean)."""
+    unknown = sorted(set(data) - {"segments"})
+    if unknown:
+        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s): {', '.join(unknown)}.")
+    items = data.get("segments")
+    if not isinstance(items, list) or len(items) > MAX_SEGMENTS:
+        raise ApiError(
+            Errors.INVALID_FIELD, f"segments must be a list of at most {MAX_SEGMENTS} segments."
+        )
+    return [_segment(index, item) for index, item in enumerate(items)]
+
+
+def _segment(index: int, item: Any) -> SegmentIn:
+    where = f"segments[{index}]"
+    if not isinstance(item, dict):
+        raise ApiError(Errors.INVALID_FIELD, f"{where} must be an object.")
+    unknown = sorted(set(item) - set(SEGMENT_FIELDS))
+    if unknown:
+        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s) in {where}: {', '.join(unknown)}.")
+    missing = [name for name in SEGMENT_FIELDS if name not in item]
+    if missing:
+        raise ApiError(Errors.INVALID_FIELD, f"{where} needs {', '.join(missing)}.")
+    segment_id, role, text, final = (item[name] for name in SEGMENT_FIELDS)
+    if not isinstance(segment_id, str) or not 1 <= len(segment_id) <= MAX_LABEL:
+        raise ApiError(
+            Errors.INVALID_FIELD, f"{where}.id must be a string of 1 to {MAX_LABEL} characters."
+        )
+    if role not in SPEAKER_ROLES:
+        raise ApiError(Errors.INVALID_FIELD, f"{where}.role must be agent or user.")
+    if not isinstance(text, str) or len(text) > MAX_SEGMENT_TEXT:
+        raise ApiError(
+            Errors.INVALID_FIELD,
+            f"{where}.text must be a string of at most {MAX_SEGMENT_TEXT} characters.",
+        )
+    if not storable(segment_id) or not storable(text):
+        raise ApiError(Errors.INVALID_FIELD, f"{where} must not contain NUL characters.")
+    if not isinstance(final, bool):
+        raise ApiError(Errors.INVALID_FIELD, f"{where}.final must be true or false.")
+    return SegmentIn(segment_id, role, text, final)
+
+
+def segment_json(segment: SegmentOut) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "role": segment.role,
+        "text": segment.text,
+        "final": segment.final,
+        "at": iso(segment.at),
+    }
+
+
+def alert_rule_json(rule: AlertRule) -> dict[str, Any]:
+    return {
+        "id": str(rule.pk),
+        "organization_id": str(rule.organization_id),
+        "team_id": str(rule.team_id) if rule.team_id else None,
+        "phrase": rule.phrase,
+        "role": rule.role,
+        "severity": rule.severity,
+        "created_by": rule.created_by_label or None,
+        "created_at": iso(rule.created_at),
+        "deleted_at": iso(rule.deleted_at),
+    }
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """An alert for readers of the transcript: its rule's phrase, never the segment text."""
+    return {
+        "id": str(alert.pk),
+        "conversation_id": str(alert.conversation_id),
+        "rule_id": str(alert.rule_id),
+        "phrase": alert.rule.phrase,
+        "severity": alert.rule.severity,
+        "role": alert.segment.role,
+        "segment_id": alert.segment.segment_id,
+        "raised_at": iso(alert.raised_at),
     }

@@ -18,6 +18,18 @@ urlpatterns = [
         api.listener_token,
         name="listener-token",
     ),
+    path(
+        "core/conversations/<str:conversation_id>/transcript",
+        api.transcript,
+        name="transcript",
+    ),
+    path(
+        "core/conversations/<str:conversation_id>/alerts",
+        api.conversation_alerts,
+        name="conversation-alerts",
+    ),
+    path("core/alert-rules", api.alert_rule_collection, name="alert-rules"),
+    path("core/alert-rules/<str:rule_id>", api.alert_rule_detail, name="alert-rule"),
     path("livekit/webhook", webhooks.livekit_webhook, name="livekit-webhook"),
     path("core/openapi.json", openapi.openapi_document, name="openapi"),
     path(

@@ -52,6 +52,13 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
             False,
             "anyreach_listen.E012",
         ),
+        ({"TRANSCRIPT_LATE_SECONDS": -1}, False, "anyreach_listen.E014"),
+        ({"TRANSCRIPT_LATE_SECONDS": 86401}, False, "anyreach_listen.E014"),
+        ({"TRANSCRIPT_LATE_SECONDS": "300"}, False, "anyreach_listen.E014"),
+        ({"TRANSCRIPT_LATE_SECONDS": True}, False, "anyreach_listen.E014"),
+        ({"TRANSCRIPT_RETENTION_DAYS": 0}, False, "anyreach_listen.E015"),
+        ({"TRANSCRIPT_RETENTION_DAYS": 30.5}, False, "anyreach_listen.E015"),
+        ({"TRANSCRIPT_RETENTION_DAYS": None}, False, "anyreach_listen.E015"),
         ({"CREDENTIAL_HASH_KEY": ""}, False, "anyreach_listen.W001"),
     ],
 )

@@ -45,3 +45,14 @@ def test_the_failed_credential_limit_has_documented_defaults(settings: Any) -> N
     assert (listen_settings.FAILED_AUTH_LIMIT, listen_settings.FAILED_AUTH_WINDOW) == (30, 300)
     settings.ANYREACH_LISTEN = {"FAILED_AUTH_LIMIT": 5, "FAILED_AUTH_WINDOW": 60}
     assert (listen_settings.FAILED_AUTH_LIMIT, listen_settings.FAILED_AUTH_WINDOW) == (5, 60)
+
+
+def test_the_transcript_settings_have_documented_defaults(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {}
+    assert listen_settings.TRANSCRIPT_LATE_SECONDS == 300
+    assert listen_settings.TRANSCRIPT_RETENTION_DAYS == 30
+    settings.ANYREACH_LISTEN = {"TRANSCRIPT_LATE_SECONDS": 0, "TRANSCRIPT_RETENTION_DAYS": 7}
+    assert (listen_settings.TRANSCRIPT_LATE_SECONDS, listen_settings.TRANSCRIPT_RETENTION_DAYS) == (
+        0,
+        7,
+    )

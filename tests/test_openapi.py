@@ -56,3 +56,62 @@ def test_each_error_response_lists_exactly_its_codes(client: Client) -> None:
     assert codes("500") == ["internal_error"]
     org = next(p for p in mint["parameters"] if p["name"] == "X-Anyreach-Org")
     assert {"type": "string", "maxLength": 0} in org["schema"]["anyOf"]  # empty: absent
+
+
+AUTH_401 = [
+    "missing_credentials",
+    "invalid_credentials",
+    "credentials_revoked",
+    "credentials_expired",
+]
+AUTH_400 = ["missing_organization", "invalid_organization"]
+AUTH_403 = ["organization_mismatch", "not_a_member", "insufficient_scope"]
+BODY_400 = [*AUTH_400, "invalid_json", "unknown_field", "invalid_field"]
+
+
+def test_transcript_and_alert_operations_list_exactly_their_errors(client: Client) -> None:
+    paths = client.get("/core/openapi.json").json()["paths"]
+
+    def errors(path: str, method: str) -> dict[str, list[str]]:
+        responses = paths[path][method]["responses"]
+        return {
+            status: response["content"]["application/json"]["schema"]["properties"]["error"][
+                "properties"
+            ]["code"]["enum"]
+            for status, response in responses.items()
+            if not status.startswith("2")
+        }
+
+    common = {
+        "401": AUTH_401,
+        "405": ["method_not_allowed"],
+        "429": ["rate_limited"],
+        "500": ["internal_error"],
+    }
+    transcript = "/core/conversations/{conversation_id}/transcript"
+    assert errors(transcript, "post") == {
+        **common,
+        "400": BODY_400,
+        "403": AUTH_403,
+        "404": ["conversation_not_found"],
+        "409": ["transcript_closed"],
+        "413": ["payload_too_large"],
+    }
+    read = {**common, "400": AUTH_400, "403": AUTH_403, "404": ["conversation_not_found"]}
+    assert errors(transcript, "get") == read
+    assert errors("/core/conversations/{conversation_id}/alerts", "get") == read
+    assert errors("/core/alert-rules", "post") == {
+        **common,
+        "400": [*BODY_400, "invalid_team"],
+        "403": AUTH_403,
+        "413": ["payload_too_large"],
+    }
+    assert errors("/core/alert-rules", "get") == {**common, "400": AUTH_400, "403": AUTH_403}
+    assert errors("/core/alert-rules/{rule_id}", "delete") == {
+        **common,
+        "400": AUTH_400,
+        "403": AUTH_403,
+        "404": ["alert_rule_not_found"],
+    }
+    assert set(paths[transcript]["get"]["responses"]) >= {"200"}
+    assert paths[transcript]["post"]["requestBody"]["required"] is True

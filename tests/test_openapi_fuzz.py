@@ -26,12 +26,16 @@ from requests.structures import CaseInsensitiveDict
 from schemathesis import APIOperation, Case, CheckFunction, GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from anyreach_listen import alerts
 from anyreach_listen.conf import DEFAULTS
+from anyreach_listen.models import AlertRule
+from anyreach_listen.transcripts import SegmentIn, record
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 SEED = 20261126
-# Per operation and generation mode: 5 operations x 2 modes x 110 = 1,100 cases.
-EXAMPLES = 110
+# Per operation and generation mode: 11 operations x 2 modes x 60 = 1,320 cases.
+EXAMPLES = 60
+OPERATIONS = 11
 # Credentials the cases carry (secrets of the world) and whether they send the org header.
 CREDENTIALS = [
     ("ak_manage", False),
@@ -59,11 +63,26 @@ def fuzz_settings(settings: Any) -> None:
     settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, **raised}
 
 
+def seed_transcripts_and_rules(world: World) -> list[AlertRule]:
+    """Rules of both organizations (deletes of real ids reach 200 and 404) and a transcript
+    with an alert, so reads return segments and alerts."""
+    rules = [
+        alerts.create_rule(world.org, phrase=f"phrase {n}", team=world.team if n % 2 else None)
+        for n in range(12)
+    ]
+    rules.append(alerts.create_rule(world.other_org, phrase="not yours"))
+    alerts.create_rule(world.org, phrase="charged twice")
+    for call in world.conversations.values():
+        record(call, [SegmentIn("u1", "user", "I was charged twice.", True)])
+    return rules
+
+
 @dataclass
 class Run:
     """The world's credentials and calls, and what the generated cases got."""
 
     world: World
+    rules: list[AlertRule] = field(default_factory=list)
     cases: collections.Counter[str] = field(default_factory=collections.Counter)
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     failures: list[str] = field(default_factory=list)
@@ -81,9 +100,12 @@ class Run:
                 if case.headers is None:
                     case.headers = CaseInsensitiveDict()
                 case.headers["X-Anyreach-Org"] = str(self.world.org.pk)
-        if case.path_parameters and pick % 5:  # most name a real conversation
-            calls = list(self.world.conversations.values())
-            case.path_parameters["conversation_id"] = str(calls[pick % len(calls)].pk)
+        if case.path_parameters and pick % 5:  # most name a real conversation or rule
+            if "conversation_id" in case.path_parameters:
+                calls = list(self.world.conversations.values())
+                case.path_parameters["conversation_id"] = str(calls[pick % len(calls)].pk)
+            if "rule_id" in case.path_parameters:
+                case.path_parameters["rule_id"] = str(self.rules[pick % len(self.rules)].pk)
         # Reading meta revalidates the edited components: a negative case whose only invalid
         # part was replaced is then checked as the positive case it became.
         assert case.meta is not None
@@ -118,16 +140,16 @@ def test_every_operation_answers_every_generated_case_as_documented(
 ) -> None:
     schema = schemathesis.openapi.from_wsgi("/core/openapi.json", WSGIHandler())
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    run = Run(world)
+    run = Run(world, rules=seed_transcripts_and_rules(world))
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             run.fuzz(operation, mode)
 
     cases, statuses = run.cases, run.statuses
     print(f"fuzz: {sum(cases.values())} cases, statuses {dict(sorted(statuses.items()))}")
-    assert len(operations) == 5
+    assert len(operations) == OPERATIONS
     assert sum(cases.values()) >= 1000, cases
-    assert all(count >= 100 for count in cases.values()), cases
+    assert all(count >= EXAMPLES - 10 for count in cases.values()), cases
     assert not any(status >= 500 for status in statuses), statuses
     # The cases got past authentication and reached the operations' own answers.
     assert {200, 201, 400, 401, 403, 404, 409} <= set(statuses), statuses

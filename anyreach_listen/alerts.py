@@ -1,0 +1,147 @@
+"""Alert rules and alerts: a phrase said in a call raises an alert, live.
+
+Matching runs on final segments only (interim text still changes), once per
+segment: ``transcripts.record`` calls ``raise_alerts`` with the segments it has
+just made final. A rule matches a segment when:
+
+- the rule is not deleted and belongs to the conversation's organization, with
+  no team or the conversation's team;
+- its role is ``any`` or the segment's speaker;
+- its phrase occurs in the text on word boundaries, ignoring case and
+  punctuation (``normalize``: "Charged twice!" matches "charged twice", "I was
+  charged—twice" too, "overcharged twice" does not).
+
+Each match creates one ``Alert`` (unique per rule and segment, so a retried
+push or a second recorder raises nothing new) and publishes ``alert.raised``
+to the organization's event stream once the transaction commits. The event
+never carries segment text; the consumer shows the phrase only to people who
+may read the transcript (``consumers.py``).
+
+Rules apply from their creation on: segments made final before are not matched
+again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .events import publish_alert
+from .models import (
+    Alert,
+    AlertRole,
+    AlertRule,
+    AlertRuleQuerySet,
+    AlertSeverity,
+    Conversation,
+    Organization,
+    Team,
+    TranscriptSegment,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+# Apostrophes join ("don't" is "dont"); any other punctuation separates words.
+_APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+def normalize(text: str) -> str:
+    """Lower case (casefolded), punctuation gone, words separated by one space."""
+    joined = _APOSTROPHES.sub("", text.casefold())
+    return " ".join(_SEPARATORS.sub(" ", joined).split())
+
+
+def matches(phrase: str, text: str) -> bool:
+    """Whether ``phrase`` occurs in ``text`` as whole words, ignoring case and punctuation."""
+    wanted = normalize(phrase)
+    return bool(wanted) and f" {wanted} " in f" {normalize(text)} "
+
+
+def valid_phrase(phrase: str) -> bool:
+    """A phrase with at least one word (punctuation alone would match nothing)."""
+    return bool(normalize(phrase))
+
+
+def rules_for(conversation: Conversation) -> AlertRuleQuerySet:
+    """The live rules that apply to ``conversation``."""
+    return AlertRule.objects.live().filter(
+        Q(team__isnull=True) | Q(team_id=conversation.team_id),
+        organization_id=conversation.organization_id,
+    )
+
+
+def applies(rule: AlertRule, segment: TranscriptSegment) -> bool:
+    return rule.role in (AlertRole.ANY, segment.role) and matches(rule.phrase, segment.text)
+
+
+def raise_alerts(
+    conversation: Conversation,
+    segments: Sequence[TranscriptSegment],
+    *,
+    at: dt.datetime | None = None,
+) -> list[Alert]:
+    """Alerts for the rules that match ``segments`` (final ones only), new ones only.
+
+    Call inside the transaction that made the segments final; each new alert is
+    published when it commits.
+    """
+    final = [s for s in segments if s.final]
+    if not final:
+        return []
+    rules = list(rules_for(conversation))
+    raised: list[Alert] = []
+    for segment in final:
+        for rule in rules:
+            if not applies(rule, segment):
+                continue
+            alert, created = Alert.objects.get_or_create(
+                rule=rule,
+                segment=segment,
+                defaults={"conversation": conversation, "raised_at": at or timezone.now()},
+            )
+            if created:
+                raised.append(alert)
+                publish_alert(alert, conversation)
+    return raised
+
+
+def create_rule(
+    organization: Organization,
+    *,
+    phrase: str,
+    role: str = AlertRole.ANY,
+    severity: str = AlertSeverity.WARNING,
+    team: Team | None = None,
+    created_by: User | None = None,
+    created_by_label: str = "",
+) -> AlertRule:
+    """A new rule; ``ValueError`` for a phrase without words or a team of another
+    organization (callers validate first and answer in their own terms)."""
+    if not valid_phrase(phrase):
+        raise ValueError("An alert phrase needs at least one word.")
+    if team is not None and team.organization_id != organization.pk:
+        raise ValueError("The team belongs to another organization.")
+    return AlertRule.objects.create(
+        organization=organization,
+        team=team,
+        phrase=phrase.strip(),
+        role=role,
+        severity=severity,
+        created_by=created_by,
+        created_by_label=created_by_label[:300],
+    )
+
+
+def delete_rule(rule: AlertRule) -> AlertRule:
+    """Stop the rule matching; its alerts stay (they still name its phrase)."""
+    if rule.deleted_at is None:
+        rule.deleted_at = timezone.now()
+        rule.save(update_fields=["deleted_at"])
+    return rule

@@ -1,0 +1,231 @@
+"""Transcripts: recording a conversation's segments, reading them (audited), and retention.
+
+Whoever records (a platform pushing through the API, or the recorder in the
+room) hands ``record`` whole-text segment updates, the same shape the SDK
+emits: ``id``, ``role``, ``text`` (the whole segment so far) and ``final``.
+The rules are the frame's (``js/src/frame/transcripts.ts``), so the stored
+transcript is what a listener saw:
+
+- segments are told apart by role and id (a caller reusing the agent's id can
+  neither settle nor hide the agent's segment);
+- a final segment is never changed again (a repeat or a late interim is dropped);
+- an interim that repeats the text so far or goes backwards (a prefix of it) is
+  dropped; an empty interim of a segment not seen yet is not worth storing.
+
+A segment is written twice: when first seen (its spoken position and time) and
+when final. Interim text in between lives in the cache, the latest per speaker,
+for live views; ``segments`` lays it over the stored text. Segments made final
+run the alert rules (``alerts.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Max
+from django.http import HttpRequest
+from django.utils import timezone
+
+from . import alerts
+from .conf import listen_settings
+from .errors import ApiError, Errors
+from .models import Alert, Conversation, TranscriptRead, TranscriptSegment
+
+INTERIM_TTL = 60 * 60  # seconds a speaker's interim text is kept without an update
+
+
+@dataclass(frozen=True)
+class SegmentIn:
+    """One update of a segment: its whole text so far."""
+
+    id: str
+    role: str  # "agent" or "user"
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class SegmentOut:
+    id: str
+    role: str
+    text: str
+    final: bool
+    at: dt.datetime  # when the segment was first seen
+
+
+@dataclass
+class Recorded:
+    """What a ``record`` call changed: updates taken, updates dropped, alerts raised."""
+
+    recorded: int = 0
+    unchanged: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+
+
+def interim_key(conversation_id: uuid.UUID | str, role: str) -> str:
+    return f"anyreach_listen:interim:{conversation_id}:{role}"
+
+
+def latest_interim(conversation_id: uuid.UUID | str, role: str) -> dict[str, str] | None:
+    """The speaker's latest interim segment, ``{"id", "text"}``, or None."""
+    value = cache.get(interim_key(conversation_id, role))
+    return value if isinstance(value, dict) else None
+
+
+def ended_too_long_ago(conversation: Conversation, now: dt.datetime) -> bool:
+    if conversation.is_active:
+        return False
+    ended = conversation.ended_at or conversation.updated_at
+    late = dt.timedelta(seconds=int(listen_settings.TRANSCRIPT_LATE_SECONDS))
+    return now - ended > late
+
+
+def record(
+    conversation: Conversation, updates: Sequence[SegmentIn], *, at: dt.datetime | None = None
+) -> Recorded:
+    """Store ``updates`` (in the order given); idempotent by segment.
+
+    ``ApiError`` ``transcript_closed`` when the conversation ended more than
+    ``TRANSCRIPT_LATE_SECONDS`` ago.
+    """
+    at = at or timezone.now()
+    result = Recorded()
+    with transaction.atomic():
+        # The conversation's row lock orders concurrent writers: positions stay
+        # unique and gapless, and one update of a segment sees the one before it.
+        row = (
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("organization", "team")
+            .get(pk=conversation.pk)
+        )
+        if ended_too_long_ago(row, at):
+            raise ApiError(Errors.TRANSCRIPT_CLOSED)
+        stored = {
+            (s.role, s.segment_id): s
+            for s in TranscriptSegment.objects.filter(
+                conversation=row, segment_id__in={u.id for u in updates}
+            )
+        }
+        position = (row.transcript_segments.aggregate(last=Max("position"))["last"] or 0) + 1
+        # The speakers' interim texts as this batch leaves them (None: cleared).
+        interims: dict[str, dict[str, str] | None] = {}
+        finalized: list[TranscriptSegment] = []
+
+        def interim_of(segment: TranscriptSegment) -> str:
+            latest = (
+                interims[segment.role]
+                if segment.role in interims
+                else latest_interim(row.pk, segment.role)
+            )
+            if latest is not None and latest.get("id") == segment.segment_id:
+                return latest.get("text", "")
+            return segment.text
+
+        for update in updates:
+            segment = stored.get((update.role, update.id))
+            if segment is None:
+                if not update.text and not update.final:
+                    result.unchanged += 1
+                    continue
+                segment = TranscriptSegment.objects.create(
+                    conversation=row,
+                    segment_id=update.id,
+                    role=update.role,
+                    text=update.text,
+                    final=update.final,
+                    first_seen_at=at,
+                    final_at=at if update.final else None,
+                    position=position,
+                )
+                position += 1
+                stored[(update.role, update.id)] = segment
+            elif segment.final or (
+                not update.final and interim_of(segment).startswith(update.text)
+            ):
+                result.unchanged += 1
+                continue
+            elif update.final:
+                segment.text, segment.final, segment.final_at = update.text, True, at
+                segment.save(update_fields=["text", "final", "final_at"])
+            result.recorded += 1
+            if update.final:
+                finalized.append(segment)
+                latest = interims.get(update.role, latest_interim(row.pk, update.role))
+                if latest is not None and latest.get("id") == update.id:
+                    interims[update.role] = None
+            else:
+                interims[update.role] = {"id": update.id, "text": update.text}
+
+        result.alerts = alerts.raise_alerts(row, finalized, at=at)
+    # After the writes, so a failed batch leaves the cache as it was.
+    _store_interims(row.pk, interims)
+    return result
+
+
+def _store_interims(conversation_id: uuid.UUID, interims: dict[str, dict[str, str] | None]) -> None:
+    for role, value in interims.items():
+        if value is None:
+            cache.delete(interim_key(conversation_id, role))
+        else:
+            cache.set(interim_key(conversation_id, role), value, timeout=INTERIM_TTL)
+
+
+def segments(conversation: Conversation) -> list[SegmentOut]:
+    """The transcript in spoken order, each interim segment with its latest text."""
+    interims = {role: latest_interim(conversation.pk, role) for role in ("agent", "user")}
+    out = []
+    for s in conversation.transcript_segments.order_by("position"):
+        text = s.text
+        latest = interims.get(s.role)
+        if not s.final and latest is not None and latest.get("id") == s.segment_id:
+            text = latest.get("text", text)
+        out.append(SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at))
+    return out
+
+
+def read(
+    conversation: Conversation,
+    *,
+    via: str,
+    audit: dict[str, Any],
+    credential_label: str = "",
+    request: HttpRequest | None = None,
+) -> list[SegmentOut]:
+    """The transcript, after writing the read's audit row (who: ``audit``, a policy's
+    ``audit_fields``). Callers check the right to read first (``access.py``)."""
+    TranscriptRead.objects.create(
+        conversation=conversation,
+        via=via,
+        credential_label=credential_label,
+        client_ip=(request.META.get("REMOTE_ADDR") or None) if request is not None else None,
+        **audit,
+    )
+    return segments(conversation)
+
+
+@dataclass(frozen=True)
+class Purged:
+    conversations: int
+    segments: int
+    alerts: int
+
+
+def purge(now: dt.datetime | None = None) -> Purged:
+    """Delete the transcripts (and their alerts) of conversations that ended more than
+    ``TRANSCRIPT_RETENTION_DAYS`` ago. Idempotent: a second run finds nothing."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=int(listen_settings.TRANSCRIPT_RETENTION_DAYS))
+    old = TranscriptSegment.objects.filter(conversation__ended_at__lt=cutoff)
+    conversations = old.values("conversation_id").distinct().count()
+    _, deleted = old.delete()
+    return Purged(
+        conversations=conversations,
+        segments=deleted.get(TranscriptSegment._meta.label, 0),
+        alerts=deleted.get(Alert._meta.label, 0),
+    )

@@ -1,0 +1,119 @@
+"""consumers.py, alert events: everyone who sees the call gets ``alert.raised``; only those
+who may read its transcript get the phrase; nobody gets segment text, viewers nothing of it.
+
+The real path: ``transcripts.record`` commits, ``events.publish_alert`` sends on commit
+through the in-memory channel layer, the consumer filters per socket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+
+from anyreach_listen import alerts
+from anyreach_listen.models import Conversation
+from anyreach_listen.routing import websocket_urlpatterns
+from anyreach_listen.transcripts import SegmentIn, record
+from tests.support.world import World
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+TEXT = "Hi, I was charged twice for my order last week."
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_layer(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+async def connect(user: User) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/events/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def everything(communicator: WebsocketCommunicator) -> list[dict[str, Any]]:
+    """Every message the socket got until it stays quiet."""
+    messages = []
+    while not await communicator.receive_nothing(timeout=0.3):
+        messages.append(await communicator.receive_json_from(timeout=1))
+    return messages
+
+
+async def say(call: Conversation, text: str = TEXT) -> None:
+    await sync_to_async(record)(call, [SegmentIn("u1", "user", text, True)])
+
+
+async def test_who_gets_what_of_an_alert(world: World) -> None:
+    await sync_to_async(alerts.create_rule)(world.org, phrase="charged twice", severity="critical")
+    sockets = {role: await connect(world.users[role]) for role in ("admin", "supervisor", "viewer")}
+    await say(world.conversations["in_progress"])
+    got = {role: await everything(s) for role, s in sockets.items()}
+
+    for role in ("admin", "supervisor"):
+        (message,) = got[role]
+        assert message["type"] == "alert.raised"
+        assert message["conversation"]["id"] == str(world.conversations["in_progress"].pk)
+        assert message["alert"]["phrase"] == "charged twice"
+        assert message["alert"]["severity"] == "critical"
+        assert message["alert"]["role"] == "user"
+    (seen,) = got["viewer"]
+    assert seen["type"] == "alert.raised"
+    assert set(seen["alert"]) == {"id", "severity", "raised_at"}
+    assert seen["alert"]["severity"] == "critical"
+    assert seen["alert"]["id"] == got["supervisor"][0]["alert"]["id"]
+
+    # Segment text reaches no socket; the matched phrase no viewer.
+    for role, messages in got.items():
+        raw = json.dumps(messages)
+        assert "order last week" not in raw, role
+        if role == "viewer":
+            assert "charged" not in raw
+    for socket in sockets.values():
+        await socket.disconnect()
+
+
+async def test_an_alert_in_another_teams_call_reaches_only_those_who_see_it(
+    world: World,
+) -> None:
+    await sync_to_async(alerts.create_rule)(world.org, phrase="charged twice")
+    supervisor = await connect(world.users["supervisor"])  # team Support only
+    admin = await connect(world.users["admin"])
+    await say(world.conversations["other_team"])  # a Sales call
+    assert await everything(supervisor) == []
+    assert [m["type"] for m in await everything(admin)] == ["alert.raised"]
+    await supervisor.disconnect()
+    await admin.disconnect()
+
+
+async def test_a_viewer_gets_no_transcript_text_while_a_call_is_recorded(world: World) -> None:
+    """Interim and final segments, with and without matches: the viewer's socket
+    carries no word of them."""
+    await sync_to_async(alerts.create_rule)(world.org, phrase="refund")
+    viewer = await connect(world.users["viewer"])
+    call = world.conversations["in_progress"]
+    words = ["Welcome to Acme billing desk", "I need a refund for order 4417", "Certainly"]
+    for index, text in enumerate(words):
+        await sync_to_async(record)(
+            call,
+            [
+                SegmentIn(f"s{index}", "agent" if index % 2 == 0 else "user", text[:9], False),
+                SegmentIn(f"s{index}", "agent" if index % 2 == 0 else "user", text, True),
+            ],
+        )
+    messages = await everything(viewer)
+    assert [m["type"] for m in messages] == ["alert.raised"]
+    raw = json.dumps(messages).lower()
+    for text in words:
+        for word in text.lower().split():
+            if len(word) > 3:
+                assert word not in raw, word
+    await viewer.disconnect()

@@ -1,0 +1,223 @@
+"""transcripts.py: recording segments as the frame merges them, reading, retention (+ the
+``purge_transcripts`` command)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from anyreach_listen import transcripts
+from anyreach_listen.errors import ApiError
+from anyreach_listen.models import (
+    Conversation,
+    ConversationStatus,
+    TranscriptRead,
+    TranscriptSegment,
+    TranscriptVia,
+)
+from anyreach_listen.transcripts import SegmentIn, record, segments
+from tests.support.commands import run
+from tests.support.world import World, make_conversation
+
+
+def agent(segment_id: str, text: str, final: bool = False) -> SegmentIn:
+    return SegmentIn(segment_id, "agent", text, final)
+
+
+def user(segment_id: str, text: str, final: bool = False) -> SegmentIn:
+    return SegmentIn(segment_id, "user", text, final)
+
+
+def shown(conversation: Conversation) -> list[tuple[str, str, str, bool]]:
+    return [(s.role, s.id, s.text, s.final) for s in segments(conversation)]
+
+
+@pytest.fixture
+def call(world: World) -> Conversation:
+    return world.conversations["in_progress"]
+
+
+def test_a_final_segment_pushed_twice_is_stored_once(call: Conversation) -> None:
+    first = record(call, [agent("a1", "Hello, how can I help?", final=True)])
+    again = record(call, [agent("a1", "Hello, how can I help?", final=True)])
+    assert (first.recorded, first.unchanged) == (1, 0)
+    assert (again.recorded, again.unchanged) == (0, 1)
+    assert shown(call) == [("agent", "a1", "Hello, how can I help?", True)]
+    assert TranscriptSegment.objects.filter(conversation=call).count() == 1
+
+
+def test_interim_updates_live_in_the_cache_and_the_final_text_in_the_row(
+    call: Conversation,
+) -> None:
+    record(call, [agent("a1", "Hello")])
+    row = TranscriptSegment.objects.get(conversation=call, segment_id="a1")
+    first_seen = row.first_seen_at
+    record(call, [agent("a1", "Hello, how")])
+    record(call, [agent("a1", "Hello, how can")])
+    # The row still holds what was first seen; live views get the latest interim.
+    row.refresh_from_db()
+    assert (row.text, row.final) == ("Hello", False)
+    assert transcripts.latest_interim(call.pk, "agent") == {"id": "a1", "text": "Hello, how can"}
+    assert shown(call) == [("agent", "a1", "Hello, how can", False)]
+
+    record(call, [agent("a1", "Hello, how can I help?", final=True)])
+    row.refresh_from_db()
+    assert (row.text, row.final, row.first_seen_at) == ("Hello, how can I help?", True, first_seen)
+    assert row.final_at is not None
+    assert transcripts.latest_interim(call.pk, "agent") is None
+    assert shown(call) == [("agent", "a1", "Hello, how can I help?", True)]
+
+
+def test_an_interim_update_writes_nothing_to_the_database(call: Conversation) -> None:
+    record(call, [agent("a1", "Hello")])
+    with CaptureQueriesContext(connection) as queries:
+        record(call, [agent("a1", "Hello there")])
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == []
+    assert shown(call) == [("agent", "a1", "Hello there", False)]
+
+
+def test_a_final_is_never_overwritten_by_a_late_interim_or_another_final(
+    call: Conversation,
+) -> None:
+    record(call, [agent("a1", "Sure thing.", final=True)])
+    late = record(call, [agent("a1", "Sure thing. And more"), agent("a1", "Other", final=True)])
+    assert (late.recorded, late.unchanged) == (0, 2)
+    assert shown(call) == [("agent", "a1", "Sure thing.", True)]
+    assert transcripts.latest_interim(call.pk, "agent") is None
+
+
+def test_an_interim_that_repeats_or_goes_backwards_is_dropped(call: Conversation) -> None:
+    record(call, [user("u1", "I was charged")])
+    result = record(call, [user("u1", "I was charged"), user("u1", "I was")])
+    assert (result.recorded, result.unchanged) == (0, 2)
+    assert shown(call) == [("user", "u1", "I was charged", False)]
+    # A correction that is not a prefix is taken.
+    record(call, [user("u1", "I was charred")])
+    assert shown(call) == [("user", "u1", "I was charred", False)]
+
+
+def test_an_empty_interim_of_a_new_segment_is_not_stored(call: Conversation) -> None:
+    result = record(call, [user("u1", "")])
+    assert (result.recorded, result.unchanged) == (0, 1)
+    assert shown(call) == []
+
+
+def test_segments_are_told_apart_by_role_as_the_frame_does(call: Conversation) -> None:
+    record(call, [agent("s1", "Agent speaking")])
+    # The caller reusing the agent's id neither settles nor hides the agent's segment.
+    record(call, [user("s1", "Caller speaking", final=True)])
+    assert shown(call) == [
+        ("agent", "s1", "Agent speaking", False),
+        ("user", "s1", "Caller speaking", True),
+    ]
+
+
+def test_spoken_order_is_the_order_segments_were_first_seen(call: Conversation) -> None:
+    record(call, [agent("a1", "Hello")])
+    record(call, [user("u1", "Hi there.", final=True)])
+    record(call, [agent("a1", "Hello, welcome back.", final=True), agent("a2", "Anything else?")])
+    assert [(role, sid) for role, sid, _, _ in shown(call)] == [
+        ("agent", "a1"),
+        ("user", "u1"),
+        ("agent", "a2"),
+    ]
+    positions = list(call.transcript_segments.order_by("position").values_list("position"))
+    assert positions == [(1,), (2,), (3,)]
+
+
+def test_each_speaker_keeps_only_its_latest_interim(call: Conversation) -> None:
+    record(call, [agent("a1", "One"), user("u1", "Two"), agent("a2", "Three")])
+    assert transcripts.latest_interim(call.pk, "agent") == {"id": "a2", "text": "Three"}
+    assert transcripts.latest_interim(call.pk, "user") == {"id": "u1", "text": "Two"}
+    # a1 is no longer the agent's latest interim: its stored first text is shown.
+    assert shown(call)[0] == ("agent", "a1", "One", False)
+
+
+def test_a_lost_cache_falls_back_to_the_stored_text(call: Conversation) -> None:
+    record(call, [agent("a1", "Hello"), agent("a1", "Hello again")])
+    cache.clear()
+    assert shown(call) == [("agent", "a1", "Hello", False)]
+
+
+@pytest.mark.parametrize(
+    ("ended_seconds_ago", "late_seconds", "accepted"),
+    [(10, 300, True), (299, 300, True), (301, 300, False), (1, 0, False)],
+)
+def test_segments_are_refused_once_the_call_ended_more_than_the_late_window_ago(
+    settings: object,
+    world: World,
+    ended_seconds_ago: int,
+    late_seconds: int,
+    accepted: bool,
+) -> None:
+    from tests.support.world import TEST_LISTEN_SETTINGS
+
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "TRANSCRIPT_LATE_SECONDS": late_seconds}  # type: ignore[attr-defined]
+    call = world.conversations["completed"]
+    now = timezone.now()
+    Conversation.objects.filter(pk=call.pk).update(
+        ended_at=now - dt.timedelta(seconds=ended_seconds_ago)
+    )
+    if accepted:
+        assert record(call, [user("u9", "Bye.", final=True)], at=now).recorded == 1
+    else:
+        with pytest.raises(ApiError) as caught:
+            record(call, [user("u9", "Bye.", final=True)], at=now)
+        assert caught.value.code == "transcript_closed"
+        assert not call.transcript_segments.exists()
+
+
+def test_read_writes_one_audit_row_per_read(world: World, call: Conversation) -> None:
+    record(call, [agent("a1", "Hello.", final=True)])
+    audit = {"user": world.users["supervisor"]}
+    for _ in range(2):
+        read = transcripts.read(call, via=TranscriptVia.PORTAL, audit=audit)
+        assert [s.text for s in read] == ["Hello."]
+    rows = TranscriptRead.objects.filter(conversation=call)
+    assert rows.count() == 2
+    assert {(r.user_id, r.via) for r in rows} == {(world.users["supervisor"].pk, "portal")}
+
+
+def _ended(world: World, days_ago: float, room: str) -> Conversation:
+    call = make_conversation(world.org, world.team, ConversationStatus.IN_PROGRESS, room)
+    record(call, [agent("a1", "Hello.", final=True), user("u1", "Hi.", final=True)])
+    Conversation.objects.filter(pk=call.pk).update(
+        status=ConversationStatus.COMPLETED,
+        ended_at=timezone.now() - dt.timedelta(days=days_ago),
+    )
+    return call
+
+
+def test_purge_deletes_transcripts_past_retention_only_and_is_idempotent(
+    world: World, call: Conversation
+) -> None:
+    old = _ended(world, 31, "room-old")
+    recent = _ended(world, 29, "room-recent")
+    record(call, [agent("a1", "Still talking.", final=True)])  # active: kept
+
+    out, _ = run("purge_transcripts")
+    assert out.strip() == (
+        "purged 2 segment(s) and 0 alert(s) of 1 conversation(s) ended more than 30 day(s) ago"
+    )
+    assert not old.transcript_segments.exists()
+    assert recent.transcript_segments.count() == 2
+    assert call.transcript_segments.count() == 1
+
+    out, _ = run("purge_transcripts")
+    assert out.startswith("purged 0 segment(s) and 0 alert(s) of 0 conversation(s)")
+
+
+def test_purge_follows_the_retention_setting(settings: object, world: World) -> None:
+    from tests.support.world import TEST_LISTEN_SETTINGS
+
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "TRANSCRIPT_RETENTION_DAYS": 7}  # type: ignore[attr-defined]
+    week_old = _ended(world, 8, "room-week")
+    result = transcripts.purge()
+    assert (result.conversations, result.segments) == (1, 2)
+    assert not week_old.transcript_segments.exists()
