@@ -94,7 +94,7 @@ def test_a_signal_stops_livekit_daphne_and_the_calls(tmp_path: Path, signum: int
         )
         children = descendants(demo.pid)
         commands = " | ".join(c.argv for c in children)
-        for part in ("livekit_dev", "livekit-server", "daphne", "simulate_call"):
+        for part in ("livekit_dev", "livekit-server", "daphne", "sweep_listeners", "simulate_call"):
             assert part in commands, commands
 
         demo.send_signal(signum)  # run_demo only: not its group, not its children

@@ -1,8 +1,9 @@
 """``make demo``: the portal with live demo calls, on the embedded defaults.
 
 Migrates and seeds the SQLite database, starts a LiveKit dev server on
-loopback (webhooks pointing at the portal), daphne, and two lanes of simulated
-calls that start and end one after the other, so the dashboard moves by itself.
+loopback (webhooks pointing at the portal), daphne, the periodic
+``sweep_listeners``, and two lanes of simulated calls that start and end one
+after the other, so the dashboard moves by itself.
 Ctrl-C stops every child process.
 """
 
@@ -102,6 +103,9 @@ class Command(BaseCommand):
                 env,
             )
             _wait_http(f"http://127.0.0.1:{port}/accounts/login/", 30)
+            # The revocation safety net, as a deployment runs it (README, "Whoever loses
+            # the right stops listening").
+            spawn([*manage, "sweep_listeners", "--every", "30"], env, log="sweep.log")
             for lane in range(options["lanes"]):
                 threading.Thread(
                     target=self._call_lane,
