@@ -9,8 +9,11 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from anyreach_listen import alerts
 from anyreach_listen.credentials import issue_api_key, issue_pat, rotate
 from anyreach_listen.models import (
+    AlertRule,
+    AlertSeverity,
     ApiKey,
     Conversation,
     ConversationStatus,
@@ -23,6 +26,7 @@ from anyreach_listen.roles import Role, Scope
 
 DEMO_SLUG = "demo"
 DEMO_TEAM = "Support"
+DEMO_ALERT_PHRASE = "charged twice"
 # name -> scopes of the three demo API keys
 DEMO_KEYS: dict[str, list[str]] = {
     "read_sensitive": [Scope.READ_SENSITIVE],
@@ -135,6 +139,15 @@ def seed() -> dict[str, Any]:
             },
         )
         conversations[name] = str(conversation.pk)
+
+    # The first simulated caller says it: a newcomer sees a live alert at once.
+    if not AlertRule.objects.live().filter(organization=org, phrase=DEMO_ALERT_PHRASE).exists():
+        alerts.create_rule(
+            org,
+            phrase=DEMO_ALERT_PHRASE,
+            severity=AlertSeverity.WARNING,
+            created_by_label="seed_demo",
+        )
 
     return {
         "organization_id": str(org.pk),
