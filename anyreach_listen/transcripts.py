@@ -95,7 +95,9 @@ def record(
     ``TRANSCRIPT_LATE_SECONDS`` ago.
     """
     at = at or timezone.now()
-    result = Recorded()
+    quick = _interims_of_known_segments(conversation, updates, at)
+    if quick is not None:
+        return quick
     with transaction.atomic():
         # The conversation's row lock orders concurrent writers: positions stay
         # unique and gapless, and one update of a segment sees the one before it.
@@ -104,34 +106,14 @@ def record(
             .select_related("organization", "team")
             .get(pk=conversation.pk)
         )
-        if ended_too_long_ago(row, at):
-            raise ApiError(Errors.TRANSCRIPT_CLOSED)
-        stored = {
-            (s.role, s.segment_id): s
-            for s in TranscriptSegment.objects.filter(
-                conversation=row, segment_id__in={u.id for u in updates}
-            )
-        }
+        batch = _Batch(row, updates, at)
         position = (row.transcript_segments.aggregate(last=Max("position"))["last"] or 0) + 1
-        # The speakers' interim texts as this batch leaves them (None: cleared).
-        interims: dict[str, dict[str, str] | None] = {}
         finalized: list[TranscriptSegment] = []
-
-        def interim_of(segment: TranscriptSegment) -> str:
-            latest = (
-                interims[segment.role]
-                if segment.role in interims
-                else latest_interim(row.pk, segment.role)
-            )
-            if latest is not None and latest.get("id") == segment.segment_id:
-                return latest.get("text", "")
-            return segment.text
-
         for update in updates:
-            segment = stored.get((update.role, update.id))
+            segment = batch.stored.get((update.role, update.id))
             if segment is None:
                 if not update.text and not update.final:
-                    result.unchanged += 1
+                    batch.result.unchanged += 1
                     continue
                 segment = TranscriptSegment.objects.create(
                     conversation=row,
@@ -144,36 +126,103 @@ def record(
                     position=position,
                 )
                 position += 1
-                stored[(update.role, update.id)] = segment
-            elif segment.final or (
-                not update.final and interim_of(segment).startswith(update.text)
-            ):
-                result.unchanged += 1
+                batch.stored[(update.role, update.id)] = segment
+            elif batch.stale(segment, update):
+                batch.result.unchanged += 1
                 continue
             elif update.final:
                 segment.text, segment.final, segment.final_at = update.text, True, at
                 segment.save(update_fields=["text", "final", "final_at"])
-            result.recorded += 1
             if update.final:
                 finalized.append(segment)
-                latest = interims.get(update.role, latest_interim(row.pk, update.role))
-                if latest is not None and latest.get("id") == update.id:
-                    interims[update.role] = None
+                batch.settle(update)
             else:
-                interims[update.role] = {"id": update.id, "text": update.text}
-
-        result.alerts = alerts.raise_alerts(row, finalized, at=at)
+                batch.take_interim(update)
+        batch.result.recorded = len(updates) - batch.result.unchanged
+        batch.result.alerts = alerts.raise_alerts(row, finalized, at=at)
     # After the writes, so a failed batch leaves the cache as it was.
-    _store_interims(row.pk, interims)
-    return result
+    batch.store_interims()
+    return batch.result
 
 
-def _store_interims(conversation_id: uuid.UUID, interims: dict[str, dict[str, str] | None]) -> None:
-    for role, value in interims.items():
-        if value is None:
-            cache.delete(interim_key(conversation_id, role))
+class _Batch:
+    """One ``record`` call's view: the stored segments it names and the speakers'
+    interim texts as it leaves them (None: cleared)."""
+
+    def __init__(self, row: Conversation, updates: Sequence[SegmentIn], at: dt.datetime) -> None:
+        if ended_too_long_ago(row, at):
+            raise ApiError(Errors.TRANSCRIPT_CLOSED)
+        self.row = row
+        self.stored = {
+            (s.role, s.segment_id): s
+            for s in TranscriptSegment.objects.filter(
+                conversation=row, segment_id__in={u.id for u in updates}
+            )
+        }
+        self.interims: dict[str, dict[str, str] | None] = {}
+        self.result = Recorded()
+
+    def _latest(self, role: str) -> dict[str, str] | None:
+        if role in self.interims:
+            return self.interims[role]
+        return latest_interim(self.row.pk, role)
+
+    def stale(self, segment: TranscriptSegment, update: SegmentIn) -> bool:
+        """Nothing to take: the segment is final, or an interim repeats the text so
+        far or goes backwards (the frame's rule)."""
+        if segment.final:
+            return True
+        if update.final:
+            return False
+        latest = self._latest(segment.role)
+        so_far = segment.text
+        if latest is not None and latest.get("id") == segment.segment_id:
+            so_far = latest.get("text", so_far)
+        return so_far.startswith(update.text)
+
+    def take_interim(self, update: SegmentIn) -> None:
+        self.interims[update.role] = {"id": update.id, "text": update.text}
+
+    def settle(self, update: SegmentIn) -> None:
+        latest = self._latest(update.role)
+        if latest is not None and latest.get("id") == update.id:
+            self.interims[update.role] = None
+
+    def store_interims(self) -> None:
+        for role, value in self.interims.items():
+            key = interim_key(self.row.pk, role)
+            if value is None:
+                cache.delete(key)
+            else:
+                cache.set(key, value, timeout=INTERIM_TTL)
+
+
+def _interims_of_known_segments(
+    conversation: Conversation, updates: Sequence[SegmentIn], at: dt.datetime
+) -> Recorded | None:
+    """Interim updates of segments already stored touch only the cache: no lock, no
+    transaction (most of a live call's updates). None when the batch needs the lock.
+
+    Racing the segment's final, an interim may land in the cache after the final
+    cleared it; reads lay interim text only over segments that are not final.
+    """
+    if any(u.final for u in updates):
+        return None
+    row = Conversation.objects.filter(pk=conversation.pk).first()
+    if row is None:
+        return None
+    batch = _Batch(row, updates, at)
+    if any(u.text and (u.role, u.id) not in batch.stored for u in updates):
+        return None
+    for update in updates:
+        segment = batch.stored.get((update.role, update.id))
+        if segment is None or batch.stale(segment, update):
+            batch.result.unchanged += 1
         else:
-            cache.set(interim_key(conversation_id, role), value, timeout=INTERIM_TTL)
+            batch.result.recorded += 1
+            batch.take_interim(update)
+    batch.store_interims()
+    return batch.result
 
 
 def segments(conversation: Conversation) -> list[SegmentOut]:

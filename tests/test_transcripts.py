@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from anyreach_listen import transcripts
+from anyreach_listen import alerts, transcripts
 from anyreach_listen.errors import ApiError
 from anyreach_listen.models import (
     Conversation,
@@ -79,6 +79,8 @@ def test_an_interim_update_writes_nothing_to_the_database(call: Conversation) ->
         record(call, [agent("a1", "Hello there")])
     writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
     assert writes == []
+    # Nor takes the write lock: no transaction (a savepoint inside the test's own).
+    assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
     assert shown(call) == [("agent", "a1", "Hello there", False)]
 
 
@@ -197,16 +199,17 @@ def _ended(world: World, days_ago: float, room: str) -> Conversation:
 def test_purge_deletes_transcripts_past_retention_only_and_is_idempotent(
     world: World, call: Conversation
 ) -> None:
+    alerts.create_rule(world.org, phrase="hello")
     old = _ended(world, 31, "room-old")
     recent = _ended(world, 29, "room-recent")
     record(call, [agent("a1", "Still talking.", final=True)])  # active: kept
 
     out, _ = run("purge_transcripts")
     assert out.strip() == (
-        "purged 2 segment(s) and 0 alert(s) of 1 conversation(s) ended more than 30 day(s) ago"
+        "purged 2 segment(s) and 1 alert(s) of 1 conversation(s) ended more than 30 day(s) ago"
     )
-    assert not old.transcript_segments.exists()
-    assert recent.transcript_segments.count() == 2
+    assert not old.transcript_segments.exists() and not old.alerts.exists()
+    assert recent.transcript_segments.count() == 2 and recent.alerts.count() == 1
     assert call.transcript_segments.count() == 1
 
     out, _ = run("purge_transcripts")
