@@ -139,6 +139,11 @@ def test_every_operation_answers_every_generated_case_as_documented(
     fuzz_settings: None, world: World
 ) -> None:
     schema = schemathesis.openapi.from_wsgi("/core/openapi.json", WSGIHandler())
+    # A body over 64 KB is refused by its size (413, documented) before its content is read;
+    # a negative case whose only fault is a too-long string (a transcript segment's text
+    # of 10,000+ characters, JSON-escaped) can be that large.
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses, "413"]
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     run = Run(world, rules=seed_transcripts_and_rules(world))
     for operation in operations:
