@@ -19,6 +19,8 @@ from . import conversations, credentials, revocation
 from .errors import ApiError
 from .models import (
     ACTIVE_STATUSES,
+    Alert,
+    AlertRule,
     ApiKey,
     Conversation,
     ListenSession,
@@ -26,6 +28,7 @@ from .models import (
     Organization,
     PersonalAccessToken,
     Team,
+    TranscriptRead,
 )
 
 
@@ -330,8 +333,21 @@ class PersonalAccessTokenAdmin(CredentialAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Audit records: listed and inspected, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ListenSession)
-class ListenSessionAdmin(admin.ModelAdmin):
+class ListenSessionAdmin(ReadOnlyAdmin):
     """The audit: who listened to what, when and for how long. Never edited by hand."""
 
     list_display = [
@@ -350,12 +366,6 @@ class ListenSessionAdmin(admin.ModelAdmin):
 
     actions = ["stop_listeners"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_stop_listener_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("anyreach_listen.stop_listener")
 
@@ -373,5 +383,31 @@ class ListenSessionAdmin(admin.ModelAdmin):
             messages.SUCCESS if stopped else messages.WARNING,
         )
 
+
+@admin.register(TranscriptRead)
+class TranscriptReadAdmin(ReadOnlyAdmin):
+    """Who read which call's transcript, next to the listen audit."""
+
+    list_display = ["conversation", "user", "credential_label", "via", "read_at", "client_ip"]
+    list_filter = ["via", "conversation__organization"]
+    search_fields = ["user__username", "conversation__id"]
+    date_hierarchy = "read_at"
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["phrase", "organization", "team", "role", "severity", "deleted_at"]
+    list_filter = ["organization", "severity", "role"]
+    search_fields = ["phrase"]
+    readonly_fields = ["created_by", "created_by_label", "created_at"]
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Set "deleted at" instead: the alerts a rule raised keep naming its phrase.
         return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ["conversation", "rule", "raised_at"]
+    list_filter = ["rule__severity", "conversation__organization"]
+    date_hierarchy = "raised_at"

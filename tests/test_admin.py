@@ -291,3 +291,13 @@ def test_the_owner_is_chosen_on_creation(admin_client: Client, world: World) -> 
     for model, field in [("apikey", "organization"), ("personalaccesstoken", "user")]:
         page = admin_client.get(f"/admin/anyreach_listen/{model}/add/").content.decode()
         assert f'name="{field}"' in page
+
+
+def test_transcript_reads_and_alerts_are_read_only_audits_next_to_listens(
+    admin_client: Client, world: World
+) -> None:
+    for model in ("transcriptread", "alert", "alertrule", "listensession"):
+        assert admin_client.get(f"/admin/anyreach_listen/{model}/").status_code == 200, model
+    for model in ("transcriptread", "alert", "listensession"):
+        assert admin_client.get(f"/admin/anyreach_listen/{model}/add/").status_code == 403, model
+    assert admin_client.get("/admin/anyreach_listen/alertrule/add/").status_code == 200
