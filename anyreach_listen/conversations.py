@@ -248,15 +248,20 @@ def agent_presence(
 
     Returns the event name, or ``"unchanged"`` for a copy of a change already
     recorded or older than it (a webhook retry or duplicate): idempotent.
+    LiveKit stamps events to the second, so a leave and a rejoin within one
+    second share a time: ``present`` tells a rejoin from a copy.
     """
     row = _locked(conversation)
     event = "agent_joined" if joined else "agent_left"
     field = "joined_at" if joined else "left_at"
     agent = dict(row.metadata.get("agent") or {})
     recorded = _parse_time(agent.get(field)) if agent.get("identity") == identity else None
-    if recorded is not None and at <= recorded:
+    if recorded is not None and (
+        at < recorded or (at == recorded and agent.get("present") == joined)
+    ):
         return "unchanged"
     agent["identity"] = identity
+    agent["present"] = joined
     agent[field] = at.isoformat()
     row.metadata = {**row.metadata, "agent": agent}
     row.save(update_fields=["metadata", "updated_at"])

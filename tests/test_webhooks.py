@@ -388,3 +388,25 @@ def test_a_stale_copy_of_an_agent_event_changes_nothing(
         dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()[:19]
     )
     assert published == [("conversation", "agent_joined")]
+
+
+def test_an_agent_that_leaves_and_rejoins_within_one_second_is_back(
+    world: World, client: Client, published: list[tuple[str, str]]
+) -> None:
+    """LiveKit stamps events to the second: equal times are not copies by themselves."""
+    conversation = world.conversations[ConversationStatus.IN_PROGRESS]
+    room = conversation.livekit_room or ""
+    agent = api.ParticipantInfo.Kind.AGENT
+    now = int(time.time())
+    outcomes = [
+        post(client, event(name, room, identity="agent-1", kind=agent, created_at=now)).json()[
+            "outcome"
+        ]
+        for name in ("participant_joined", "participant_left", "participant_joined")
+    ]
+    assert outcomes == ["agent_joined", "agent_left", "agent_joined"]
+    copy = event("participant_joined", room, identity="agent-1", kind=agent, created_at=now)
+    assert post(client, copy).json()["outcome"] == "unchanged"  # a retry of the rejoin
+    conversation.refresh_from_db()
+    assert conversation.metadata["agent"]["present"] is True
+    assert [e for _, e in published] == ["agent_joined", "agent_left", "agent_joined"]
