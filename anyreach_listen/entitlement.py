@@ -66,10 +66,20 @@ def refusal(session: ListenSession) -> str | None:
     """
     conversation = session.conversation
     if session.api_key_id is not None:
-        key = ApiKey.objects.select_for_update().filter(pk=session.api_key_id).first()
-        if key is None or not _usable(key):
+        # The hot path (every API mint): the four columns it needs, no ORDER BY.
+        rows = (
+            ApiKey.objects.select_for_update()
+            .filter(pk=session.api_key_id)
+            .order_by()
+            .values_list("revoked_at", "expires_at", "organization_id", "scopes")
+        )
+        key = next(iter(rows), None)
+        if key is None:
             return CREDENTIAL_GONE
-        if key.organization_id != conversation.organization_id or not can_listen(key.scopes):
+        revoked_at, expires_at, organization_id, scopes = key
+        if revoked_at is not None or (expires_at is not None and expires_at <= timezone.now()):
+            return CREDENTIAL_GONE
+        if organization_id != conversation.organization_id or not can_listen(scopes):
             return SCOPE_GONE
         return None
 
