@@ -14,28 +14,11 @@ from openapi_schema_validator import OAS31Validator
 from anyreach_listen.credentials import issue_api_key
 from anyreach_listen.models import Conversation, ConversationStatus, Team
 from anyreach_listen.openapi import build_document
+from tests.support.api import call
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 COLLECTION = "/core/conversations"
 SCHEMAS = build_document()["components"]["schemas"]
-
-
-def call(
-    client: Client,
-    method: str,
-    path: str,
-    secret: str | None,
-    body: Any = None,
-    org: str | None = None,
-    **extra: Any,
-) -> Any:
-    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    if org:
-        headers["X-Anyreach-Org"] = org
-    data = body if isinstance(body, str | bytes) else json.dumps(body) if body is not None else ""
-    return getattr(client, method)(
-        path, data=data, content_type="application/json", headers=headers, **extra
-    )
 
 
 def assert_error(response: Any, status: int, code: str) -> None:

@@ -4,7 +4,6 @@ endpoints (scopes and PATs as tables, strict bodies, 409 once closed, the read a
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
@@ -15,27 +14,11 @@ from openapi_schema_validator import OAS31Validator
 from anyreach_listen import alerts
 from anyreach_listen.models import AlertRule, Conversation, TranscriptRead, TranscriptSegment
 from anyreach_listen.openapi import build_document
+from tests.support.api import call as send
 from tests.support.world import World
 
 SCHEMAS = build_document()["components"]["schemas"]
 RULES = "/core/alert-rules"
-
-
-def send(
-    client: Client,
-    method: str,
-    path: str,
-    secret: str | None,
-    body: Any = None,
-    org: str | None = None,
-) -> Any:
-    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    if org:
-        headers["X-Anyreach-Org"] = org
-    data = body if isinstance(body, str | bytes) else json.dumps(body) if body is not None else ""
-    return getattr(client, method)(
-        path, data=data, content_type="application/json", headers=headers
-    )
 
 
 def transcript_of(conversation: Conversation) -> str:
