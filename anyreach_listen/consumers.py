@@ -11,7 +11,11 @@ deactivated, and (4403) when the user lost a membership, so the page reconnects
 with what it may still see. ``session.ended`` closes the sockets of one signed-out
 session. Listener events (the audit) reach organization admins only. Alert
 events reach everyone who sees the call; the rule's phrase, the speaker's role
-and the segment id only those who may read its transcript (never viewers).
+and the segment id only those who may read its transcript (never viewers), and
+each carries ``can_listen``: whether this user may listen to the call (the
+dashboard's notice offers Listen only then). Final transcript lines
+(``transcript.segment``) reach only those who see the call and may read its
+transcript.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from django.contrib import auth
 
 from . import access
 from .events import organization_group, session_fingerprint, user_group
+from .roles import LISTEN_ROLES
 
 SIGNED_OUT = 4401  # the browser stops reconnecting (events.js)
 ACCESS_LOST = 4403  # the browser reconnects, with what it may still see
@@ -116,7 +121,15 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
             # A phrase that matched is a piece of what was said: not for viewers.
             alert = {name: alert[name] for name in VIEWER_ALERT_FIELDS}
-        await self._forward("alert.raised", {**message, "alert": alert})
+        membership = self.policy.memberships.get(organization_id) if organization_id else None
+        can_listen = membership is not None and membership.role in LISTEN_ROLES
+        await self._forward("alert.raised", {**message, "alert": alert, "can_listen": can_listen})
+
+    async def transcript_segment(self, message: dict[str, Any]) -> None:
+        # What was said: transcript readers only (viewers never get a word of it).
+        organization_id = access.parse_uuid(message["organization_id"])
+        if organization_id is not None and self.policy.reads_transcripts_in(organization_id):
+            await self._forward("transcript.segment", message)
 
     async def _forward(self, kind: str, message: dict[str, Any]) -> None:
         organization_id = access.parse_uuid(message["organization_id"])
@@ -124,7 +137,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         if organization_id is None or not self.policy.sees(organization_id, team_id):
             return
         out = {"type": kind, "event": message.get("event"), "conversation": message["conversation"]}
-        for extra in ("listen_session_id", "alert"):
+        for extra in ("listen_session_id", "alert", "can_listen", "segment"):
             if extra in message:
                 out[extra] = message[extra]
         await self.send_json(out)

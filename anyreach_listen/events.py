@@ -1,4 +1,5 @@
-"""Conversation, listener and alert events, published to the channel layer per organization.
+"""Conversation, listener, alert and transcript events, published to the channel layer per
+organization.
 
 Publishers (the conversations service, webhooks, revocation) call these inside
 their transaction; the message is sent once it commits. The websocket consumer
@@ -18,13 +19,14 @@ from django.db import transaction
 from .conf import listen_settings
 
 if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
-    from .models import Alert, Conversation, ListenSession
+    from .models import Alert, Conversation, ListenSession, TranscriptSegment
 
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"
 ACCESS_CHANGED = "access.changed"
 SESSION_ENDED = "session.ended"
 ALERT_RAISED = "alert.raised"
+TRANSCRIPT_SEGMENT = "transcript.segment"
 
 
 def organization_group(organization_id: uuid.UUID | str) -> str:
@@ -108,6 +110,24 @@ def publish_alert(alert: Alert, conversation: Conversation) -> None:
     """An alert was raised in ``conversation`` (its team loaded: the payload names it)."""
     message = conversation_message(conversation, "alert")
     message |= {"type": ALERT_RAISED, "alert": alert_payload(alert)}
+    _send_on_commit(organization_group(conversation.organization_id), message)
+
+
+def segment_payload(segment: TranscriptSegment) -> dict[str, Any]:
+    """A final line as browsers get it (transcript readers only, ``consumers.py``)."""
+    return {
+        "id": segment.segment_id,
+        "role": segment.role,
+        "text": segment.text,
+        "at": segment.first_seen_at.isoformat(),
+    }
+
+
+def publish_segment(segment: TranscriptSegment, conversation: Conversation) -> None:
+    """``segment`` was made final in ``conversation`` (its team loaded). Finals only:
+    interim text changes word by word and would cost a message per word per socket."""
+    message = conversation_message(conversation, "transcript")
+    message |= {"type": TRANSCRIPT_SEGMENT, "segment": segment_payload(segment)}
     _send_on_commit(organization_group(conversation.organization_id), message)
 
 

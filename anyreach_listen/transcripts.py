@@ -15,7 +15,8 @@ transcript is what a listener saw:
 A segment is written twice: when first seen (its spoken position and time) and
 when final. Interim text in between lives in the cache, the latest per speaker,
 for live views; ``segments`` lays it over the stored text. Segments made final
-run the alert rules (``alerts.py``).
+are published once on commit (``transcript.segment``, ``events.py``; interims never
+are) and run the alert rules (``alerts.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from django.db.models import Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from . import alerts
+from . import alerts, events
 from .conf import listen_settings
 from .errors import ApiError, Errors
 from .models import Alert, Conversation, TranscriptRead, TranscriptSegment
@@ -136,6 +137,8 @@ def record(
             if update.final:
                 finalized.append(segment)
                 batch.settle(update)
+                # Before raise_alerts: on commit, the line reaches browsers before its alerts.
+                events.publish_segment(segment, row)
             else:
                 batch.take_interim(update)
         batch.result.recorded = len(updates) - batch.result.unchanged

@@ -57,22 +57,25 @@ async def test_who_gets_what_of_an_alert(world: World) -> None:
     sockets = {role: await connect(world.users[role]) for role in ("admin", "supervisor", "viewer")}
     await say(world.conversations["in_progress"])
     got = {role: await everything(s) for role, s in sockets.items()}
+    alerts_got = {role: [m for m in got[role] if m["type"] == "alert.raised"] for role in got}
 
     for role in ("admin", "supervisor"):
-        (message,) = got[role]
-        assert message["type"] == "alert.raised"
+        (message,) = alerts_got[role]
+        assert message["can_listen"] is True
         assert message["conversation"]["id"] == str(world.conversations["in_progress"].pk)
         assert message["alert"]["phrase"] == "charged twice"
         assert message["alert"]["severity"] == "critical"
         assert message["alert"]["role"] == "user"
-    (seen,) = got["viewer"]
+    (seen,) = got["viewer"]  # the alert only: no transcript line
     assert seen["type"] == "alert.raised"
     assert set(seen["alert"]) == {"id", "severity", "raised_at"}
     assert seen["alert"]["severity"] == "critical"
-    assert seen["alert"]["id"] == got["supervisor"][0]["alert"]["id"]
+    assert seen["alert"]["id"] == alerts_got["supervisor"][0]["alert"]["id"]
+    assert seen["can_listen"] is False  # a viewer's notice offers no Listen
 
-    # Segment text reaches no socket; the matched phrase no viewer.
-    for role, messages in got.items():
+    # An alert carries no segment text (the line itself is a transcript.segment, for
+    # readers only); the matched phrase reaches no viewer.
+    for role, messages in alerts_got.items():
         raw = json.dumps(messages)
         assert "order last week" not in raw, role
         if role == "viewer":
@@ -89,7 +92,8 @@ async def test_an_alert_in_another_teams_call_reaches_only_those_who_see_it(
     admin = await connect(world.users["admin"])
     await say(world.conversations["other_team"])  # a Sales call
     assert await everything(supervisor) == []
-    assert [m["type"] for m in await everything(admin)] == ["alert.raised"]
+    # The line first, then its alert (both sent on the same commit, in that order).
+    assert [m["type"] for m in await everything(admin)] == ["transcript.segment", "alert.raised"]
     await supervisor.disconnect()
     await admin.disconnect()
 

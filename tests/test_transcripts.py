@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from anyreach_listen import alerts, transcripts
+from anyreach_listen import alerts, events, transcripts
 from anyreach_listen.errors import ApiError
 from anyreach_listen.models import (
     Conversation,
@@ -173,6 +174,75 @@ def test_segments_are_refused_once_the_call_ended_more_than_the_late_window_ago(
             record(call, [user("u9", "Bye.", final=True)], at=now)
         assert caught.value.code == "transcript_closed"
         assert not call.transcript_segments.exists()
+
+
+class _Layer:
+    """A channel layer that keeps what is sent (group, message)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append((group, message))
+
+
+@pytest.fixture
+def layer(monkeypatch: pytest.MonkeyPatch) -> _Layer:
+    fake = _Layer()
+    monkeypatch.setattr(events, "get_channel_layer", lambda: fake)
+    return fake
+
+
+def _lines(layer: _Layer) -> list[tuple[str, str, str]]:
+    return [
+        (m["segment"]["role"], m["segment"]["id"], m["segment"]["text"])
+        for _, m in layer.sent
+        if m["type"] == events.TRANSCRIPT_SEGMENT
+    ]
+
+
+def test_a_final_line_is_published_once_when_it_commits(
+    call: Conversation, layer: _Layer, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks() as callbacks:
+        record(call, [agent("a1", "Hello"), agent("a1", "Hello, how can I help?", final=True)])
+        assert layer.sent == []  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    assert _lines(layer) == [("agent", "a1", "Hello, how can I help?")]
+    group, message = layer.sent[0]
+    assert group == events.organization_group(call.organization_id)
+    assert message["organization_id"] == str(call.organization_id)
+    assert message["conversation_id"] == str(call.pk)
+    assert message["event"] == "transcript"
+    assert set(message["segment"]) == {"id", "role", "text", "at"}
+
+
+def test_interims_and_repeats_are_not_published(
+    call: Conversation, layer: _Layer, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        record(call, [user("u1", "I was")])  # a new segment, interim: stored, not published
+        record(call, [user("u1", "I was charged")])  # interim of a known one: cache only
+    assert layer.sent == []
+    with django_capture_on_commit_callbacks(execute=True):
+        record(call, [user("u1", "I was charged twice.", final=True)])
+        record(call, [user("u1", "I was charged twice.", final=True)])  # a repeat
+        record(call, [user("u1", "I was charged", final=False)])  # a late interim
+    assert _lines(layer) == [("user", "u1", "I was charged twice.")]
+
+
+def test_a_rolled_back_batch_publishes_nothing(
+    call: Conversation, layer: _Layer, django_capture_on_commit_callbacks: Any
+) -> None:
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        record(call, [agent("a1", "Hello.", final=True)])
+        raise RuntimeError("the caller's transaction fails")
+    assert layer.sent == []
 
 
 def test_read_writes_one_audit_row_per_read(world: World, call: Conversation) -> None:
