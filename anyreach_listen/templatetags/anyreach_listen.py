@@ -3,11 +3,15 @@
 {% listen_assets %}              in <head>: SDK, event stream, panel script and styles (once)
 {% listen_events_script %}       only the event stream (pages with live lists but no panel)
 {% listen_panel conversation %}  the panel: Listen, Mute, Stop, state, live transcript
+{% listen_panel conversation transcript=segments %}
+                                 … opening with the recorded lines so far (the caller has
+                                 checked the right to read them and audited the read)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from django import template
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +23,9 @@ from django.utils.html import format_html
 from .. import access
 from ..models import Conversation
 from ..routing import events_path
+
+if TYPE_CHECKING:
+    from ..transcripts import SegmentOut
 
 register = template.Library()
 
@@ -43,8 +50,9 @@ def listen_sdk_script(context: template.Context | None = None) -> str:
 @register.simple_tag(takes_context=True)
 def listen_events_script(context: template.Context | None = None) -> str:
     """The conversation event stream's script: one websocket per page, re-dispatched as
-    ``anyreach:conversation`` / ``anyreach:stream-open`` / ``anyreach:stream-closed``
-    DOM events. The websocket's path comes from the app's routing."""
+    ``anyreach:conversation`` / ``anyreach:alert`` / ``anyreach:transcript`` /
+    ``anyreach:stream-open`` / ``anyreach:stream-closed`` DOM events. The websocket's
+    path comes from the app's routing."""
     return format_html(
         '<script src="{}" data-arl-events-url="{}" defer{}></script>',
         static("anyreach_listen/events.js"),
@@ -75,6 +83,7 @@ def listen_panel(
     compact: bool = False,
     via: str = "portal",
     autoconnect: bool = True,
+    transcript: Sequence[SegmentOut] | None = None,
 ) -> dict[str, Any]:
     request = context.get("request")
     if request is None:
@@ -95,4 +104,7 @@ def listen_panel(
         "csrf_token": get_token(request),
         "compact": compact,
         "autoconnect": autoconnect and conversation.is_active,
+        # Only in a panel that may listen: whoever may listen may read transcripts
+        # (the same scopes), and a read-only panel has no transcript list.
+        "transcript": transcript if refusal is None else None,
     }

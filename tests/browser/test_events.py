@@ -69,7 +69,8 @@ def test_listen_assets_start_the_event_stream_before_the_panel() -> None:
 # whatever WebSocket the page has, Playwright's routed one included).
 RECORDER = """<script>
 window.seen = [];
-for (const name of ["anyreach:conversation", "anyreach:stream-open", "anyreach:stream-closed"]) {
+for (const name of ["anyreach:conversation", "anyreach:alert", "anyreach:transcript",
+                    "anyreach:stream-open", "anyreach:stream-closed"]) {
   document.addEventListener(name, (e) => seen.push([name.slice(9), e.detail]));
 }
 window.sockets = [];
@@ -133,6 +134,28 @@ def test_messages_become_dom_events(page: Page, site: EmbeddingSite, observed: O
     ws.send(json.dumps(message))
     server.wait_seen("conversation", 1)
     assert page.evaluate("() => seen") == [["stream-open", None], ["conversation", message]]
+    assert observed.page_errors == []
+
+
+@pytest.mark.browser
+def test_alerts_and_transcript_lines_have_dom_events_of_their_own(
+    page: Page, site: EmbeddingSite, observed: Observed
+) -> None:
+    server = open_events_page(page, site, EVENTS_TAG)
+    ws = server.opened(1)
+    conversation = {"id": "c1", "is_active": True}
+    alert = {"type": "alert.raised", "conversation": conversation, "alert": {"id": "a"}}
+    line = {"type": "transcript.segment", "conversation": conversation, "segment": {"id": "s"}}
+    listener = {"type": "listener.updated", "conversation": conversation}
+    for message in (alert, line, listener):
+        ws.send(json.dumps(message))
+    server.wait_seen("conversation", 1)
+    assert page.evaluate("() => seen") == [
+        ["stream-open", None],
+        ["alert", alert],
+        ["transcript", line],
+        ["conversation", listener],
+    ]
     assert observed.page_errors == []
 
 

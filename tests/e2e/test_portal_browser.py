@@ -129,7 +129,9 @@ def test_supervisor_sees_call_appear_listens_reads_mutes_and_stops(
         expect(live.locator('.arl-line[data-role="user"]:not(.is-interim)').first).to_be_visible()
         agent_text = live.locator('.arl-line[data-role="agent"] .arl-line__role').first
         expect(agent_text).to_have_text("Agent")
-        ids = live.locator(".arl-line").evaluate_all("els => els.map(e => e.dataset.segment)")
+        ids = live.locator(".arl-line").evaluate_all(
+            "els => els.map(e => `${e.dataset.role}:${e.dataset.segmentId}`)"
+        )
         assert len(ids) == len(set(ids)), "a segment was rendered twice"
         shoot(page, "conversation")
 

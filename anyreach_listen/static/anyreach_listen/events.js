@@ -1,7 +1,17 @@
 // The conversation event stream: one websocket per page to the app's events
-// consumer, re-dispatched as DOM events on document:
-//   "anyreach:conversation"   detail = the server's message ({ type, event, conversation })
+// consumer, re-dispatched as DOM events on document (detail = the server's message):
+//   "anyreach:conversation"   a call or its listeners changed
+//                             ({ type: "conversation.updated" | "listener.updated",
+//                                event, conversation, listen_session_id? })
+//   "anyreach:alert"          an alert was raised in a call
+//                             ({ type: "alert.raised", conversation, can_listen,
+//                                alert: { id, severity, raised_at, phrase?, role?, segment_id? } })
+//   "anyreach:transcript"     a final transcript line, only for people who may read it
+//                             ({ type: "transcript.segment", conversation,
+//                                segment: { id, role, text, at } })
 //   "anyreach:stream-open"    (re)connected: a page may catch up on what it missed
+//                             (e.g. read the transcript again: lines said while the
+//                             stream was down are not replayed)
 //   "anyreach:stream-closed"  lost; it reconnects after 1 s, doubling up to 30 s,
 //                             except after close code 4401 (signed out)
 // Plain script, no build step. Include it with {% listen_events_script %} (or
@@ -31,6 +41,11 @@
   const INITIAL_DELAY_MS = 1000;
   const MAX_DELAY_MS = 30000;
   let delay = INITIAL_DELAY_MS;
+  // Message types with a DOM event of their own; the others are conversation events.
+  const EVENT_NAMES = {
+    "alert.raised": "anyreach:alert",
+    "transcript.segment": "anyreach:transcript",
+  };
   const dispatch = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
 
   function connect() {
@@ -46,7 +61,7 @@
       } catch (_) {
         return;
       }
-      dispatch("anyreach:conversation", data);
+      dispatch(EVENT_NAMES[data && data.type] || "anyreach:conversation", data);
     });
     socket.addEventListener("close", (event) => {
       dispatch("anyreach:stream-closed");

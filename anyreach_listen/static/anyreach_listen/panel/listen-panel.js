@@ -2,6 +2,13 @@
 // Plain script, no build step. A panel ends itself when its conversation ends,
 // as told by the page's event stream (../events.js, its DOM event
 // "anyreach:conversation"); {% listen_assets %} includes both scripts.
+//
+// Transcript lines are told apart by role and segment id (as the frame does). A
+// panel rendered with its recorded lines (_transcript_lines.html, the same markup
+// as live lines) adopts them: a live segment already on the list replaces its
+// line (an interim settles into its final, a final never goes back to interim),
+// a new one is added in spoken order. AnyReachListenPanel.addSegments(element,
+// segments) merges fetched lines ({id, role, text, final, at}) the same way.
 (function () {
   "use strict";
 
@@ -63,7 +70,7 @@
       // Every stop bumps the attempt, so a connect still in flight knows it is stale.
       this.attempt = 0;
       this.attaching = null;
-      this.segments = new Map();
+      this.segments = new Map(); // segmentKey(role, id) -> its <li>
       this.el = {
         badge: root.querySelector("[data-arl-badge]"),
         elapsed: root.querySelector("[data-arl-elapsed]"),
@@ -76,6 +83,7 @@
         stop: root.querySelector('[data-arl-action="stop"]'),
         jump: root.querySelector('[data-arl-action="jump"]'),
       };
+      this.adoptLines();
       this.tick = setInterval(() => this.renderElapsed(), 1000);
       this.renderElapsed();
       if (!this.el.listen) return; // no listen permission: read-only panel
@@ -274,13 +282,44 @@
       this.el.jump.hidden = true;
     }
 
-    renderSegment({ id, role, text, final }) {
+    // Lines rendered by the server (recorded so far) become this panel's segments.
+    adoptLines() {
+      if (!this.el.transcript) return;
+      this.el.transcript.querySelectorAll(".arl-line[data-segment-id]").forEach((item) => {
+        this.segments.set(segmentKey(item.dataset.role, item.dataset.segmentId), item);
+      });
+      if (this.segments.size && this.el.transcript.lastElementChild) {
+        this.el.transcript.scrollTop = this.el.transcript.scrollHeight; // open at the latest
+      }
+    }
+
+    // A new line goes before the first line first seen after it (lines fetched to
+    // fill a gap), else at the end (live lines arrive in order).
+    insertLine(item, at) {
+      const when = at ? Date.parse(at) : NaN;
+      let before = null;
+      if (!Number.isNaN(when)) {
+        for (const line of this.el.transcript.querySelectorAll(".arl-line[data-at]")) {
+          if (Date.parse(line.dataset.at) > when) {
+            before = line;
+            break;
+          }
+        }
+      }
+      this.el.transcript.insertBefore(item, before);
+    }
+
+    renderSegment({ id, role, text, final, at }) {
+      const key = segmentKey(role, id);
+      let item = this.segments.get(key);
+      // A final line is settled (the frame's rule): a replayed final or a late interim
+      // changes nothing, and is not announced again.
+      if (item && !item.classList.contains("is-interim")) return;
       const follow = this.atBottom();
       if (this.el.empty) {
         this.el.empty.remove();
         this.el.empty = null;
       }
-      let item = this.segments.get(id);
       if (!item) {
         item = document.createElement("li");
         item.className = "arl-line";
@@ -289,12 +328,14 @@
         const said = document.createElement("span");
         said.className = "arl-line__text";
         item.append(who, said);
-        this.segments.set(id, item);
-        this.el.transcript.append(item);
+        // Live lines are stamped when first seen here, so fetched lines can slot in.
+        item.dataset.at = at || new Date().toISOString();
+        this.segments.set(key, item);
+        this.insertLine(item, at);
       }
       const label = role === "agent" ? "Agent" : "Caller";
       item.dataset.role = role;
-      item.dataset.segment = id;
+      item.dataset.segmentId = id;
       item.classList.toggle("is-interim", !final);
       item.firstChild.textContent = label;
       item.lastChild.textContent = text;
@@ -304,6 +345,8 @@
       else this.el.jump.hidden = false;
     }
   }
+
+  const segmentKey = (role, id) => `${role}\u0000${id}`;
 
   // ---- mounting and page-level wiring ----
 
@@ -356,7 +399,21 @@
     return panel.unmount();
   }
 
-  window.AnyReachListenPanel = { mount, unmount, panels };
+  // Fetched lines ({id, role, text, final, at}), e.g. the transcript read again when
+  // the event stream (re)opens, merged into a mounted panel without duplicates.
+  function addSegments(element, segments) {
+    const panel = panels.get(element);
+    if (!panel || !panel.el.transcript) return;
+    for (const segment of segments) panel.renderSegment(segment);
+  }
+
+  // Open a mounted panel's audio: call within a click (its user activation).
+  function listen(element) {
+    const panel = panels.get(element);
+    return panel ? panel.listen() : Promise.resolve();
+  }
+
+  window.AnyReachListenPanel = { mount, unmount, panels, addSegments, listen };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => mount());
   else mount();
   document.addEventListener("htmx:load", (event) => mount(event.target));
