@@ -14,6 +14,8 @@ from django_htmx.middleware import HtmxDetails
 from anyreach_listen import access
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, Team
 
+from . import transcript
+
 WALL_LIMIT = 8
 
 
@@ -81,11 +83,21 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     sessions = ListenSession.objects.none()
     if policy.can_manage(conversation.organization_id):  # the audit is for org admins
         sessions = conversation.listen_sessions.select_related("user", "api_key")[:20]
-    return render(
+    # None for viewers; otherwise an audited read (portal/transcript.py).
+    shown = transcript.page_transcript(request, policy, conversation)
+    response = render(
         request,
         "portal/conversation.html",
-        {"conversation": conversation, "listen_sessions": sessions},
+        {
+            "conversation": conversation,
+            "listen_sessions": sessions,
+            "transcript": shown,
+            "transcript_reads": transcript.reads_for_admins(policy, conversation),
+        },
     )
+    if shown is not None:
+        response["Cache-Control"] = "no-store"  # what was said: never kept by a cache
+    return response
 
 
 def _wall_conversations(request: HttpRequest) -> QuerySet[Conversation]:
@@ -118,5 +130,12 @@ def history(request: HttpRequest) -> HttpResponse:
         Q(user=request.user) | Q(conversation__organization_id__in=admin_orgs)
     ).select_related("conversation", "user", "api_key")[:200]
     return render(
-        request, "portal/history.html", {"sessions": sessions, "sees_everyone": bool(admin_orgs)}
+        request,
+        "portal/history.html",
+        {
+            "sessions": sessions,
+            "sees_everyone": bool(admin_orgs),
+            # Transcript reads are the org admins' audit, like the listen sessions of others.
+            "transcript_reads": transcript.reads_in(admin_orgs),
+        },
     )

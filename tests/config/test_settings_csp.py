@@ -65,10 +65,12 @@ class Markup(HTMLParser):
 def pages(world: World) -> dict[str, tuple[str, str | None]]:
     """Every page by name: (url, who fetches it)."""
     live = world.conversations["in_progress"].pk
+    ended = world.conversations["completed"].pk  # its transcript review instead of catch-up
     return {
         "login": ("/accounts/login/", None),
         "dashboard": ("/", "supervisor"),
         "conversation": (f"/conversations/{live}/", "supervisor"),
+        "completed conversation": (f"/conversations/{ended}/", "supervisor"),
         "wall": ("/wall/", "supervisor"),
         "history": ("/history/", "admin"),
         "organization": (f"/organization/{world.org.pk}/", "admin"),
@@ -81,6 +83,7 @@ PAGE_NAMES = [
     "login",
     "dashboard",
     "conversation",
+    "completed conversation",
     "wall",
     "history",
     "organization",
@@ -134,6 +137,7 @@ def test_the_list_names_every_portal_page(world: World) -> None:
 
     html_pages = {p.name for p in urlpatterns} - {
         "wall-tile",
+        "conversation-transcript",  # a fragment of lines the conversation page fetches
         "create-api-key",
         "revoke-api-key",
         "change-role",
