@@ -12,6 +12,11 @@ urlpatterns = [
         transcript.conversation_transcript,
         name="conversation-transcript",
     ),
+    path(
+        "conversations/<uuid:conversation_id>/listen-dialog/",
+        views.listen_dialog,
+        name="listen-dialog",
+    ),
     path("wall/", views.wall, name="wall"),
     path("wall/tiles/<uuid:conversation_id>/", views.wall_tile, name="wall-tile"),
     path("history/", views.history, name="history"),

@@ -11,10 +11,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
-from anyreach_listen import access
-from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, Team
+from anyreach_listen import access, transcripts
+from anyreach_listen.models import (
+    Conversation,
+    ConversationStatus,
+    ListenSession,
+    Team,
+    TranscriptVia,
+)
 
-from . import transcript
+from . import live, transcript
 
 WALL_LIMIT = 8
 
@@ -30,7 +36,8 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
         "agent": request.GET.get("agent", ""),
         "q": request.GET.get("q", "").strip(),
     }
-    conversations = access.for_request(request).conversations()
+    policy = access.for_request(request)
+    conversations = policy.conversations()
     if filters["status"] == "live":
         conversations = conversations.active()
     elif filters["status"] in ConversationStatus.values:
@@ -46,16 +53,24 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
             | Q(agent_label__icontains=q)
             | Q(livekit_room__icontains=q)
         )
-    return conversations.order_by("-started_at", "-created_at")[:200], filters
+    # Alerts and last lines are subqueries of the one rows query (a flat query count).
+    annotated = live.with_last_line(live.with_alerts(conversations), policy)
+    return annotated.order_by("-started_at", "-created_at")[:200], filters
 
 
 @login_required
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     conversations, filters = _filtered(request)
-    context: dict[str, Any] = {"conversations": conversations, "filters": filters}
+    policy = access.for_request(request)
+    context: dict[str, Any] = {
+        "conversations": conversations,
+        "filters": filters,
+        # The "Last line" column only for people who may read some call's transcript.
+        "reads_transcripts": bool(live.readable_organizations(policy)),
+    }
     if request.htmx:
-        return render(request, "portal/_conversation_rows.html", context)
-    visible = access.for_request(request).conversations()
+        return _no_store(render(request, "portal/_conversation_rows.html", context), context)
+    visible = policy.conversations()
     context.update(
         {
             "statuses": ConversationStatus.choices,
@@ -71,7 +86,36 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
             "live_count": visible.active().count(),
         }
     )
-    return render(request, "portal/dashboard.html", context)
+    return _no_store(render(request, "portal/dashboard.html", context), context)
+
+
+def _no_store(response: HttpResponse, context: dict[str, Any]) -> HttpResponse:
+    if context.get("reads_transcripts"):
+        response["Cache-Control"] = "no-store"  # what was said: never kept by a cache
+    return response
+
+
+@login_required
+def listen_dialog(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """A listen panel for the dashboard's dialog (an alert's Listen): the transcript so
+    far (an audited read), audio started by the page within the click."""
+    policy = access.for_request(request)
+    conversation = policy.find(conversation_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    refusal = policy.listen_refusal(conversation)
+    if refusal is not None:  # the notice offers no Listen then; a direct request gets why
+        return HttpResponse(refusal, status=403, content_type="text/plain")
+    segments = transcripts.read(
+        conversation, via=TranscriptVia.PORTAL, audit=policy.audit_fields, request=request
+    )
+    response = render(
+        request,
+        "portal/_listen_dialog.html",
+        {"conversation": conversation, "transcript": segments},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required
@@ -101,17 +145,18 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
 
 
 def _wall_conversations(request: HttpRequest) -> QuerySet[Conversation]:
-    """Live calls with a room that the user may hear, newest first."""
-    live = access.for_request(request).listenable().active()
-    return live.filter(livekit_room__isnull=False).order_by("-started_at")
+    """Live calls with a room that the user may hear, newest first, with their alerts."""
+    calls = access.for_request(request).listenable().active()
+    return live.with_alerts(calls.filter(livekit_room__isnull=False).order_by("-started_at"))
 
 
 @login_required
 def wall(request: HttpRequest) -> HttpResponse:
-    conversations = _wall_conversations(request)[:WALL_LIMIT]
-    return render(
-        request, "portal/wall.html", {"conversations": conversations, "limit": WALL_LIMIT}
-    )
+    policy = access.for_request(request)
+    tiles = live.wall_tiles(request, policy, list(_wall_conversations(request)[:WALL_LIMIT]))
+    response = render(request, "portal/wall.html", {"tiles": tiles, "limit": WALL_LIMIT})
+    response["Cache-Control"] = "no-store"  # the tiles' transcripts
+    return response
 
 
 @login_required
@@ -120,7 +165,10 @@ def wall_tile(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _wall_conversations(request).filter(pk=conversation_id).first()
     if conversation is None:
         raise Http404("Not a live call you may hear.")
-    return render(request, "portal/_wall_tile.html", {"conversation": conversation})
+    (tile,) = live.wall_tiles(request, access.for_request(request), [conversation])
+    response = render(request, "portal/_wall_tile.html", {"tile": tile})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

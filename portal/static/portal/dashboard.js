@@ -1,13 +1,22 @@
 // Dashboard: refresh the rows (htmx) when the event stream (anyreach_listen's
-// events.js, {% listen_events_script %}) says something changed, and keep call
-// durations ticking.
+// events.js, via {% listen_assets %}) says a call changed, keep call durations
+// ticking, show each call's last line as it is said ("anyreach:transcript", only
+// sent to people who may read it), and on each alert ("anyreach:alert") update
+// the row's badge and show a notice whose Listen opens the call's listen panel in
+// a dialog and starts its audio, all within the one click.
 (function () {
   "use strict";
+  const SEVERITY_RANK = { info: 1, warning: 2, critical: 3 };
+  const SEVERITY_LABEL = { info: "Info", warning: "Warning", critical: "Critical" };
+  const MAX_NOTICES = 5;
+  const ZERO_ID = "00000000-0000-0000-0000-000000000000";
+
   let pending = null;
-  document.addEventListener("anyreach:conversation", () => {
+  const refreshSoon = () => {
     clearTimeout(pending); // several events in a burst give one refresh
     pending = setTimeout(() => document.body.dispatchEvent(new Event("arl-refresh")), 150);
-  });
+  };
+  document.addEventListener("anyreach:conversation", refreshSoon);
   const streamStatus = (text) => {
     const status = document.getElementById("stream-status");
     if (status) status.textContent = text;
@@ -19,6 +28,183 @@
   document.addEventListener("anyreach:stream-closed", () =>
     streamStatus("Live updates paused; reconnecting…"),
   );
+
+  const row = (id) => document.querySelector(`tr[data-conversation="${CSS.escape(id)}"]`);
+
+  // ---- the last line said in each call ----
+
+  // The newest line seen per call, put back after an htmx refresh rendered before it.
+  const lastLines = new Map();
+  const when = (iso) => (iso ? Date.parse(iso) : 0);
+
+  function showLastLine(id, segment) {
+    const cell = row(id) && row(id).querySelector("[data-last-line]");
+    if (!cell || when(cell.dataset.at) > when(segment.at)) return;
+    const who = document.createElement("span");
+    who.className = "last-line__role";
+    who.dataset.role = segment.role;
+    who.textContent = segment.role === "agent" ? "Agent" : "Caller";
+    const said = document.createElement("span");
+    said.className = "last-line__text";
+    said.textContent = segment.text;
+    cell.replaceChildren(who, " ", said);
+    cell.dataset.at = segment.at || "";
+  }
+
+  document.addEventListener("anyreach:transcript", (event) => {
+    const { conversation, segment } = event.detail || {};
+    if (!conversation || !segment) return;
+    const known = lastLines.get(conversation.id);
+    if (!known || when(segment.at) >= when(known.at)) lastLines.set(conversation.id, segment);
+    showLastLine(conversation.id, segment);
+  });
+
+  document.addEventListener("htmx:afterSwap", () => {
+    for (const [id, segment] of lastLines) showLastLine(id, segment);
+  });
+
+  // ---- alerts: the row's badge and a notice ----
+
+  function bumpBadge(id, severity) {
+    const badge = row(id) && row(id).querySelector("[data-alert-badge]");
+    if (!badge) return;
+    const count = Number(badge.dataset.count || 0) + 1;
+    const current = badge.dataset.severity;
+    const top =
+      (SEVERITY_RANK[severity] || 0) > (SEVERITY_RANK[current] || 0) ? severity : current;
+    badge.dataset.count = String(count);
+    badge.dataset.severity = top;
+    badge.className = `alert-badge alert-badge--${top}`;
+    badge.textContent = `${count} alert${count === 1 ? "" : "s"} · ${SEVERITY_LABEL[top] || top}`;
+    badge.hidden = false;
+  }
+
+  const notices = () => document.getElementById("alert-notices");
+  const urlFor = (template, id) => template.replace(ZERO_ID, id);
+
+  function showNotice(message) {
+    const region = notices();
+    if (!region) return;
+    const { conversation, alert } = message;
+    const severity = alert.severity;
+    const notice = document.createElement("div");
+    notice.className = `toast toast--${severity}`;
+    notice.dataset.alertNotice = conversation.id;
+    notice.dataset.severity = severity;
+
+    const title = document.createElement("p");
+    title.className = "toast__title";
+    const label = document.createElement("strong");
+    label.textContent = `${SEVERITY_LABEL[severity] || severity} alert`;
+    const call = document.createElement("a");
+    call.href = urlFor(region.dataset.conversationUrl, conversation.id);
+    call.textContent =
+      `${conversation.caller_label || "Unknown caller"} with ${conversation.agent_label || "agent"}`;
+    title.append(label, " in ", call);
+    notice.append(title);
+
+    // The phrase reaches only people who may read the transcript (the server strips it).
+    if (alert.phrase) {
+      const phrase = document.createElement("p");
+      phrase.className = "toast__phrase";
+      phrase.textContent = `Said: “${alert.phrase}”`;
+      notice.append(phrase);
+    }
+
+    const actions = document.createElement("div");
+    actions.className = "toast__actions";
+    if (message.can_listen && conversation.is_active) {
+      const listen = document.createElement("button");
+      listen.type = "button";
+      listen.className = "button button--small button--primary";
+      listen.dataset.alertListen = conversation.id;
+      listen.textContent = "Listen";
+      listen.addEventListener("click", () => {
+        notice.remove();
+        openListen(conversation.id);
+      });
+      actions.append(listen);
+    }
+    const dismiss = document.createElement("button");
+    dismiss.type = "button";
+    dismiss.className = "button button--small";
+    dismiss.textContent = "Dismiss";
+    dismiss.setAttribute("aria-label", "Dismiss this alert");
+    dismiss.addEventListener("click", () => notice.remove());
+    actions.append(dismiss);
+    notice.append(actions);
+
+    region.prepend(notice);
+    while (region.children.length > MAX_NOTICES) region.lastElementChild.remove();
+  }
+
+  document.addEventListener("anyreach:alert", (event) => {
+    const message = event.detail || {};
+    if (!message.conversation || !message.alert) return;
+    bumpBadge(message.conversation.id, message.alert.severity);
+    showNotice(message);
+    refreshSoon(); // the server's counts win over a refresh rendered before this alert
+  });
+
+  // ---- the listen dialog ----
+
+  const dialog = () => document.getElementById("listen-dialog");
+
+  async function closePanel() {
+    const body = dialog() && dialog().querySelector("[data-dialog-body]");
+    if (!body) return;
+    const panel = body.querySelector("[data-arl-panel]");
+    body.replaceChildren();
+    if (panel && window.AnyReachListenPanel) await window.AnyReachListenPanel.unmount(panel);
+  }
+
+  // Called in the Listen click: the panel is fetched, mounted and told to listen
+  // while the click's user activation still holds, so its audio starts at once.
+  let opening = 0;
+  async function openListen(id) {
+    const box = dialog();
+    const region = notices();
+    if (!box || !region) return;
+    const attempt = ++opening;
+    await closePanel();
+    const body = box.querySelector("[data-dialog-body]");
+    const status = document.createElement("p");
+    status.className = "muted";
+    status.textContent = "Opening the call…";
+    body.replaceChildren(status);
+    if (!box.open) box.showModal();
+    let html;
+    try {
+      const response = await fetch(urlFor(region.dataset.listenUrl, id), {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+      });
+      html = await response.text();
+      if (!response.ok) throw new Error(html || `The server refused (HTTP ${response.status}).`);
+    } catch (error) {
+      if (attempt === opening) status.textContent = error.message;
+      return;
+    }
+    if (attempt !== opening || !box.open) return; // closed or another Listen meanwhile
+    body.innerHTML = html; // our own server-rendered fragment (no script runs from it)
+    const panel = body.querySelector("[data-arl-panel]");
+    if (!panel || !window.AnyReachListenPanel) return;
+    window.AnyReachListenPanel.mount(body);
+    window.AnyReachListenPanel.listen(panel);
+  }
+
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-dialog-close]")) dialog().close();
+  });
+  if (dialog()) {
+    // Esc, Close or a new page: the panel's session ends with the dialog.
+    dialog().addEventListener("close", () => {
+      opening += 1;
+      closePanel();
+    });
+  }
+
+  // ---- durations ----
 
   const pad = (n) => String(n).padStart(2, "0");
   function tick() {

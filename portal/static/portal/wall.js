@@ -1,6 +1,10 @@
 // Listen wall: new live calls join as tiles without touching the running sessions.
 // Calls come and go through the page's event stream ({% listen_assets %} includes
 // anyreach_listen's events.js), tiles are mounted with the listen panel script.
+// Tiles open with their transcript so far (server-rendered in the panel's markup;
+// the panel adopts those lines, so live ones continue without duplicates), and a
+// tile whose call raises an alert ("anyreach:alert") is highlighted with the
+// alert's severity (the highest so far).
 (function () {
   "use strict";
   const wall = document.getElementById("wall");
@@ -36,6 +40,29 @@
       empty.hidden = tiles().length > 0;
     }, ENDED_TILE_MS);
   }
+
+  const SEVERITY_RANK = { info: 1, warning: 2, critical: 3 };
+  const SEVERITY_LABEL = { info: "Info", warning: "Warning", critical: "Critical" };
+  document.addEventListener("anyreach:alert", (event) => {
+    const { conversation, alert } = event.detail || {};
+    if (!conversation || !alert) return;
+    const tile = wall.querySelector(`[data-wall-tile="${CSS.escape(conversation.id)}"]`);
+    if (!tile) return;
+    const current = tile.dataset.alertSeverity;
+    const rank = (severity) => SEVERITY_RANK[severity] || 0;
+    const top = rank(alert.severity) >= rank(current) ? alert.severity : current;
+    tile.classList.add("wall__tile--alert");
+    tile.dataset.alertSeverity = top;
+    const note = tile.querySelector("[data-wall-alert]");
+    if (note) {
+      // The newest alert, with its phrase for people who may read it (all who may
+      // listen may: the server strips it for the others).
+      const label = SEVERITY_LABEL[alert.severity] || alert.severity;
+      note.textContent = alert.phrase ? `${label} alert: “${alert.phrase}”` : `${label} alert`;
+      note.dataset.severity = alert.severity;
+      note.hidden = false;
+    }
+  });
 
   document.addEventListener("anyreach:conversation", (event) => {
     const conversation = event.detail && event.detail.conversation;

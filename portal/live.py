@@ -1,0 +1,172 @@
+"""What the dashboard and the wall show of calls in progress: alerts and transcript lines.
+
+- Dashboard rows carry their alert count, their highest alert severity and, for
+  calls whose transcript the user may read, the last final line and who said it:
+  subqueries of the one rows query, so a page of 1,000 calls costs what a page
+  of 10 does. Rows of calls the user may not read (a viewer's, or the user's
+  organizations where they are a viewer) get no line from the database at all.
+  The last line is not audited as a transcript read: it is the live view's
+  one-line glance that every refresh repeats (the conversation page, the wall's
+  tiles and the dashboard's listen dialog, which show the transcript, are).
+- Wall tiles open with the transcript so far: one query for every tile's
+  segments, one for their audit rows (``TranscriptRead``, via the portal).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.core.cache import cache
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+
+from anyreach_listen import transcripts
+from anyreach_listen.access import UserAccess
+from anyreach_listen.models import (
+    ACTIVE_STATUSES,
+    Alert,
+    AlertSeverity,
+    Conversation,
+    TranscriptRead,
+    TranscriptSegment,
+    TranscriptVia,
+)
+from anyreach_listen.transcripts import SegmentOut
+
+SEVERITY_RANK = {AlertSeverity.INFO: 1, AlertSeverity.WARNING: 2, AlertSeverity.CRITICAL: 3}
+
+
+def readable_organizations(policy: UserAccess) -> list[uuid.UUID]:
+    """The organizations where the user's role may read transcripts."""
+    return [org for org in policy.memberships if policy.reads_transcripts_in(org)]
+
+
+def _top_severity() -> Subquery:
+    """The call's highest alert severity (None without alerts)."""
+    rank = Case(
+        *(When(rule__severity=s, then=Value(r)) for s, r in SEVERITY_RANK.items()),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+    alerts = Alert.objects.filter(conversation=OuterRef("pk")).annotate(rank=rank)
+    return Subquery(alerts.order_by("-rank").values("rule__severity")[:1])
+
+
+def with_alerts(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """``alert_count`` and ``alert_severity`` on each row (everyone who sees a call sees
+    its alerts; what they said is not part of it)."""
+    count = (
+        Alert.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return conversations.annotate(
+        alert_count=Coalesce(Subquery(count, output_field=IntegerField()), 0),
+        alert_severity=_top_severity(),
+    )
+
+
+def with_last_line(
+    conversations: QuerySet[Conversation], policy: UserAccess
+) -> QuerySet[Conversation]:
+    """``shows_lines`` (live and readable by the user) and, for those rows only,
+    ``last_role``, ``last_text`` and ``last_at`` of the last final segment."""
+    readable = readable_organizations(policy)
+    if not readable:  # a viewer everywhere: not a word leaves the database
+        nothing = {
+            "shows_lines": Value(False, output_field=BooleanField()),
+            "last_role": Value(None, output_field=CharField()),
+            "last_text": Value(None, output_field=TextField()),
+            "last_at": Value(None, output_field=DateTimeField()),
+        }
+        return conversations.annotate(**nothing)
+    shown = Q(organization_id__in=readable, status__in=ACTIVE_STATUSES)
+    finals = TranscriptSegment.objects.filter(conversation=OuterRef("pk"), final=True).order_by(
+        "-position"
+    )
+
+    def last(column: str, output: CharField | TextField | DateTimeField) -> Case:
+        return Case(
+            When(shown, then=Subquery(finals.values(column)[:1])),
+            default=Value(None),
+            output_field=output,
+        )
+
+    return conversations.annotate(
+        shows_lines=Case(When(shown, then=Value(True)), default=Value(False)),
+        last_role=last("role", CharField()),
+        last_text=last("text", TextField()),
+        last_at=last("first_seen_at", DateTimeField()),
+    )
+
+
+@dataclass
+class Tile:
+    """A wall tile: the call and its transcript so far."""
+
+    conversation: Conversation
+    transcript: list[SegmentOut] = field(default_factory=list)
+
+
+def wall_tiles(
+    request: HttpRequest, policy: UserAccess, conversations: Sequence[Conversation]
+) -> list[Tile]:
+    """Tiles with their history, for calls the user may hear (so may read: the same
+    scopes); each tile's history is an audited portal read."""
+    calls = [c for c in conversations if policy.reads_transcripts_in(c.organization_id)]
+    if not calls:
+        return [Tile(c) for c in conversations]
+    by_call: dict[uuid.UUID, list[TranscriptSegment]] = defaultdict(list)
+    rows = TranscriptSegment.objects.filter(conversation__in=calls).order_by(
+        "conversation", "position"
+    )
+    for row in rows:
+        by_call[row.conversation_id].append(row)
+    roles = ("agent", "user")
+    keys = {(c.pk, role): transcripts.interim_key(c.pk, role) for c in calls for role in roles}
+    interims = cache.get_many(list(keys.values()))
+    TranscriptRead.objects.bulk_create(
+        TranscriptRead(
+            conversation=c,
+            via=TranscriptVia.PORTAL,
+            client_ip=request.META.get("REMOTE_ADDR") or None,
+            **policy.audit_fields,
+        )
+        for c in calls
+    )
+    readable = {c.pk for c in calls}
+    tiles = []
+    for c in conversations:
+        if c.pk not in readable:
+            tiles.append(Tile(c))
+            continue
+        lines = []
+        for s in by_call[c.pk]:
+            text = s.text
+            latest = interims.get(keys[(c.pk, s.role)])
+            # As transcripts.segments: the latest interim text over a segment not final yet.
+            if not s.final and isinstance(latest, dict) and latest.get("id") == s.segment_id:
+                text = latest.get("text", text)
+            lines.append(SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at))
+        tiles.append(Tile(c, lines))
+    return tiles
