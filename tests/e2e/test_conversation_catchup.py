@@ -1,0 +1,147 @@
+"""Catch-up on a live call's conversation page, in real Chromium against the real stack.
+
+A supervisor who opens a call after the agent's greeting was recorded sees the
+greeting at once (server-rendered), then lines said after the page loaded arrive
+live, once each, whatever path brings them: the event stream
+(``anyreach:transcript``), the page's refetch when the stream opens, and the
+listen panel's own SDK transcript all merge by (role, segment id).
+
+The transcript is pushed through the API (``POST /core/conversations/{id}/transcript``,
+a manage key) as a platform would; the recorder stores the same way.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+
+from tests.e2e.test_portal_browser import (  # the portal's browser context and sign-in
+    csp_violations,  # noqa: F401  (a fixture the portal fixture uses)
+    portal,  # noqa: F401  (fixture)
+    sign_in,
+)
+from tests.support.stack import Stack, simulated_call
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+GREETING = "Thanks for calling Acme support, this is Ava."
+LATER = "Could you read me the order number, please?"
+CALLER = "It is four two seven, I think."
+
+
+def push(stack: Stack, conversation_id: str, segment: dict[str, object]) -> dict[str, int]:
+    response = httpx.post(
+        f"{stack.base_url}/core/conversations/{conversation_id}/transcript",
+        headers={"Authorization": f"Bearer {stack.seed['api_keys']['manage']}"},
+        json={"segments": [segment]},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, int] = response.json()
+    return result
+
+
+def line(page: Page, conversation_id: str, role: str, segment_id: str) -> Locator:
+    panel = page.locator(f'[data-arl-panel][data-conversation="{conversation_id}"]')
+    return panel.locator(f'.arl-line[data-role="{role}"][data-segment-id="{segment_id}"]')
+
+
+def portal_reads(stack: Stack, conversation_id: str) -> list[str]:
+    rows = stack.query(
+        "SELECT u.username FROM anyreach_listen_transcriptread r "
+        "JOIN auth_user u ON r.user_id = u.id WHERE r.conversation_id = ? AND r.via = 'portal'",
+        conversation_id.replace("-", ""),
+    )
+    return [r["username"] for r in rows]
+
+
+def test_a_supervisor_opening_a_live_call_sees_the_greeting_then_each_line_once(
+    portal: BrowserContext,  # noqa: F811
+    stack: Stack,
+) -> None:
+    page = sign_in(portal, stack, "supervisor")
+    with simulated_call(stack, "--team", "Support", "--duration", "60") as call:
+        cid = call.conversation_id
+        push(stack, cid, {"id": "SG_e2e_greet", "role": "agent", "text": GREETING, "final": True})
+
+        # The page arrives with the greeting; the refetch on the stream's opening is
+        # the sign that the socket is up.
+        with page.expect_response(
+            lambda r: f"/conversations/{cid}/transcript/" in r.url
+        ) as fetched:
+            document = page.goto(f"/conversations/{cid}/")
+        assert document is not None and GREETING in document.text()  # server-rendered
+        greeting = line(page, cid, "agent", "SG_e2e_greet")
+        expect(greeting).to_have_count(1)
+        expect(greeting.locator(".arl-line__text")).to_have_text(GREETING)
+        assert fetched.value.status == 200
+
+        # Said after the page loaded: arrives live, once.
+        push(stack, cid, {"id": "SG_e2e_later", "role": "agent", "text": LATER, "final": True})
+        later = line(page, cid, "agent", "SG_e2e_later")
+        expect(later).to_have_count(1)
+        expect(later.locator(".arl-line__text")).to_have_text(LATER)
+        # The same segment again: stored once, shown once. The caller's next line is
+        # the fence: it reaches the page after anything the repeat could have sent.
+        again = push(
+            stack, cid, {"id": "SG_e2e_later", "role": "agent", "text": LATER, "final": True}
+        )
+        assert again == {"recorded": 0, "unchanged": 1, "alerts": 0}
+        push(stack, cid, {"id": "SG_e2e_caller", "role": "user", "text": CALLER, "final": True})
+        expect(line(page, cid, "user", "SG_e2e_caller")).to_have_count(1)
+        expect(later).to_have_count(1)
+
+        # An interim line never travels on the stream: only a refetch (the stream
+        # reopening) brings it; its final then settles the same line.
+        push(stack, cid, {"id": "SG_e2e_half", "role": "agent", "text": "One mo", "final": False})
+        with page.expect_response(lambda r: f"/conversations/{cid}/transcript/" in r.url):
+            page.evaluate("document.dispatchEvent(new CustomEvent('anyreach:stream-open'))")
+        half = line(page, cid, "agent", "SG_e2e_half")
+        expect(half).to_have_class("arl-line is-interim")
+        expect(half.locator(".arl-line__text")).to_have_text("One mo")
+        push(
+            stack, cid, {"id": "SG_e2e_half", "role": "agent", "text": "One moment.", "final": True}
+        )
+        expect(half.locator(".arl-line__text")).to_have_text("One moment.")
+        expect(half).to_have_class("arl-line")
+        expect(half).to_have_count(1)
+
+        # Every line of the list once, in spoken order for the lines we pushed.
+        keys = page.locator(f'[data-arl-panel][data-conversation="{cid}"] .arl-line').evaluate_all(
+            "els => els.map(e => `${e.dataset.role}:${e.dataset.segmentId}`)"
+        )
+        assert len(keys) == len(set(keys)), keys
+        ours = [k for k in keys if "SG_e2e_" in k]
+        assert ours == [
+            "agent:SG_e2e_greet",
+            "agent:SG_e2e_later",
+            "user:SG_e2e_caller",
+            "agent:SG_e2e_half",
+        ]
+        # One audited read for the page view; its refetches carried the page's token.
+        assert portal_reads(stack, cid) == [stack.seed["users"]["supervisor"]["username"]]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_viewer_opening_a_live_call_gets_no_transcript(browser: Browser, stack: Stack) -> None:
+    context = browser.new_context(base_url=stack.base_url)
+    try:
+        page = sign_in(context, stack, "viewer")
+        with simulated_call(stack, "--team", "Support", "--duration", "30") as call:
+            cid = call.conversation_id
+            push(
+                stack, cid, {"id": "SG_e2e_greet", "role": "agent", "text": GREETING, "final": True}
+            )
+            document = page.goto(f"/conversations/{cid}/")
+            assert document is not None and GREETING not in document.text()
+            expect(
+                page.get_by_text("Your role can see this call but not listen to it.")
+            ).to_be_visible()
+            push(stack, cid, {"id": "SG_e2e_later", "role": "agent", "text": LATER, "final": True})
+            page.wait_for_timeout(1500)  # what the stream would have brought by now
+            assert GREETING not in page.content() and LATER not in page.content()
+            assert page.request.get(f"/conversations/{cid}/transcript/").status == 403
+            assert portal_reads(stack, cid) == []
+    finally:
+        context.close()
