@@ -107,7 +107,7 @@ def page_transcript(
     alerts = list(
         Alert.objects.filter(conversation=conversation)
         .select_related("rule", "segment")
-        .order_by("raised_at", "id")
+        .order_by("segment__position", "raised_at", "id")  # spoken order
     )
     # An alert names its segment by row; the transcript's segments are (role, id).
     by_segment: dict[tuple[str, str], list[Alert]] = defaultdict(list)

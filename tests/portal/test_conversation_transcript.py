@@ -25,7 +25,7 @@ from tests.support.world import World, login
 
 GREETING = "Thanks for calling Acme, how can I help?"
 COMPLAINT = "I was charged twice for my order."
-ANSWER = "Sorry about that, let me look into it."
+ANSWER = "Sorry about that, I will refund the second charge."
 
 
 def page_url(call: Conversation) -> str:
@@ -214,9 +214,12 @@ def test_a_completed_call_shows_its_transcript_with_alerts_inline(
     assert parsed.marks == {
         ("agent", "SG_greet"): [],
         ("user", "SG_ask"): ["Warning: “charged twice”"],
-        ("agent", "SG_answer"): [],
+        ("agent", "SG_answer"): ["Critical: “refund”"],
     }
-    assert html.count('data-alert="') == 2  # inline and in the call's list of alerts
+    assert html.count('data-alert="') == 4  # inline and in the call's list of alerts
+    # The list of the call's alerts, in spoken order (both were raised in one push).
+    listed = html[html.index("data-conversation-alerts") :]
+    assert listed.index("“charged twice” · Caller") < listed.index("“refund” · Agent")
     assert "conversation.js" not in html  # nothing to catch up with
     assert reads(call) == [("qa", "portal")]
 
