@@ -28,6 +28,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 GREETING = "Thanks for calling Acme support, this is Ava."
 LATER = "Could you read me the order number, please?"
 CALLER = "It is four two seven, I think."
+# Counts the event stream's openings (before the page's own scripts run).
+STREAM_OPENS = (
+    "window.__streamOpens = 0;"
+    "document.addEventListener('anyreach:stream-open', () => window.__streamOpens++);"
+)
 
 
 def push(stack: Stack, conversation_id: str, segment: dict[str, object]) -> dict[str, int]:
@@ -65,17 +70,17 @@ def test_a_supervisor_opening_a_live_call_sees_the_greeting_then_each_line_once(
         cid = call.conversation_id
         push(stack, cid, {"id": "SG_e2e_greet", "role": "agent", "text": GREETING, "final": True})
 
-        # The page arrives with the greeting; the refetch on the stream's opening is
-        # the sign that the socket is up.
-        with page.expect_response(
-            lambda r: f"/conversations/{cid}/transcript/" in r.url
-        ) as fetched:
-            document = page.goto(f"/conversations/{cid}/")
-        assert document is not None and GREETING in document.text()  # server-rendered
+        # The page arrives with the greeting, rendered by the server.
+        page.add_init_script(STREAM_OPENS)
+        document = page.goto(f"/conversations/{cid}/")
+        assert document is not None and GREETING in document.text()
         greeting = line(page, cid, "agent", "SG_e2e_greet")
         expect(greeting).to_have_count(1)
         expect(greeting.locator(".arl-line__text")).to_have_text(GREETING)
-        assert fetched.value.status == 200
+        # The stream is open and the page's catch-up reads are done: what follows can
+        # only come by the stream.
+        page.wait_for_function("window.__streamOpens > 0")
+        expect(page.locator("[data-transcript-catchup]:not([data-catching-up])")).to_have_count(1)
 
         # Said after the page loaded: arrives live, once.
         push(stack, cid, {"id": "SG_e2e_later", "role": "agent", "text": LATER, "final": True})

@@ -41,12 +41,20 @@
     }));
   }
 
-  let fetching = null;
+  // One read at a time; a request during one runs once more after it (the stream may
+  // have opened after that read started). data-catching-up says one is under way.
+  let running = false;
+  let again = false;
   function catchUp() {
-    if (fetching) return fetching; // one refetch at a time
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    root.toggleAttribute("data-catching-up", true);
     const url = new URL(transcriptUrl, location.href);
     if (readToken) url.searchParams.set("read", readToken);
-    fetching = fetch(url, { credentials: "same-origin", cache: "no-store" })
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
       .then(async (response) => {
         if (!response.ok) return; // e.g. access lost: the socket closes too
         readToken = response.headers.get(READ_HEADER) || readToken;
@@ -54,12 +62,19 @@
       })
       .catch(() => {}) // the stream's next (re)open tries again
       .finally(() => {
-        fetching = null;
+        running = false;
+        root.toggleAttribute("data-catching-up", again);
+        if (again) {
+          again = false;
+          catchUp();
+        }
       });
-    return fetching;
   }
 
   document.addEventListener("anyreach:stream-open", catchUp);
+  // And once now: the stream may have opened before this script ran (deferred scripts
+  // wait for each other's download, the socket does not), so its event was missed.
+  catchUp();
 
   document.addEventListener("anyreach:transcript", (event) => {
     if (!mine(event.detail) || !event.detail.segment) return;
