@@ -1,4 +1,4 @@
-"""Organization management for org admins: members' roles and API keys.
+"""Organization management for org admins: members' roles, API keys and alert rules.
 
 Only members with the ``admin`` role reach these views, and only for their own
 organization. Secrets of new keys are rendered once in the response to the
@@ -15,9 +15,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from anyreach_listen import access
+from anyreach_listen import access, alerts
 from anyreach_listen.credentials import issue_api_key
-from anyreach_listen.models import ApiKey, Membership, Organization
+from anyreach_listen.models import (
+    AlertRole,
+    AlertRule,
+    AlertSeverity,
+    ApiKey,
+    Membership,
+    Organization,
+    Team,
+)
 from anyreach_listen.revocation import revoke_credential
 from anyreach_listen.roles import Role, Scope
 
@@ -33,6 +41,28 @@ class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 
 
+class AlertRuleForm(forms.Form):
+    """A phrase that raises an alert when said (``alerts.py``), as the API takes it."""
+
+    phrase = forms.CharField(max_length=200)
+    role = forms.ChoiceField(choices=AlertRole.choices, initial=AlertRole.ANY, label="Said by")
+    severity = forms.ChoiceField(choices=AlertSeverity.choices, initial=AlertSeverity.WARNING)
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.none(), required=False, empty_label="Every team"
+    )
+
+    def __init__(self, organization: Organization, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Only this organization's teams: a rule cannot watch another organization's calls.
+        self.fields["team"].queryset = organization.teams.order_by("name")  # type: ignore[attr-defined]
+
+    def clean_phrase(self) -> str:
+        phrase: str = self.cleaned_data["phrase"].strip()
+        if not alerts.valid_phrase(phrase):
+            raise forms.ValidationError("An alert phrase needs at least one word.")
+        return phrase
+
+
 def _administered(request: HttpRequest, organization_id: uuid.UUID) -> Organization:
     policy = access.for_request(request)
     if not policy.can_manage(organization_id):
@@ -45,6 +75,7 @@ def _page(
     org: Organization,
     *,
     key_form: ApiKeyForm | None = None,
+    rule_form: AlertRuleForm | None = None,
     new_secret: str = "",
 ) -> HttpResponse:
     response = render(
@@ -57,6 +88,11 @@ def _page(
             "roles": Role.choices,
             "key_form": key_form or ApiKeyForm(),
             "new_secret": new_secret,
+            "alert_rules": AlertRule.objects.live()
+            .filter(organization=org)
+            .select_related("team")
+            .order_by("created_at"),
+            "rule_form": rule_form or AlertRuleForm(org),
         },
     )
     if new_secret:
@@ -141,3 +177,33 @@ def remove_member(
     if membership is not None:
         membership.delete()  # its live listeners are removed (signals.py)
     return redirect("portal:organization", organization_id)
+
+
+@login_required
+@require_POST
+def create_alert_rule(request: HttpRequest, organization_id: uuid.UUID) -> HttpResponse:
+    org = _administered(request, organization_id)
+    form = AlertRuleForm(org, request.POST)
+    if not form.is_valid():
+        return _page(request, org, rule_form=form)
+    alerts.create_rule(
+        org,
+        phrase=form.cleaned_data["phrase"],
+        role=form.cleaned_data["role"],
+        severity=form.cleaned_data["severity"],
+        team=form.cleaned_data["team"],
+        created_by=request.user,  # type: ignore[arg-type]
+        created_by_label=request.user.get_username(),
+    )
+    return redirect("portal:organization", org.pk)
+
+
+@login_required
+@require_POST
+def delete_alert_rule(
+    request: HttpRequest, organization_id: uuid.UUID, rule_id: uuid.UUID
+) -> HttpResponse:
+    """Stop the rule matching; the alerts it raised stay and still name its phrase."""
+    org = _administered(request, organization_id)
+    alerts.delete_rule(get_object_or_404(AlertRule.objects.live(), pk=rule_id, organization=org))
+    return redirect("portal:organization", org.pk)

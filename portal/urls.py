@@ -33,6 +33,16 @@ urlpatterns = [
         name="revoke-api-key",
     ),
     path(
+        "organization/<uuid:organization_id>/alert-rules/",
+        organization.create_alert_rule,
+        name="create-alert-rule",
+    ),
+    path(
+        "organization/<uuid:organization_id>/alert-rules/<uuid:rule_id>/delete/",
+        organization.delete_alert_rule,
+        name="delete-alert-rule",
+    ),
+    path(
         "organization/<uuid:organization_id>/members/<int:membership_id>/role/",
         organization.change_role,
         name="change-role",

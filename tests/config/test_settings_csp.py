@@ -143,6 +143,8 @@ def test_the_list_names_every_portal_page(world: World) -> None:
         "revoke-api-key",
         "change-role",
         "remove-member",
+        "create-alert-rule",
+        "delete-alert-rule",
         "organizations",
     }
     assert html_pages == {"dashboard", "conversation", "wall", "history", "organization"}
