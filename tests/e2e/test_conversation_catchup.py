@@ -12,6 +12,8 @@ a manage key) as a platform would; the recorder stores the same way.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
@@ -19,6 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from tests.e2e.test_portal_browser import (  # the portal's browser context and sign-in
     csp_violations,  # noqa: F401  (a fixture the portal fixture uses)
     portal,  # noqa: F401  (fixture)
+    shoot,
     sign_in,
 )
 from tests.support.stack import Stack, simulated_call
@@ -150,3 +153,51 @@ def test_a_viewer_opening_a_live_call_gets_no_transcript(browser: Browser, stack
             assert portal_reads(stack, cid) == []
     finally:
         context.close()
+
+
+def test_a_completed_call_is_reviewed_with_its_alerts_inline(
+    portal: BrowserContext,  # noqa: F811
+    stack: Stack,
+) -> None:
+    """The seeded rule "charged twice" marks the caller's line; the page is the README's
+    screenshot of a completed call's transcript."""
+    headers = {"Authorization": f"Bearer {stack.seed['api_keys']['manage']}"}
+    api = f"{stack.base_url}/core/conversations"
+    created = httpx.post(
+        api,
+        headers=headers,
+        json={
+            "status": "in_progress",
+            "team_id": stack.seed["team_id"],
+            "caller_label": "+1 555 0163",
+            "agent_label": "Ava (billing agent)",
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    cid = created.json()["id"]
+    script = [
+        ("s1", "agent", GREETING),
+        ("s2", "user", "Hi. I was charged twice for my March invoice."),
+        ("s3", "agent", "I'm sorry about that. I can see two payments of $49 on March 3."),
+        ("s4", "agent", "I've refunded the second one; it takes three to five days."),
+        ("s5", "user", "Great, thank you."),
+    ]
+    for segment_id, role, text in script:
+        push(stack, cid, {"id": segment_id, "role": role, "text": text, "final": True})
+        time.sleep(1.1)  # lines a second or more apart, as in a call (the times shown)
+    done = httpx.patch(f"{api}/{cid}", headers=headers, json={"status": "completed"}, timeout=10)
+    assert done.status_code == 200, done.text
+
+    page = sign_in(portal, stack, "supervisor")
+    page.goto(f"/conversations/{cid}/")
+    lines = page.locator(".review__line")
+    expect(lines).to_have_count(len(script))
+    assert lines.evaluate_all("els => els.map(e => e.dataset.segmentId)") == [s[0] for s in script]
+    alerted = page.locator('.review__line[data-segment-id="s2"]')
+    expect(alerted.locator(".alert-mark")).to_have_text("Warning: “charged twice”")
+    expect(page.locator(".review__line .alert-mark")).to_have_count(1)
+    expect(page.locator("[data-conversation-alerts] li")).to_have_count(1)
+    expect(page.locator("[data-arl-panel]")).to_have_count(0)  # nothing left to hear
+    shoot(page, "conversation-review")
+    assert page.errors == []  # type: ignore[attr-defined]
