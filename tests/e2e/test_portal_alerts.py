@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -37,7 +36,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 CALLER_LABEL = "+1 555 0166"
 GREETING = "Thanks for calling Acme billing, this is Ava."
-SECRET = "the vault code is seven seven four one"
+SECRET = "billed twice for order 4417"  # no rule's phrase: only the readers' line has it
+PHRASE = "speak to a manager"  # this test's own rule (the README's screenshot shows it)
 
 
 def api(stack: Stack, method: str, path: str, body: dict[str, object]) -> httpx.Response:
@@ -97,7 +97,7 @@ def test_an_alert_shows_on_the_dashboard_and_its_listen_starts_audio_viewers_get
     stack: Stack,
     csp_violations: list[str],  # noqa: F811
 ) -> None:
-    phrase = f"escalate {uuid.uuid4().hex[:6]}"  # this test's own rule
+    phrase = PHRASE
     rule = api(stack, "POST", "/core/alert-rules", {"phrase": phrase, "severity": "critical"})
     assert rule.status_code == 201, rule.text
 
@@ -134,7 +134,7 @@ def test_an_alert_shows_on_the_dashboard_and_its_listen_starts_audio_viewers_get
         expect(tile.locator("[data-arl-badge]")).to_have_text("LIVE")
         expect(tile).not_to_have_class(re.compile(r"wall__tile--alert"))
 
-        said = f"Okay, {SECRET}, please {phrase.upper()} now!"
+        said = f"I was {SECRET}. Let me {phrase.upper()}, now!"
         push(stack, cid, {"id": "SG_alert_user", "role": "user", "text": said, "final": True})
 
         # Supervisor: the badge, the last line and a notice naming the call and the phrase.
@@ -213,7 +213,7 @@ def test_an_alert_shows_on_the_dashboard_and_its_listen_starts_audio_viewers_get
     assert not any(m["type"] == "transcript.segment" for m in viewer_messages)
     viewer_raw = "\n".join(viewer_frames.received).lower()
     html = viewer.content().lower()
-    for words in (SECRET, phrase, GREETING.lower(), "vault code", "acme billing"):
+    for words in (SECRET, phrase, GREETING.lower(), "4417", "acme billing"):
         assert words not in viewer_raw, words
         assert words not in html, words
     assert csp_violations == []
