@@ -13,6 +13,7 @@ a manage key) as a platform would; the recorder stores the same way.
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import pytest
@@ -127,6 +128,18 @@ def test_a_supervisor_opening_a_live_call_sees_the_greeting_then_each_line_once(
             "user:SG_e2e_caller",
             "agent:SG_e2e_half",
         ]
+        # An alert raised while the page is open joins the call's list (the seeded
+        # rule "charged twice"), phrase and speaker included for a transcript reader.
+        said = {"id": "SG_e2e_alert", "role": "user", "text": "Charged twice!", "final": True}
+        assert push(stack, cid, said)["alerts"] == 1
+        [row] = stack.query(
+            "SELECT a.id FROM anyreach_listen_alert a JOIN anyreach_listen_transcriptsegment s"
+            " ON a.segment_id = s.id WHERE s.segment_id = 'SG_e2e_alert'"
+        )
+        listed = page.locator(f'[data-conversation-alerts] li[data-alert="{uuid.UUID(row["id"])}"]')
+        expect(listed).to_contain_text("“charged twice” · Caller")
+        expect(listed.locator(".alert-mark--warning")).to_have_text("Warning")
+
         # One audited read for the page view; its refetches carried the page's token.
         assert portal_reads(stack, cid) == [stack.seed["users"]["supervisor"]["username"]]
     assert page.errors == []  # type: ignore[attr-defined]
