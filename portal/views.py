@@ -53,9 +53,15 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
             | Q(agent_label__icontains=q)
             | Q(livekit_room__icontains=q)
         )
-    # Alerts and last lines are subqueries of the one rows query (a flat query count).
-    annotated = live.with_last_line(live.with_alerts(conversations), policy)
-    return annotated.order_by("-started_at", "-created_at")[:200], filters
+    order = ("-started_at", "-created_at")
+    page = conversations.order_by(*order)[:200]
+    # Alerts and last lines are subqueries of the one rows query (a flat query count),
+    # run for the page's rows only: annotating before the LIMIT would run them for
+    # every visible call before the sort.
+    rows = Conversation.objects.filter(pk__in=page.values("pk")).select_related(
+        "organization", "team"
+    )
+    return live.with_last_line(live.with_alerts(rows), policy).order_by(*order), filters
 
 
 @login_required
