@@ -133,12 +133,15 @@ def test_a_supervisor_opening_a_live_call_sees_the_greeting_then_each_line_once(
         said = {"id": "SG_e2e_alert", "role": "user", "text": "Charged twice!", "final": True}
         assert push(stack, cid, said)["alerts"] == 1
         [row] = stack.query(
-            "SELECT a.id FROM anyreach_listen_alert a JOIN anyreach_listen_transcriptsegment s"
-            " ON a.segment_id = s.id WHERE s.segment_id = 'SG_e2e_alert'"
+            "SELECT a.id, a.raised_at FROM anyreach_listen_alert a"
+            " JOIN anyreach_listen_transcriptsegment s ON a.segment_id = s.id"
+            " WHERE s.segment_id = 'SG_e2e_alert'"
         )
         listed = page.locator(f'[data-conversation-alerts] li[data-alert="{uuid.UUID(row["id"])}"]')
         expect(listed).to_contain_text("“charged twice” · Caller")
         expect(listed.locator(".alert-mark--warning")).to_have_text("Warning")
+        # At the server's time (UTC), like the alerts the page arrived with.
+        expect(listed).to_contain_text(f"· Caller · {row['raised_at'][11:19]}")
 
         # One audited read for the page view; its refetches carried the page's token.
         assert portal_reads(stack, cid) == [stack.seed["users"]["supervisor"]["username"]]

@@ -84,6 +84,15 @@
   // Alerts raised while the page is open (their phrase: transcript readers get it).
   const alertList = document.querySelector("[data-conversation-alerts]");
   const SEVERITY = { info: "Info", warning: "Warning", critical: "Critical" };
+  // HH:MM:SS in the server's time zone, as the server renders the alerts listed already.
+  function clock(iso, timeZone) {
+    const options = { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" };
+    try {
+      return new Date(iso).toLocaleTimeString("en-GB", { ...options, timeZone });
+    } catch (_) {
+      return new Date(iso).toLocaleTimeString("en-GB", options); // a zone the browser lacks
+    }
+  }
   document.addEventListener("anyreach:alert", (event) => {
     const alert = mine(event.detail) && event.detail.alert;
     if (!alert || !alertList || alertList.querySelector(`[data-alert="${alert.id}"]`)) return;
@@ -95,7 +104,7 @@
     mark.className = `alert-mark alert-mark--${alert.severity}`;
     mark.textContent = SEVERITY[alert.severity] || alert.severity;
     const who = alert.role === "agent" ? "Agent" : alert.role === "user" ? "Caller" : "";
-    const when = new Date(alert.raised_at).toLocaleTimeString();
+    const when = clock(alert.raised_at, alertList.dataset.timeZone);
     const words = [alert.phrase ? `“${alert.phrase}”` : "", who, when].filter(Boolean);
     item.append(mark, ` ${words.join(" · ")}`);
     alertList.append(item);
