@@ -1,0 +1,138 @@
+"""The recorder's merge of LiveKit's two transcript paths, pure (no LiveKit import).
+
+A recorder in the room (``recorder_agent.py``) hears every segment twice, as
+legacy transcription segments and as ``lk.transcription`` text streams, and
+turns both into one sequence of whole-text updates per segment, with the
+frame's rules (``js/src/frame/transcripts.ts`` and ``speaker.ts``), so the
+stored transcript is what a listener saw:
+
+- the role comes from who published, as LiveKit reports it: a participant of
+  kind AGENT is ``agent``, anyone else ``user``; never from what a sender says
+  about itself (identity, name, attributes);
+- a text stream naming a track (``lk.transcribed_track_id``) its sender does not
+  own is dropped unless the sender is an agent (LiveKit lets only agents send
+  under another identity); an agent speaks for the owner of the track it names;
+- ``text`` is the segment's whole text so far; an update that repeats it or goes
+  backwards is dropped unless it settles the segment; a final segment is never
+  emitted again; an empty interim of a new segment is not worth emitting;
+  segments are told apart by role and id.
+
+``transcripts.record`` applies the same rules again on the stored segments, so
+two recorders in one room (or a recorder and a push) store each segment once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from .transcripts import SegmentIn
+
+logger = logging.getLogger(__name__)
+
+TOPIC = "lk.transcription"
+ATTR_SEGMENT_ID = "lk.segment_id"
+ATTR_FINAL = "lk.transcription_final"  # "true" / "false"
+ATTR_TRACK_ID = "lk.transcribed_track_id"
+# The attribute LiveKit's server sets on every agent job's participant: the agent
+# name the worker registered with (clients cannot set it on an agent's token).
+ATTR_AGENT_NAME = "lk.agent_name"
+
+
+@dataclass(frozen=True)
+class Speaker:
+    identity: str
+    is_agent: bool
+
+    @property
+    def role(self) -> str:
+        return "agent" if self.is_agent else "user"
+
+
+NOBODY = Speaker("", False)  # someone not (or no longer) in the room: the user's side
+
+
+class Publisher(Protocol):
+    """The little of a remote participant the speaker rule needs."""
+
+    @property
+    def identity(self) -> str: ...
+
+    @property
+    def is_agent(self) -> bool: ...  # LiveKit's participant kind (from its token)
+
+    @property
+    def track_sids(self) -> Container[str]: ...
+
+
+def stream_speaker(
+    participants: Mapping[str, Publisher], sender_identity: str, track_sid: str | None
+) -> Speaker | None:
+    """The speaker of a text stream from ``sender_identity`` naming ``track_sid``; None: drop it."""
+    sender = participants.get(sender_identity)
+    if sender is None or not sender.is_agent:
+        if track_sid and (sender is None or track_sid not in sender.track_sids):
+            return None
+        return Speaker(sender_identity, False)
+    if not track_sid or track_sid in sender.track_sids:
+        return Speaker(sender.identity, True)
+    for p in participants.values():
+        if track_sid in p.track_sids:
+            return Speaker(p.identity, p.is_agent)
+    # An agent transcribing a track nobody here owns: someone else's speech.
+    return NOBODY
+
+
+def is_final(attributes: Mapping[str, str]) -> bool:
+    return attributes.get(ATTR_FINAL) == "true"
+
+
+class Merger:
+    """One room's segments as the recorder has seen them so far."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    def offer(self, segment_id: str, speaker: Speaker, text: str, final: bool) -> SegmentIn | None:
+        """The update worth recording, or None (a repeat, a step back, a settled segment)."""
+        key = (speaker.role, segment_id)
+        previous = self._seen.get(key)
+        if previous is not None:
+            prev_text, prev_final = previous
+            if prev_final or (not final and prev_text.startswith(text)):
+                return None
+        elif not text and not final:
+            return None
+        self._seen[key] = (text, final)
+        return SegmentIn(segment_id, speaker.role, text, final)
+
+    def segments(
+        self, speaker: Speaker, segments: Iterable[tuple[str, str, bool]]
+    ) -> list[SegmentIn]:
+        """Legacy transcription segments ``(id, text, final)``, whole text per update."""
+        return [u for s in segments if (u := self.offer(s[0], speaker, s[1], s[2])) is not None]
+
+    async def stream(
+        self,
+        segment_id: str,
+        speaker: Speaker,
+        chunks: AsyncIterable[str],
+        attributes: Callable[[], Mapping[str, str]],
+    ) -> AsyncIterator[SegmentIn]:
+        """The updates of one ``lk.transcription`` text stream, as its chunks arrive."""
+        # A stream final from its first attributes carries the whole text at once (user
+        # speech): only its end is worth recording.
+        final_at_start = is_final(attributes())
+        text = ""
+        try:
+            async for chunk in chunks:
+                text += chunk  # the agent's speech arrives as deltas
+                if not final_at_start and (u := self.offer(segment_id, speaker, text, False)):
+                    yield u
+        except Exception as exc:
+            logger.warning("A transcript stream broke off: %s", exc)
+        # Read again: the final flag may arrive in the stream's trailer.
+        if (u := self.offer(segment_id, speaker, text, is_final(attributes()))) is not None:
+            yield u

@@ -1,0 +1,165 @@
+"""The recorder's merge of LiveKit's two transcript paths and its speaker rule
+(``anyreach_listen/recorder.py``), the frame's rules in Python
+(``js/src/frame/transcripts.ts``, ``speaker.ts``; their tests in js/ are the model)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+import pytest
+
+from anyreach_listen.recorder import NOBODY, Merger, Speaker, stream_speaker
+from anyreach_listen.transcripts import SegmentIn
+
+AGENT = Speaker("agent-ava", True)
+CALLER = Speaker("caller", False)
+
+
+@dataclass(frozen=True)
+class P:
+    identity: str
+    is_agent: bool
+    track_sids: frozenset[str] = field(default_factory=frozenset)
+
+
+ROOM = {
+    "agent-ava": P("agent-ava", True, frozenset({"TR_agent"})),
+    "caller": P("caller", False, frozenset({"TR_caller"})),
+    "rogue": P("rogue", False, frozenset({"TR_rogue"})),
+}
+
+
+@pytest.mark.parametrize(
+    ("sender", "track", "expected"),
+    [
+        # An agent speaks for itself, or for the owner of the track it names.
+        ("agent-ava", None, AGENT),
+        ("agent-ava", "TR_agent", AGENT),
+        ("agent-ava", "TR_caller", CALLER),
+        # ... or for someone no longer here: the user's side.
+        ("agent-ava", "TR_gone", NOBODY),
+        # Anyone else speaks for itself at most.
+        ("caller", None, CALLER),
+        ("caller", "TR_caller", CALLER),
+        ("rogue", "TR_rogue", Speaker("rogue", False)),
+        ("rogue", None, Speaker("rogue", False)),
+        # Claiming a track it does not own: dropped, never shown as anyone's.
+        ("rogue", "TR_agent", None),
+        ("rogue", "TR_caller", None),
+        ("rogue", "TR_gone", None),
+        # A sender not (or no longer) in the room: the user's, unless it names a track.
+        ("stranger", None, Speaker("stranger", False)),
+        ("stranger", "TR_agent", None),
+    ],
+)
+def test_stream_speaker(sender: str, track: str | None, expected: Speaker | None) -> None:
+    assert stream_speaker(ROOM, sender, track) == expected
+
+
+def test_a_sender_is_an_agent_by_its_kind_never_by_its_name() -> None:
+    room = {"agent-ava": P("agent-ava", False, frozenset({"TR_x"}))}
+    assert stream_speaker(room, "agent-ava", "TR_x") == Speaker("agent-ava", False)
+
+
+def test_legacy_segments_interim_then_final() -> None:
+    merger = Merger()
+    out = merger.segments(AGENT, [("s1", "Thank", False), ("s1", "Thank you", False)])
+    out += merger.segments(AGENT, [("s1", "Thank you", False), ("s1", "Thank", False)])
+    out += merger.segments(AGENT, [("s1", "Thank you for calling.", True)])
+    out += merger.segments(AGENT, [("s1", "Thank you for calling.", True), ("s1", "x", False)])
+    assert out == [
+        SegmentIn("s1", "agent", "Thank", False),
+        SegmentIn("s1", "agent", "Thank you", False),
+        SegmentIn("s1", "agent", "Thank you for calling.", True),
+    ]
+
+
+def test_a_final_that_repeats_the_interim_text_still_settles_it() -> None:
+    merger = Merger()
+    assert merger.offer("s1", CALLER, "Hi there", False)
+    assert merger.offer("s1", CALLER, "Hi there", True) == SegmentIn("s1", "user", "Hi there", True)
+
+
+def test_an_empty_interim_of_a_new_segment_is_dropped_an_empty_final_is_not() -> None:
+    merger = Merger()
+    assert merger.offer("s1", CALLER, "", False) is None
+    assert merger.offer("s1", CALLER, "", True) == SegmentIn("s1", "user", "", True)
+
+
+def test_segments_are_told_apart_by_role() -> None:
+    merger = Merger()
+    assert merger.offer("s1", AGENT, "Hello", True)
+    # The caller reusing the agent's id neither is dropped nor settles the agent's.
+    assert merger.offer("s1", CALLER, "Hello", True) == SegmentIn("s1", "user", "Hello", True)
+
+
+async def _chunks(parts: Iterable[str], fail: bool = False) -> AsyncIterator[str]:
+    for part in parts:
+        yield part
+    if fail:
+        raise RuntimeError("stream aborted")
+
+
+def _collect(merger: Merger, *args: object, **kwargs: object) -> list[SegmentIn]:
+    async def run() -> list[SegmentIn]:
+        return [u async for u in merger.stream(*args, **kwargs)]  # type: ignore[arg-type]
+
+    return asyncio.run(run())
+
+
+def test_agent_stream_of_deltas_then_a_final_trailer() -> None:
+    attributes = {"lk.transcription_final": "false"}
+    merger = Merger()
+
+    async def deltas() -> AsyncIterator[str]:
+        for part in ("Thank", " you", " for calling."):
+            yield part
+        attributes["lk.transcription_final"] = "true"  # the trailer's attributes
+
+    out = _collect(merger, "s1", AGENT, deltas(), lambda: attributes)
+    assert out == [
+        SegmentIn("s1", "agent", "Thank", False),
+        SegmentIn("s1", "agent", "Thank you", False),
+        SegmentIn("s1", "agent", "Thank you for calling.", False),
+        SegmentIn("s1", "agent", "Thank you for calling.", True),
+    ]
+
+
+def test_user_streams_full_text_per_update_the_final_one_only_at_its_end() -> None:
+    merger = Merger()
+    final = {"lk.transcription_final": "true"}
+    interim = {"lk.transcription_final": "false"}
+    out = _collect(merger, "s2", CALLER, _chunks(["Hi,"]), lambda: interim)
+    out += _collect(merger, "s2", CALLER, _chunks(["Hi, I was"]), lambda: interim)
+    out += _collect(merger, "s2", CALLER, _chunks(["Hi, I was", " charged"]), lambda: final)
+    assert out == [
+        SegmentIn("s2", "user", "Hi,", False),
+        SegmentIn("s2", "user", "Hi, I was", False),
+        SegmentIn("s2", "user", "Hi, I was charged", True),
+    ]
+
+
+def test_both_paths_together_record_each_update_once() -> None:
+    merger = Merger()
+    interim = {"lk.transcription_final": "false"}
+    out = merger.segments(AGENT, [("s1", "Thank", False)])
+    out += _collect(merger, "s1", AGENT, _chunks(["Thank", " you"]), lambda: interim)
+    out += merger.segments(AGENT, [("s1", "Thank you", False), ("s1", "Thank you.", True)])
+    out += _collect(merger, "s1", AGENT, _chunks(["Thank you."]), lambda: {**interim})
+    assert [(u.text, u.final) for u in out] == [
+        ("Thank", False),
+        ("Thank you", False),
+        ("Thank you.", True),
+    ]
+
+
+def test_a_broken_stream_ends_with_what_it_carried() -> None:
+    merger = Merger()
+    interim = {"lk.transcription_final": "false"}
+    out = _collect(merger, "s1", AGENT, _chunks(["Thank", " you"], fail=True), lambda: interim)
+    assert out == [
+        SegmentIn("s1", "agent", "Thank", False),
+        SegmentIn("s1", "agent", "Thank you", False),
+    ]
