@@ -16,6 +16,7 @@ from .conf import DEFAULTS, SETTINGS_NAME, listen_settings
 from .origins import normalize_origin
 
 MIN_SECRET_LENGTH = 32
+MAX_RECORDERS_PER_ROOM = 5
 
 
 @register()
@@ -155,6 +156,26 @@ def check_settings(
                 f"TRANSCRIPT_RETENTION_DAYS must be a positive integer, not {retention!r}.",
                 hint="The default is 30 days; manage.py purge_transcripts deletes older ones.",
                 id="anyreach_listen.E015",
+            )
+        )
+    recorder = conf["RECORDER"]
+    if recorder is not None and not (
+        isinstance(recorder, dict)
+        and set(recorder) == {"AGENT_NAME", "PER_ROOM"}
+        and isinstance(recorder["AGENT_NAME"], str)
+        and recorder["AGENT_NAME"].strip() == recorder["AGENT_NAME"] != ""
+        and isinstance(recorder["PER_ROOM"], int)
+        and not isinstance(recorder["PER_ROOM"], bool)
+        and 1 <= recorder["PER_ROOM"] <= MAX_RECORDERS_PER_ROOM
+    ):
+        messages.append(
+            Error(
+                "RECORDER must be None or a dict with AGENT_NAME (a non-empty name) and "
+                f"PER_ROOM (an integer from 1 to {MAX_RECORDERS_PER_ROOM}).",
+                hint="The default is {'AGENT_NAME': 'anyreach-recorder', 'PER_ROOM': 2}: "
+                "with two or more `manage.py run_recorder` processes no segment is lost "
+                "when a recorder dies.",
+                id="anyreach_listen.E016",
             )
         )
     if not conf["CREDENTIAL_HASH_KEY"] and not settings.DEBUG:

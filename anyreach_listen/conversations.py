@@ -17,7 +17,8 @@ the conversation's organization; an ``external_id`` already registered in the
 organization returns the existing conversation unchanged (idempotent retries).
 Entering a terminal state sets ``ended_at`` and revokes every listener of the
 call that is not revoked yet (a call that ended by its room closing instead
-marks its listeners as gone with it).
+marks its listeners as gone with it). A call that gets a room gets its
+transcript recorders once the change commits (``recorder_dispatch.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import recorder_dispatch
 from .errors import ApiError, Errors
 from .events import publish_conversation, publish_listener
 from .models import (
@@ -90,6 +92,7 @@ def register(
         with transaction.atomic():
             conversation.save(force_insert=True)
             publish_conversation(conversation, by)
+            recorder_dispatch.dispatch_on_commit(conversation)
     except IntegrityError:
         # Lost a race: the same external_id (a retry) or the same room (a duplicate
         # webhook) was registered by another request in the meantime.
@@ -170,6 +173,8 @@ def update(
     if changed:
         _save(row, changed)
         publish_conversation(row, by)
+        if "livekit_room" in changed:
+            recorder_dispatch.dispatch_on_commit(row)
     return row
 
 

@@ -1,4 +1,4 @@
-"""Server-side calls to LiveKit's RoomService, usable from sync and async code.
+"""Server-side calls to LiveKit's RoomService and AgentDispatchService, from sync and async code.
 
 ``livekit.api.LiveKitAPI`` is aiohttp-based: it must be created inside a
 running event loop and closed in it. ``run_sync`` runs a coroutine from
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable
+import time
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -111,6 +113,82 @@ async def delete_room(room: str, client: api.LiveKitAPI | None = None) -> None:
     except api.TwirpError as exc:
         if not _is_not_found(exc):
             raise
+
+
+# The attribute LiveKit's server sets on an agent job's participant: the worker's agent name.
+AGENT_NAME_ATTRIBUTE = "lk.agent_name"
+# Seconds a dispatch may take to put its agent in the room (a worker accepting the job,
+# the agent connecting) before it counts as failed.
+DISPATCH_GRACE = 20.0
+
+
+def is_dispatched_agent(participant: api.ParticipantInfo, agent_name: str) -> bool:
+    """A job's participant of the workers registered as ``agent_name``. Both marks come
+    from LiveKit (the kind from the token it minted, the attribute set by the server)."""
+    return (
+        participant.kind == api.ParticipantInfo.Kind.AGENT
+        and participant.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
+    )
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What ``ensure_agents`` found and did in one room."""
+
+    room_open: bool
+    present: int = 0  # agents of that name in the room
+    created: int = 0  # new dispatches
+    deleted: int = 0  # dispatches whose agent is gone (or never came)
+
+
+async def ensure_agents(
+    room: str,
+    agent_name: str,
+    count: int,
+    metadata: str,
+    client: api.LiveKitAPI,
+    *,
+    gone: Collection[str] = (),
+    grace: float = DISPATCH_GRACE,
+) -> Dispatched:
+    """Make ``count`` dispatches of ``agent_name`` live in ``room`` (an open room only).
+
+    A dispatch is live while the participant of one of its jobs is in the room, or
+    for ``grace`` seconds after it was created (its job is starting) unless its
+    participant is known to have left (``gone``: identities a webhook saw leave).
+    Other dispatches (the agent died or left, or no worker took the job) are
+    deleted, so a room's dispatches do not pile up, and replaced. LiveKit's server
+    (v1.13) never re-dispatches a job whose worker went away.
+    """
+    rooms = await client.room.list_rooms(api.ListRoomsRequest(names=[room]))
+    if not rooms.rooms:
+        # Not open (yet): a dispatch would create it. room_started dispatches then.
+        return Dispatched(room_open=False)
+    participants = await client.room.list_participants(api.ListParticipantsRequest(room=room))
+    present = {p.identity for p in participants.participants if is_dispatched_agent(p, agent_name)}
+    now = time.time_ns()
+    live, deleted = 0, 0
+    for dispatch in await client.agent_dispatch.list_dispatch(room):
+        if dispatch.agent_name != agent_name:
+            continue
+        identities = {job.state.participant_identity for job in dispatch.state.jobs}
+        starting = now - dispatch.state.created_at < grace * 1e9 and not identities & set(gone)
+        if identities & present or starting:
+            live += 1
+            continue
+        try:
+            await client.agent_dispatch.delete_dispatch(dispatch.id, room)
+            deleted += 1
+        except api.TwirpError as exc:
+            if not _is_not_found(exc):
+                raise
+    created = 0
+    for _ in range(count - live):
+        await client.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
+        )
+        created += 1
+    return Dispatched(room_open=True, present=len(present), created=created, deleted=deleted)
 
 
 def run_sync[T](coro: Coroutine[Any, Any, T]) -> T:

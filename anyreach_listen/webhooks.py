@@ -11,7 +11,10 @@ name and fill the listen audit:
 - ``participant_joined`` / ``participant_left`` of an AGENT: ``agent_joined`` /
   ``agent_left`` events (the status is kept);
 - of a listener (identity ``listener-…``): ``ListenSession.joined_at`` /
-  ``left_at``. A listener whose session was revoked before it joined is removed.
+  ``left_at``. A listener whose session was revoked before it joined is removed;
+- of our transcript recorder (an agent dispatched under ``RECORDER["AGENT_NAME"]``):
+  not the call's agent; one that left a live call is replaced
+  (``recorder_dispatch.py``), as is a call's missing recorder on ``room_started``.
 
 A room without a conversation is registered when its metadata (or the
 ``AUTO_REGISTER`` setting) says whose it is (``auto_registration.py``), else
@@ -39,7 +42,7 @@ from django.utils import timezone
 from google.protobuf.json_format import ParseError
 from livekit.api import ParticipantInfo, TokenVerifier, WebhookEvent, WebhookReceiver
 
-from . import auto_registration, conversations
+from . import auto_registration, conversations, recorder_dispatch
 from .conf import listen_settings
 from .errors import ApiError, Errors, endpoint
 from .events import publish_listener
@@ -127,6 +130,8 @@ def _apply(event: WebhookEvent, room_name: str, removals: list[tuple[str, str]])
         started = conversations.room_started(
             conversation, at=_event_time(event), room_sid=event.room.sid
         )
+        # The room is open now: a call registered before it opened gets its recorders.
+        recorder_dispatch.dispatch_on_commit(conversation)
         return "registered" if registered else "room_started" if started else "unchanged"
     if event.event == "room_finished":
         finished = conversations.finish(
@@ -166,6 +171,13 @@ def _participant(
     identity = event.participant.identity
     if identity.startswith(LISTENER_IDENTITY_PREFIX):
         return _listener(conversation.pk, identity, event, removals)
+    if recorder_dispatch.is_recorder(event.participant):
+        # Our own transcript recorder (an agent too, but not the call's): one that left
+        # a live call is replaced at once.
+        if event.event == "participant_left":
+            recorder_dispatch.dispatch_on_commit(conversation, gone=identity)
+            return "recorder_left"
+        return "recorder_joined"
     if event.participant.kind == ParticipantInfo.Kind.AGENT:
         return conversations.agent_presence(
             conversation,

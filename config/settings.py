@@ -4,7 +4,7 @@ Embedded defaults need nothing: SQLite, the in-memory channel layer and the
 local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880), DEBUG on.
 Production overrides come from the environment: DATABASE_URL, REDIS_URL,
 LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG,
-ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, and behind a proxy
+ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, RECORDER_PER_ROOM, and behind a proxy
 SECURE_PROXY_SSL_HEADER. Any production setting turns DEBUG off unless DEBUG=1
 says otherwise; outside DEBUG the secure defaults (HTTPS redirect, HSTS, secure
 cookies) pass ``manage.py check --deploy``.
@@ -16,6 +16,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -257,11 +258,18 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
 
-ANYREACH_LISTEN = {
+RECORDERS_PER_ROOM = int(os.environ.get("RECORDER_PER_ROOM", "2"))
+
+ANYREACH_LISTEN: dict[str, Any] = {
     "LIVEKIT_URL": os.environ.get("LIVEKIT_URL", "ws://127.0.0.1:7880"),
     "LIVEKIT_API_KEY": os.environ.get("LIVEKIT_API_KEY", "devkey" if DEBUG else ""),
     "LIVEKIT_API_SECRET": os.environ.get("LIVEKIT_API_SECRET", "secret" if DEBUG else ""),
     "CREDENTIAL_HASH_KEY": os.environ.get("CREDENTIAL_HASH_KEY", ""),
+    # Transcript recorders per live room (manage.py run_recorder workers): 2 lose
+    # nothing when a recorder dies (README, "Recorder"); 0 dispatches none.
+    "RECORDER": {"AGENT_NAME": "anyreach-recorder", "PER_ROOM": RECORDERS_PER_ROOM}
+    if RECORDERS_PER_ROOM
+    else None,
 }
 
 LOGGING = {

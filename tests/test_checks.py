@@ -59,6 +59,13 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"TRANSCRIPT_RETENTION_DAYS": 0}, False, "anyreach_listen.E015"),
         ({"TRANSCRIPT_RETENTION_DAYS": 30.5}, False, "anyreach_listen.E015"),
         ({"TRANSCRIPT_RETENTION_DAYS": None}, False, "anyreach_listen.E015"),
+        ({"RECORDER": {"AGENT_NAME": "", "PER_ROOM": 2}}, False, "anyreach_listen.E016"),
+        ({"RECORDER": {"AGENT_NAME": "rec", "PER_ROOM": 0}}, False, "anyreach_listen.E016"),
+        ({"RECORDER": {"AGENT_NAME": "rec", "PER_ROOM": True}}, False, "anyreach_listen.E016"),
+        ({"RECORDER": {"AGENT_NAME": "rec", "PER_ROOM": 6}}, False, "anyreach_listen.E016"),
+        ({"RECORDER": {"AGENT_NAME": "rec"}}, False, "anyreach_listen.E016"),
+        ({"RECORDER": {"AGENT_NAME": "rec", "PER_ROOM": 2, "X": 1}}, False, "anyreach_listen.E016"),
+        ({"RECORDER": "anyreach-recorder"}, False, "anyreach_listen.E016"),
         ({"CREDENTIAL_HASH_KEY": ""}, False, "anyreach_listen.W001"),
     ],
 )
@@ -70,6 +77,11 @@ def test_each_check_id(
 
 def test_dev_secret_and_derived_hash_key_are_tolerated_in_debug(settings: Any) -> None:
     assert ids(settings, True, LIVEKIT_API_SECRET="secret", CREDENTIAL_HASH_KEY="") == set()
+
+
+def test_recorder_may_be_turned_off_or_set(settings: Any) -> None:
+    assert ids(settings, True, RECORDER=None) == set()
+    assert ids(settings, True, RECORDER={"AGENT_NAME": "rec-eu", "PER_ROOM": 1}) == set()
 
 
 def test_check_messages_have_hints(settings: Any) -> None:

@@ -1,4 +1,5 @@
-"""The revocation safety net: ``manage.py sweep_listeners [--every SECONDS]``."""
+"""The safety net: ``manage.py sweep_listeners [--every SECONDS]``: revocations, and
+transcript recorders missing from live calls."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from anyreach_listen import recorder_dispatch
 from anyreach_listen.revocation import sweep
 
 
 class Command(BaseCommand):
     help = (
         "Revoke listen sessions whose right is gone (changes that bypassed the app, e.g. "
-        "bulk updates) and remove revoked listeners still in a LiveKit room. Once, or "
+        "bulk updates), remove revoked listeners still in a LiveKit room, and dispatch "
+        "transcript recorders to live calls that lack them. Once, or "
         "every SECONDS until stopped (SIGTERM/SIGINT)."
     )
 
@@ -41,5 +44,16 @@ class Command(BaseCommand):
                         f"revoked {result.revoked} session(s), "
                         f"removed {result.removed} lingering listener(s)"
                     )
+            try:
+                # Recorders missing from live calls (a webhook lost, LiveKit or every
+                # worker away when asked): dispatched again.
+                dispatched = recorder_dispatch.sweep()
+            except Exception as exc:
+                if every is None:
+                    raise
+                self.stderr.write(f"recorder dispatch failed: {type(exc).__name__}: {exc}")
+            else:
+                if dispatched:
+                    self.stdout.write(f"dispatched recorders to {dispatched} room(s)")
             if every is None or stop.wait(every):
                 return

@@ -1,0 +1,155 @@
+"""Sending transcript recorders to live calls' rooms, on LiveKit's agent dispatch.
+
+Every active conversation with an open LiveKit room gets ``RECORDER["PER_ROOM"]``
+recorders (``manage.py run_recorder`` workers; LiveKit picks the workers and
+balances the jobs). Dispatching is asked for, after the change commits and on
+a thread of its own (a LiveKit outage never holds up or fails the request), when:
+
+- a conversation gets a room (registered with one, through the API, in-process
+  or from room metadata, or given one later);
+- LiveKit reports ``room_started`` for an active conversation (a call registered
+  before its room opened);
+- a recorder's participant leaves an active call's room (``participant_left``):
+  its worker stopped or died, and LiveKit's server never re-dispatches a job
+  whose worker went away, so this is what replaces it at once;
+- ``manage.py sweep_listeners`` runs (the safety net for anything missed: a
+  webhook lost, LiveKit down when asked, no worker free at the time).
+
+Each time, ``livekit_service.ensure_agents`` counts the recorders present and
+the dispatches still starting, deletes dispatches whose recorder is gone and
+creates only what is missing, so repeated triggers do not pile up recorders.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from livekit import api
+
+from .conf import listen_settings
+from .livekit_service import (
+    Dispatched,
+    ensure_agents,
+    is_dispatched_agent,
+    livekit_api,
+    run_sync,
+)
+from .models import Conversation
+
+logger = logging.getLogger(__name__)
+
+# One background thread per process does the dispatching, in order: two triggers for
+# one room at once would both see a recorder missing and create two, and a LiveKit
+# outage queues work instead of threads. A room already queued is not queued again.
+_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="recorder-dispatch")
+_queued: set[Target] = set()
+_queued_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Target:
+    room: str
+    conversation_id: str
+    gone: frozenset[str] = frozenset()  # recorder identities seen leaving the room
+
+    @property
+    def metadata(self) -> str:
+        # The recorder stores into this conversation (a room name can be reused later).
+        return json.dumps({"conversation_id": self.conversation_id})
+
+
+def enabled() -> bool:
+    return listen_settings.RECORDER is not None
+
+
+async def _ensure(targets: Iterable[Target]) -> dict[str, Dispatched | None]:
+    """Ensure each room's recorders; room -> what was done, None when LiveKit failed (logged)."""
+    conf = listen_settings.RECORDER
+    results: dict[str, Dispatched | None] = {}
+    targets = list(targets)
+    if conf is None or not targets:
+        return results
+    async with livekit_api() as client:
+        for target in targets:
+            try:
+                result = await ensure_agents(
+                    target.room,
+                    conf["AGENT_NAME"],
+                    conf["PER_ROOM"],
+                    target.metadata,
+                    client,
+                    gone=target.gone,
+                )
+            except Exception:
+                logger.exception("Could not dispatch a recorder to room %s", target.room)
+                results[target.room] = None
+                continue
+            results[target.room] = result
+            if result.created or result.deleted:
+                logger.info(
+                    "Room %s: %d recorder(s) present, %d dispatched, %d stale dispatch(es) deleted",
+                    target.room,
+                    result.present,
+                    result.created,
+                    result.deleted,
+                )
+    return results
+
+
+def ensure_now(targets: Iterable[Target]) -> dict[str, Dispatched | None]:
+    """Ensure the rooms' recorders, waiting for LiveKit (the sweep, tests)."""
+    return run_sync(_ensure(targets))
+
+
+def _run_queued(target: Target) -> None:
+    with _queued_lock:
+        _queued.discard(target)
+    ensure_now([target])
+
+
+def in_background(target: Target) -> concurrent.futures.Future[None] | None:
+    """Queue ``target`` for the background thread (None: the same is queued already)."""
+    with _queued_lock:
+        if target in _queued:
+            return None
+        _queued.add(target)
+    return _executor.submit(_run_queued, target)
+
+
+def dispatch_on_commit(conversation: Conversation, *, gone: str = "") -> None:
+    """Once the current transaction commits, ensure the recorders of the conversation's
+    room, in the background; ``gone``: the identity of a recorder that just left. Nothing
+    for a call without a room, an ended call, or with ``RECORDER`` None."""
+    if not enabled() or not conversation.livekit_room or not conversation.is_active:
+        return
+    left = frozenset({gone}) if gone else frozenset()
+    target = Target(conversation.livekit_room, str(conversation.pk), left)
+    transaction.on_commit(lambda: in_background(target), robust=True)
+
+
+def is_recorder(participant: api.ParticipantInfo) -> bool:
+    """One of our recorders (by LiveKit's marks, never by what a participant says)."""
+    conf = listen_settings.RECORDER
+    return conf is not None and is_dispatched_agent(participant, conf["AGENT_NAME"])
+
+
+def active_targets() -> list[Target]:
+    rows = Conversation.objects.active().exclude(livekit_room=None).exclude(livekit_room="")
+    return [Target(room, str(pk)) for pk, room in rows.values_list("pk", "livekit_room") if room]
+
+
+def sweep() -> int:
+    """Ensure the recorders of every active call (``sweep_listeners``); rooms dispatched to."""
+    if not enabled():
+        return 0
+    targets = active_targets()
+    if not targets:
+        return 0
+    results = ensure_now(targets)
+    return sum(1 for r in results.values() if r is not None and r.created)
