@@ -42,14 +42,42 @@ def test_wheel_contents(wheel: Path) -> None:
     # Built JS ships in the wheel (built by `make setup`).
     assert any(n.startswith("anyreach_listen/static/anyreach_listen/") for n in names)
     assert not any(n.startswith(("portal/", "tests/", "demo/", "config/")) for n in names)
-    # Nothing the reusable app ships needs the demo or a dev-only package.
-    sources = [
-        zipfile.ZipFile(wheel).read(n).decode()
+    # Nothing the reusable app ships needs the demo or a dev-only package, except the
+    # recorder's agent module (the optional `recorder` extra), which only the
+    # run_recorder command imports, inside its handler.
+    sources = {
+        n: zipfile.ZipFile(wheel).read(n).decode()
         for n in names
         if n.startswith("anyreach_listen/") and n.endswith(".py")
+    }
+    agent_module = "anyreach_listen/recorder_agent.py"
+    assert "from livekit.agents import" in sources[agent_module]
+    for forbidden in (
+        "livekit.rtc",
+        "from livekit import rtc",
+        "from livekit.agents",
+        "import livekit.agents",
+        "import demo",
+        "from demo",
+    ):
+        assert not [n for n, s in sources.items() if forbidden in s and n != agent_module], (
+            forbidden
+        )
+    imports = ("import recorder_agent", "from .recorder_agent", "anyreach_listen.recorder_agent")
+    importers = [n for n, s in sources.items() if any(i in s for i in imports)]
+    assert importers == ["anyreach_listen/management/commands/run_recorder.py"], importers
+    command = sources[importers[0]]
+    assert "import recorder_agent" in command
+    assert "\nfrom anyreach_listen import recorder_agent" not in command  # not at module top
+    metadata = next(
+        zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("METADATA")
+    )
+    agents = [
+        line
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "livekit-agents" in line
     ]
-    for forbidden in ("livekit.rtc", "from livekit import rtc", "import demo", "from demo"):
-        assert not [s for s in sources if forbidden in s], forbidden
+    assert agents and all('extra == "recorder"' in line for line in agents), agents
 
 
 def readme_steps() -> dict[str, str]:

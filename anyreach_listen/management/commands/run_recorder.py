@@ -1,0 +1,63 @@
+"""``manage.py run_recorder``: a transcript recorder worker (a LiveKit agent worker).
+
+Run one per machine or more; LiveKit balances the rooms over every worker
+registered under the same agent name. Needs the ``recorder`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from anyreach_listen.conf import listen_settings
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a transcript recorder: a LiveKit agent worker that joins the rooms of live "
+        "calls it is dispatched to (hidden, subscribe-only, no audio) and stores both "
+        "transcript paths. Stops on SIGTERM, SIGINT or SIGHUP."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--http-port",
+            type=int,
+            default=0,
+            help="Port of the worker's health check (GET / answers OK); default: any free port.",
+        )
+
+    def handle(self, *args: Any, http_port: int, **options: Any) -> None:
+        conf = listen_settings.RECORDER
+        if conf is None:
+            raise CommandError(
+                "ANYREACH_LISTEN['RECORDER'] is None: no recorder is ever dispatched. Set it "
+                "(README, 'Recorder') to run one."
+            )
+        if not listen_settings.LIVEKIT_URL or not listen_settings.LIVEKIT_API_SECRET:
+            raise CommandError("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are needed.")
+        try:
+            # The optional extra, imported late: the app works without it. The import
+            # takes seconds (livekit-agents pulls in openai, opentelemetry, av, ...).
+            from anyreach_listen import recorder_agent
+        except ImportError as exc:
+            raise CommandError(
+                f"The recorder needs livekit-agents: pip install 'anyreach-listen[recorder]' "
+                f"({exc})."
+            ) from None
+        except KeyboardInterrupt:
+            return  # stopped (Ctrl-C, run_demo ending) before it started: nothing to undo
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        for name in ("anyreach_listen", "livekit.agents"):
+            log = logging.getLogger(name)
+            if not log.handlers:  # the project's LOGGING may route it already
+                log.addHandler(handler)
+                log.setLevel(logging.INFO)
+        self.stderr.write(
+            f"Recorder worker for agent {conf['AGENT_NAME']!r} on {listen_settings.LIVEKIT_URL}"
+        )
+        recorder_agent.run(conf["AGENT_NAME"], http_port=http_port)

@@ -1,0 +1,258 @@
+"""The recorder as a LiveKit agent worker (``manage.py run_recorder``).
+
+Needs the optional ``recorder`` extra (``pip install 'anyreach-listen[recorder]'``:
+livekit-agents, which brings the LiveKit client); nothing else in the app
+imports this module, so the app works without it.
+
+The worker registers with LiveKit for explicit dispatch under the
+``RECORDER["AGENT_NAME"]`` and joins a room only when dispatched there
+(``recorder_dispatch.py``). Its participant is hidden (never shown to the agent
+or the caller, not counted), may not publish anything, and subscribes to
+nothing: transcripts arrive as data packets and text streams, which reach every
+participant. Jobs run as threads of the worker process (a recorder's job is
+light and the worker has Django set up once); a worker takes at most one job
+per room, so ``PER_ROOM`` recorders of a room run in different processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Container
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from livekit import rtc
+from livekit.agents import (
+    AgentServer,
+    AutoSubscribe,
+    JobContext,
+    JobExecutorType,
+    JobRequest,
+    WorkerPermissions,
+)
+
+from .conf import listen_settings
+from .models import Conversation
+from .recorder import (
+    ATTR_SEGMENT_ID,
+    ATTR_TRACK_ID,
+    NOBODY,
+    TOPIC,
+    Merger,
+    Speaker,
+    stream_speaker,
+)
+from .recorder_writer import Writer
+
+logger = logging.getLogger(__name__)
+
+PERMISSIONS = WorkerPermissions(
+    can_publish=False,
+    can_subscribe=True,
+    can_publish_data=False,
+    can_update_metadata=False,
+    hidden=True,
+)
+IDENTITY_PREFIX = "recorder-"
+ACCEPT_HOLD = 15.0  # seconds a room accepted but not running yet counts as taken
+
+
+@dataclass(frozen=True)
+class _Publisher:
+    identity: str
+    is_agent: bool
+    track_sids: Container[str]
+
+
+def _publishers(room: rtc.Room) -> dict[str, _Publisher]:
+    return {
+        identity: _Publisher(
+            identity,
+            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT,
+            set(p.track_publications),
+        )
+        for identity, p in room.remote_participants.items()
+    }
+
+
+def _speaker(participant: rtc.Participant | None) -> Speaker:
+    if participant is None:
+        return NOBODY
+    return Speaker(
+        participant.identity, participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+    )
+
+
+@database_sync_to_async
+def _conversation_of(room_name: str, metadata: str) -> Conversation | None:
+    """The dispatch names its conversation; else the room's active one."""
+    try:
+        wanted = json.loads(metadata).get("conversation_id") if metadata else None
+        conversation_id = uuid.UUID(str(wanted)) if wanted else None
+    except (ValueError, AttributeError):
+        conversation_id = None
+    rooms = Conversation.objects.filter(livekit_room=room_name)
+    if conversation_id is not None:
+        return rooms.filter(pk=conversation_id).first()
+    return rooms.active().first()
+
+
+class _Job:
+    """One room's recording: the room's events into the merger, its updates into the writer."""
+
+    def __init__(self, ctx: JobContext, writer: Writer) -> None:
+        self.ctx = ctx
+        self.writer = writer
+        self.merger = Merger()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self) -> None:
+        room = self.ctx.room
+        # Before connecting: a stream that starts as we join is not missed.
+        room.on("transcription_received", self.on_segments)
+        room.register_text_stream_handler(TOPIC, self.on_stream)
+
+    def on_segments(
+        self,
+        segments: list[rtc.TranscriptionSegment],
+        participant: rtc.Participant | None,
+        publication: rtc.TrackPublication | None,
+    ) -> None:
+        # LiveKit forwards legacy transcriptions from agents only; the participant is
+        # the one the agent names as transcribed (its own speech, or the user's).
+        speaker = _speaker(participant)
+        for update in self.merger.segments(speaker, ((s.id, s.text, s.final) for s in segments)):
+            self.writer.put(update)
+
+    def on_stream(self, reader: rtc.TextStreamReader, sender_identity: str) -> None:
+        attributes = reader.info.attributes or {}
+        speaker = stream_speaker(
+            _publishers(self.ctx.room), sender_identity, attributes.get(ATTR_TRACK_ID)
+        )
+        if speaker is None:  # claims a track it does not own: never recorded
+            task = asyncio.create_task(_drain(reader))
+        else:
+            segment_id = attributes.get(ATTR_SEGMENT_ID) or reader.info.stream_id
+            task = asyncio.create_task(self.consume(reader, segment_id, speaker))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def consume(
+        self, reader: rtc.TextStreamReader, segment_id: str, speaker: Speaker
+    ) -> None:
+        updates = self.merger.stream(
+            segment_id, speaker, reader, lambda: reader.info.attributes or {}
+        )
+        async for update in updates:
+            self.writer.put(update)
+
+    async def close(self) -> None:
+        # Streams still open when the room went away end with what they carried.
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=2)
+        await self.writer.close()
+        logger.info(
+            "Recorder left room %s: %d update(s) stored", self.ctx.room.name, self.writer.stored
+        )
+
+
+async def _drain(reader: rtc.TextStreamReader) -> None:
+    # Read to the end: an unread reader keeps its subscription (livekit's docs).
+    await reader.read_all()
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    room_name = ctx.job.room.name
+    conversation = await _conversation_of(room_name, ctx.job.metadata)
+    if conversation is None:
+        logger.warning("Recorder dispatched to room %s: no conversation, leaving", room_name)
+        ctx.shutdown("no conversation")
+        return
+    writer = Writer(conversation)
+    writer.start()
+    job = _Job(ctx, writer)
+    job.attach()
+    ctx.add_shutdown_callback(job.close)
+    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    logger.info(
+        "Recorder %s recording room %s (conversation %s)",
+        ctx.room.local_participant.identity,
+        room_name,
+        conversation.pk,
+    )
+
+
+class _Rooms:
+    """The rooms this worker records or has just accepted (one job per room per worker)."""
+
+    def __init__(self, server: AgentServer) -> None:
+        self.server = server
+        self.accepted: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def claim(self, room: str) -> bool:
+        now = time.monotonic()
+        running = {job.job.room.name for job in self.server.active_jobs}
+        with self.lock:
+            self.accepted = {r: t for r, t in self.accepted.items() if now - t < ACCEPT_HOLD}
+            if room in running or room in self.accepted:
+                return False
+            self.accepted[room] = now
+            return True
+
+
+def build_server(agent_name: str, *, http_port: int = 0, max_jobs: int = 200) -> AgentServer:
+    """The worker: hidden, subscribe-only, explicit dispatch by ``agent_name``."""
+    server = AgentServer(
+        job_executor_type=JobExecutorType.THREAD,
+        permissions=PERMISSIONS,
+        ws_url=listen_settings.LIVEKIT_URL,
+        api_key=listen_settings.LIVEKIT_API_KEY,
+        api_secret=listen_settings.LIVEKIT_API_SECRET,
+        load_threshold=1.0,
+        num_idle_processes=2,
+        port=http_port,  # 0: any free port (several recorders on one machine)
+    )
+    # Load is jobs over capacity, not CPU: a busy machine must not refuse calls.
+    server.load_fnc = lambda: len(server.active_jobs) / max_jobs
+    rooms = _Rooms(server)
+
+    async def on_request(request: JobRequest) -> None:
+        if not rooms.claim(request.room.name):
+            # Not terminate (the default): LiveKit then offers the job to another worker.
+            await request.reject(terminate=False)
+            return
+        await request.accept(identity=f"{IDENTITY_PREFIX}{request.id}", name="Recorder")
+
+    server.rtc_session(entrypoint, agent_name=agent_name, on_request=on_request)
+    return server
+
+
+def run(agent_name: str, *, http_port: int = 0) -> None:
+    """Run the worker until SIGTERM, SIGINT or SIGHUP; then leave every room at once.
+
+    No drain: a call can last an hour. Leaving is a clean participant_left, on which
+    the app dispatches another recorder to the room (``recorder_dispatch.py``).
+    """
+    server = build_server(agent_name, http_port=http_port)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        running = asyncio.create_task(server.run(devmode=False))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await server.aclose()
+        if running.done() and not stopped.done():
+            running.result()  # the worker failed (e.g. LiveKit unreachable): raise it
+        running.cancel()
+
+    asyncio.run(main())
