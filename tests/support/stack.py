@@ -2,7 +2,9 @@
 
 ``Stack`` is what the session-wide ``stack`` fixture (``tests/e2e/conftest.py``)
 builds: a migrated, seeded SQLite file, ``livekit-server --dev`` and daphne.
-``simulated_call`` runs ``manage.py simulate_call`` against it.
+``simulated_call`` runs ``manage.py simulate_call`` against it; ``recorders``
+runs ``manage.py run_recorder`` workers against it (none run otherwise, so the
+stack's dispatches of recorders go unanswered in the other tests).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 
 from tests.support.livekit import LiveKitServer, livekit_server
-from tests.support.processes import ROOT, daphne_server, free_port, run_manage
+from tests.support.processes import ROOT, daphne_server, free_port, run_manage, wait_until
 
 
 @dataclass
@@ -148,3 +150,72 @@ def simulated_call(stack: Stack, *args: str) -> Iterator[Call]:
                     proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+class Recorders:
+    """``manage.py run_recorder`` workers on the stack, each in a process group of its own."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, timeout: float = 90) -> int:
+        """Start one more worker and wait until LiveKit registered it; its index."""
+        index = len(self.procs)
+        log = self.stack.tmp / f"recorder-{time.monotonic_ns()}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", "run_recorder"],
+                cwd=ROOT,
+                env={**os.environ, **self.stack.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        self.logs.append(log)
+        wait_until(
+            lambda: proc.poll() is None and "registered worker" in self.log(index),
+            timeout=timeout,
+            what=f"recorder {index} to register with LiveKit",
+        )
+        return index
+
+    def log(self, index: int) -> str:
+        return self.logs[index].read_text(errors="replace")
+
+    def recording(self, room: str) -> list[int]:
+        """The workers whose log says they joined ``room``."""
+        return [i for i in range(len(self.procs)) if f"recording room {room} " in self.log(i)]
+
+    def kill(self, index: int) -> None:
+        """SIGKILL the worker's whole group, as a crash or an OOM kill would end it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[index].pid, signal.SIGKILL)
+        self.procs[index].wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def recorders(stack: Stack, count: int) -> Iterator[Recorders]:
+    """``count`` recorder workers, registered with the stack's LiveKit; all stopped on exit."""
+    pool = Recorders(stack)
+    try:
+        for _ in range(count):
+            pool.start()
+        yield pool
+    finally:
+        pool.stop()

@@ -1,0 +1,204 @@
+"""The transcript recorder on the real stack: LiveKit's agent dispatch, real workers.
+
+``manage.py run_recorder`` workers (``tests/support/stack.py``) register with the
+stack's LiveKit; a simulated call registers through the REST API and its room
+opens, the app dispatches ``RECORDER["PER_ROOM"]`` recorders (2 in these
+settings) and they store both transcript paths. The transcript API then
+returns the whole script in spoken order. A worker killed outright mid-call
+(SIGKILL of its process group) loses nothing: the room's second recorder goes on
+and the app dispatches a replacement when LiveKit reports the dead recorder
+gone. The measured times are printed (run with ``-s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from livekit import api
+
+from demo.call_simulator import DEFAULT_SCRIPT
+from tests.support.processes import wait_until
+from tests.support.stack import Stack, recorders, simulated_call
+
+pytestmark = pytest.mark.e2e
+
+RECORDER_PREFIX = "recorder-"
+
+
+def _participants(stack: Stack, room: str) -> list[api.ParticipantInfo]:
+    async def listed() -> list[api.ParticipantInfo]:
+        lk = stack.livekit
+        async with api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as client:
+            response = await client.room.list_participants(api.ListParticipantsRequest(room=room))
+            return list(response.participants)
+
+    return asyncio.run(listed())
+
+
+def _recorders_in(stack: Stack, room: str) -> list[api.ParticipantInfo]:
+    return [p for p in _participants(stack, room) if p.identity.startswith(RECORDER_PREFIX)]
+
+
+def _transcript(stack: Stack, conversation_id: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"{stack.base_url}/core/conversations/{conversation_id}/transcript",
+        headers={"Authorization": f"Bearer {stack.seed['api_keys']['read_sensitive']}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _spoken(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(segment id, role, text) of every turn the call spoke, in order."""
+    ids = {role: iter(report["segments"][role]) for role in ("agent", "user")}
+    turns = [DEFAULT_SCRIPT[k % len(DEFAULT_SCRIPT)] for k in range(report["turns"])]
+    return [(next(ids[t.role]), t.role, t.text) for t in turns]
+
+
+def _settled(stack: Stack, conversation_id: str, expected: int) -> dict[str, Any]:
+    """The transcript once the call ended and its last final segment is stored."""
+    return wait_until(
+        lambda: (
+            (t := _transcript(stack, conversation_id))["complete"]
+            and sum(s["final"] for s in t["segments"]) >= expected
+            and t
+        ),
+        timeout=30,
+        interval=0.25,
+        what="the whole transcript stored",
+    )
+
+
+def _assert_whole_script(transcript: dict[str, Any], report: dict[str, Any]) -> None:
+    spoken = _spoken(report)
+    segments = transcript["segments"]
+    assert transcript["complete"] is True
+    assert [(s["id"], s["role"], s["text"]) for s in segments] == spoken, segments
+    assert all(s["final"] for s in segments), segments
+    assert len({s["id"] for s in segments}) == len(segments)
+
+
+@dataclass
+class RecordedCall:
+    report: dict[str, Any]
+    transcript: dict[str, Any]
+    recorders_seen: list[api.ParticipantInfo]
+    recorder_logs: str
+
+
+@pytest.fixture(scope="module")
+def recorded_call(stack: Stack) -> Iterator[RecordedCall]:
+    """One call of the default script with one recorder worker running."""
+    with recorders(stack, 1) as pool, simulated_call(stack) as call:
+        seen = wait_until(
+            lambda: _recorders_in(stack, call.room_name),
+            timeout=30,
+            what="the recorder in the room",
+        )
+        assert call.wait(timeout=120) == 0, call.log()
+        report = call.report()
+        transcript = _settled(stack, call.conversation_id, len(_spoken(report)))
+        recorded = RecordedCall(report, transcript, seen, pool.log(0))
+    # The worker is stopped before the module's other tests start theirs.
+    yield recorded
+
+
+def test_the_transcript_api_returns_the_whole_script_in_order(
+    recorded_call: RecordedCall,
+) -> None:
+    report, transcript = recorded_call.report, recorded_call.transcript
+    assert report["turns"] == len(DEFAULT_SCRIPT)
+    _assert_whole_script(transcript, report)
+    assert {s["role"] for s in transcript["segments"]} == {"agent", "user"}
+
+
+def test_the_recorder_is_hidden_and_publishes_nothing(recorded_call: RecordedCall) -> None:
+    report = recorded_call.report
+    (recorder,) = recorded_call.recorders_seen
+    # LiveKit's view: a hidden agent of our agent name that may not publish and has not.
+    assert recorder.permission.hidden is True
+    assert recorder.permission.can_publish is False
+    assert recorder.permission.can_publish_data is False
+    assert recorder.kind == api.ParticipantInfo.Kind.AGENT
+    assert recorder.attributes["lk.agent_name"] == "anyreach-recorder"
+    assert list(recorder.tracks) == []
+    # The call's view: neither party ever saw it, nor received anything from it.
+    seen = set(report["seen_by_agent"]) | set(report["seen_by_caller"])
+    assert seen == {report["agent_identity"], report["caller_identity"]}, seen
+    assert report["data_from"] == {"agent": [], "user": []}, report["data_from"]
+    # It subscribed to nothing (no audio): the worker log names no track subscription.
+    assert "track_subscribed" not in recorded_call.recorder_logs
+
+
+def _wait_for_final_segments(stack: Stack, conversation_id: str, count: int) -> None:
+    wait_until(
+        lambda: sum(s["final"] for s in _transcript(stack, conversation_id)["segments"]) >= count,
+        timeout=30,
+        interval=0.1,
+        what=f"{count} final segments",
+    )
+
+
+def _final_times(stack: Stack, conversation_id: str) -> dict[str, float]:
+    rows = stack.query(
+        "SELECT segment_id, final_at FROM anyreach_listen_transcriptsegment s "
+        "JOIN anyreach_listen_conversation c ON c.id = s.conversation_id "
+        "WHERE c.id = ? AND s.final",
+        conversation_id.replace("-", ""),
+    )
+    return {
+        r["segment_id"]: dt.datetime.fromisoformat(r["final_at"]).replace(tzinfo=dt.UTC).timestamp()
+        for r in rows
+    }
+
+
+def test_a_recorder_killed_mid_call_loses_nothing_and_is_replaced(stack: Stack) -> None:
+    # Three workers for PER_ROOM = 2: the room's two recorders, and a free one to
+    # take the replacement (a worker records a room at most once).
+    with recorders(stack, 3) as pool, simulated_call(stack, "--duration", "40") as call:
+        room = call.room_name
+        wait_until(
+            lambda: len(_recorders_in(stack, room)) == 2 and len(pool.recording(room)) == 2,
+            timeout=30,
+            what="two recorders in the room",
+        )
+        _wait_for_final_segments(stack, call.conversation_id, 2)
+        before = {p.identity for p in _recorders_in(stack, room)}
+        victim = pool.recording(room)[0]
+        killed_at = time.time()
+        pool.kill(victim)
+        killed = time.monotonic()
+        replacement = wait_until(
+            lambda: {p.identity for p in _recorders_in(stack, room)} - before,
+            timeout=60,
+            interval=0.1,
+            what="a replacement recorder in the room",
+        )
+        replaced_after = time.monotonic() - killed
+        assert call.wait(timeout=120) == 0, call.log()
+        report = call.report()
+        transcript = _settled(stack, call.conversation_id, len(_spoken(report)))
+        finals = _final_times(stack, call.conversation_id)
+        workers = pool.recording(room)
+
+    _assert_whole_script(transcript, report)
+    after_kill = sorted(t - killed_at for t in finals.values() if t > killed_at)
+    print(
+        f"\nrecorder killed (SIGKILL) mid-call: replacement {sorted(replacement)} in the room "
+        f"after {replaced_after:.1f} s; the surviving recorder stored the next final segment "
+        f"{after_kill[0]:.1f} s after the kill; {len(report['segments']['agent'])} agent + "
+        f"{len(report['segments']['user'])} caller segments spoken, all stored once"
+    )
+    # The replacement ran on the third worker (the survivor refused a second job there).
+    assert len(workers) == 3 and victim in workers, workers
+    # The survivor never stopped: finals kept arriving while the dead one was a ghost.
+    assert after_kill and after_kill[0] < replaced_after
