@@ -118,8 +118,10 @@ async def delete_room(room: str, client: api.LiveKitAPI | None = None) -> None:
 # The attribute LiveKit's server sets on an agent job's participant: the worker's agent name.
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
 # Seconds a dispatch may take to put its agent in the room (a worker accepting the job,
-# the agent connecting) before it counts as failed.
+# the agent connecting) before it counts as failed; a dispatch no worker took (it has
+# no job: LiveKit had no free worker then, and never tries again) fails sooner.
 DISPATCH_GRACE = 20.0
+UNASSIGNED_GRACE = 5.0
 
 
 def is_dispatched_agent(participant: api.ParticipantInfo, agent_name: str) -> bool:
@@ -154,8 +156,9 @@ async def ensure_agents(
     """Make ``count`` dispatches of ``agent_name`` live in ``room`` (an open room only).
 
     A dispatch is live while the participant of one of its jobs is in the room, or
-    for ``grace`` seconds after it was created (its job is starting) unless its
-    participant is known to have left (``gone``: identities a webhook saw leave).
+    for ``grace`` seconds after it was created (its agent is joining) unless its
+    participant is known to have left (``gone``: identities a webhook saw leave);
+    one with no job for ``UNASSIGNED_GRACE`` seconds (no worker took it) is not.
     Other dispatches (the agent died or left, or no worker took the job) are
     deleted, so a room's dispatches do not pile up, and replaced. LiveKit's server
     (v1.13) never re-dispatches a job whose worker went away.
@@ -171,8 +174,11 @@ async def ensure_agents(
     for dispatch in await client.agent_dispatch.list_dispatch(room):
         if dispatch.agent_name != agent_name:
             continue
-        identities = {job.state.participant_identity for job in dispatch.state.jobs}
-        starting = now - dispatch.state.created_at < grace * 1e9 and not identities & set(gone)
+        identities = {job.state.participant_identity for job in dispatch.state.jobs} - {""}
+        age = (now - dispatch.state.created_at) / 1e9
+        starting = not identities & set(gone) and (
+            age < UNASSIGNED_GRACE or (bool(identities) and age < grace)
+        )
         if identities & present or starting:
             live += 1
             continue

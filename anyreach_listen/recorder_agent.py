@@ -27,6 +27,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+from django.db import connections
 from livekit import rtc
 from livekit.agents import (
     AgentServer,
@@ -37,6 +38,7 @@ from livekit.agents import (
     WorkerPermissions,
 )
 
+from . import recorder_dispatch
 from .conf import listen_settings
 from .models import Conversation
 from .recorder import (
@@ -230,8 +232,26 @@ def build_server(agent_name: str, *, http_port: int = 0, max_jobs: int = 200) ->
             return
         await request.accept(identity=f"{IDENTITY_PREFIX}{request.id}", name="Recorder")
 
+    def on_registered(worker_id: str, server_info: object) -> None:
+        # A worker that (re)starts fills the live calls that lack a recorder now, not
+        # at the next sweep: e.g. the calls that opened while no worker was up.
+        threading.Thread(target=_catch_up, name="recorder-catch-up", daemon=True).start()
+
+    server.on("worker_registered", on_registered)
     server.rtc_session(entrypoint, agent_name=agent_name, on_request=on_request)
     return server
+
+
+def _catch_up() -> None:
+    try:
+        dispatched = recorder_dispatch.sweep()
+    except Exception:
+        logger.exception("Could not dispatch recorders to the live calls")
+    else:
+        if dispatched:
+            logger.info("Recorders dispatched to %d live call(s) lacking them", dispatched)
+    finally:
+        connections.close_all()  # this thread's database connections
 
 
 def run(agent_name: str, *, http_port: int = 0) -> None:

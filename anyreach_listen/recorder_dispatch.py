@@ -12,6 +12,8 @@ a thread of its own (a LiveKit outage never holds up or fails the request), when
 - a recorder's participant leaves an active call's room (``participant_left``):
   its worker stopped or died, and LiveKit's server never re-dispatches a job
   whose worker went away, so this is what replaces it at once;
+- a recorder worker registers with LiveKit (it runs ``sweep`` once: calls that
+  opened while no worker was up get theirs now);
 - ``manage.py sweep_listeners`` runs (the safety net for anything missed: a
   webhook lost, LiveKit down when asked, no worker free at the time).
 

@@ -263,9 +263,10 @@ def test_present_and_starting_recorders_count_so_triggers_do_not_pile_up() -> No
     fake = FakeLiveKit()
     fake.recorder("recorder-AJ_a")
     fake.dispatch("AD_a", age=300, identity="recorder-AJ_a")  # live
-    fake.dispatch("AD_b", age=1)  # just created: its job is starting
+    fake.dispatch("AD_b", age=1)  # just created: no job yet
+    fake.dispatch("AD_c", age=10, identity="recorder-AJ_c")  # its recorder is joining
     fake.dispatch("AD_other", age=300, name="someone-else")  # not ours: left alone
-    result = ensure(fake)
+    result = ensure(fake, count=3)
     assert (result.created, result.deleted, result.present) == (0, 0, 1)
 
 
@@ -274,7 +275,7 @@ def test_a_dispatch_whose_recorder_is_gone_is_deleted_and_replaced() -> None:
     fake.recorder("recorder-AJ_a")
     fake.dispatch("AD_a", age=300, identity="recorder-AJ_a")
     fake.dispatch("AD_dead", age=300, identity="recorder-AJ_killed")
-    fake.dispatch("AD_never", age=60)  # no worker took it
+    fake.dispatch("AD_never", age=6)  # no worker took it (LiveKit never retries)
     result = ensure(fake)
     assert fake.deleted == ["AD_dead", "AD_never"]
     assert (result.created, result.deleted) == (1, 2)
