@@ -1,6 +1,6 @@
 """``manage.py run_demo`` (``make demo``) stopped the way a process manager (SIGTERM) or
-a closed terminal (SIGHUP) stops it: LiveKit, daphne and the simulated calls it
-started stop too, and none of its ports stays taken.
+a closed terminal (SIGHUP) stops it: LiveKit, daphne, the sweep, the recorder and
+the simulated calls it started stop too, and none of its ports stays taken.
 
 run_demo runs in a session of its own, on free ports and a throwaway SQLite file,
 until its portal answers and a simulated call is live in its LiveKit; then the
@@ -94,7 +94,14 @@ def test_a_signal_stops_livekit_daphne_and_the_calls(tmp_path: Path, signum: int
         )
         children = descendants(demo.pid)
         commands = " | ".join(c.argv for c in children)
-        for part in ("livekit_dev", "livekit-server", "daphne", "sweep_listeners", "simulate_call"):
+        for part in (
+            "livekit_dev",
+            "livekit-server",
+            "daphne",
+            "sweep_listeners",
+            "run_recorder",
+            "simulate_call",
+        ):
             assert part in commands, commands
 
         demo.send_signal(signum)  # run_demo only: not its group, not its children

@@ -2,8 +2,9 @@
 
 Migrates and seeds the SQLite database, starts a LiveKit dev server on
 loopback (webhooks pointing at the portal), daphne, the periodic
-``sweep_listeners``, and two lanes of simulated calls that start and end one
-after the other, so the dashboard moves by itself.
+``sweep_listeners``, one transcript recorder (``run_recorder``), and two lanes
+of simulated calls that start and end one after the other, so the dashboard
+moves by itself.
 Ctrl-C stops every child process.
 """
 
@@ -76,6 +77,8 @@ class Command(BaseCommand):
             # The simulated calls register through the REST API, as a platform would.
             "ANYREACH_API_URL": f"http://127.0.0.1:{port}",
             "ANYREACH_API_KEY": seed["api_keys"]["manage"],
+            # One recorder runs below, so one per room (two per room wants two workers).
+            "RECORDER_PER_ROOM": "1",
         }
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         webhook = f"http://127.0.0.1:{port}/livekit/webhook"
@@ -104,8 +107,19 @@ class Command(BaseCommand):
             )
             _wait_http(f"http://127.0.0.1:{port}/accounts/login/", 30)
             # The revocation safety net, as a deployment runs it (README, "Whoever loses
-            # the right stops listening").
+            # the right stops listening"); it also dispatches recorders a call lacks.
             spawn([*manage, "sweep_listeners", "--every", "30"], env, log="sweep.log")
+            # One transcript recorder (README, "Recorder"): it stores every call's
+            # transcript and runs the alert rules on it. The calls wait for it: a call
+            # whose room opens before any recorder is up would wait for the sweep.
+            recorder_log = logs / "recorder.log"
+            start = recorder_log.stat().st_size if recorder_log.exists() else 0
+            recorder = spawn([*manage, "run_recorder"], env, log="recorder.log")
+            if not _wait_registered(recorder, recorder_log, start, 60):
+                self.stderr.write(
+                    "The recorder did not start (var/demo/recorder.log); calls run "
+                    "without a recorded transcript."
+                )
             for lane in range(options["lanes"]):
                 threading.Thread(
                     target=self._call_lane,
@@ -178,6 +192,18 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+
+def _wait_registered(proc: subprocess.Popen[bytes], log: Path, start: int, timeout: float) -> bool:
+    """Whether the recorder logged its registration with LiveKit (after byte ``start``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(FileNotFoundError), open(log, "rb") as f:
+            f.seek(start)
+            if b"registered worker" in f.read():
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def _interrupt(signum: int, frame: object) -> None:
