@@ -130,7 +130,8 @@ def reads_for_admins(policy: UserAccess, conversation: Conversation) -> list[Tra
 @login_required
 def conversation_transcript(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """The transcript's lines as a fragment (the page's catch-up when its event stream
-    (re)opens). Query ``read``: the page's read token (see the module's docstring)."""
+    (re)opens). Header ``X-Anyreach-Read-Token``: the page's read token (see the module's
+    docstring); a header, not the query, so it stays out of URLs and access logs."""
     policy = access.for_request(request)
     conversation = policy.find(conversation_id)
     if conversation is None:
@@ -140,7 +141,7 @@ def conversation_transcript(request: HttpRequest, conversation_id: uuid.UUID) ->
         return HttpResponse(
             policy.transcript_refusal(conversation), status=403, content_type="text/plain"
         )
-    segments, token = _read(request, policy, conversation, request.GET.get("read", ""))
+    segments, token = _read(request, policy, conversation, request.headers.get(READ_HEADER, ""))
     response = render(
         request,
         "portal/_transcript_fragment.html",

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -32,8 +33,13 @@ def page_url(call: Conversation) -> str:
     return f"/conversations/{call.pk}/"
 
 
-def fragment_url(call: Conversation, token: str = "") -> str:
-    return f"/conversations/{call.pk}/transcript/" + (f"?read={token}" if token else "")
+def fragment_url(call: Conversation) -> str:
+    return f"/conversations/{call.pk}/transcript/"
+
+
+def refetch(client: Client, call: Conversation, token: str) -> HttpResponse:
+    """The page's catch-up refetch, carrying its read token in the request header."""
+    return client.get(fragment_url(call), headers={READ_HEADER: token})
 
 
 def say(call: Conversation, *lines: tuple[str, str, str], final: bool = True) -> None:
@@ -150,7 +156,7 @@ def test_the_catch_up_fragment_continues_the_page_read_with_its_token(
     login(client, "supervisor")
     token = client.get(page_url(live)).context["transcript"].read_token
     say(live, ("SG_ask", "user", COMPLAINT))  # said between the render and the socket
-    response = client.get(fragment_url(live, token))
+    response = refetch(client, live, token)
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     found = lines_of(response.content.decode()).lines
     assert list(found) == [("agent", "SG_greet"), ("user", "SG_ask")]  # spoken order
@@ -159,7 +165,7 @@ def test_the_catch_up_fragment_continues_the_page_read_with_its_token(
     # Without a token, a refetch is a read of its own, and hands out a token.
     fresh = client.get(fragment_url(live))
     assert len(reads(live)) == 2
-    assert client.get(fragment_url(live, fresh[READ_HEADER])).status_code == 200
+    assert refetch(client, live, fresh[READ_HEADER]).status_code == 200
     assert len(reads(live)) == 2
 
 
@@ -173,14 +179,14 @@ def test_a_token_of_another_person_call_or_hour_is_a_new_read(
     other_token = client.get(page_url(other_call)).context["transcript"].read_token
     assert len(reads(live)) == 1
 
-    client.get(fragment_url(live, qa_token))  # the QA analyst's read is not the supervisor's
-    client.get(fragment_url(live, other_token))  # nor is a read of another call
-    client.get(fragment_url(live, "forged:token"))
+    refetch(client, live, qa_token)  # the QA analyst's read is not the supervisor's
+    refetch(client, live, other_token)  # nor is a read of another call
+    refetch(client, live, "forged:token")
     assert reads(live) == [("qa", "portal")] + [("supervisor", "portal")] * 3
 
     own = client.get(fragment_url(live))[READ_HEADER]
     monkeypatch.setattr(portal_transcript, "READ_CONTINUATION", dt.timedelta(seconds=-1))
-    renewed = client.get(fragment_url(live, own))  # past the hour: audited again
+    renewed = refetch(client, live, own)  # past the hour: audited again
     assert len(reads(live)) == 6 and renewed[READ_HEADER]
 
 

@@ -52,9 +52,8 @@
     }
     running = true;
     root.toggleAttribute("data-catching-up", true);
-    const url = new URL(transcriptUrl, location.href);
-    if (readToken) url.searchParams.set("read", readToken);
-    fetch(url, { credentials: "same-origin", cache: "no-store" })
+    const headers = readToken ? { [READ_HEADER]: readToken } : {};
+    fetch(transcriptUrl, { credentials: "same-origin", cache: "no-store", headers })
       .then(async (response) => {
         if (!response.ok) return; // e.g. access lost: the socket closes too
         readToken = response.headers.get(READ_HEADER) || readToken;
