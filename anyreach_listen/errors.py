@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 API = "api"  # the listener-token API (and every path under /core/)
 PORTAL = "portal"  # the signed-in token view /listen/conversations/<id>/token
 WEBHOOK = "webhook"  # POST /livekit/webhook
+RECORDER = "recorder"  # POST /livekit/recorder: the transcript recorders' deliveries (internal)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Errors:
         "the user cannot see. Indistinguishable on purpose",
         API,
         PORTAL,
+        RECORDER,
     )
     INVALID_JSON = _kind(
         400,
@@ -138,9 +140,10 @@ class Errors:
         "The body must be a JSON object.",
         "a body that is not JSON, or JSON that is not an object",
         API,
+        RECORDER,
     )
     UNKNOWN_FIELD = _kind(
-        400, "unknown_field", "Unknown field.", "a field the endpoint does not take", API
+        400, "unknown_field", "Unknown field.", "a field the endpoint does not take", API, RECORDER
     )
     INVALID_FIELD = _kind(
         400,
@@ -148,6 +151,7 @@ class Errors:
         "A field has the wrong type or size.",
         "a field or query parameter of the wrong type, size or value (the message names it)",
         API,
+        RECORDER,
     )
     INVALID_TEAM = _kind(
         400,
@@ -157,7 +161,12 @@ class Errors:
         API,
     )
     PAYLOAD_TOO_LARGE = _kind(
-        413, "payload_too_large", "The body is larger than 64 KB.", "a body over 64 KB", API
+        413,
+        "payload_too_large",
+        "The body is larger than 64 KB.",
+        "a body over 64 KB",
+        API,
+        RECORDER,
     )
     ROOM_IN_USE = _kind(
         409,
@@ -180,6 +189,7 @@ class Errors:
         "The conversation ended too long ago to add to its transcript.",
         "transcript segments for a conversation that ended more than `TRANSCRIPT_LATE_SECONDS` ago",
         API,
+        RECORDER,
     )
     ALERT_RULE_NOT_FOUND = _kind(
         404,
@@ -219,6 +229,7 @@ class Errors:
         API,
         PORTAL,
         WEBHOOK,
+        RECORDER,
     )
     NOT_FOUND = _kind(404, "not_found", "No API endpoint at this path.", "an unknown path", API)
     INTERNAL_ERROR = _kind(
@@ -229,6 +240,7 @@ class Errors:
         API,
         PORTAL,
         WEBHOOK,
+        RECORDER,
     )
     REMOTE_UNAVAILABLE = _kind(
         502,
@@ -263,8 +275,10 @@ class Errors:
         401,
         "invalid_signature",
         "The webhook signature or body hash is not valid.",
-        "the signature or the body hash does not verify",
+        "the signature or the body hash does not verify (a recorder's delivery: also a "
+        "token not minted for a recorder delivery, or one that lives too long)",
         WEBHOOK,
+        RECORDER,
     )
 
     @classmethod

@@ -12,8 +12,8 @@ a thread of its own (a LiveKit outage never holds up or fails the request), when
 - a recorder's participant leaves an active call's room (``participant_left``):
   its worker stopped or died, and LiveKit's server never re-dispatches a job
   whose worker went away, so this is what replaces it at once;
-- a recorder worker registers with LiveKit (it runs ``sweep`` once: calls that
-  opened while no worker was up get theirs now);
+- a recorder worker registers with LiveKit (it tells the portal, which runs
+  ``sweep`` once: calls that opened while no worker was up get theirs now);
 - ``manage.py sweep_listeners`` runs (the safety net for anything missed: a
   webhook lost, LiveKit down when asked, no worker free at the time).
 
@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connections, transaction
 from livekit import api
 
 from .conf import listen_settings
@@ -144,6 +144,24 @@ def is_recorder(participant: api.ParticipantInfo) -> bool:
 def active_targets() -> list[Target]:
     rows = Conversation.objects.active().exclude(livekit_room=None).exclude(livekit_room="")
     return [Target(room, str(pk)) for pk, room in rows.values_list("pk", "livekit_room") if room]
+
+
+def sweep_in_background() -> concurrent.futures.Future[None]:
+    """``sweep`` on the dispatch thread (a recorder worker registered: the portal's
+    intake must not wait for LiveKit)."""
+    return _executor.submit(_sweep_and_close)
+
+
+def _sweep_and_close() -> None:
+    try:
+        dispatched = sweep()
+    except Exception:
+        logger.exception("Could not dispatch recorders to the live calls")
+    else:
+        if dispatched:
+            logger.info("Recorders dispatched to %d live call(s) lacking them", dispatched)
+    finally:
+        connections.close_all()  # this thread's database connections
 
 
 def sweep() -> int:

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import api, errors, openapi, public, user_tokens, webhooks
+from . import api, errors, openapi, public, recorder_intake, user_tokens, webhooks
 
 app_name = "anyreach_listen"
 
@@ -31,6 +31,7 @@ urlpatterns = [
     path("core/alert-rules", api.alert_rule_collection, name="alert-rules"),
     path("core/alert-rules/<str:rule_id>", api.alert_rule_detail, name="alert-rule"),
     path("livekit/webhook", webhooks.livekit_webhook, name="livekit-webhook"),
+    path("livekit/recorder", recorder_intake.recorder_delivery, name="recorder-delivery"),
     path("core/openapi.json", openapi.openapi_document, name="openapi"),
     path(
         "listen/conversations/<str:conversation_id>/token",
