@@ -161,7 +161,7 @@ def check_settings(
     recorder = conf["RECORDER"]
     if recorder is not None and not (
         isinstance(recorder, dict)
-        and set(recorder) == {"AGENT_NAME", "PER_ROOM"}
+        and {"AGENT_NAME", "PER_ROOM"} <= set(recorder) <= {"AGENT_NAME", "PER_ROOM", "PORTAL_URL"}
         and isinstance(recorder["AGENT_NAME"], str)
         and recorder["AGENT_NAME"].strip() == recorder["AGENT_NAME"] != ""
         and isinstance(recorder["PER_ROOM"], int)
@@ -170,12 +170,24 @@ def check_settings(
     ):
         messages.append(
             Error(
-                "RECORDER must be None or a dict with AGENT_NAME (a non-empty name) and "
-                f"PER_ROOM (an integer from 1 to {MAX_RECORDERS_PER_ROOM}).",
+                "RECORDER must be None or a dict with AGENT_NAME (a non-empty name), "
+                f"PER_ROOM (an integer from 1 to {MAX_RECORDERS_PER_ROOM}) and optionally "
+                "PORTAL_URL.",
                 hint="The default is {'AGENT_NAME': 'anyreach-recorder', 'PER_ROOM': 2}: "
                 "with two or more `manage.py run_recorder` processes no segment is lost "
                 "when a recorder dies.",
                 id="anyreach_listen.E016",
+            )
+        )
+    elif recorder is not None and not _http_url_or_empty(recorder.get("PORTAL_URL", "")):
+        messages.append(
+            Error(
+                f"RECORDER['PORTAL_URL'] {recorder['PORTAL_URL']!r} is not an http:// or "
+                "https:// URL.",
+                hint="The URL where recorders reach this app's views (its webhook is at "
+                "<PORTAL_URL>/livekit/webhook), e.g. https://portal.example; empty: "
+                "`manage.py run_recorder --portal-url` gives it.",
+                id="anyreach_listen.E017",
             )
         )
     if not conf["CREDENTIAL_HASH_KEY"] and not settings.DEBUG:
@@ -188,6 +200,15 @@ def check_settings(
             )
         )
     return messages
+
+
+def _http_url_or_empty(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if not value:
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 @register()

@@ -56,9 +56,12 @@ DEFAULTS: dict[str, Any] = {
     "TRANSCRIPT_RETENTION_DAYS": 30,
     # The transcript recorder (manage.py run_recorder, a LiveKit agent worker):
     # {"AGENT_NAME": the name workers register under and rooms are dispatched to,
-    #  "PER_ROOM": recorders per live room, each in another worker process}. Two
-    # lose nothing when one dies (LiveKit notices a crashed one only after about 20 s);
-    # run at least PER_ROOM workers. None: no recorder is dispatched (a platform
+    #  "PER_ROOM": recorders per live room, each in another worker process,
+    #  "PORTAL_URL" (optional): where the workers deliver what they hear, the URL
+    #  this app's views are served at (its POST /livekit/recorder); the portal
+    #  records it, so workers need no database. run_recorder --portal-url overrides it}.
+    # Two lose nothing when one dies (LiveKit notices a crashed one only after about
+    # 20 s); run at least PER_ROOM workers. None: no recorder is dispatched (a platform
     # that pushes its transcripts).
     "RECORDER": {"AGENT_NAME": "anyreach-recorder", "PER_ROOM": 2},
 }

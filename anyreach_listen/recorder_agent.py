@@ -23,11 +23,9 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Container
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
-from django.db import connections
 from livekit import rtc
 from livekit.agents import (
     AgentServer,
@@ -38,9 +36,7 @@ from livekit.agents import (
     WorkerPermissions,
 )
 
-from . import recorder_dispatch
 from .conf import listen_settings
-from .models import Conversation
 from .recorder import (
     ATTR_SEGMENT_ID,
     ATTR_TRACK_ID,
@@ -50,7 +46,7 @@ from .recorder import (
     Speaker,
     stream_speaker,
 )
-from .recorder_writer import Writer
+from .recorder_writer import Writer, announce_registered
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +87,14 @@ def _speaker(participant: rtc.Participant | None) -> Speaker:
     )
 
 
-@database_sync_to_async
-def _conversation_of(room_name: str, metadata: str) -> Conversation | None:
-    """The dispatch names its conversation; else the room's active one."""
+def _conversation_id(metadata: str) -> str | None:
+    """The conversation the dispatch names (``recorder_dispatch.Target.metadata``); None:
+    the portal takes the room's active one."""
     try:
         wanted = json.loads(metadata).get("conversation_id") if metadata else None
-        conversation_id = uuid.UUID(str(wanted)) if wanted else None
+        return str(uuid.UUID(str(wanted))) if wanted else None
     except (ValueError, AttributeError):
-        conversation_id = None
-    rooms = Conversation.objects.filter(livekit_room=room_name)
-    if conversation_id is not None:
-        return rooms.filter(pk=conversation_id).first()
-    return rooms.active().first()
+        return None
 
 
 class _Job:
@@ -169,25 +161,25 @@ async def _drain(reader: rtc.TextStreamReader) -> None:
     await reader.read_all()
 
 
-async def entrypoint(ctx: JobContext) -> None:
-    room_name = ctx.job.room.name
-    conversation = await _conversation_of(room_name, ctx.job.metadata)
-    if conversation is None:
-        logger.warning("Recorder dispatched to room %s: no conversation, leaving", room_name)
-        ctx.shutdown("no conversation")
-        return
-    writer = Writer(conversation)
-    writer.start()
-    job = _Job(ctx, writer)
-    job.attach()
-    ctx.add_shutdown_callback(job.close)
-    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
-    logger.info(
-        "Recorder %s recording room %s (conversation %s)",
-        ctx.room.local_participant.identity,
-        room_name,
-        conversation.pk,
-    )
+def _entrypoint(portal_url: str) -> Callable[[JobContext], Awaitable[None]]:
+    async def entrypoint(ctx: JobContext) -> None:
+        room_name = ctx.job.room.name
+        conversation_id = _conversation_id(ctx.job.metadata)
+        # Deliveries go to the portal, which records them (no database here).
+        writer = Writer(portal_url, room_name, conversation_id)
+        writer.start()
+        job = _Job(ctx, writer)
+        job.attach()
+        ctx.add_shutdown_callback(job.close)
+        await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+        logger.info(
+            "Recorder %s recording room %s (conversation %s)",
+            ctx.room.local_participant.identity,
+            room_name,
+            conversation_id or "the room's active one",
+        )
+
+    return entrypoint
 
 
 class _Rooms:
@@ -209,8 +201,11 @@ class _Rooms:
             return True
 
 
-def build_server(agent_name: str, *, http_port: int = 0, max_jobs: int = 200) -> AgentServer:
-    """The worker: hidden, subscribe-only, explicit dispatch by ``agent_name``."""
+def build_server(
+    agent_name: str, portal_url: str, *, http_port: int = 0, max_jobs: int = 200
+) -> AgentServer:
+    """The worker: hidden, subscribe-only, explicit dispatch by ``agent_name``; delivers
+    to the portal at ``portal_url``."""
     server = AgentServer(
         job_executor_type=JobExecutorType.THREAD,
         permissions=PERMISSIONS,
@@ -233,34 +228,27 @@ def build_server(agent_name: str, *, http_port: int = 0, max_jobs: int = 200) ->
         await request.accept(identity=f"{IDENTITY_PREFIX}{request.id}", name="Recorder")
 
     def on_registered(worker_id: str, server_info: object) -> None:
-        # A worker that (re)starts fills the live calls that lack a recorder now, not
-        # at the next sweep: e.g. the calls that opened while no worker was up.
-        threading.Thread(target=_catch_up, name="recorder-catch-up", daemon=True).start()
+        # A worker that (re)starts has the portal fill the live calls that lack a recorder
+        # now, not at the next sweep: e.g. the calls that opened while no worker was up.
+        threading.Thread(
+            target=announce_registered,
+            args=(portal_url, worker_id),
+            name="recorder-catch-up",
+            daemon=True,
+        ).start()
 
     server.on("worker_registered", on_registered)
-    server.rtc_session(entrypoint, agent_name=agent_name, on_request=on_request)
+    server.rtc_session(_entrypoint(portal_url), agent_name=agent_name, on_request=on_request)
     return server
 
 
-def _catch_up() -> None:
-    try:
-        dispatched = recorder_dispatch.sweep()
-    except Exception:
-        logger.exception("Could not dispatch recorders to the live calls")
-    else:
-        if dispatched:
-            logger.info("Recorders dispatched to %d live call(s) lacking them", dispatched)
-    finally:
-        connections.close_all()  # this thread's database connections
-
-
-def run(agent_name: str, *, http_port: int = 0) -> None:
+def run(agent_name: str, portal_url: str, *, http_port: int = 0) -> None:
     """Run the worker until SIGTERM, SIGINT or SIGHUP; then leave every room at once.
 
     No drain: a call can last an hour. Leaving is a clean participant_left, on which
     the app dispatches another recorder to the room (``recorder_dispatch.py``).
     """
-    server = build_server(agent_name, http_port=http_port)
+    server = build_server(agent_name, portal_url, http_port=http_port)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

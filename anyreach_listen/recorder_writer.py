@@ -1,128 +1,245 @@
-"""The recorder's writer: segment updates into ``transcripts.record``, in order, none lost.
+"""The recorder's writer: a room's segment updates delivered to the portal, in order, none lost.
+
+The recorder does not write into the database: it posts its updates to the
+portal's ``POST /livekit/recorder`` (``recorder_intake.py``), signed with the
+LiveKit API secret, and the portal records them. So the portal's process
+publishes the live events and keeps the interim text, whatever its channel
+layer and cache (README, "Recorder").
 
 The room's event handlers only queue updates (they must never wait on the
-database); one task stores them in arrival order, batching what piled up
-while the previous write ran. A database error (SQLite busy, PostgreSQL
-restarting, a dropped connection) is retried with backoff until it succeeds:
-a final segment is never dropped while the recorder runs, and on shutdown the
-writer keeps trying for ``flush_timeout`` seconds before it gives up and logs
-what it could not store. Writes are idempotent by (role, segment id), so a
-retried batch, or a second recorder in the room, stores nothing twice.
+network); one task per room delivers them in arrival order, one request at a
+time, batching what piled up while the previous request ran. A connection
+error, a 5xx or a 429 is retried with backoff until it succeeds: a final
+segment is never dropped while the recorder runs, and on shutdown the writer
+keeps trying for ``flush_timeout`` seconds before it gives up and logs what it
+could not deliver. Any other 4xx (``transcript_closed``: the call ended too long
+ago; ``conversation_not_found``) cannot succeed on a retry: the batch is logged
+and dropped. Recording is idempotent by (role, segment id), so a retried batch,
+or a second recorder in the room, stores nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from channels.db import database_sync_to_async
-from django.db import DatabaseError
+import httpx
 
-from . import transcripts
-from .errors import ApiError
-from .models import Conversation
+from .conf import listen_settings
+from .recorder_intake import sign
 from .transcripts import SegmentIn
 
 logger = logging.getLogger(__name__)
 
+DELIVERY_PATH = "/livekit/recorder"  # under the portal URL, next to /livekit/webhook
 RETRY_DELAYS: Sequence[float] = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)  # the last one repeats
 MAX_BATCH = 100
+MAX_BATCH_BYTES = 48 * 1024  # the portal takes bodies up to 64 KB
+REQUEST_TIMEOUT = 10.0
+
+
+def delivery_url(portal_url: str) -> str:
+    return portal_url.rstrip("/") + DELIVERY_PATH
+
+
+def _segment_json(update: SegmentIn) -> dict[str, Any]:
+    return {"id": update.id, "role": update.role, "text": update.text, "final": update.final}
+
+
+def _size(update: SegmentIn) -> int:
+    return len(json.dumps(_segment_json(update), ensure_ascii=False).encode())
 
 
 class Writer:
+    """One room's deliveries (one ``Writer`` per recorder job)."""
+
     def __init__(
         self,
-        conversation: Conversation,
+        portal_url: str,
+        room: str,
+        conversation_id: str | None = None,
         *,
+        client: httpx.AsyncClient | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         flush_timeout: float = 30.0,
     ) -> None:
-        self.conversation = conversation
+        self.url = delivery_url(portal_url)
+        self.room = room
+        self.conversation_id = conversation_id
         self.retry_delays = retry_delays
         self.flush_timeout = flush_timeout
-        self.stored = 0  # updates taken by ``record`` (for logs and tests)
+        self.stored = 0  # updates the portal took (for logs and tests)
+        self._client = client
+        self._own_client = client is None
         self._queue: asyncio.Queue[SegmentIn | None] = asyncio.Queue()
         self._deadline: float | None = None  # set by close(): stop retrying after it
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="transcript-writer")
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
+        self._task = asyncio.create_task(self._run(), name=f"transcript-writer-{self.room}")
 
     def put(self, update: SegmentIn) -> None:
         self._queue.put_nowait(update)
 
     async def close(self) -> None:
-        """Store what is queued (retrying until ``flush_timeout``), then stop."""
+        """Deliver what is queued (retrying until ``flush_timeout``), then stop."""
         self._deadline = time.monotonic() + self.flush_timeout
         self._queue.put_nowait(None)
-        if self._task is not None:
-            await self._task
+        try:
+            if self._task is not None:
+                await self._task
+        finally:
+            if self._own_client and self._client is not None:
+                await self._client.aclose()
 
     async def _run(self) -> None:
         closing = False
+        held: SegmentIn | None = None  # took the previous batch over its size
         while not closing:
             batch: list[SegmentIn] = []
-            item = await self._queue.get()
+            size = 0
+            item = held if held is not None else await self._queue.get()
+            held = None
             while True:
                 if item is None:
                     closing = True
                     # Whatever was queued after the sentinel (nothing, normally) still counts.
                 else:
+                    item_size = _size(item)
+                    if batch and size + item_size > MAX_BATCH_BYTES:
+                        held = item  # the next batch's first
+                        break
                     batch.append(item)
+                    size += item_size
                 if len(batch) >= MAX_BATCH or self._queue.empty():
                     break
                 item = self._queue.get_nowait()
             if batch:
-                await self._store(batch)
+                await self._deliver(batch)
+            if held is not None and closing:
+                closing = False  # the sentinel came in this round; finish the held one first
+                self._queue.put_nowait(None)
 
-    async def _store(self, batch: list[SegmentIn]) -> None:
+    def _body(self, batch: list[SegmentIn]) -> bytes:
+        data: dict[str, Any] = {"room": self.room, "segments": [_segment_json(u) for u in batch]}
+        if self.conversation_id:
+            data["conversation_id"] = self.conversation_id
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        assert self._client is not None
+        # A new token each attempt: retries can outlast a token's 60 s.
+        authorization = sign(
+            body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+        )
+        return await self._client.post(
+            self.url,
+            content=body,
+            headers={"Authorization": authorization, "Content-Type": "application/json"},
+        )
+
+    async def _deliver(self, batch: list[SegmentIn]) -> None:
+        body = self._body(batch)
         attempt = 0
         while True:
+            retry_after = 0.0
             try:
-                result = await _record(self.conversation, batch)
-            except ApiError as exc:  # transcript_closed: the call ended too long ago
-                logger.warning(
-                    "Conversation %s: %d update(s) not recorded: %s",
-                    self.conversation.pk,
-                    len(batch),
-                    exc.code,
-                )
-                return
-            except Conversation.DoesNotExist:
-                logger.warning("Conversation %s is gone; updates dropped", self.conversation.pk)
-                return
-            except DatabaseError as exc:
-                delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
-                attempt += 1
-                if self._deadline is not None and time.monotonic() + delay > self._deadline:
-                    finals = [u.id for u in batch if u.final]
-                    logger.error(
-                        "Conversation %s: gave up storing %d update(s) (final segments %s) "
-                        "after %d attempts: %s",
-                        self.conversation.pk,
+                response = await self._post(body)
+            except httpx.TransportError as exc:  # refused, reset, timed out: the portal is away
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    self.stored += _recorded(response)
+                    return
+                if response.status_code != 429 and response.status_code < 500:
+                    # A retry cannot help (transcript_closed, conversation_not_found, ...).
+                    logger.warning(
+                        "Room %s: %d update(s) not recorded: HTTP %d %s",
+                        self.room,
                         len(batch),
-                        finals,
-                        attempt,
-                        exc,
+                        response.status_code,
+                        _error_code(response),
                     )
                     return
-                logger.warning(
-                    "Conversation %s: storing %d update(s) failed (%s: %s); retry %d in %.2f s",
-                    self.conversation.pk,
+                failure = f"HTTP {response.status_code} {_error_code(response)}"
+                retry_after = _retry_after(response)
+            delay = max(self.retry_delays[min(attempt, len(self.retry_delays) - 1)], retry_after)
+            attempt += 1
+            if self._deadline is not None and time.monotonic() + delay > self._deadline:
+                finals = [u.id for u in batch if u.final]
+                logger.error(
+                    "Room %s: gave up delivering %d update(s) (final segments %s) "
+                    "after %d attempts: %s",
+                    self.room,
                     len(batch),
-                    type(exc).__name__,
-                    exc,
+                    finals,
                     attempt,
-                    delay,
+                    failure,
                 )
-                await asyncio.sleep(delay)
-                continue
-            self.stored += result.recorded
-            return
+                return
+            logger.warning(
+                "Room %s: delivering %d update(s) failed (%s); retry %d in %.2f s",
+                self.room,
+                len(batch),
+                failure,
+                attempt,
+                delay,
+            )
+            await asyncio.sleep(delay)
 
 
-@database_sync_to_async
-def _record(conversation: Conversation, batch: list[SegmentIn]) -> transcripts.Recorded:
-    return transcripts.record(conversation, batch)
+def _recorded(response: httpx.Response) -> int:
+    try:
+        return int(response.json().get("recorded", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", "0")), 60.0)
+    except ValueError:
+        return 0.0
+
+
+def announce_registered(portal_url: str, worker_id: str, *, attempts: int = 5) -> bool:
+    """Tell the portal a worker registered with LiveKit: it then dispatches recorders to
+    the live calls lacking them (``recorder_dispatch.sweep``, on the portal's side, the
+    one with the database). Best effort: ``sweep_listeners`` is the safety net."""
+    body = json.dumps({"registered": worker_id}).encode()
+    for attempt in range(attempts):
+        authorization = sign(
+            body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+        )
+        try:
+            response = httpx.post(
+                delivery_url(portal_url),
+                content=body,
+                headers={"Authorization": authorization, "Content-Type": "application/json"},
+                timeout=REQUEST_TIMEOUT,
+            )
+        except httpx.TransportError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            if response.status_code < 300:
+                logger.info("Portal told of this worker's registration (%s)", worker_id)
+                return True
+            failure = f"HTTP {response.status_code} {_error_code(response)}"
+            if response.status_code != 429 and response.status_code < 500:
+                break
+        time.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)] * 4)
+    logger.warning("Could not tell the portal at %s of this worker: %s", portal_url, failure)
+    return False

@@ -4,7 +4,8 @@ Embedded defaults need nothing: SQLite, the in-memory channel layer and the
 local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880), DEBUG on.
 Production overrides come from the environment: DATABASE_URL, REDIS_URL,
 LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG,
-ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, RECORDER_PER_ROOM, and behind a proxy
+ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, RECORDER_PER_ROOM, ANYREACH_PORTAL_URL
+(the recorders'), and behind a proxy
 SECURE_PROXY_SSL_HEADER. Any production setting turns DEBUG off unless DEBUG=1
 says otherwise; outside DEBUG the secure defaults (HTTPS redirect, HSTS, secure
 cookies) pass ``manage.py check --deploy``.
@@ -267,7 +268,13 @@ ANYREACH_LISTEN: dict[str, Any] = {
     "CREDENTIAL_HASH_KEY": os.environ.get("CREDENTIAL_HASH_KEY", ""),
     # Transcript recorders per live room (manage.py run_recorder workers): 2 lose
     # nothing when a recorder dies (README, "Recorder"); 0 dispatches none.
-    "RECORDER": {"AGENT_NAME": "anyreach-recorder", "PER_ROOM": RECORDERS_PER_ROOM}
+    # The portal's URL, where run_recorder workers deliver what they hear (the
+    # portal records it: workers need no database).
+    "RECORDER": {
+        "AGENT_NAME": "anyreach-recorder",
+        "PER_ROOM": RECORDERS_PER_ROOM,
+        "PORTAL_URL": os.environ.get("ANYREACH_PORTAL_URL", ""),
+    }
     if RECORDERS_PER_ROOM
     else None,
 }

@@ -9,6 +9,8 @@ import pytest
 from anyreach_listen.checks import check_channel_layer, check_settings
 from tests.support.world import TEST_LISTEN_SETTINGS
 
+RECORDER = {"AGENT_NAME": "rec", "PER_ROOM": 2}
+
 
 def ids(settings: Any, debug: bool = False, **overrides: Any) -> set[str]:
     settings.DEBUG = debug
@@ -66,6 +68,9 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"RECORDER": {"AGENT_NAME": "rec"}}, False, "anyreach_listen.E016"),
         ({"RECORDER": {"AGENT_NAME": "rec", "PER_ROOM": 2, "X": 1}}, False, "anyreach_listen.E016"),
         ({"RECORDER": "anyreach-recorder"}, False, "anyreach_listen.E016"),
+        ({"RECORDER": {**RECORDER, "PORTAL_URL": "portal.example"}}, False, "anyreach_listen.E017"),
+        ({"RECORDER": {**RECORDER, "PORTAL_URL": "ftp://portal"}}, False, "anyreach_listen.E017"),
+        ({"RECORDER": {**RECORDER, "PORTAL_URL": None}}, False, "anyreach_listen.E017"),
         ({"CREDENTIAL_HASH_KEY": ""}, False, "anyreach_listen.W001"),
     ],
 )
@@ -82,6 +87,8 @@ def test_dev_secret_and_derived_hash_key_are_tolerated_in_debug(settings: Any) -
 def test_recorder_may_be_turned_off_or_set(settings: Any) -> None:
     assert ids(settings, True, RECORDER=None) == set()
     assert ids(settings, True, RECORDER={"AGENT_NAME": "rec-eu", "PER_ROOM": 1}) == set()
+    for url in ("", "http://127.0.0.1:8000", "https://portal.example/"):
+        assert ids(settings, True, RECORDER={**RECORDER, "PORTAL_URL": url}) == set()
 
 
 def test_check_messages_have_hints(settings: Any) -> None:

@@ -3,6 +3,8 @@ create_organization, create_api_key, create_pat."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError
@@ -61,3 +63,15 @@ def test_unknown_scope_is_rejected() -> None:
     Organization.objects.create(name="A", slug="a")
     with pytest.raises(CommandError, match="Unknown scopes"):
         run("create_api_key", "a", "--name", "x", "--scope", "conversations:everything")
+
+
+def test_run_recorder_needs_the_portal_url(settings: Any) -> None:
+    # The worker delivers what it hears to the portal: without its URL it cannot start.
+    settings.ANYREACH_LISTEN = {
+        **settings.ANYREACH_LISTEN,
+        "RECORDER": {"AGENT_NAME": "rec", "PER_ROOM": 1, "PORTAL_URL": ""},
+    }
+    with pytest.raises(CommandError, match="--portal-url or set"):
+        run("run_recorder")
+    with pytest.raises(CommandError, match="not an http"):
+        run("run_recorder", "--portal-url", "portal.example")

@@ -10,8 +10,10 @@ body 400, an unknown room 404, a call that ended long ago 409.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 from typing import Any
 from unittest import mock
 
@@ -62,6 +64,10 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert error["code"] == code and error["message"]
 
 
+async def _receive(layer: Any, channel: str, count: int) -> list[dict[str, Any]]:
+    return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(count)]
+
+
 def stored(call: Conversation) -> list[tuple[str, str, str, bool]]:
     rows = TranscriptSegment.objects.filter(conversation=call).order_by("position")
     return [(s.segment_id, s.role, s.text, s.final) for s in rows]
@@ -84,7 +90,7 @@ def test_a_valid_delivery_is_recorded_and_its_events_published_on_commit(world: 
         ("u1", "user", "I was charged twice!", True),
     ]
     assert Alert.objects.filter(conversation=call).count() == 1
-    received = [async_to_sync(layer.receive)(channel) for _ in range(3)]
+    received = async_to_sync(_receive)(layer, channel, 3)
     assert [m["type"] for m in received] == [
         "transcript.segment",
         "transcript.segment",
@@ -115,31 +121,35 @@ def _token(**changes: Any) -> api.AccessToken:
     return api.AccessToken(changes.get("key", key), changes.get("secret", secret))
 
 
+SHORT = dt.timedelta(seconds=30)  # within the intake's limit: refused for another reason
+NOT_RECORDERS = "not a recorder delivery token"
+
+
 @pytest.mark.parametrize(
-    "case",
+    ("case", "reason"),
     [
-        "missing",
-        "not_bearer",
-        "wrong_secret",
-        "wrong_issuer",
-        "expired",
-        "too_long_lived",
-        "tampered",
-        "no_hash",
-        "listener_token",
-        "room_grant_with_hash",
-        "webhook_token",
-        "agent_without_identity",
+        ("missing", "no bearer token"),
+        ("not_bearer", "no bearer token"),
+        ("wrong_secret", "InvalidSignatureError"),
+        ("wrong_issuer", "InvalidIssuerError"),
+        ("expired", "ExpiredSignatureError"),
+        ("too_long_lived", "token lifetime too long"),
+        ("tampered", "body hash mismatch"),
+        ("no_hash", "body hash mismatch"),
+        ("listener_token", NOT_RECORDERS),
+        ("room_grant_with_hash", NOT_RECORDERS),
+        ("webhook_token", NOT_RECORDERS),
+        ("agent_without_identity", NOT_RECORDERS),
     ],
 )
 def test_deliveries_not_signed_as_a_recorder_delivery_are_refused(
-    world: World, case: str, caplog: pytest.LogCaptureFixture
+    world: World, case: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     call = world.conversations["in_progress"]
     body = body_of(call, GREETING)
     key, secret = listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
     digest = body_hash(body)
-    recorder = _token().with_identity(RECORDER_IDENTITY).with_kind("agent")
+    recorder = _token().with_identity(RECORDER_IDENTITY).with_kind("agent").with_ttl(SHORT)
     authorization: str | None
     if case == "missing":
         authorization = None
@@ -161,24 +171,51 @@ def test_deliveries_not_signed_as_a_recorder_delivery_are_refused(
     elif case == "no_hash":
         authorization = f"Bearer {recorder.to_jwt()}"
     elif case == "listener_token":
-        authorization = f"Bearer {sign_listener_token(call, 'listener-abc')}"
+        # A listener's grants and identity, short-lived and with the body's hash.
+        token = (
+            _token()
+            .with_identity("listener-abc")
+            .with_grants(listener_grants(str(call.livekit_room)))
+            .with_sha256(digest)
+            .with_ttl(SHORT)
+            .to_jwt()
+        )
+        authorization = f"Bearer {token}"
     elif case == "room_grant_with_hash":
         # Everything a recorder delivery has, plus a room grant: a participant's token.
         grants = listener_grants(str(call.livekit_room))
         token = recorder.with_grants(grants).with_sha256(digest).to_jwt()
         authorization = f"Bearer {token}"
     elif case == "webhook_token":
-        authorization = f"Bearer {sign_webhook(body.decode(), key, secret)}"
+        # What LiveKit signs a webhook with: the body's hash, no identity.
+        token = _token().with_sha256(digest).with_ttl(SHORT).to_jwt()
+        authorization = f"Bearer {token}"
     else:  # kind agent, the hash, but not the recorder's identity
         other = _token().with_identity("recorder-AJ_1").with_kind("agent").with_sha256(digest)
-        authorization = f"Bearer {other.to_jwt()}"
+        authorization = f"Bearer {other.with_ttl(SHORT).to_jwt()}"
 
-    response = deliver(body, authorization)
+    with caplog.at_level(logging.WARNING, "anyreach_listen.recorder_intake"):
+        response = deliver(body, authorization)
 
     assert_error(response, 401, "invalid_signature")
     assert stored(call) == []
+    assert reason in caplog.text
     if authorization:  # never logged
         assert authorization.split()[-1] not in caplog.text
+
+
+def test_a_real_listener_token_is_refused(world: World) -> None:
+    call = world.conversations["in_progress"]
+    token = sign_listener_token(call, "listener-abc")
+    assert_error(deliver(body_of(call, GREETING), f"Bearer {token}"), 401, "invalid_signature")
+
+
+def test_a_real_webhook_signature_is_refused(world: World) -> None:
+    call = world.conversations["in_progress"]
+    body = body_of(call, GREETING)
+    key, secret = listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+    webhook = sign_webhook(body.decode(), key, secret)
+    assert_error(deliver(body, f"Bearer {webhook}"), 401, "invalid_signature")
 
 
 @pytest.mark.parametrize(

@@ -1,48 +1,35 @@
-"""The recorder's writer (``recorder_writer.py``): updates stored in arrival order, a
-database error retried until it passes, a closed transcript dropped, and on shutdown
-a bounded wait that names what it could not store."""
+"""The recorder's writer (``recorder_writer.py``): a room's updates delivered to the portal
+in arrival order, one request at a time, signed as recorder deliveries; connection
+errors, 5xx and 429 retried until they pass, other 4xx dropped and logged, and on
+shutdown a bounded wait that names what it could not deliver.
+
+Most tests answer with an ``httpx.MockTransport`` (our retry logic, not a network);
+the last delivers through Django's ASGI handler to the real intake.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
-from django.db import OperationalError
+from django.core.asgi import get_asgi_application
+from livekit import api
 
-from anyreach_listen import transcripts
-from anyreach_listen.errors import ApiError, Errors
-from anyreach_listen.models import Conversation, ConversationStatus, TranscriptSegment
-from anyreach_listen.recorder_writer import Writer
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.models import Conversation, TranscriptSegment
+from anyreach_listen.recorder_intake import RECORDER_IDENTITY, body_hash
+from anyreach_listen.recorder_writer import MAX_BATCH_BYTES, Writer
 from anyreach_listen.transcripts import SegmentIn
-from tests.support.world import build_world
+from tests.support.world import World
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the writer stores from another thread
-
+REAL_SLEEP = asyncio.sleep  # the tests that count the writer's waits replace asyncio.sleep
+PORTAL = "http://portal.test"
+CONVERSATION_ID = "c0ffee00-0000-4000-8000-000000000001"
 NO_WAIT = (0.0,)
-
-
-@pytest.fixture
-def call() -> Conversation:
-    return build_world().conversations[ConversationStatus.IN_PROGRESS]
-
-
-def _write(writer: Writer, updates: list[SegmentIn]) -> None:
-    async def run() -> None:
-        writer.start()
-        for update in updates:
-            writer.put(update)
-        await writer.close()
-
-    asyncio.run(run())
-
-
-def _stored(call: Conversation) -> list[tuple[str, str, bool]]:
-    rows = TranscriptSegment.objects.filter(conversation=call).order_by("position")
-    return [(s.segment_id, s.text, s.final) for s in rows]
-
-
 UPDATES = [
     SegmentIn("a1", "agent", "Thank", False),
     SegmentIn("a1", "agent", "Thank you.", True),
@@ -50,62 +37,177 @@ UPDATES = [
 ]
 
 
-def test_database_errors_are_retried_and_nothing_is_lost(
-    call: Conversation, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = transcripts.record
-    failures = iter([True, True])
+class Portal:
+    """A fake portal: answers from ``answers`` (then 200), records what it was sent."""
 
-    def flaky(conversation: Conversation, updates: Any, **kwargs: Any) -> Any:
-        if next(failures, False):
-            raise OperationalError("database is locked")
-        return real(conversation, updates, **kwargs)
+    def __init__(self, *answers: int | type[Exception]) -> None:
+        self.answers = list(answers)
+        self.requests: list[tuple[httpx.Request, bool]] = []  # and whether it was a 200
+        self.in_flight = 0
+        self.most_in_flight = 0
 
-    monkeypatch.setattr(transcripts, "record", flaky)
-    writer = Writer(call, retry_delays=NO_WAIT)
-    _write(writer, UPDATES)
-    assert _stored(call) == [("a1", "Thank you.", True), ("u1", "Hi", True)]
-    assert writer.stored == 3
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await REAL_SLEEP(0.01)  # a request takes time: more updates pile up meanwhile
+            answer = self.answers.pop(0) if self.answers else 200
+            self.requests.append((request, answer == 200))
+            if not isinstance(answer, int):
+                raise answer("portal unreachable")
+            if answer == 200:
+                segments = json.loads(request.content)["segments"]
+                return httpx.Response(200, json={"recorded": len(segments), "unchanged": 0})
+            code = {409: "transcript_closed", 429: "rate_limited"}.get(answer, "internal_error")
+            return httpx.Response(answer, json={"error": {"code": code, "message": "no"}})
+        finally:
+            self.in_flight -= 1
+
+    def sent(self) -> list[bytes]:
+        return [request.content for request, _ in self.requests]
+
+    def delivered(self) -> list[tuple[str, str, bool]]:
+        """(id, text, final) of every update the portal answered 200 for, in order."""
+        return [
+            (s["id"], s["text"], s["final"])
+            for request, ok in self.requests
+            if ok
+            for s in json.loads(request.content)["segments"]
+        ]
 
 
-def test_a_closed_transcript_is_dropped_and_the_writer_goes_on(
-    call: Conversation, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    real = transcripts.record
-    calls: list[int] = []
-
-    def closed_once(conversation: Conversation, updates: Any, **kwargs: Any) -> Any:
-        calls.append(len(updates))
-        if len(calls) == 1:
-            raise ApiError(Errors.TRANSCRIPT_CLOSED)
-        return real(conversation, updates, **kwargs)
-
-    monkeypatch.setattr(transcripts, "record", closed_once)
+def _write(
+    portal: Portal, updates: list[SegmentIn], *, pause_after: int | None = None, **kwargs: Any
+) -> Writer:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(portal.handle))
+    writer = Writer(PORTAL, "room-1", CONVERSATION_ID, client=client,
+                    retry_delays=kwargs.pop("retry_delays", NO_WAIT), **kwargs)  # fmt: skip
 
     async def run() -> None:
-        writer = Writer(call, retry_delays=NO_WAIT)
         writer.start()
-        writer.put(UPDATES[0])
-        await asyncio.sleep(0.5)  # the first batch is stored (and refused) alone
-        writer.put(UPDATES[2])
+        for index, update in enumerate(updates):
+            writer.put(update)
+            if index == pause_after:
+                await asyncio.sleep(0.2)  # that batch goes alone
         await writer.close()
+        await client.aclose()
 
+    asyncio.run(run())
+    return writer
+
+
+def test_updates_are_delivered_in_order_signed_as_a_recorder_delivery() -> None:
+    portal = Portal()
+    writer = _write(portal, UPDATES, pause_after=0)
+    assert portal.delivered() == [(u.id, u.text, u.final) for u in UPDATES]
+    assert writer.stored == 3
+    assert len(portal.requests) == 2  # the first alone, the two that piled up in one
+    verifier = api.TokenVerifier(
+        listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+    )
+    for request, _ in portal.requests:
+        assert str(request.url) == f"{PORTAL}/livekit/recorder"
+        body = json.loads(request.content)
+        assert body["room"] == "room-1"
+        assert body["conversation_id"] == CONVERSATION_ID
+        scheme, token = request.headers["Authorization"].split()
+        claims = verifier.verify(token)
+        assert scheme == "Bearer"
+        assert (claims.identity, claims.kind) == (RECORDER_IDENTITY, "agent")
+        assert claims.sha256 == body_hash(request.content)
+
+
+def test_connection_errors_5xx_and_429_are_retried_one_request_at_a_time() -> None:
+    portal = Portal(httpx.ConnectError, 503, 429, httpx.ReadTimeout, 500)
+    writer = _write(portal, UPDATES, pause_after=1)
+    assert portal.delivered() == [(u.id, u.text, u.final) for u in UPDATES]
+    assert writer.stored == 3
+    assert portal.most_in_flight == 1
+    # The same first batch was sent six times, then the rest.
+    sent = portal.sent()
+    assert sent[:6] == [sent[0]] * 6 and len(sent) == 7
+
+
+def test_backoff_follows_the_delays_and_a_429s_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+        await REAL_SLEEP(0)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    _write(Portal(503, 503, 503, 503), UPDATES[:1], retry_delays=(0.1, 0.5, 1.0))
+    assert slept == [0.1, 0.5, 1.0, 1.0]  # the last delay repeats
+
+    slept.clear()
+    portal = Portal(429)
+    real_handle = portal.handle
+
+    async def retry_after(request: httpx.Request) -> httpx.Response:
+        response = await real_handle(request)
+        if response.status_code == 429:
+            response.headers["Retry-After"] = "3"
+        return response
+
+    portal.handle = retry_after  # type: ignore[method-assign]
+    _write(portal, UPDATES[:1], retry_delays=(0.1,))
+    assert slept == [3.0]  # the portal's Retry-After, not the shorter delay
+    assert portal.delivered() == [("a1", "Thank", False)]
+
+
+def test_a_4xx_is_dropped_and_logged_and_the_writer_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    portal = Portal(409)
     with caplog.at_level(logging.WARNING, "anyreach_listen.recorder_writer"):
-        asyncio.run(run())
-    assert "transcript_closed" in caplog.text
-    assert _stored(call) == [("u1", "Hi", True)]
+        writer = _write(portal, [UPDATES[0], UPDATES[2]], pause_after=0)
+    assert "HTTP 409 transcript_closed" in caplog.text
+    assert len(portal.requests) == 2  # not retried
+    assert portal.delivered() == [("u1", "Hi", True)]
+    assert writer.stored == 1
 
 
 def test_on_shutdown_it_gives_up_after_the_flush_timeout_and_names_the_finals(
-    call: Conversation, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def down(conversation: Conversation, updates: Any, **kwargs: Any) -> Any:
-        raise OperationalError("the database is down")
-
-    monkeypatch.setattr(transcripts, "record", down)
-    writer = Writer(call, retry_delays=(0.05,), flush_timeout=0.3)
+    portal = Portal(*([httpx.ConnectError] * 1000))
     with caplog.at_level(logging.ERROR, "anyreach_listen.recorder_writer"):
-        _write(writer, UPDATES)
-    assert "gave up storing 3 update(s)" in caplog.text
+        _write(portal, UPDATES, retry_delays=(0.05,), flush_timeout=0.3)
+    assert "gave up delivering 3 update(s)" in caplog.text
     assert "['a1', 'u1']" in caplog.text
-    assert _stored(call) == []
+    assert portal.delivered() == []
+
+
+def test_batches_stay_under_the_portals_body_limit_in_order() -> None:
+    big = [SegmentIn(f"a{i}", "agent", "x" * 9_000, True) for i in range(12)]
+    portal = Portal()
+    _write(portal, big)
+    assert portal.delivered() == [(u.id, u.text, u.final) for u in big]
+    assert len(portal.requests) > 1
+    assert all(len(body) <= MAX_BATCH_BYTES + 1024 for body in portal.sent())
+
+
+@pytest.mark.django_db(transaction=True)  # the intake stores from another thread
+def test_delivered_through_the_real_intake(world: World) -> None:
+    call: Conversation = world.conversations["in_progress"]
+    django_app = get_asgi_application()
+    transport = httpx.ASGITransport(app=django_app)  # type: ignore[arg-type]
+    client = httpx.AsyncClient(transport=transport)
+    writer = Writer("http://testserver", str(call.livekit_room), str(call.pk), client=client)
+
+    async def run() -> None:
+        writer.start()
+        for update in UPDATES:
+            writer.put(update)
+        await writer.close()
+        await client.aclose()
+
+    asyncio.run(run())
+    rows = TranscriptSegment.objects.filter(conversation=call).order_by("position")
+    assert [(s.segment_id, s.text, s.final) for s in rows] == [
+        ("a1", "Thank you.", True),
+        ("u1", "Hi", True),
+    ]
+    assert writer.stored == 3

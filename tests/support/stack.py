@@ -76,6 +76,8 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
             # simulate_call registers its calls through the REST API.
             env["ANYREACH_API_URL"] = base
             env["ANYREACH_API_KEY"] = stack.seed["api_keys"]["manage"]
+            # run_recorder workers deliver what they hear to daphne.
+            env["ANYREACH_PORTAL_URL"] = base
             yield stack
 
 
@@ -166,7 +168,7 @@ class Recorders:
         log = self.stack.tmp / f"recorder-{time.monotonic_ns()}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "manage.py", "run_recorder"],
+                [sys.executable, "manage.py", "run_recorder", "--portal-url", self.stack.base_url],
                 cwd=ROOT,
                 env={**os.environ, **self.stack.env},
                 stdout=out,

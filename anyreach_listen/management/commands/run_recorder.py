@@ -1,7 +1,10 @@
 """``manage.py run_recorder``: a transcript recorder worker (a LiveKit agent worker).
 
 Run one per machine or more; LiveKit balances the rooms over every worker
-registered under the same agent name. Needs the ``recorder`` extra.
+registered under the same agent name. Needs the ``recorder`` extra, LiveKit's
+URL, key and secret, and the portal's URL (``--portal-url``, default
+``RECORDER["PORTAL_URL"]``): the worker delivers what it hears there, signed
+with the LiveKit secret, and the portal records it. No database.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -29,8 +33,14 @@ class Command(BaseCommand):
             default=0,
             help="Port of the worker's health check (GET / answers OK); default: any free port.",
         )
+        parser.add_argument(
+            "--portal-url",
+            default="",
+            help="Where this app's views are served (the worker posts to <URL>/livekit/recorder); "
+            "default: ANYREACH_LISTEN['RECORDER']['PORTAL_URL'].",
+        )
 
-    def handle(self, *args: Any, http_port: int, **options: Any) -> None:
+    def handle(self, *args: Any, http_port: int, portal_url: str, **options: Any) -> None:
         conf = listen_settings.RECORDER
         if conf is None:
             raise CommandError(
@@ -39,6 +49,15 @@ class Command(BaseCommand):
             )
         if not listen_settings.LIVEKIT_URL or not listen_settings.LIVEKIT_API_SECRET:
             raise CommandError("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are needed.")
+        portal_url = portal_url or conf.get("PORTAL_URL", "")
+        if not portal_url:
+            raise CommandError(
+                "The recorder needs the portal's URL to deliver transcripts to: pass "
+                "--portal-url or set ANYREACH_LISTEN['RECORDER']['PORTAL_URL'] (the portal "
+                "project reads ANYREACH_PORTAL_URL). README, 'Recorder'."
+            )
+        if urlsplit(portal_url).scheme not in ("http", "https"):
+            raise CommandError(f"--portal-url {portal_url!r} is not an http:// or https:// URL.")
         try:
             # The optional extra, imported late: the app works without it. The import
             # takes seconds (livekit-agents pulls in openai, opentelemetry, av, ...).
@@ -58,6 +77,7 @@ class Command(BaseCommand):
                 log.addHandler(handler)
                 log.setLevel(logging.INFO)
         self.stderr.write(
-            f"Recorder worker for agent {conf['AGENT_NAME']!r} on {listen_settings.LIVEKIT_URL}"
+            f"Recorder worker for agent {conf['AGENT_NAME']!r} on {listen_settings.LIVEKIT_URL}, "
+            f"delivering to {portal_url}"
         )
-        recorder_agent.run(conf["AGENT_NAME"], http_port=http_port)
+        recorder_agent.run(conf["AGENT_NAME"], portal_url, http_port=http_port)

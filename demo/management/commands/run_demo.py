@@ -79,6 +79,8 @@ class Command(BaseCommand):
             "ANYREACH_API_KEY": seed["api_keys"]["manage"],
             # One recorder runs below, so one per room (two per room wants two workers).
             "RECORDER_PER_ROOM": "1",
+            # The recorder delivers what it hears to daphne, which records it.
+            "ANYREACH_PORTAL_URL": f"http://127.0.0.1:{port}",
         }
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         webhook = f"http://127.0.0.1:{port}/livekit/webhook"
