@@ -158,13 +158,14 @@ class Writer:
                     self.stored += _recorded(response)
                     return
                 if response.status_code != 429 and response.status_code < 500:
-                    # A retry cannot help (transcript_closed, conversation_not_found, ...).
+                    # A retry cannot help (transcript_closed, conversation_not_found, ...; a
+                    # redirect: PORTAL_URL is not where the app answers, e.g. http for https).
                     logger.warning(
                         "Room %s: %d update(s) not recorded: HTTP %d %s",
                         self.room,
                         len(batch),
                         response.status_code,
-                        _error_code(response),
+                        _error_code(response) or response.headers.get("Location", ""),
                     )
                     return
                 failure = f"HTTP {response.status_code} {_error_code(response)}"
