@@ -8,17 +8,25 @@ returns the whole script in spoken order. A worker killed outright mid-call
 (SIGKILL of its process group) loses nothing: the room's second recorder goes on
 and the app dispatches a replacement when LiveKit reports the dead recorder
 gone. The measured times are printed (run with ``-s``).
+
+The recorder delivers to daphne (``POST /livekit/recorder``), which records: on the
+embedded defaults (the in-memory channel layer) a signed-in supervisor's websocket
+still gets every recorded line (``transcript.segment``) and the seeded rule's alert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from livekit import api
@@ -202,3 +210,108 @@ def test_a_recorder_killed_mid_call_loses_nothing_and_is_replaced(stack: Stack) 
     assert len(workers) == 3 and victim in workers, workers
     # The survivor never stopped: finals kept arriving while the dead one was a ghost.
     assert after_kill and after_kill[0] < replaced_after
+
+
+# --- the cross-process path on the embedded defaults ----------------------------------
+
+
+def _session_cookie(stack: Stack, role: str) -> str:
+    """Sign in through the portal's login form; the session cookie, as a Cookie header."""
+    login = stack.seed["users"][role]
+    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        client.get("/accounts/login/")
+        response = client.post(
+            "/accounts/login/",
+            data={
+                "username": login["username"],
+                "password": login["password"],
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+        )
+        assert response.status_code == 302, response.text
+        return f"sessionid={client.cookies['sessionid']}"
+
+
+class EventStream:
+    """A supervisor's portal websocket on daphne, read on a thread of its own."""
+
+    def __init__(self, stack: Stack, cookie: str) -> None:
+        self.url = stack.base_url.replace("http://", "ws://") + "/ws/listen/events/"
+        self.origin, self.cookie = stack.base_url, cookie
+        self.messages: list[dict[str, Any]] = []
+        self.open = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._read()), daemon=True)
+
+    async def _read(self) -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                self.url, headers={"Cookie": self.cookie}, origin=self.origin, heartbeat=10
+            ) as ws,
+        ):
+            self.open.set()
+            while not self.stop.is_set():
+                try:
+                    message = await ws.receive(timeout=0.2)
+                except TimeoutError:
+                    continue
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break  # closed by the server
+                self.messages.append(json.loads(message.data))
+
+    def __enter__(self) -> EventStream:
+        self.thread.start()
+        assert self.open.wait(15), "the portal websocket did not open"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def of(self, conversation_id: str, kind: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in list(self.messages)
+            if m.get("type") == kind and m.get("conversation", {}).get("id") == conversation_id
+        ]
+
+
+def test_the_portals_websockets_get_the_recorders_lines_and_alerts_on_the_embedded_defaults(
+    stack: Stack,
+) -> None:
+    # The embedded defaults: the in-memory channel layer and the local-memory cache, so
+    # only what happens in daphne's process reaches daphne's websockets. The recorder,
+    # another process, delivers to daphne, which records and publishes.
+    assert "REDIS_URL" not in stack.env and not os.environ.get("REDIS_URL")
+    cookie = _session_cookie(stack, "supervisor")
+    with recorders(stack, 1), EventStream(stack, cookie) as stream, simulated_call(stack) as call:
+        assert call.wait(timeout=120) == 0, call.log()
+        spoken = _spoken(call.report())
+        _settled(stack, call.conversation_id, len(spoken))
+
+        def every_line() -> list[dict[str, Any]] | None:
+            got = stream.of(call.conversation_id, "transcript.segment")
+            return got if len(got) >= len(spoken) else None
+
+        lines = wait_until(
+            every_line,
+            timeout=15,
+            interval=0.1,
+            what="every recorded line on the supervisor's websocket",
+        )
+        alerts = wait_until(
+            lambda: stream.of(call.conversation_id, "alert.raised"),
+            timeout=15,
+            interval=0.1,
+            what="the seeded rule's alert on the supervisor's websocket",
+        )
+    # Every final line once, in spoken order, as the portal recorded it.
+    assert [(m["segment"]["id"], m["segment"]["role"], m["segment"]["text"]) for m in lines] == (
+        spoken
+    )
+    (alert,) = alerts
+    assert alert["alert"]["phrase"] == "charged twice"
+    assert alert["alert"]["role"] == "user"
+    complaint = next(s for s in spoken if "charged twice" in s[2])
+    assert alert["alert"]["segment_id"] == complaint[0]
