@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, expect
 
+from anyreach_listen.routing import events_path
 from tests.e2e.sdk_pages import audio_elements, listen_frame
 from tests.e2e.test_portal_browser import (  # the portal's browser context and sign-in
     TIMEOUT_MS,
@@ -58,14 +60,16 @@ def push(stack: Stack, conversation_id: str, segment: dict[str, object]) -> None
 
 
 class Frames:
-    """Every websocket frame a page receives (from before it opens its first socket)."""
+    """Every frame the portal's event stream sends a page (from before it opens its first
+    socket); not LiveKit's signalling in a listen frame, whose frames are binary."""
 
     def __init__(self, page: Page) -> None:
         self.received: list[str] = []
         page.on("websocket", self._socket)
 
     def _socket(self, socket: WebSocket) -> None:
-        socket.on("framereceived", lambda payload: self.received.append(str(payload)))
+        if urlsplit(socket.url).path == events_path():
+            socket.on("framereceived", lambda payload: self.received.append(str(payload)))
 
     def messages(self) -> list[dict[str, object]]:
         return [json.loads(frame) for frame in self.received]
