@@ -59,6 +59,7 @@ PERMISSIONS = WorkerPermissions(
 )
 IDENTITY_PREFIX = "recorder-"
 ACCEPT_HOLD = 15.0  # seconds a room accepted but not running yet counts as taken
+SENDER_WAIT = 2.0  # seconds a transcript stream waits for its sender to be known
 
 
 @dataclass(frozen=True)
@@ -125,17 +126,35 @@ class _Job:
             self.writer.put(update)
 
     def on_stream(self, reader: rtc.TextStreamReader, sender_identity: str) -> None:
-        attributes = reader.info.attributes or {}
-        speaker = stream_speaker(
-            _publishers(self.ctx.room), sender_identity, attributes.get(ATTR_TRACK_ID)
-        )
-        if speaker is None:  # claims a track it does not own: never recorded
-            task = asyncio.create_task(_drain(reader))
-        else:
-            segment_id = attributes.get(ATTR_SEGMENT_ID) or reader.info.stream_id
-            task = asyncio.create_task(self.consume(reader, segment_id, speaker))
+        task = asyncio.create_task(self.receive(reader, sender_identity))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def receive(self, reader: rtc.TextStreamReader, sender_identity: str) -> None:
+        attributes = reader.info.attributes or {}
+        track_sid = attributes.get(ATTR_TRACK_ID)
+        await self.known(sender_identity, track_sid)
+        speaker = stream_speaker(_publishers(self.ctx.room), sender_identity, track_sid)
+        if speaker is None:  # claims a track it does not own: never recorded
+            await _drain(reader)
+            return
+        segment_id = attributes.get(ATTR_SEGMENT_ID) or reader.info.stream_id
+        await self.consume(reader, segment_id, speaker)
+
+    async def known(self, sender_identity: str, track_sid: str | None) -> None:
+        """Wait, at most ``SENDER_WAIT``, until the room knows the stream's sender and the
+        track it names: a stream can overtake its sender's participant or track event
+        (one that speaks as it joins), and who sent it decides its role."""
+        room = self.ctx.room
+        deadline = time.monotonic() + SENDER_WAIT
+        while time.monotonic() < deadline:
+            publishers = room.remote_participants
+            sender_known = sender_identity in publishers
+            if sender_known and (
+                not track_sid or any(track_sid in p.track_publications for p in publishers.values())
+            ):
+                return
+            await asyncio.sleep(0.02)
 
     async def consume(
         self, reader: rtc.TextStreamReader, segment_id: str, speaker: Speaker

@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--quick] [--output PATH]
 
 Runs each ``bench/bench_*.py`` as its own process, in a fixed order (B1, then
-B2/B3/B6, B4, B5, then the in-process mint microbenchmark, then any other
+B2/B3/B6, B4, B5, B7, then the in-process mint microbenchmark, then any other
 ``bench_*.py``), with ``--quick`` passed through. Each prints markdown on
 stdout and diagnostics on stderr; stderr is echoed live. A benchmark that
 fails, is missing or runs out of time gets a section saying so (with the tail
@@ -53,6 +53,7 @@ PLAN = [
     Benchmark("B2, B3, B6", "bench_sdk.py", "Browser SDK"),
     Benchmark("B4", "bench_fanout.py", "Event fan-out to portal websockets"),
     Benchmark("B5", "bench_pages.py", "Dashboard and wall with 1,000 live calls"),
+    Benchmark("B7", "bench_alerts.py", "Live alert latency: phrase said → dashboard"),
     Benchmark(
         "Mint",
         "bench_mint.py",

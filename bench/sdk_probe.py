@@ -34,10 +34,31 @@ def parse_text(text: str) -> float | None:
         return None
 
 
+async def _send_stream(local: rtc.LocalParticipant, segment_id: str, text: str) -> None:
+    """One final segment as a whole-text ``lk.transcription`` stream."""
+    writer = await local.stream_text(
+        topic="lk.transcription",
+        attributes={"lk.segment_id": segment_id, "lk.transcription_final": "true"},
+    )
+    await writer.write(text)
+    await writer.aclose()
+
+
 async def publish(
-    url: str, token: str, *, interval: float, stop: threading.Event, started: threading.Event
+    url: str,
+    token: str,
+    *,
+    interval: float,
+    stop: threading.Event,
+    started: threading.Event,
+    stream: bool = False,
 ) -> int:
-    """Publish one timestamped final segment every ``interval`` s until ``stop``; the count."""
+    """Publish one timestamped final segment every ``interval`` s until ``stop``; the count.
+
+    ``stream``: as a text stream instead of a legacy transcription, which names no
+    track here; livekit's Rust SDK 1.1.21 (the one livekit-agents 1.8.9 pins) panics
+    on a legacy transcription with an empty track sid, so the recorder's bench
+    (B7) sends streams."""
     room = rtc.Room()
     await room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
     sent = 0
@@ -45,8 +66,14 @@ async def publish(
         started.set()
         local = room.local_participant
         while not stop.is_set():
+            segment_id = f"SG_probe_{uuid.uuid4().hex[:10]}"
+            if stream:
+                await _send_stream(local, segment_id, segment_text(time.time() * 1000))
+                sent += 1
+                await asyncio.sleep(interval)
+                continue
             segment = rtc.TranscriptionSegment(
-                id=f"SG_probe_{uuid.uuid4().hex[:10]}",
+                id=segment_id,
                 text=segment_text(time.time() * 1000),
                 start_time=0,
                 end_time=0,
@@ -68,9 +95,9 @@ async def publish(
 class ProbeThread(threading.Thread):
     """``publish`` in a daemon thread: start(), wait_started(), then finish()."""
 
-    def __init__(self, url: str, token: str, interval: float) -> None:
+    def __init__(self, url: str, token: str, interval: float, *, stream: bool = False) -> None:
         super().__init__(name="sdk-probe", daemon=True)
-        self.url, self.token, self.interval = url, token, interval
+        self.url, self.token, self.interval, self.stream = url, token, interval, stream
         self._stop_event = threading.Event()
         self._started = threading.Event()
         self.sent = 0
@@ -85,6 +112,7 @@ class ProbeThread(threading.Thread):
                     interval=self.interval,
                     stop=self._stop_event,
                     started=self._started,
+                    stream=self.stream,
                 )
             )
         except BaseException as exc:  # reported by finish()

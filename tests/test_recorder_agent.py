@@ -1,0 +1,101 @@
+"""The recorder job's handling of a transcript stream whose sender the room does not know yet.
+
+A participant that speaks as it joins can have its first stream arrive before its
+participant event; its role comes from who it is, so the job waits (briefly) for the
+room to know it. Fakes stand in for LiveKit's room and reader (our own logic only;
+tests/e2e/test_recorder.py runs the real thing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from livekit import rtc
+
+from anyreach_listen import recorder_agent
+from anyreach_listen.transcripts import SegmentIn
+
+
+class FakeReader:
+    def __init__(self, text: str, attributes: dict[str, str]) -> None:
+        self.info = SimpleNamespace(attributes=attributes, stream_id="TS_1")
+        self._text = text
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        async def chunks() -> AsyncIterator[str]:
+            yield self._text
+
+        return chunks()
+
+    async def read_all(self) -> str:
+        return self._text
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.updates: list[SegmentIn] = []
+
+    def put(self, update: SegmentIn) -> None:
+        self.updates.append(update)
+
+
+def participant(kind: Any, tracks: tuple[str, ...] = ()) -> SimpleNamespace:
+    return SimpleNamespace(kind=kind, track_publications={sid: object() for sid in tracks})
+
+
+AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+STANDARD = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
+FINAL = {"lk.segment_id": "SG_1", "lk.transcription_final": "true"}
+
+
+def job(participants: dict[str, Any]) -> tuple[Any, FakeWriter]:
+    writer = FakeWriter()
+    ctx = SimpleNamespace(room=SimpleNamespace(remote_participants=participants, name="room"))
+    return recorder_agent._Job(ctx, writer), writer  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_overtakes_its_agents_join_is_the_agents() -> None:
+    participants: dict[str, Any] = {}
+    recording, writer = job(participants)
+
+    async def joins_later() -> None:
+        await asyncio.sleep(0.1)
+        participants["agent-1"] = participant(AGENT)
+
+    await asyncio.gather(
+        recording.receive(FakeReader("Hello there.", FINAL), "agent-1"), joins_later()
+    )
+    assert [(u.role, u.id, u.text, u.final) for u in writer.updates] == [
+        ("agent", "SG_1", "Hello there.", True)
+    ]
+
+
+@pytest.mark.asyncio
+async def test_an_agents_stream_naming_its_track_published_later_is_the_agents() -> None:
+    participants: dict[str, Any] = {"agent-1": participant(AGENT)}
+    recording, writer = job(participants)
+
+    async def publishes_later() -> None:
+        await asyncio.sleep(0.1)
+        participants["agent-1"] = participant(AGENT, ("TR_agent",))
+
+    attributes = {**FINAL, "lk.transcribed_track_id": "TR_agent"}
+    await asyncio.gather(
+        recording.receive(FakeReader("Hi.", attributes), "agent-1"), publishes_later()
+    )
+    assert [(u.role, u.text) for u in writer.updates] == [("agent", "Hi.")]
+
+
+@pytest.mark.asyncio
+async def test_a_sender_never_seen_is_not_waited_for_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recorder_agent, "SENDER_WAIT", 0.1)
+    recording, writer = job({})
+    await asyncio.wait_for(recording.receive(FakeReader("Who?", FINAL), "ghost"), timeout=2)
+    assert [(u.role, u.text) for u in writer.updates] == [("user", "Who?")]
