@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
 import pytest
 from django.db import connection
-from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -24,6 +24,9 @@ from portal import transcript as portal_transcript
 from portal.transcript import READ_HEADER
 from tests.support.world import World, login
 
+if TYPE_CHECKING:  # a name of django-stubs only
+    from django.test.client import _MonkeyPatchedWSGIResponse
+
 GREETING = "Thanks for calling Acme, how can I help?"
 COMPLAINT = "I was charged twice for my order."
 ANSWER = "Sorry about that, I will refund the second charge."
@@ -37,7 +40,7 @@ def fragment_url(call: Conversation) -> str:
     return f"/conversations/{call.pk}/transcript/"
 
 
-def refetch(client: Client, call: Conversation, token: str) -> HttpResponse:
+def refetch(client: Client, call: Conversation, token: str) -> _MonkeyPatchedWSGIResponse:
     """The page's catch-up refetch, carrying its read token in the request header."""
     return client.get(fragment_url(call), headers={READ_HEADER: token})
 

@@ -6,23 +6,20 @@ open with their history and their alert; query counts that do not grow with the 
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from anyreach_listen import alerts
 from anyreach_listen.models import (
     Conversation,
-    ConversationStatus,
     Membership,
-    Organization,
     Team,
     TranscriptRead,
 )
 from anyreach_listen.roles import Role
 from anyreach_listen.transcripts import SegmentIn, record
 from portal.views import WALL_LIMIT
-from tests.portal.test_views import _queries, _same_count
-from tests.support.world import World, login, make_conversation
+from tests.support.floor import TalkingFloor, queries, same_count
+from tests.support.world import World, login
 
 SECRET = "my card number is four four one seven"  # what a viewer must never get
 
@@ -201,66 +198,32 @@ def test_wall_tiles_open_with_their_history_and_their_alert(client: Client, worl
 # --- a page costs the same number of queries whatever the number of calls, lines, alerts ---
 
 
-class Floor:
-    """A supervisor of two teams, their live calls (with rooms), each with lines and alerts."""
-
-    def __init__(self) -> None:
-        self.org = Organization.objects.create(name="Floor", slug="floor")
-        self.teams = [
-            Team.objects.create(organization=self.org, name=name) for name in ("North", "South")
-        ]
-        self.user = User.objects.create_user("floor-supervisor")
-        Membership.objects.create(
-            user=self.user, organization=self.org, role=Role.SUPERVISOR
-        ).teams.set(self.teams)
-        alerts.create_rule(self.org, phrase="refund", severity="critical")
-        self.calls = 0
-
-    def add_live_calls(self, n: int) -> None:
-        for _ in range(n):
-            self.calls += 1
-            call = make_conversation(
-                self.org,
-                self.teams[self.calls % 2],
-                ConversationStatus.IN_PROGRESS,
-                f"floor-room-{self.calls}",
-            )
-            record(
-                call,
-                [
-                    SegmentIn("a1", "agent", "Hello.", True),
-                    SegmentIn("u1", "user", f"I want a refund, call {self.calls}.", True),
-                    SegmentIn("a2", "agent", "Sure", False),
-                ],
-            )
-
-
-def test_the_dashboard_with_lines_and_alerts_costs_the_same_queries(
+def test_the_dashboard_with_lines_and_alerts_costs_the_samequeries(
     client: Client, db: None
 ) -> None:
-    floor = Floor()
+    floor = TalkingFloor()
     client.force_login(floor.user)
     floor.add_live_calls(1)
-    one, html = _queries(client, "/")
+    one, html = queries(client, "/")
     assert html.count("data-last-line") == 1 and "refund, call 1." in html
-    one_rows, _ = _queries(client, "/", **{"HX-Request": "true"})
+    one_rows, _ = queries(client, "/", **{"HX-Request": "true"})
     floor.add_live_calls(49)
-    fifty, html = _queries(client, "/")
+    fifty, html = queries(client, "/")
     assert html.count("data-last-line") == 50 and "refund, call 50." in html
     assert html.count('data-count="1"') == 50
-    _same_count(one, fifty)
-    fifty_rows, _ = _queries(client, "/", **{"HX-Request": "true"})
-    _same_count(one_rows, fifty_rows)
+    same_count(one, fifty)
+    fifty_rows, _ = queries(client, "/", **{"HX-Request": "true"})
+    same_count(one_rows, fifty_rows)
 
 
-def test_the_wall_with_histories_costs_the_same_queries(client: Client, db: None) -> None:
-    floor = Floor()
+def test_the_wall_with_histories_costs_the_samequeries(client: Client, db: None) -> None:
+    floor = TalkingFloor()
     client.force_login(floor.user)
     floor.add_live_calls(1)
-    one, html = _queries(client, "/wall/")
+    one, html = queries(client, "/wall/")
     assert html.count('data-segment-id="u1"') == 1
     floor.add_live_calls(WALL_LIMIT - 1)
-    full, html = _queries(client, "/wall/")
+    full, html = queries(client, "/wall/")
     assert html.count('data-segment-id="u1"') == WALL_LIMIT
     assert html.count("wall__tile--alert") == WALL_LIMIT
-    _same_count(one, full)
+    same_count(one, full)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
-from anyreach_listen.models import ConversationStatus, Membership, Organization, Team
-from anyreach_listen.roles import Role
+from anyreach_listen.models import Membership, Team
 from portal.views import WALL_LIMIT
+from tests.support.floor import Floor, queries, same_count
 from tests.support.urls import user_token_url
-from tests.support.world import World, login, make_conversation
+from tests.support.world import World, login
 
 
 def test_pages_need_login(client: Client, db: None) -> None:
@@ -96,7 +93,6 @@ def test_wall_shows_live_calls_the_user_may_hear(client: Client, world: World) -
 
 
 def test_foreign_team_data_does_not_leak_on_pages(client: Client, world: World) -> None:
-    from anyreach_listen.models import Membership, Team
 
     foreign = Team.objects.create(organization=world.other_org, name="Ops")
     world.conversations["other_org"].team = foreign
@@ -113,76 +109,36 @@ def test_foreign_team_data_does_not_leak_on_pages(client: Client, world: World) 
 # --- a page costs the same number of queries whatever the number of calls on it -----------
 
 
-class Floor:
-    """A supervisor of two teams and the live calls of those teams (with rooms)."""
-
-    def __init__(self) -> None:
-        self.org = Organization.objects.create(name="Floor", slug="floor")
-        self.teams = [
-            Team.objects.create(organization=self.org, name=name) for name in ("North", "South")
-        ]
-        self.user = User.objects.create_user("floor-supervisor")
-        Membership.objects.create(
-            user=self.user, organization=self.org, role=Role.SUPERVISOR
-        ).teams.set(self.teams)
-        self.calls = 0
-
-    def add_live_calls(self, n: int) -> None:
-        for _ in range(n):
-            self.calls += 1
-            call = make_conversation(
-                self.org,
-                self.teams[self.calls % 2],
-                ConversationStatus.IN_PROGRESS,
-                f"floor-room-{self.calls}",
-            )
-            call.agent_label = f"Agent {self.calls % 3}"  # a few agents for the filter list
-            call.save()
-
-
-def _queries(client: Client, url: str, **headers: str) -> tuple[list[str], str]:
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(url, headers=headers)
-    assert response.status_code == 200
-    return [q["sql"] for q in captured.captured_queries], response.content.decode()
-
-
-def _same_count(few: list[str], many: list[str]) -> None:
-    assert len(few) == len(many), "\n".join(
-        [f"{len(few)} queries with few calls:", *few, f"{len(many)} with many:", *many]
-    )
-
-
-def test_wall_renders_in_a_constant_number_of_queries(client: Client, db: None) -> None:
+def test_wall_renders_in_a_constant_number_ofqueries(client: Client, db: None) -> None:
     floor = Floor()
     client.force_login(floor.user)
     floor.add_live_calls(1)
-    one, html = _queries(client, "/wall/")
+    one, html = queries(client, "/wall/")
     assert html.count("data-wall-tile=") == 1
     assert html.count('data-arl-action="listen"') == 1
 
     floor.add_live_calls(WALL_LIMIT - 1)
-    full, html = _queries(client, "/wall/")
+    full, html = queries(client, "/wall/")
     assert WALL_LIMIT == 8
     assert html.count("data-wall-tile=") == 8
     assert html.count('data-arl-action="listen"') == 8  # every panel may listen
-    _same_count(one, full)
+    same_count(one, full)
 
 
-def test_dashboard_renders_in_a_constant_number_of_queries(client: Client, db: None) -> None:
+def test_dashboard_renders_in_a_constant_number_ofqueries(client: Client, db: None) -> None:
     floor = Floor()
     client.force_login(floor.user)
     floor.add_live_calls(1)
-    one, html = _queries(client, "/")
+    one, html = queries(client, "/")
     assert html.count("<tr data-conversation=") == 1
-    one_rows, rows = _queries(client, "/", **{"HX-Request": "true"})
+    one_rows, rows = queries(client, "/", **{"HX-Request": "true"})
     assert rows.count("<tr data-conversation=") == 1
 
     floor.add_live_calls(49)
-    fifty, html = _queries(client, "/")
+    fifty, html = queries(client, "/")
     assert html.count("<tr data-conversation=") == 50
     assert "North" in html and "South" in html  # each row shows its team
-    _same_count(one, fifty)
-    fifty_rows, rows = _queries(client, "/", **{"HX-Request": "true"})
+    same_count(one, fifty)
+    fifty_rows, rows = queries(client, "/", **{"HX-Request": "true"})
     assert rows.count("<tr data-conversation=") == 50
-    _same_count(one_rows, fifty_rows)
+    same_count(one_rows, fifty_rows)
