@@ -3,7 +3,11 @@
 // ticking, show each call's last line as it is said ("anyreach:transcript", only
 // sent to people who may read it), and on each alert ("anyreach:alert") update
 // the row's badge and show a notice whose Listen opens the call's listen panel in
-// a dialog and starts its audio, all within the one click.
+// a dialog and starts its audio, all within the one click. The dialog's panel
+// opens with the lines recorded when the server rendered it and hears the call's
+// lines once its SDK session has joined; the lines said in between (or while the
+// session reconnects) reach it from the event stream ("anyreach:transcript"), the
+// panel merging them by (role, segment id) so none shows twice.
 (function () {
   "use strict";
   const SEVERITY_RANK = { info: 1, warning: 2, critical: 3 };
@@ -57,6 +61,7 @@
     const known = lastLines.get(conversation.id);
     if (!known || when(segment.at) >= when(known.at)) lastLines.set(conversation.id, segment);
     showLastLine(conversation.id, segment);
+    toDialog(conversation.id, { ...segment, final: true }); // the stream sends finals only
   });
 
   document.addEventListener("htmx:afterSwap", () => {
@@ -150,6 +155,19 @@
 
   const dialog = () => document.getElementById("listen-dialog");
 
+  // The call whose panel is being fetched, and the lines said meanwhile (the fragment
+  // may have been rendered before them): they join the panel once it is mounted.
+  let fetching = null; // { id, lines }
+  function dialogPanel(id) {
+    const body = dialog() && dialog().querySelector("[data-dialog-body]");
+    return body && body.querySelector(`[data-arl-panel][data-conversation="${CSS.escape(id)}"]`);
+  }
+  function toDialog(id, line) {
+    if (fetching && fetching.id === id) fetching.lines.push(line);
+    const panel = dialogPanel(id);
+    if (panel && window.AnyReachListenPanel) window.AnyReachListenPanel.addSegments(panel, [line]);
+  }
+
   async function closePanel() {
     const body = dialog() && dialog().querySelector("[data-dialog-body]");
     if (!body) return;
@@ -173,6 +191,8 @@
     status.textContent = "Opening the call…";
     body.replaceChildren(status);
     if (!box.open) box.showModal();
+    const heard = { id, lines: [] };
+    fetching = heard;
     let html;
     try {
       const response = await fetch(urlFor(region.dataset.listenUrl, id), {
@@ -184,6 +204,8 @@
     } catch (error) {
       if (attempt === opening) status.textContent = error.message;
       return;
+    } finally {
+      if (fetching === heard) fetching = null;
     }
     if (attempt !== opening || !box.open) return; // closed or another Listen meanwhile
     body.innerHTML = html; // our own server-rendered fragment (no script runs from it)
@@ -191,6 +213,7 @@
     if (!panel || !window.AnyReachListenPanel) return;
     window.AnyReachListenPanel.mount(body);
     window.AnyReachListenPanel.listen(panel);
+    window.AnyReachListenPanel.addSegments(panel, heard.lines);
   }
 
   document.addEventListener("click", (event) => {

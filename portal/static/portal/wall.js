@@ -2,9 +2,13 @@
 // Calls come and go through the page's event stream ({% listen_assets %} includes
 // anyreach_listen's events.js), tiles are mounted with the listen panel script.
 // Tiles open with their transcript so far (server-rendered in the panel's markup;
-// the panel adopts those lines, so live ones continue without duplicates), and a
-// tile whose call raises an alert ("anyreach:alert") is highlighted with the
-// alert's severity (the highest so far).
+// the panel adopts those lines, so live ones continue without duplicates). The
+// lines said between that render and the panel's SDK session joining (or while it
+// reconnects) come from the event stream ("anyreach:transcript", final lines, for
+// people who may read them): each goes to its call's tile, whose panel merges it by
+// (role, segment id), so a line the session heard too shows once. A tile whose call
+// raises an alert ("anyreach:alert") is highlighted with the alert's severity (the
+// highest so far).
 (function () {
   "use strict";
   const wall = document.getElementById("wall");
@@ -12,25 +16,51 @@
   const limit = Number(wall.dataset.limit);
   const empty = wall.querySelector(".wall__empty");
   const tiles = () => wall.querySelectorAll("[data-wall-tile]");
+  const tileOf = (id) => wall.querySelector(`[data-wall-tile="${CSS.escape(id)}"]`);
+
+  // Tiles being fetched, each with the lines said meanwhile (its fragment may have been
+  // rendered before them): they join its panel once it is mounted.
+  const fetching = new Map(); // conversation id -> lines
 
   async function addTile(id) {
-    if (wall.querySelector(`[data-wall-tile="${CSS.escape(id)}"]`) || tiles().length >= limit) return;
-    const url = wall.dataset.tileUrl.replace("00000000-0000-0000-0000-000000000000", id);
-    const response = await fetch(url, { credentials: "same-origin" });
-    if (!response.ok) return; // not visible to this user, or gone
+    if (tileOf(id) || fetching.has(id) || tiles().length >= limit) return;
+    const lines = [];
+    fetching.set(id, lines);
+    let html;
+    try {
+      const url = wall.dataset.tileUrl.replace("00000000-0000-0000-0000-000000000000", id);
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) return; // not visible to this user, or gone
+      html = await response.text();
+    } finally {
+      fetching.delete(id);
+    }
     const holder = document.createElement("div");
-    holder.innerHTML = (await response.text()).trim();
+    holder.innerHTML = html.trim();
     const tile = holder.firstElementChild;
-    if (!tile || wall.querySelector(`[data-wall-tile="${CSS.escape(id)}"]`)) return;
+    if (!tile || tileOf(id)) return;
     wall.insertBefore(tile, empty);
     empty.hidden = true;
     window.AnyReachListenPanel.mount(tile);
+    const panel = tile.querySelector("[data-arl-panel]");
+    if (panel) window.AnyReachListenPanel.addSegments(panel, lines);
   }
+
+  document.addEventListener("anyreach:transcript", (event) => {
+    const { conversation, segment } = event.detail || {};
+    if (!conversation || !segment) return;
+    const line = { ...segment, final: true }; // the stream sends finals only
+    const waiting = fetching.get(conversation.id);
+    if (waiting) waiting.push(line);
+    const tile = tileOf(conversation.id);
+    const panel = tile && tile.querySelector("[data-arl-panel]");
+    if (panel) window.AnyReachListenPanel.addSegments(panel, [line]);
+  });
 
   // An ended call shows "Ended" for a moment, then leaves room for new calls.
   const ENDED_TILE_MS = 8000;
   function retireTile(id) {
-    const tile = wall.querySelector(`[data-wall-tile="${CSS.escape(id)}"]`);
+    const tile = tileOf(id);
     if (!tile || tile.dataset.retiring) return;
     tile.dataset.retiring = "true";
     setTimeout(async () => {
@@ -46,7 +76,7 @@
   document.addEventListener("anyreach:alert", (event) => {
     const { conversation, alert } = event.detail || {};
     if (!conversation || !alert) return;
-    const tile = wall.querySelector(`[data-wall-tile="${CSS.escape(conversation.id)}"]`);
+    const tile = tileOf(conversation.id);
     if (!tile) return;
     const current = tile.dataset.alertSeverity;
     const rank = (severity) => SEVERITY_RANK[severity] || 0;
