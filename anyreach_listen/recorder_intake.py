@@ -24,8 +24,10 @@ push API checks them); or ``{"registered": <worker id>}`` from a worker that jus
 registered with LiveKit: the portal then dispatches recorders to the live calls
 lacking them (202). The conversation is the one named, if its room matches,
 else the room's active one. Answers, JSON always: 200 ``{"recorded",
-"unchanged"}``; 401 ``invalid_signature``; 400 for a malformed body; 404
-``conversation_not_found``; 409 ``transcript_closed``; 500 (the recorder retries).
+"unchanged"}``; 413 ``payload_too_large`` for a body over 64 KB (checked before its
+signature, so an oversized body is never hashed, chunked or not); 401
+``invalid_signature``; 400 for a malformed body; 404 ``conversation_not_found``; 409
+``transcript_closed``; 500 (the recorder retries).
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ def recorder_delivery(request: HttpRequest) -> JsonResponse:
     if length.isascii() and length.isdigit() and int(length) > payloads.MAX_BODY:
         raise ApiError(Errors.PAYLOAD_TOO_LARGE)
     body = request.body
+    # A chunked body has no Content-Length: its size is checked before it is hashed.
+    if len(body) > payloads.MAX_BODY:
+        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
     _verify(request, body)  # before parsing: nothing unsigned is read
     data = payloads.read_object(request)
     if "registered" in data:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import logging
 from typing import Any
@@ -20,11 +21,12 @@ from unittest import mock
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.handlers.asgi import ASGIRequest
 from django.test import Client
 from django.utils import timezone
 from livekit import api
 
-from anyreach_listen import alerts, recorder_dispatch
+from anyreach_listen import alerts, payloads, recorder_dispatch, recorder_intake
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.events import organization_group
 from anyreach_listen.minting import listener_grants, sign_listener_token
@@ -254,6 +256,27 @@ def test_a_call_that_ended_long_ago_is_409_transcript_closed(world: World) -> No
     Conversation.objects.filter(pk=call.pk).update(ended_at=ended)
     assert_error(deliver(body_of(call, GREETING)), 409, "transcript_closed")
     assert stored(call) == []
+
+
+def test_a_body_over_the_limit_is_413_before_its_hash_is_computed() -> None:
+    """With or without a Content-Length (a chunked body has none), a body over 64 KB is
+    refused without hashing it, signed or not."""
+    big = json.dumps({"room": "room-1", "segments": [], "pad": "x" * payloads.MAX_BODY}).encode()
+    key, secret = listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+    for authorization in (sign(big, key, secret), None):
+        headers = [(b"content-type", b"application/json")]
+        if authorization is not None:
+            headers.append((b"authorization", authorization.encode()))
+        for length in (True, False):
+            scope = {"type": "http", "method": "POST", "path": URL, "headers": list(headers)}
+            if length:
+                scope["headers"].append((b"content-length", str(len(big)).encode()))
+            request = ASGIRequest(scope, io.BytesIO(big))
+            with mock.patch.object(recorder_intake, "body_hash", wraps=body_hash) as hashed:
+                response = recorder_intake.recorder_delivery(request)
+            assert response.status_code == 413, response.content
+            assert json.loads(response.content)["error"]["code"] == "payload_too_large"
+            assert hashed.call_count == 0, (authorization is not None, length)
 
 
 def test_other_methods_are_json_405(world: World) -> None:
