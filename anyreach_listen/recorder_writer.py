@@ -16,11 +16,21 @@ could not deliver. Any other 4xx (``transcript_closed``: the call ended too long
 ago; ``conversation_not_found``) cannot succeed on a retry: the batch is logged
 and dropped. Recording is idempotent by (role, segment id), so a retried batch,
 or a second recorder in the room, stores nothing twice.
+
+One bad update must not cost the others theirs: the intake refuses a whole body
+for one segment it cannot take (``payloads.transcript_updates``). So each update
+is fitted to its limits before it is queued (``within_limits``: NUL characters
+and lone surrogates, which no database stores and UTF-8 cannot even encode, are
+removed or replaced; a text is cut to ``MAX_SEGMENT_TEXT`` characters and to
+what fits a request); and a batch of several refused with a 400 (or a 413) is
+sent again one update at a time, so only the update the intake refuses (e.g. an
+empty or over-long segment id) is dropped, with an error naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -30,6 +40,7 @@ from typing import Any
 import httpx
 
 from .conf import listen_settings
+from .payloads import MAX_SEGMENT_TEXT, storable
 from .recorder_intake import sign
 from .transcripts import SegmentIn
 
@@ -52,6 +63,34 @@ def _segment_json(update: SegmentIn) -> dict[str, Any]:
 
 def _size(update: SegmentIn) -> int:
     return len(json.dumps(_segment_json(update), ensure_ascii=False).encode())
+
+
+def _storable(text: str, nul: str) -> str:
+    """``text`` as every supported database stores it (``payloads.storable``): each NUL
+    character replaced by ``nul``, a lone surrogate by U+FFFD (a split pair joined).
+    Also what can be encoded in a request at all (UTF-8 has no lone surrogates)."""
+    if storable(text):
+        return text
+    text = text.replace("\x00", nul)
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def within_limits(update: SegmentIn) -> SegmentIn:
+    """``update`` as the intake takes it: its text storable (NUL removed), at most
+    ``MAX_SEGMENT_TEXT`` characters and small enough for a request of its own; its id
+    storable (NUL as U+FFFD: an id keeps its length, so it cannot become another). An
+    id the intake still refuses (empty, too long) gets that update, alone, refused."""
+    segment_id = _storable(update.id, "\ufffd")
+    text = _storable(update.text, "")[:MAX_SEGMENT_TEXT]
+    if (segment_id, text) != (update.id, update.text):
+        update = dataclasses.replace(update, id=segment_id, text=text)
+    size = _size(update)
+    while size > MAX_BATCH_BYTES and update.text:  # escaped control characters: 6 bytes each
+        update = dataclasses.replace(
+            update, text=update.text[: len(update.text) * MAX_BATCH_BYTES // size]
+        )
+        size = _size(update)
+    return update
 
 
 class Writer:
@@ -85,7 +124,21 @@ class Writer:
         self._task = asyncio.create_task(self._run(), name=f"transcript-writer-{self.room}")
 
     def put(self, update: SegmentIn) -> None:
-        self._queue.put_nowait(update)
+        fitted = within_limits(update)
+        if fitted.final and fitted != update:
+            logger.warning(
+                "Room %s: final segment %r (%s) fitted to the portal's limits (no NUL, no "
+                "lone surrogate, %d characters of text at most): recorded as %r, %d of its "
+                "%d characters",
+                self.room,
+                update.id,
+                update.role,
+                MAX_SEGMENT_TEXT,
+                fitted.id,
+                len(fitted.text),
+                len(update.text),
+            )
+        self._queue.put_nowait(fitted)
 
     async def close(self) -> None:
         """Deliver what is queued (retrying until ``flush_timeout``), then stop."""
@@ -157,13 +210,42 @@ class Writer:
                 if response.status_code == 200:
                     self.stored += _recorded(response)
                     return
+                if response.status_code in (400, 413) and len(batch) > 1:
+                    # The intake refuses a whole body for one segment it cannot take: send
+                    # them one by one (in order), so only the one(s) refused are dropped.
+                    logger.warning(
+                        "Room %s: the portal refused a batch of %d updates (HTTP %d %s); "
+                        "sending them one at a time",
+                        self.room,
+                        len(batch),
+                        response.status_code,
+                        _error_code(response),
+                    )
+                    for update in batch:
+                        await self._deliver([update])
+                    return
+                if response.status_code in (400, 413):
+                    update = batch[0]
+                    logger.error(
+                        "Room %s: segment %r (%s, %s) refused by the portal, not recorded: "
+                        "HTTP %d %s: %s",
+                        self.room,
+                        update.id,
+                        update.role,
+                        "final" if update.final else "interim",
+                        response.status_code,
+                        _error_code(response),
+                        _error_message(response),
+                    )
+                    return
                 if response.status_code != 429 and response.status_code < 500:
                     # A retry cannot help (transcript_closed, conversation_not_found, ...; a
                     # redirect: PORTAL_URL is not where the app answers, e.g. http for https).
                     logger.warning(
-                        "Room %s: %d update(s) not recorded: HTTP %d %s",
+                        "Room %s: %d update(s) not recorded (final segments %s): HTTP %d %s",
                         self.room,
                         len(batch),
+                        [u.id for u in batch if u.final],
                         response.status_code,
                         _error_code(response) or response.headers.get("Location", ""),
                     )
@@ -205,6 +287,13 @@ def _recorded(response: httpx.Response) -> int:
 def _error_code(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return ""
 

@@ -268,9 +268,8 @@ def test_a_body_over_the_limit_is_413_before_its_hash_is_computed() -> None:
         if authorization is not None:
             headers.append((b"authorization", authorization.encode()))
         for length in (True, False):
-            scope = {"type": "http", "method": "POST", "path": URL, "headers": list(headers)}
-            if length:
-                scope["headers"].append((b"content-length", str(len(big)).encode()))
+            sized = [(b"content-length", str(len(big)).encode())] if length else []
+            scope = {"type": "http", "method": "POST", "path": URL, "headers": headers + sized}
             request = ASGIRequest(scope, io.BytesIO(big))
             with mock.patch.object(recorder_intake, "body_hash", wraps=body_hash) as hashed:
                 response = recorder_intake.recorder_delivery(request)

@@ -19,7 +19,9 @@ import pytest
 from django.core.asgi import get_asgi_application
 from livekit import api
 
+from anyreach_listen import payloads
 from anyreach_listen.conf import listen_settings
+from anyreach_listen.errors import ApiError
 from anyreach_listen.models import Conversation, TranscriptSegment
 from anyreach_listen.recorder_intake import RECORDER_IDENTITY, body_hash
 from anyreach_listen.recorder_writer import MAX_BATCH_BYTES, Writer
@@ -167,6 +169,51 @@ def test_a_4xx_is_dropped_and_logged_and_the_writer_goes_on(
     assert len(portal.requests) == 2  # not retried
     assert portal.delivered() == [("u1", "Hi", True)]
     assert writer.stored == 1
+
+
+class StrictPortal(Portal):
+    """A fake portal that checks segments as the intake does: one it cannot take gets
+    the whole body a 400, and nothing of it is recorded."""
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        try:
+            payloads.transcript_updates({"segments": json.loads(request.content)["segments"]})
+        except ApiError as exc:
+            self.requests.append((request, False))
+            error = exc.as_response()
+            return httpx.Response(error.status_code, content=error.content)
+        return await super().handle(request)
+
+
+def test_one_bad_update_costs_only_itself(caplog: pytest.LogCaptureFixture) -> None:
+    """Updates the intake would refuse are made storable and cut to its limits before
+    they are sent (a lone surrogate would not even encode); an update it still refuses
+    (its id too long) is dropped alone, named in an error, and the others recorded."""
+    too_long_id = "s" * (payloads.MAX_LABEL + 1)
+    updates = [
+        SegmentIn("a1", "agent", "Thank you.", True),
+        SegmentIn("u1", "user", "I was\x00 charged twice\ud800!", True),
+        SegmentIn(too_long_id, "user", "An id no database keeps.", True),
+        SegmentIn("u\x00\udc00", "user", "An id made storable.", True),
+        SegmentIn("a2", "agent", "x" * (payloads.MAX_SEGMENT_TEXT + 5), True),
+        SegmentIn("a3", "agent", "\x01" * payloads.MAX_SEGMENT_TEXT, True),  # 6 bytes each
+        SegmentIn("u2", "user", "Yes.", True),
+    ]
+    portal = StrictPortal()
+    with caplog.at_level(logging.WARNING, "anyreach_listen.recorder_writer"):
+        writer = _write(portal, updates)  # all queued at once: one batch, then one by one
+    delivered = portal.delivered()
+    assert [segment_id for segment_id, _, _ in delivered] == [
+        "a1", "u1", "u\ufffd\ufffd", "a2", "a3", "u2"
+    ]  # fmt: skip
+    assert delivered[1][1] == "I was charged twice\ufffd!"
+    assert delivered[3][1] == "x" * payloads.MAX_SEGMENT_TEXT
+    assert 0 < len(delivered[4][1]) < payloads.MAX_SEGMENT_TEXT
+    assert all(len(body) <= payloads.MAX_BODY for body in portal.sent())
+    assert writer.stored == 6
+    refused = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(refused) == 1 and too_long_id in refused[0].getMessage()
+    assert "invalid_field" in refused[0].getMessage()
 
 
 def test_on_shutdown_it_gives_up_after_the_flush_timeout_and_names_the_finals(
