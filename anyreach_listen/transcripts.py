@@ -17,16 +17,26 @@ when final. Interim text in between lives in the cache, the latest per speaker,
 for live views; ``segments`` lays it over the stored text. Segments made final
 are published once on commit (``transcript.segment``, ``events.py``; interims never
 are) and run the alert rules (``alerts.py``).
+
+Reading is audited: ``read`` writes a ``TranscriptRead`` row before it returns the
+transcript. Live glances (a call's final lines as the event stream pushes them, and
+the dashboard's last line of each row) are audited by ``audit_glances``: at most one
+row, via the portal, per person and call per ``GLANCE_WINDOW``, remembered in the
+cache (so per cache: per process on the embedded defaults, shared with Redis).
+A portal read by a person (the conversation page, a wall tile, the listen dialog)
+starts that window too: the lines that follow it are that read going on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Max
@@ -36,9 +46,10 @@ from django.utils import timezone
 from . import alerts, events
 from .conf import listen_settings
 from .errors import ApiError, Errors
-from .models import Alert, Conversation, TranscriptRead, TranscriptSegment
+from .models import Alert, Conversation, TranscriptRead, TranscriptSegment, TranscriptVia
 
 INTERIM_TTL = 60 * 60  # seconds a speaker's interim text is kept without an update
+GLANCE_WINDOW = 60 * 60  # seconds one audited glance (or portal read) covers a person's lines
 
 
 @dataclass(frozen=True)
@@ -251,14 +262,110 @@ def read(
 ) -> list[SegmentOut]:
     """The transcript, after writing the read's audit row (who: ``audit``, a policy's
     ``audit_fields``). Callers check the right to read first (``access.py``)."""
-    TranscriptRead.objects.create(
-        conversation=conversation,
+    client_ip = request_ip(request) if request is not None else None
+    read_row(
+        conversation.pk,
+        via=via,
+        audit=audit,
+        credential_label=credential_label,
+        client_ip=client_ip,
+    ).save(force_insert=True)
+    note_portal_reads(via, audit, [conversation.pk])
+    return segments(conversation)
+
+
+def request_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def read_row(
+    conversation_id: uuid.UUID,
+    *,
+    via: str,
+    audit: dict[str, Any],
+    credential_label: str = "",
+    client_ip: str | None = None,
+) -> TranscriptRead:
+    """A read's audit row, not saved yet (``read`` saves one, others ``bulk_create``)."""
+    return TranscriptRead(
+        conversation_id=conversation_id,
         via=via,
         credential_label=credential_label,
-        client_ip=(request.META.get("REMOTE_ADDR") or None) if request is not None else None,
+        client_ip=client_ip or None,
         **audit,
     )
-    return segments(conversation)
+
+
+def glance_key(user_pk: object, conversation_id: uuid.UUID | str) -> str:
+    """The cache key of a person's audit window for a call; its value is when the
+    window opened (``time.time()``), its timeout the window."""
+    return f"anyreach_listen:glanced:{user_pk}:{conversation_id}"
+
+
+def note_portal_reads(
+    via: str, audit: dict[str, Any], conversation_ids: Sequence[uuid.UUID | str]
+) -> None:
+    """A person's audited portal read of these calls covers their glances at them for
+    ``GLANCE_WINDOW`` (the conversation page's pushed lines are that read going on)."""
+    user = audit.get("user")
+    if via != TranscriptVia.PORTAL or user is None or not conversation_ids:
+        return
+    now = time.time()
+    cache.set_many({glance_key(user.pk, c): now for c in conversation_ids}, timeout=GLANCE_WINDOW)
+
+
+def audit_glances(
+    user: AbstractBaseUser | AnonymousUser,
+    conversation_ids: Iterable[uuid.UUID | str],
+    *,
+    client_ip: str | None = None,
+) -> dict[str, float]:
+    """Audit the live lines of these calls just shown to ``user`` (the event stream's
+    final lines, the dashboard's last lines): one ``TranscriptRead`` row, via the
+    portal, per call not glanced at (nor read in the portal) by this person within
+    ``GLANCE_WINDOW``. One cache read when every call is covered (the common case: no
+    query); else one INSERT for the rest. Callers check the right to read first.
+
+    A call is claimed in the cache (``add``, atomic) before its row is written, so two
+    sockets of the person seeing the same line at once write one row; a failed INSERT
+    releases its claims and raises (the caller then shows nothing).
+
+    Returns when each call's audit window ends (``time.time()`` seconds, by call id as
+    a string): until then, lines of the call are covered."""
+    if not user.is_authenticated:
+        return {}
+    keys = {glance_key(user.pk, c): str(c) for c in conversation_ids}
+    if not keys:
+        return {}
+    now = time.time()
+    covered = cache.get_many(list(keys))
+    until: dict[str, float] = {}
+    claimed: list[str] = []
+    for key, conversation_id in keys.items():
+        opened = covered.get(key)
+        if isinstance(opened, (int, float)):
+            until[conversation_id] = opened + GLANCE_WINDOW
+            continue
+        if cache.add(key, now, timeout=GLANCE_WINDOW):
+            claimed.append(key)
+        # else another socket of the person claimed it a moment ago: its row covers this.
+        until[conversation_id] = now + GLANCE_WINDOW
+    if claimed:
+        rows = [
+            read_row(
+                uuid.UUID(keys[key]),
+                via=TranscriptVia.PORTAL,
+                audit={"user": user},
+                client_ip=client_ip,
+            )
+            for key in claimed
+        ]
+        try:
+            TranscriptRead.objects.bulk_create(rows)
+        except BaseException:
+            cache.delete_many(claimed)
+            raise
+    return until
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -254,6 +255,108 @@ def test_read_writes_one_audit_row_per_read(world: World, call: Conversation) ->
     rows = TranscriptRead.objects.filter(conversation=call)
     assert rows.count() == 2
     assert {(r.user_id, r.via) for r in rows} == {(world.users["supervisor"].pk, "portal")}
+
+
+# --- glances: live lines shown, audited at most once an hour per person and call ---------
+
+
+def later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The clock (and so the cache's expiry) ``seconds`` on."""
+    now = time.time() + seconds
+    monkeypatch.setattr(time, "time", lambda: now)
+
+
+def glance_rows(world: World, role: str = "supervisor") -> list[tuple[str, str, str | None]]:
+    rows = TranscriptRead.objects.filter(user=world.users[role]).order_by("read_at")
+    return [(str(r.conversation_id), r.via, r.client_ip) for r in rows]
+
+
+def test_glances_write_one_row_per_call_and_person_an_hour(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor, qa = world.users["supervisor"], world.users["qa"]
+    one, two = world.conversations["in_progress"], world.conversations["ringing"]
+    with CaptureQueriesContext(connection) as first:
+        transcripts.audit_glances(supervisor, [one.pk, two.pk, one.pk], client_ip="203.0.113.9")
+    assert len(first.captured_queries) == 1  # one INSERT for both calls
+    assert sorted(glance_rows(world)) == sorted(
+        [(str(one.pk), "portal", "203.0.113.9"), (str(two.pk), "portal", "203.0.113.9")]
+    )
+    with CaptureQueriesContext(connection) as again:
+        transcripts.audit_glances(supervisor, [one.pk, str(two.pk)])
+    assert again.captured_queries == []  # within the hour: the cache says so, no query
+    assert len(glance_rows(world)) == 2
+    transcripts.audit_glances(qa, [one.pk])  # another person: a row of their own
+    assert glance_rows(world, "qa") == [(str(one.pk), "portal", None)]
+    later(monkeypatch, 59 * 60)
+    transcripts.audit_glances(supervisor, [one.pk])
+    assert len(glance_rows(world)) == 2
+    later(monkeypatch, 61 * 60)
+    transcripts.audit_glances(supervisor, [one.pk, two.pk])
+    assert len(glance_rows(world)) == 4
+
+
+def test_glances_say_until_when_their_call_is_covered(world: World) -> None:
+    supervisor = world.users["supervisor"]
+    call = world.conversations["in_progress"]
+    before = time.time()
+    until = transcripts.audit_glances(supervisor, [call.pk])
+    assert set(until) == {str(call.pk)}
+    assert before + transcripts.GLANCE_WINDOW <= until[str(call.pk)] <= time.time() + 3600
+    # A later glance is covered by the first: the same end, not a new hour.
+    assert transcripts.audit_glances(supervisor, [str(call.pk)]) == until
+
+
+def test_a_portal_read_by_a_person_opens_their_glance_window_an_api_read_does_not(
+    world: World, call: Conversation
+) -> None:
+    supervisor = world.users["supervisor"]
+    transcripts.read(call, via=TranscriptVia.PORTAL, audit={"user": supervisor})
+    transcripts.audit_glances(supervisor, [call.pk])
+    assert TranscriptRead.objects.filter(conversation=call).count() == 1  # the read's row
+    qa = world.users["qa"]
+    transcripts.read(call, via=TranscriptVia.API, audit={"user": qa})
+    transcripts.audit_glances(qa, [call.pk])
+    assert sorted(TranscriptRead.objects.filter(user=qa).values_list("via", flat=True)) == [
+        "api",
+        "portal",
+    ]
+
+
+def test_glances_of_nobody_or_nothing_write_nothing(world: World, call: Conversation) -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    assert transcripts.audit_glances(AnonymousUser(), [call.pk]) == {}
+    assert transcripts.audit_glances(world.users["supervisor"], []) == {}
+    assert not TranscriptRead.objects.exists()
+
+
+def test_a_glance_whose_row_fails_is_not_taken_as_audited(
+    world: World, call: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor = world.users["supervisor"]
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database is away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TranscriptRead.objects, "bulk_create", broken)
+        with pytest.raises(RuntimeError):
+            transcripts.audit_glances(supervisor, [call.pk])
+    transcripts.audit_glances(supervisor, [call.pk])
+    assert glance_rows(world) == [(str(call.pk), "portal", None)]
+
+
+def test_two_sockets_racing_for_the_same_glance_write_one_row(
+    world: World, call: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both saw nothing in the cache; the second to claim the call writes no row."""
+    supervisor = world.users["supervisor"]
+    with monkeypatch.context() as patch:  # both read the cache before either wrote
+        patch.setattr(caches["default"], "get_many", lambda keys: {})
+        transcripts.audit_glances(supervisor, [call.pk])
+        transcripts.audit_glances(supervisor, [call.pk])
+    assert glance_rows(world) == [(str(call.pk), "portal", None)]
 
 
 def _ended(world: World, days_ago: float, room: str) -> Conversation:
