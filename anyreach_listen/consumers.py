@@ -15,11 +15,18 @@ and the segment id only those who may read its transcript (never viewers), and
 each carries ``can_listen``: whether this user may listen to the call (the
 dashboard's notice offers Listen only then). Final transcript lines
 (``transcript.segment``) reach only those who see the call and may read its
-transcript.
+transcript, and each is a glance audited before it is sent
+(``transcripts.audit_glances``: a row the first time per hour per person and
+call). The socket remembers the calls it audited, so only a call's first line
+in the hour leaves the event loop (one cache read; an INSERT when no socket of
+the person saw the call within the hour): other events never touch the
+database or the cache.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +36,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib import auth
 
-from . import access
+from . import access, transcripts
 from .events import organization_group, session_fingerprint, user_group
 from .roles import LISTEN_ROLES
 
@@ -38,8 +45,16 @@ ACCESS_LOST = 4403  # the browser reconnects, with what it may still see
 # What of an alert reaches people who see the call but may not read its transcript.
 VIEWER_ALERT_FIELDS = ("id", "severity", "raised_at")
 
+logger = logging.getLogger(__name__)
+
 
 class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Calls whose lines are covered by an audited glance or read of this socket's
+        # person: conversation id -> until when (time.time()); their lines cost nothing.
+        self.glanced: dict[str, float] = {}
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -128,13 +143,42 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
     async def transcript_segment(self, message: dict[str, Any]) -> None:
         # What was said: transcript readers only (viewers never get a word of it).
         organization_id = access.parse_uuid(message["organization_id"])
-        if organization_id is not None and self.policy.reads_transcripts_in(organization_id):
-            await self._forward("transcript.segment", message)
+        if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
+            return
+        if not self._sees(message):
+            return
+        conversation_id = str(message["conversation"]["id"])
+        until = self.glanced.get(conversation_id)
+        if until is None or time.time() >= until:
+            try:
+                windows = await self._audit_glance(conversation_id)
+            except Exception:
+                # Not audited, not shown: the call's next line tries again.
+                logger.exception("Could not audit a transcript line; it was not sent.")
+                return
+            self._remember_glance(conversation_id, windows.get(conversation_id, 0.0))
+        await self._forward("transcript.segment", message)
 
-    async def _forward(self, kind: str, message: dict[str, Any]) -> None:
+    def _remember_glance(self, conversation_id: str, until: float) -> None:
+        if len(self.glanced) >= 1000:  # a socket open for days: forget ended windows
+            now = time.time()
+            self.glanced = {c: end for c, end in self.glanced.items() if end > now}
+        self.glanced[conversation_id] = until
+
+    @database_sync_to_async
+    def _audit_glance(self, conversation_id: str) -> dict[str, float]:
+        client = self.scope.get("client")
+        return transcripts.audit_glances(
+            self.policy.user, [conversation_id], client_ip=client[0] if client else None
+        )
+
+    def _sees(self, message: dict[str, Any]) -> bool:
         organization_id = access.parse_uuid(message["organization_id"])
         team_id = access.parse_uuid(message["team_id"]) if message.get("team_id") else None
-        if organization_id is None or not self.policy.sees(organization_id, team_id):
+        return organization_id is not None and self.policy.sees(organization_id, team_id)
+
+    async def _forward(self, kind: str, message: dict[str, Any]) -> None:
+        if not self._sees(message):
             return
         out = {"type": kind, "event": message.get("event"), "conversation": message["conversation"]}
         for extra in ("listen_session_id", "alert", "can_listen", "segment"):

@@ -1,6 +1,8 @@
 """consumers.py, transcript events: a final line (``transcript.segment``) reaches the sockets
 of people who see the call and may read its transcript; viewers, other teams and other
-organizations get nothing of it. Interim text never goes on the stream.
+organizations get nothing of it. Interim text never goes on the stream. Each line sent is
+an audited glance: a ``TranscriptRead`` row (via the portal) the first time in the hour
+per person and call, none after.
 
 The real path: ``transcripts.record`` commits, ``events.publish_segment`` sends on commit
 through the in-memory channel layer, the consumer filters per socket.
@@ -9,11 +11,24 @@ through the in-memory channel layer, the consumer filters per socket.
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.utils import timezone
 
-from anyreach_listen.models import Conversation
+from anyreach_listen import alerts, transcripts
+from anyreach_listen.events import publish_alert, publish_conversation
+from anyreach_listen.models import (
+    Alert,
+    Conversation,
+    TranscriptRead,
+    TranscriptSegment,
+    TranscriptVia,
+)
 from anyreach_listen.transcripts import SegmentIn, record
 from tests.support.world import World
 from tests.test_consumers_alerts import _in_memory_layer, connect, everything
@@ -76,3 +91,182 @@ async def test_a_repeated_final_is_not_sent_again(world: World) -> None:
     assert [m["segment"]["id"] for m in messages] == ["a1"]
     assert "how can I help" in json.dumps(messages)
     await supervisor.disconnect()
+
+
+# --- every line sent is an audited glance, once an hour per person and call -------------------
+
+
+@sync_to_async
+def reads(user: User) -> list[tuple[str, str, str | None]]:
+    rows = TranscriptRead.objects.filter(user=user).order_by("read_at")
+    return [(str(r.conversation_id), r.via, r.client_ip) for r in rows]
+
+
+async def connect_from(user: User, address: str) -> WebsocketCommunicator:
+    """``connect``, with the client address a server puts in the scope."""
+    from channels.routing import URLRouter
+
+    from anyreach_listen.routing import websocket_urlpatterns
+
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/events/")
+    communicator.scope["user"] = user
+    communicator.scope["client"] = [address, 50123]
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+def texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["segment"]["text"] for m in messages if m["type"] == "transcript.segment"]
+
+
+async def test_a_line_sent_is_audited_once_an_hour_per_call(world: World) -> None:
+    supervisor, viewer = world.users["supervisor"], world.users["viewer"]
+    reader = await connect_from(supervisor, "203.0.113.9")
+    watcher = await connect(viewer)
+    call, other = world.conversations["in_progress"], world.conversations["ringing"]
+
+    await say(call, SegmentIn("a1", "agent", "Hello, how can I help?", True))
+    assert texts(await everything(reader)) == ["Hello, how can I help?"]
+    assert await reads(supervisor) == [(str(call.pk), "portal", "203.0.113.9")]
+
+    await say(call, SegmentIn("u1", "user", "I was charged twice.", True))
+    assert texts(await everything(reader)) == ["I was charged twice."]
+    assert len(await reads(supervisor)) == 1  # the same call within the hour: no row
+
+    await say(other, SegmentIn("a1", "agent", "Thanks for calling.", True))
+    assert texts(await everything(reader)) == ["Thanks for calling."]
+    assert await reads(supervisor) == [
+        (str(call.pk), "portal", "203.0.113.9"),
+        (str(other.pk), "portal", "203.0.113.9"),
+    ]
+
+    assert await everything(watcher) == []  # a viewer: no line, so no read
+    assert await reads(viewer) == []
+    for socket in (reader, watcher):
+        await socket.disconnect()
+
+
+async def test_two_sockets_of_one_person_write_one_row_per_call(world: World) -> None:
+    supervisor = world.users["supervisor"]
+    tabs = [await connect(supervisor), await connect(supervisor)]
+    call = world.conversations["in_progress"]
+    await say(call, SegmentIn("a1", "agent", "Hello.", True))
+    for tab in tabs:
+        assert texts(await everything(tab)) == ["Hello."]
+    assert await reads(supervisor) == [(str(call.pk), "portal", None)]
+    for tab in tabs:
+        await tab.disconnect()
+
+
+async def test_the_conversation_pages_read_covers_the_lines_that_follow_it(world: World) -> None:
+    """A portal read (the page view) opens the hour: the page's socket adds no row."""
+    supervisor = world.users["supervisor"]
+    call = world.conversations["in_progress"]
+    await sync_to_async(transcripts.read)(
+        call, via=TranscriptVia.PORTAL, audit={"user": supervisor}
+    )
+    page = await connect(supervisor)
+    await say(call, SegmentIn("a1", "agent", "Hello.", True))
+    assert texts(await everything(page)) == ["Hello."]
+    assert len(await reads(supervisor)) == 1
+    await page.disconnect()
+
+
+async def test_after_the_hour_a_line_is_audited_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor = world.users["supervisor"]
+    socket = await connect(supervisor)
+    call = world.conversations["in_progress"]
+    await say(call, SegmentIn("a1", "agent", "Hello.", True))
+    await everything(socket)
+    now = time.time() + transcripts.GLANCE_WINDOW + 1
+    monkeypatch.setattr(time, "time", lambda: now)
+    await say(call, SegmentIn("u1", "user", "Hi.", True))
+    assert texts(await everything(socket)) == ["Hi."]
+    assert len(await reads(supervisor)) == 2
+    await socket.disconnect()
+
+
+async def test_a_socket_asks_nobody_again_for_a_call_it_audited_within_the_hour(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a call's first line in the hour leaves the event loop (B4: the fan-out of
+    lines to many sockets must not queue behind the database or the cache)."""
+    socket = await connect(world.users["supervisor"])
+    call = world.conversations["in_progress"]
+    await say(call, SegmentIn("a1", "agent", "Hello.", True))
+    await everything(socket)
+    asked: list[object] = []
+    real = transcripts.audit_glances
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, float]:
+        asked.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transcripts, "audit_glances", counted)
+    await say(call, SegmentIn("u1", "user", "Hi.", True))
+    await say(world.conversations["ringing"], SegmentIn("a1", "agent", "Hello there.", True))
+    assert texts(await everything(socket)) == ["Hi.", "Hello there."]
+    assert len(asked) == 1  # the other call's first line only
+    await socket.disconnect()
+
+
+async def test_a_line_that_cannot_be_audited_is_not_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor = world.users["supervisor"]
+    socket = await connect(supervisor)
+    call = world.conversations["in_progress"]
+    real = transcripts.audit_glances
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, float]:
+        raise RuntimeError("the database is away")
+
+    monkeypatch.setattr(transcripts, "audit_glances", broken)
+    await say(call, SegmentIn("a1", "agent", "Hello.", True))
+    assert await everything(socket) == []
+    monkeypatch.setattr(transcripts, "audit_glances", real)
+    await say(call, SegmentIn("u1", "user", "Hi.", True))  # the next line tries again
+    assert texts(await everything(socket)) == ["Hi."]
+    assert len(await reads(supervisor)) == 1
+    await socket.disconnect()
+
+
+async def test_status_changes_and_alerts_ask_for_no_audit(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They disclose no line: no glance, no row, not even a cache read."""
+    socket = await connect(world.users["supervisor"])
+    call = world.conversations["in_progress"]
+    asked: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, float]:
+        asked.append(args)
+        return {}
+
+    monkeypatch.setattr(transcripts, "audit_glances", counted)
+    await sync_to_async(publish_conversation)(call, "room_started")
+    alert = await sync_to_async(_alert_without_its_line)(world, call)
+    await sync_to_async(publish_alert)(alert, call)
+    kinds = [m["type"] for m in await everything(socket)]
+    assert kinds == ["conversation.updated", "alert.raised"]
+    assert asked == []
+    await socket.disconnect()
+
+
+def _alert_without_its_line(world: World, call: Conversation) -> Alert:
+    """An alert row on a stored segment, made without publishing the segment."""
+    rule = alerts.create_rule(world.org, phrase="charged twice")
+    segment = TranscriptSegment.objects.create(
+        conversation=call,
+        segment_id="u1",
+        role="user",
+        text="I was charged twice.",
+        final=True,
+        first_seen_at=timezone.now(),
+        final_at=timezone.now(),
+        position=1,
+    )
+    return Alert.objects.create(conversation=call, rule=rule, segment=segment)
