@@ -5,11 +5,13 @@
   subqueries of the one rows query, so a page of 1,000 calls costs what a page
   of 10 does. Rows of calls the user may not read (a viewer's, or the user's
   organizations where they are a viewer) get no line from the database at all.
-  The last line is not audited as a transcript read: it is the live view's
-  one-line glance that every refresh repeats (the conversation page, the wall's
-  tiles and the dashboard's listen dialog, which show the transcript, are).
+  A rendered last line is a glance, audited as the event stream's lines are
+  (``transcripts.audit_glances``): one ``TranscriptRead`` row, via the portal,
+  per person and call per hour, for all the page's rows at once (a cache read,
+  and one INSERT when some call is new to the person within the hour).
 - Wall tiles open with the transcript so far: one query for every tile's
-  segments, one for their audit rows (``TranscriptRead``, via the portal).
+  segments, one for their audit rows (``TranscriptRead``, via the portal; each
+  tile's read, every time, and it opens the hour's glance window as well).
 """
 
 from __future__ import annotations
@@ -120,6 +122,15 @@ def with_last_line(
     )
 
 
+def audit_last_lines(request: HttpRequest, rows: Sequence[Conversation]) -> None:
+    """Audit the last lines of ``rows`` (rows of ``with_last_line``) the page shows."""
+    shown = [
+        c.pk for c in rows if getattr(c, "shows_lines", False) and getattr(c, "last_text", None)
+    ]
+    if shown:
+        transcripts.audit_glances(request.user, shown, client_ip=transcripts.request_ip(request))
+
+
 @dataclass
 class Tile:
     """A wall tile: the call and its transcript so far."""
@@ -145,15 +156,14 @@ def wall_tiles(
     roles = ("agent", "user")
     keys = {(c.pk, role): transcripts.interim_key(c.pk, role) for c in calls for role in roles}
     interims = cache.get_many(list(keys.values()))
+    client_ip = transcripts.request_ip(request)
     TranscriptRead.objects.bulk_create(
-        TranscriptRead(
-            conversation=c,
-            via=TranscriptVia.PORTAL,
-            client_ip=request.META.get("REMOTE_ADDR") or None,
-            **policy.audit_fields,
+        transcripts.read_row(
+            c.pk, via=TranscriptVia.PORTAL, audit=policy.audit_fields, client_ip=client_ip
         )
         for c in calls
     )
+    transcripts.note_portal_reads(TranscriptVia.PORTAL, policy.audit_fields, [c.pk for c in calls])
     readable = {c.pk for c in calls}
     tiles = []
     for c in conversations:

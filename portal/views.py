@@ -66,8 +66,12 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
 
 @login_required
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    conversations, filters = _filtered(request)
+    rows, filters = _filtered(request)
     policy = access.for_request(request)
+    conversations = list(rows)
+    # The rows' last lines are what was said: audited glances (at most a row an hour
+    # per call and person, one call for the whole page), before they are shown.
+    live.audit_last_lines(request, conversations)
     context: dict[str, Any] = {
         "conversations": conversations,
         "filters": filters,

@@ -1,14 +1,18 @@
 """The dashboard's and the wall's live views (``portal/live.py``, ``portal/views.py``): the
 last line said in each live call for people who may read transcripts (and not a word of
 it for viewers), alert badges, the listen dialog an alert's Listen opens, wall tiles that
-open with their history and their alert; query counts that do not grow with the calls."""
+open with their history and their alert; each shown last line an audited glance (a row an
+hour per person and call); query counts that do not grow with the calls."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from django.db.models import QuerySet
 from django.test import Client
 
-from anyreach_listen import alerts
+from anyreach_listen import alerts, transcripts
 from anyreach_listen.models import (
     Conversation,
     Membership,
@@ -104,6 +108,58 @@ def test_an_ended_call_shows_no_line(client: Client, world: World) -> None:
     html = login(client, "supervisor").get("/?status=all").content.decode()
     assert str(call.pk) in html
     assert "Goodbye for now" not in html
+
+
+# --- the last line is an audited glance ------------------------------------------------------
+
+
+def test_each_shown_last_line_is_an_audited_glance_once_an_hour(
+    client: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    talking, other = world.conversations["in_progress"], world.conversations["ringing"]
+    talk(talking)
+    record(other, [SegmentIn("a1", "agent", "Ringing line.", True)])
+    # Shown but not a line: an ended call's; not shown: another team's.
+    record(world.conversations["completed"], [SegmentIn("u1", "user", "Bye.", True)])
+    record(world.conversations["other_team"], [SegmentIn("u1", "user", "Sales.", True)])
+    supervisor = world.users["supervisor"]
+    login(client, "supervisor")
+
+    def reads() -> QuerySet[TranscriptRead]:
+        return TranscriptRead.objects.filter(user=supervisor)
+
+    html = client.get("/?status=all", REMOTE_ADDR="203.0.113.9").content.decode()
+    assert html.count("data-last-line") >= 2 and SECRET in html
+    assert sorted((str(r.conversation_id), r.via, r.client_ip) for r in reads()) == sorted(
+        [(str(talking.pk), "portal", "203.0.113.9"), (str(other.pk), "portal", "203.0.113.9")]
+    )
+    # Refreshes within the hour (the page, its htmx rows) write nothing more.
+    client.get("/")
+    rows_html(client)
+    assert reads().count() == 2
+    # A call that starts talking is new: its row only.
+    quiet = world.conversations["no_room"]
+    record(quiet, [SegmentIn("a1", "agent", "Now I talk.", True)])
+    assert "Now I talk." in rows_html(client)
+    assert reads().count() == 3
+    assert set(reads().values_list("conversation_id", flat=True)) == {
+        talking.pk,
+        other.pk,
+        quiet.pk,
+    }
+    # After the hour, each shown line is a read again.
+    now = time.time() + transcripts.GLANCE_WINDOW + 1
+    monkeypatch.setattr(time, "time", lambda: now)
+    client.get("/")
+    assert reads().count() == 6
+
+
+def test_a_viewers_dashboard_writes_no_read(client: Client, world: World) -> None:
+    talk(world.conversations["in_progress"])
+    login(client, "viewer")
+    client.get("/")
+    rows_html(client)
+    assert not TranscriptRead.objects.exists()
 
 
 # --- alert badges ---------------------------------------------------------------------------
@@ -214,6 +270,14 @@ def test_the_dashboard_with_lines_and_alerts_costs_the_samequeries(
     same_count(one, fifty)
     fifty_rows, _ = queries(client, "/", **{"HX-Request": "true"})
     same_count(one_rows, fifty_rows)
+    # The last lines' audit: one INSERT for the calls new to the person, none after.
+    assert [inserts(one), inserts(fifty), inserts(one_rows), inserts(fifty_rows)] == [1, 1, 0, 0]
+    assert TranscriptRead.objects.filter(user=floor.user).count() == 50
+
+
+def inserts(sql: list[str]) -> int:
+    table = TranscriptRead._meta.db_table
+    return sum(1 for q in sql if q.startswith("INSERT") and table in q)
 
 
 def test_the_wall_with_histories_costs_the_samequeries(client: Client, db: None) -> None:
