@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import pytest
 
+from anyreach_listen.livekit_service import run_sync
 from anyreach_listen.recorder import NOBODY, Merger, Speaker, stream_speaker
 from anyreach_listen.transcripts import SegmentIn
 
@@ -106,7 +106,7 @@ def _collect(merger: Merger, *args: object, **kwargs: object) -> list[SegmentIn]
     async def run() -> list[SegmentIn]:
         return [u async for u in merger.stream(*args, **kwargs)]  # type: ignore[arg-type]
 
-    return asyncio.run(run())
+    return run_sync(run())
 
 
 def test_agent_stream_of_deltas_then_a_final_trailer() -> None:

@@ -3,7 +3,9 @@
 A participant that speaks as it joins can have its first stream arrive before its
 participant event; its role comes from who it is, so the job waits (briefly) for the
 room to know it. Fakes stand in for LiveKit's room and reader (our own logic only;
-tests/e2e/test_recorder.py runs the real thing).
+tests/e2e/test_recorder.py runs the real thing). The coroutines run through
+``run_sync``, not pytest-asyncio: after a Playwright test in the same process the
+main thread counts as inside a running loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from livekit import rtc
 
 from anyreach_listen import recorder_agent
+from anyreach_listen.livekit_service import run_sync
 from anyreach_listen.transcripts import SegmentIn
 
 
@@ -58,8 +61,11 @@ def job(participants: dict[str, Any]) -> tuple[Any, FakeWriter]:
     return recorder_agent._Job(ctx, writer), writer  # type: ignore[arg-type]
 
 
-@pytest.mark.asyncio
-async def test_a_stream_that_overtakes_its_agents_join_is_the_agents() -> None:
+def test_a_stream_that_overtakes_its_agents_join_is_the_agents() -> None:
+    run_sync(_overtaken_by_the_join())
+
+
+async def _overtaken_by_the_join() -> None:
     participants: dict[str, Any] = {}
     recording, writer = job(participants)
 
@@ -75,8 +81,11 @@ async def test_a_stream_that_overtakes_its_agents_join_is_the_agents() -> None:
     ]
 
 
-@pytest.mark.asyncio
-async def test_an_agents_stream_naming_its_track_published_later_is_the_agents() -> None:
+def test_an_agents_stream_naming_its_track_published_later_is_the_agents() -> None:
+    run_sync(_overtaken_by_the_track())
+
+
+async def _overtaken_by_the_track() -> None:
     participants: dict[str, Any] = {"agent-1": participant(AGENT)}
     recording, writer = job(participants)
 
@@ -91,11 +100,8 @@ async def test_an_agents_stream_naming_its_track_published_later_is_the_agents()
     assert [(u.role, u.text) for u in writer.updates] == [("agent", "Hi.")]
 
 
-@pytest.mark.asyncio
-async def test_a_sender_never_seen_is_not_waited_for_forever(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_sender_never_seen_is_not_waited_for_forever(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recorder_agent, "SENDER_WAIT", 0.1)
     recording, writer = job({})
-    await asyncio.wait_for(recording.receive(FakeReader("Who?", FINAL), "ghost"), timeout=2)
+    run_sync(asyncio.wait_for(recording.receive(FakeReader("Who?", FINAL), "ghost"), timeout=2))
     assert [(u.role, u.text) for u in writer.updates] == [("user", "Who?")]

@@ -5,7 +5,6 @@ the real one is in ``tests/e2e/test_recorder.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from google.protobuf.json_format import MessageToJson
 from livekit import api
 
 from anyreach_listen import conversations, recorder_dispatch
-from anyreach_listen.livekit_service import ensure_agents
+from anyreach_listen.livekit_service import ensure_agents, run_sync
 from anyreach_listen.models import Conversation, ConversationStatus
 from anyreach_listen.recorder_dispatch import Target
 from tests.support.livekit import deliver_webhook
@@ -240,7 +239,7 @@ class FakeLiveKit:
 
 
 def ensure(fake: FakeLiveKit, count: int = 2, gone: frozenset[str] = frozenset()) -> Any:
-    return asyncio.run(
+    return run_sync(
         ensure_agents("call-1", AGENT_NAME, count, '{"x": 1}', fake, gone=gone)  # type: ignore[arg-type]
     )
 

@@ -22,6 +22,7 @@ from livekit import api
 from anyreach_listen import payloads
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.errors import ApiError
+from anyreach_listen.livekit_service import run_sync
 from anyreach_listen.models import Conversation, TranscriptSegment
 from anyreach_listen.recorder_intake import RECORDER_IDENTITY, body_hash
 from anyreach_listen.recorder_writer import MAX_BATCH_BYTES, Writer
@@ -94,7 +95,7 @@ def _write(
         await writer.close()
         await client.aclose()
 
-    asyncio.run(run())
+    run_sync(run())
     return writer
 
 
@@ -251,7 +252,7 @@ def test_delivered_through_the_real_intake(world: World) -> None:
         await writer.close()
         await client.aclose()
 
-    asyncio.run(run())
+    run_sync(run())
     rows = TranscriptSegment.objects.filter(conversation=call).order_by("position")
     assert [(s.segment_id, s.text, s.final) for s in rows] == [
         ("a1", "Thank you.", True),

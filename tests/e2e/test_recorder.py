@@ -16,7 +16,6 @@ still gets every recorded line (``transcript.segment``) and the seeded rule's al
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -31,6 +30,7 @@ import httpx
 import pytest
 from livekit import api
 
+from anyreach_listen.livekit_service import run_sync
 from demo.call_simulator import DEFAULT_SCRIPT
 from tests.support.processes import wait_until
 from tests.support.stack import Stack, recorders, simulated_call
@@ -47,7 +47,7 @@ def _participants(stack: Stack, room: str) -> list[api.ParticipantInfo]:
             response = await client.room.list_participants(api.ListParticipantsRequest(room=room))
             return list(response.participants)
 
-    return asyncio.run(listed())
+    return run_sync(listed())
 
 
 def _recorders_in(stack: Stack, room: str) -> list[api.ParticipantInfo]:
@@ -241,7 +241,7 @@ class EventStream:
         self.messages: list[dict[str, Any]] = []
         self.open = threading.Event()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._read()), daemon=True)
+        self.thread = threading.Thread(target=lambda: run_sync(self._read()), daemon=True)
 
     async def _read(self) -> None:
         async with (
