@@ -7,6 +7,7 @@ the main screens are saved to ``test-artifacts/screenshots/``.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -228,7 +229,21 @@ def test_repeated_clicks_while_connecting_make_one_session(
     portal: BrowserContext, stack: Stack
 ) -> None:
     page = sign_in(portal, stack, "supervisor")
-    conversation_id = stack.seed["conversations"]["active"]  # a room nobody is in yet
+    # A live call of its own whose room nobody is in yet (the seeded call's room may
+    # have been opened and closed by an earlier test, which ends that call).
+    created = httpx.post(
+        f"{stack.base_url}/core/conversations",
+        headers={"Authorization": f"Bearer {stack.seed['api_keys']['manage']}"},
+        json={
+            "status": "in_progress",
+            "team_id": stack.seed["team_id"],
+            "caller_label": "+1 555 0191",
+            "room_name": f"clicks-{uuid.uuid4().hex[:8]}",
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    conversation_id = created.json()["id"]
     token_posts: list[str] = []
     page.on(
         "request",
