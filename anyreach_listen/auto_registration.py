@@ -29,10 +29,10 @@ from .access import parse_uuid
 from .conf import listen_settings
 from .errors import ApiError
 from .models import Conversation, Organization
+from .room_ownership import METADATA_KEY
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "anyreach"
 SPEC_FIELDS: dict[str, payloads.Field] = {
     "organization_id": payloads.ID,
     "team_id": payloads.ID,
@@ -83,6 +83,7 @@ def register_room(room: Room, *, at: dt.datetime) -> Conversation | None:
             team=team,
             started_at=at,
             by="room_registered",
+            platform_assigned=True,
             **{name: value for name, value in fields.items() if value is not None},
         )
     except (ApiError, ValueError) as exc:

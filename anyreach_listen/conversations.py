@@ -1,9 +1,8 @@
 """Conversations: the one writer of a conversation's state, whichever door a change uses.
 
-The REST API (``conversations_api.py``), LiveKit webhooks (``webhooks.py``), the
-admin, the demo and host projects all call these functions. Each change is
-made under a row lock and publishes one channel-layer event after it commits,
-so dashboards follow a call whichever door its changes come through.
+The REST API (``api.py``), LiveKit webhooks (``webhooks.py``), the admin, the
+demo and host projects call these functions. Each change is made under a row
+lock and publishes one channel-layer event after it commits.
 
     from anyreach_listen import conversations
 
@@ -11,14 +10,9 @@ so dashboards follow a call whichever door its changes come through.
     conversations.update(call, status="in_progress")
     conversations.finish(call, status="completed")
 
-Rules: a status only moves forward (``Conversation.may_move_to``); a room name
-is set once and is unique among active conversations; a team must belong to
-the conversation's organization; an ``external_id`` already registered in the
-organization returns the existing conversation unchanged (idempotent retries).
-Entering a terminal state sets ``ended_at`` and revokes every listener of the
-call that is not revoked yet (a call that ended by its room closing instead
-marks its listeners as gone with it). A call that gets a room gets its
-transcript recorders once the change commits (``recorder_dispatch.py``).
+A room named by a registration is a claim, checked by ``room_ownership``; a
+room the platform assigned through its metadata is not. A conversation whose
+room the platform gives another organization loses it (``lose_room``).
 """
 
 from __future__ import annotations
@@ -30,7 +24,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import recorder_dispatch
+from . import recorder_dispatch, room_ownership
 from .errors import ApiError, Errors
 from .events import publish_conversation, publish_listener
 from .models import (
@@ -64,11 +58,14 @@ def register(
     external_id: str | None = None,
     started_at: dt.datetime | None = None,
     by: str = "registered",
+    platform_assigned: bool = False,
 ) -> tuple[Conversation, bool]:
     """A new active conversation, or the existing one with this ``external_id``.
 
-    Returns ``(conversation, created)``. ``ApiError``: ``invalid_team``,
-    ``room_in_use``, ``invalid_field`` (a status that is not active).
+    ``platform_assigned``: the room's LiveKit metadata gave it to ``organization``;
+    otherwise the room is a claim (``room_ownership.check_claim``). Returns
+    ``(conversation, created)``. ``ApiError``: ``invalid_team``, ``room_in_use``,
+    ``room_not_owned``, ``invalid_field`` (a status that is not active).
     """
     if status not in ConversationStatus.values or status in TERMINAL_STATUSES:
         raise ApiError(Errors.INVALID_FIELD, "status must be triggered, ringing or in_progress.")
@@ -76,6 +73,8 @@ def register(
     existing = _registered(organization, external_id)
     if existing is not None:
         return existing, False
+    if room_name and not platform_assigned:
+        room_ownership.check_claim(organization, room_name)
     answered = status == ConversationStatus.IN_PROGRESS
     conversation = Conversation(
         organization=organization,
@@ -118,7 +117,6 @@ def _locked(conversation: Conversation) -> Conversation:
     )
 
 
-@transaction.atomic
 def update(
     conversation: Conversation,
     *,
@@ -133,13 +131,38 @@ def update(
     """Apply a change; the fresh row. ``set_team`` distinguishes "no team" from "unchanged".
 
     ``ApiError``: ``invalid_transition`` (backwards, or a second room name),
-    ``invalid_team``, ``room_in_use``.
+    ``invalid_team``, ``room_in_use``, ``room_not_owned``.
     """
     unknown = set(fields) - set(PLAIN_FIELDS)
     if unknown:
         raise TypeError(f"not a conversation field: {', '.join(sorted(unknown))}")
-    row = _locked(conversation)
-    at = at or timezone.now()
+    if room_name and not conversation.livekit_room and "lost_room" not in conversation.metadata:
+        # Outside the transaction: the check may ask LiveKit.
+        room_ownership.check_claim(conversation.organization, room_name)
+    with transaction.atomic():
+        return _update_locked(
+            _locked(conversation),
+            status=status,
+            room_name=room_name,
+            team=team,
+            set_team=set_team,
+            at=at or timezone.now(),
+            by=by,
+            fields=fields,
+        )
+
+
+def _update_locked(
+    row: Conversation,
+    *,
+    status: str | None,
+    room_name: str | None,
+    team: Team | None,
+    set_team: bool,
+    at: dt.datetime,
+    by: str,
+    fields: dict[str, Any],
+) -> Conversation:
     if status is not None and not row.may_move_to(status):
         raise ApiError(
             Errors.INVALID_TRANSITION,
@@ -149,7 +172,7 @@ def update(
     for name in changed:
         setattr(row, name, fields[name])
     if room_name is not None and room_name != row.livekit_room:
-        if row.livekit_room:
+        if row.livekit_room or "lost_room" in row.metadata:
             raise ApiError(
                 Errors.INVALID_TRANSITION, "The conversation has a room already; it is set once."
             )
@@ -222,6 +245,26 @@ def _finish_locked(
     elif finished:
         revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
     return finished
+
+
+@transaction.atomic
+def lose_room(conversation: Conversation, *, at: dt.datetime) -> bool:
+    """The platform gave the conversation's room to another organization: the call ends
+    as ``failed`` (if still active), its listeners are revoked and removed, and it no
+    longer holds the room (``metadata["lost_room"]`` keeps its name), so nothing heard
+    there is ever stored under it again. False when it held no room."""
+    row = _locked(conversation)
+    room = row.livekit_room
+    if not room:
+        return False
+    # While the row still names the room: the removals need it.
+    revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
+    row.livekit_room = None
+    row.metadata = {**row.metadata, "lost_room": room}
+    row.save(update_fields=["livekit_room", "metadata", "updated_at"])
+    if not row.finish(at, by="room_not_owned", status=ConversationStatus.FAILED):
+        publish_conversation(row, "room_not_owned")
+    return True
 
 
 @transaction.atomic

@@ -175,6 +175,13 @@ async def ensure_agents(
         if dispatch.agent_name != agent_name:
             continue
         identities = {job.state.participant_identity for job in dispatch.state.jobs} - {""}
+        if dispatch.metadata != metadata:
+            # Dispatched for another conversation (the room was reused or changed hands):
+            # its agent would store this call under that one, so it leaves.
+            for identity in identities & present:
+                await remove_participant(room, identity, client)
+            deleted += await _delete_dispatch(dispatch.id, room, client)
+            continue
         age = (now - dispatch.state.created_at) / 1e9
         starting = not identities & set(gone) and (
             age < UNASSIGNED_GRACE or (bool(identities) and age < grace)
@@ -182,12 +189,7 @@ async def ensure_agents(
         if identities & present or starting:
             live += 1
             continue
-        try:
-            await client.agent_dispatch.delete_dispatch(dispatch.id, room)
-            deleted += 1
-        except api.TwirpError as exc:
-            if not _is_not_found(exc):
-                raise
+        deleted += await _delete_dispatch(dispatch.id, room, client)
     created = 0
     for _ in range(count - live):
         await client.agent_dispatch.create_dispatch(
@@ -195,6 +197,17 @@ async def ensure_agents(
         )
         created += 1
     return Dispatched(room_open=True, present=len(present), created=created, deleted=deleted)
+
+
+async def _delete_dispatch(dispatch_id: str, room: str, client: api.LiveKitAPI) -> int:
+    """Delete a dispatch; 1, or 0 when it was gone already."""
+    try:
+        await client.agent_dispatch.delete_dispatch(dispatch_id, room)
+    except api.TwirpError as exc:
+        if not _is_not_found(exc):
+            raise
+        return 0
+    return 1
 
 
 def run_sync[T](coro: Coroutine[Any, Any, T]) -> T:

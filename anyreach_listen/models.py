@@ -29,6 +29,13 @@ class Organization(models.Model):
         help_text="Origins (scheme://host[:port]) whose pages may embed the listen frame. "
         "Empty: any origin.",
     )
+    # Set by staff: the organization's credentials may register only rooms named so.
+    room_prefix = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Room names this organization's credentials may register start with "
+        "this prefix. Empty: any room name not owned by another organization.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -114,6 +121,12 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
     def active(self) -> ConversationQuerySet:
         return self.filter(status__in=ACTIVE_STATUSES)
 
+    def in_room(self, room_name: str) -> ConversationQuerySet:
+        """The conversations holding ``room_name``: the one rule by which the webhooks and
+        the recorder intake find a room's call, as the mint reads the call's room. One
+        that lost the room to the organization its metadata names holds it no more."""
+        return self.filter(livekit_room=room_name)
+
     def visible_to(
         self, user_id: int, organization_id: uuid.UUID | None = None
     ) -> ConversationQuerySet:
@@ -163,6 +176,8 @@ class Conversation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Transcript segments refused past MAX_SEGMENTS_PER_CALL.
+    dropped_segments = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -184,6 +184,9 @@ def test_the_sweep_ensures_every_active_call_with_a_room(
 # --- ensure_agents against a fake LiveKit -------------------------------------------------
 
 
+METADATA = '{"conversation_id": "c-1"}'
+
+
 class FakeLiveKit:
     """The four LiveKit calls ensure_agents makes, over an in-memory room."""
 
@@ -193,6 +196,7 @@ class FakeLiveKit:
         self.dispatches: list[api.AgentDispatch] = []
         self.created: list[api.CreateAgentDispatchRequest] = []
         self.deleted: list[str] = []
+        self.removed: list[str] = []
         self.room = self
         self.agent_dispatch = self
 
@@ -211,12 +215,21 @@ class FakeLiveKit:
         self.dispatches = [d for d in self.dispatches if d.id != dispatch_id]
         return api.AgentDispatch(id=dispatch_id)
 
+    async def remove_participant(self, req: api.RoomParticipantIdentity) -> None:
+        self.removed.append(req.identity)
+        self.participants = [p for p in self.participants if p.identity != req.identity]
+
     async def create_dispatch(self, req: api.CreateAgentDispatchRequest) -> api.AgentDispatch:
         self.created.append(req)
         return api.AgentDispatch(id=f"AD_{len(self.created)}")
 
     def dispatch(
-        self, dispatch_id: str, age: float, identity: str = "", name: str = AGENT_NAME
+        self,
+        dispatch_id: str,
+        age: float,
+        identity: str = "",
+        name: str = AGENT_NAME,
+        metadata: str = METADATA,
     ) -> None:
         jobs = [api.Job(state=api.JobState(participant_identity=identity))] if identity else []
         created = int((time.time() - age) * 1e9)
@@ -224,6 +237,7 @@ class FakeLiveKit:
             api.AgentDispatch(
                 id=dispatch_id,
                 agent_name=name,
+                metadata=metadata,
                 state=api.AgentDispatchState(jobs=jobs, created_at=created),
             )
         )
@@ -240,7 +254,7 @@ class FakeLiveKit:
 
 def ensure(fake: FakeLiveKit, count: int = 2, gone: frozenset[str] = frozenset()) -> Any:
     return run_sync(
-        ensure_agents("call-1", AGENT_NAME, count, '{"x": 1}', fake, gone=gone)  # type: ignore[arg-type]
+        ensure_agents("call-1", AGENT_NAME, count, METADATA, fake, gone=gone)  # type: ignore[arg-type]
     )
 
 
@@ -254,7 +268,7 @@ def test_an_empty_open_room_gets_its_count_with_the_metadata() -> None:
     fake = FakeLiveKit()
     assert ensure(fake).created == 2
     assert [(r.room, r.agent_name, r.metadata) for r in fake.created] == [
-        ("call-1", AGENT_NAME, '{"x": 1}')
+        ("call-1", AGENT_NAME, METADATA)
     ] * 2
 
 
@@ -278,6 +292,22 @@ def test_a_dispatch_whose_recorder_is_gone_is_deleted_and_replaced() -> None:
     result = ensure(fake)
     assert fake.deleted == ["AD_dead", "AD_never"]
     assert (result.created, result.deleted) == (1, 2)
+
+
+def test_another_conversations_recorder_leaves_the_room_and_is_replaced() -> None:
+    # The room changed hands (or was reused): that recorder would store this call
+    # under its own conversation.
+    fake = FakeLiveKit()
+    fake.recorder("recorder-AJ_ours")
+    fake.dispatch("AD_ours", age=300, identity="recorder-AJ_ours")
+    fake.recorder("recorder-AJ_theirs")
+    theirs = '{"conversation_id": "c-0"}'
+    fake.dispatch("AD_theirs", age=300, identity="recorder-AJ_theirs", metadata=theirs)
+    result = ensure(fake)
+    assert fake.removed == ["recorder-AJ_theirs"]
+    assert fake.deleted == ["AD_theirs"]
+    assert (result.created, result.deleted) == (1, 1)
+    assert [r.metadata for r in fake.created] == [METADATA]
 
 
 def test_a_recorder_seen_leaving_is_replaced_at_once_not_after_the_grace() -> None:

@@ -1,0 +1,229 @@
+"""room_ownership.py: a room belongs to the organization its LiveKit metadata names.
+
+A tenant's registration is a claim (prefix, recent use by another organization,
+LiveKit's metadata); the webhooks take a room back from a squatter; a
+conversation that lost its room gets nothing of the owner's call. LiveKit's
+answer is stubbed here (``livekit_owner``); tests/e2e/test_room_ownership.py
+asks a real server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from anyreach_listen import conversations, recorder_intake, room_ownership
+from anyreach_listen.errors import ApiError
+from anyreach_listen.minting import grant_listen
+from anyreach_listen.models import Conversation, ConversationStatus, ListenVia
+from tests.support.api import call
+from tests.support.listeners import fake_remove_listeners
+from tests.support.livekit import deliver_webhook, webhook_event
+from tests.support.world import World, make_conversation
+
+COLLECTION = "/core/conversations"
+
+
+def metadata_of(organization_id: object) -> str:
+    return json.dumps({"anyreach": {"organization_id": str(organization_id)}})
+
+
+@pytest.fixture
+def livekit_says(monkeypatch: pytest.MonkeyPatch) -> dict[str, uuid.UUID]:
+    """Room name -> the owner LiveKit's metadata names (rooms not listed: none)."""
+    owners: dict[str, uuid.UUID] = {}
+    monkeypatch.setattr(room_ownership, "livekit_owner", owners.get)
+    return owners
+
+
+@pytest.fixture
+def removed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    return fake_remove_listeners(monkeypatch)
+
+
+def error_code(response: Any) -> str:
+    return str(response.json()["error"]["code"])
+
+
+@pytest.mark.parametrize(
+    ("metadata", "named"),
+    [
+        ('{"anyreach": {"organization_id": "%s"}}', True),
+        ('{"anyreach": {"organization_id": "not-a-uuid"}}', False),
+        ('{"anyreach": {"organization_id": 7}}', False),
+        ('{"anyreach": "x"}', False),
+        ('{"other": {"organization_id": "%s"}}', False),
+        ("[1, 2]", False),
+        ("not json", False),
+        ("", False),
+    ],
+)
+def test_owner_named_reads_only_the_anyreach_organization(metadata: str, named: bool) -> None:
+    org = uuid.uuid4()
+    text = metadata % org if "%s" in metadata else metadata
+    assert room_ownership.owner_named(text) == (org if named else None)
+
+
+def test_a_room_outside_the_organizations_prefix_is_not_owned(
+    client: Client, world: World, livekit_says: dict[str, uuid.UUID]
+) -> None:
+    world.org.room_prefix = "acme-"
+    world.org.save()
+    refused = call(client, "post", COLLECTION, world.secrets["ak_manage"], {"room_name": "call-1"})
+    assert refused.status_code == 403
+    assert error_code(refused) == "room_not_owned"
+    assert "acme-" in refused.json()["error"]["message"]
+    assert not Conversation.objects.filter(livekit_room="call-1").exists()
+    created = call(client, "post", COLLECTION, world.secrets["ak_manage"], {"room_name": "acme-1"})
+    assert created.status_code == 201
+
+
+def test_patching_in_a_room_outside_the_prefix_is_refused(
+    client: Client, world: World, livekit_says: dict[str, uuid.UUID]
+) -> None:
+    world.org.room_prefix = "acme-"
+    world.org.save()
+    roomless = world.conversations["no_room"]
+    path = f"{COLLECTION}/{roomless.pk}"
+    refused = call(client, "patch", path, world.secrets["ak_manage"], {"room_name": "call-2"})
+    assert refused.status_code == 403
+    assert error_code(refused) == "room_not_owned"
+    roomless.refresh_from_db()
+    assert roomless.livekit_room is None
+
+
+@pytest.mark.parametrize(
+    ("ended_hours_ago", "same_org", "status"),
+    [
+        (1, False, 409),  # another organization, 1 h ago: still theirs
+        (23, False, 409),
+        (25, False, 201),  # a day later the name is free
+        (1, True, 201),  # an organization reuses its own room names at once
+    ],
+)
+def test_a_room_another_organization_used_today_is_in_use(
+    client: Client,
+    world: World,
+    livekit_says: dict[str, uuid.UUID],
+    ended_hours_ago: int,
+    same_org: bool,
+    status: int,
+) -> None:
+    earlier = make_conversation(
+        world.org if same_org else world.other_org, None, ConversationStatus.COMPLETED, "call-9"
+    )
+    earlier.ended_at = timezone.now() - dt.timedelta(hours=ended_hours_ago)
+    earlier.save()
+    response = call(client, "post", COLLECTION, world.secrets["ak_manage"], {"room_name": "call-9"})
+    assert response.status_code == status, response.content
+    if status == 409:
+        assert error_code(response) == "room_in_use"
+
+
+def test_a_room_livekit_says_is_another_organizations_is_not_owned(
+    client: Client, world: World, livekit_says: dict[str, uuid.UUID]
+) -> None:
+    livekit_says["call-b"] = world.other_org.pk
+    livekit_says["call-a"] = world.org.pk
+    refused = call(client, "post", COLLECTION, world.secrets["ak_manage"], {"room_name": "call-b"})
+    assert refused.status_code == 403
+    assert error_code(refused) == "room_not_owned"
+    created = call(client, "post", COLLECTION, world.secrets["ak_manage"], {"room_name": "call-a"})
+    assert created.status_code == 201
+
+
+def test_the_python_service_checks_the_claim_too(
+    world: World, livekit_says: dict[str, uuid.UUID]
+) -> None:
+    livekit_says["call-b"] = world.other_org.pk
+    with pytest.raises(ApiError) as refused:
+        conversations.register(world.org, room_name="call-b")
+    assert refused.value.code == "room_not_owned"
+    # The platform's own assignment (room metadata) is not a claim.
+    conversation, created = conversations.register(
+        world.other_org, room_name="call-b", platform_assigned=True
+    )
+    assert created and conversation.livekit_room == "call-b"
+
+
+def squat(world: World) -> Conversation:
+    """Acme registers room call-77 before the platform starts it for Other; Acme listens."""
+    squatter, _ = conversations.register(world.org, room_name="call-77")
+    grant_listen(squatter, via=ListenVia.API)
+    return squatter
+
+
+def test_room_started_for_another_organization_takes_the_room_from_the_squatter(
+    client: Client,
+    world: World,
+    livekit_says: dict[str, uuid.UUID],
+    removed: list[tuple[str, str]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    squatter = squat(world)
+    session = squatter.listen_sessions.get()
+
+    body = webhook_event("room_started", "call-77", room_metadata=metadata_of(world.other_org.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver_webhook(client, body)
+    assert response.json()["outcome"] == "registered"
+
+    squatter.refresh_from_db()
+    assert squatter.status == ConversationStatus.FAILED
+    assert squatter.livekit_room is None
+    assert squatter.metadata["ended_by"] == "room_not_owned"
+    assert squatter.metadata["lost_room"] == "call-77"
+    session.refresh_from_db()
+    assert session.revoked_at is not None
+    assert removed == [("call-77", session.listener_identity)]
+    owner = Conversation.objects.active().get(livekit_room="call-77")
+    assert owner.organization_id == world.other_org.pk
+    # The squatter's recorder deliveries have nowhere to go.
+    with pytest.raises(ApiError) as missing:
+        recorder_intake.resolve("call-77", squatter.pk)
+    assert missing.value.code == "conversation_not_found"
+    assert recorder_intake.resolve("call-77", None) == owner
+    # And it cannot claim the room again while the owner's call runs.
+    with pytest.raises(ApiError) as again:
+        conversations.register(world.org, room_name="call-77")
+    assert again.value.code == "room_in_use"
+
+
+def test_a_participant_joining_a_room_whose_conversation_ended_takes_it_back(
+    client: Client,
+    world: World,
+    livekit_says: dict[str, uuid.UUID],
+    removed: list[tuple[str, str]],
+) -> None:
+    # The squatter's call ended while the room stayed open: a completed room is not free.
+    squatter = squat(world)
+    conversations.finish(squatter, status=ConversationStatus.COMPLETED)
+    body = webhook_event(
+        "participant_joined",
+        "call-77",
+        identity="caller",
+        room_metadata=metadata_of(world.other_org.pk),
+    )
+    assert deliver_webhook(client, body).status_code == 200
+    squatter.refresh_from_db()
+    assert squatter.status == ConversationStatus.COMPLETED
+    assert squatter.livekit_room is None
+    owner = Conversation.objects.active().get(livekit_room="call-77")
+    assert owner.organization_id == world.other_org.pk
+
+
+def test_metadata_naming_the_same_organization_changes_nothing(
+    client: Client, world: World, livekit_says: dict[str, uuid.UUID]
+) -> None:
+    own, _ = conversations.register(world.org, room_name="call-5")
+    body = webhook_event("room_started", "call-5", room_metadata=metadata_of(world.org.pk))
+    assert deliver_webhook(client, body).json()["outcome"] in ("room_started", "unchanged")
+    own.refresh_from_db()
+    assert own.livekit_room == "call-5" and own.is_active
+    assert Conversation.objects.filter(livekit_room="call-5").count() == 1
