@@ -7,8 +7,10 @@ README's error table are generated from the registry (``python -m
 anyreach_listen.errors`` prints the table), so docs cannot drift from the code.
 
 ``endpoint`` wraps every JSON endpoint (the API, the portal's token view, the
-webhook): it checks the method, turns ``ApiError`` into the JSON shape and any
-unexpected exception into a 500 ``internal_error`` without a traceback.
+webhook, the recorder intake): it checks the method and the body's size (a body
+over the endpoint's limit is 413 before the view runs, ``body_limit.py``), turns
+``ApiError`` into the JSON shape and any unexpected exception into a 500
+``internal_error`` without a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from .body_limit import MAX_BODY, BodyTooLarge, read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +117,8 @@ class Errors:
         "the client's address (`Retry-After` in seconds)",
         API,
         PORTAL,
+        WEBHOOK,  # failed signatures count as failed credentials of the address
+        RECORDER,
     )
     INSUFFICIENT_SCOPE = _kind(
         403,
@@ -163,16 +169,35 @@ class Errors:
     PAYLOAD_TOO_LARGE = _kind(
         413,
         "payload_too_large",
-        "The body is larger than 64 KB.",
-        "a body over 64 KB",
+        "The body is larger than this endpoint takes.",
+        "a body over the endpoint's limit (64 KB; 1 MB for the LiveKit webhook), with or "
+        "without `Content-Length`",
         API,
+        PORTAL,
+        WEBHOOK,
         RECORDER,
+    )
+    ROOM_NOT_OWNED = _kind(
+        403,
+        "room_not_owned",
+        "This room belongs to another organization.",
+        "`room_name` is a LiveKit room whose metadata names another organization, or lies "
+        "outside the organization's room-name prefix",
+        API,
     )
     ROOM_IN_USE = _kind(
         409,
         "room_in_use",
         "An active conversation already uses this room.",
-        "`room_name` is already the room of an active conversation",
+        "`room_name` is already the room of an active conversation, or was used by another "
+        "organization in the last 24 hours",
+        API,
+    )
+    TOO_MANY_RULES = _kind(
+        409,
+        "too_many_rules",
+        "The organization has the most active alert rules it may have.",
+        "creating an alert rule when the organization already has `MAX_ALERT_RULES` active ones",
         API,
     )
     INVALID_TRANSITION = _kind(
@@ -264,6 +289,14 @@ class Errors:
         "remote minting: the answer holds no usable token",
         PORTAL,
     )
+    REMOTE_MINT_INVALID = _kind(
+        502,
+        "remote_mint_invalid",
+        "The listening service answered with a token for another room or a known listener.",
+        "remote minting: the answer's token is not for the conversation's room, or its "
+        "identity was already issued",
+        PORTAL,
+    )
     INVALID_PAYLOAD = _kind(
         400,
         "invalid_payload",
@@ -328,12 +361,15 @@ class ApiError(Exception):
 View = Callable[..., HttpResponse]
 
 
-def endpoint(*methods: str, csrf: bool = False) -> Callable[[View], View]:
-    """Wrap a JSON endpoint: method check, ``ApiError`` → JSON, anything else → 500 JSON.
+def endpoint(*methods: str, csrf: bool = False, max_body: int = MAX_BODY) -> Callable[[View], View]:
+    """Wrap a JSON endpoint: method check, body limit, ``ApiError`` → JSON, anything
+    else → 500 JSON.
 
     ``methods`` empty: any method. Bearer-authenticated and signed endpoints are
     CSRF-exempt; session-authenticated views pass ``csrf=True`` (checked even
-    where a host project lacks the CSRF middleware).
+    where a host project lacks the CSRF middleware). ``max_body``: the largest body
+    the endpoint takes, in bytes, whatever its method (also read by
+    ``asgi.limit_body_size`` from the view).
     """
 
     def decorate(view: View) -> View:
@@ -346,15 +382,19 @@ def endpoint(*methods: str, csrf: bool = False) -> Callable[[View], View]:
                         f"Use {' or '.join(methods)}.",
                         {"Allow": ", ".join(methods)},
                     )
+                read_limited(request, max_body)  # the view finds it in request.body
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return exc.as_response()
+            except BodyTooLarge as exc:
+                return ApiError(Errors.PAYLOAD_TOO_LARGE, str(exc)).as_response()
             except Http404:
                 return ApiError(Errors.NOT_FOUND).as_response()
             except Exception:
                 logger.exception("Unexpected error in %s %s", request.method, request.path)
                 return ApiError(Errors.INTERNAL_ERROR).as_response()
 
+        wrapper.max_body = max_body  # type: ignore[attr-defined]
         return csrf_protect(wrapper) if csrf else csrf_exempt(wrapper)
 
     return decorate

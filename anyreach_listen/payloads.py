@@ -5,7 +5,7 @@ Bad input gets a clear error and changes nothing: a body that is not a JSON
 object (or holds ``NaN``/``Infinity``, or nests deeper than Python parses) is
 ``invalid_json``, a field the endpoint does not take is ``unknown_field``, a
 field of the wrong type or size is ``invalid_field`` (the message names the
-field), a body over 64 KB is ``payload_too_large``. Strings must be storable
+field), a body over 64 KB is ``payload_too_large`` (``body_limit.py``). Strings must be storable
 by every supported database: no NUL character, no lone surrogate.
 """
 
@@ -19,24 +19,20 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from .body_limit import MAX_BODY, read_limited
 from .errors import ApiError, Errors
 from .models import Alert, AlertRule, Conversation
 from .transcripts import SegmentIn, SegmentOut
 
-MAX_BODY = 64 * 1024
 MAX_METADATA = 16 * 1024
 MAX_LABEL = 200
 MAX_DEPTH = 32  # nesting of metadata (SQLite's JSON functions stop at 1,000)
 
 
 def read_object(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object body (an empty body is an empty object)."""
-    length = request.headers.get("Content-Length", "")
-    if length.isascii() and length.isdigit() and int(length) > MAX_BODY:
-        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
-    body = request.body
-    if len(body) > MAX_BODY:
-        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
+    """The request's JSON object body (an empty body is an empty object); over
+    MAX_BODY: ``BodyTooLarge`` (413), never read past it."""
+    body = read_limited(request, MAX_BODY)
     if not body.strip():
         return {}
     try:

@@ -1,8 +1,10 @@
 """Fixed-window rate limits kept in Django's cache.
 
-Two limits use it: requests per credential (or per signed-in user), and failed
-bearer credentials per client address, which blocks an address that keeps
-guessing before any credential is looked up.
+Three limits use it: requests per credential (or per signed-in user: minting and
+writes), reads per credential (transcripts, alerts, rules: their own counter), and
+failed bearer credentials (and the webhook's and the recorder intake's failed
+signatures) per client address, which blocks an address that keeps guessing before
+any credential is looked up or signature checked.
 
 With several workers the cache must be shared (Redis or memcached) for the
 limit to hold across them; the local-memory cache limits each process alone.
@@ -11,6 +13,7 @@ limit to hold across them; the local-memory cache limits each process alone.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -18,8 +21,11 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from .client_address import client_address
 from .conf import listen_settings
 from .errors import ApiError, Errors
+
+logger = logging.getLogger(__name__)
 
 # An IPv6 client usually owns a whole /64: counting single addresses would let it
 # rotate through them.
@@ -75,6 +81,19 @@ def enforce(bucket: str, what: str) -> None:
         raise _too_many(what, decision)
 
 
+def enforce_reads(bucket: str) -> None:
+    """Count a transcript, alert or rule read against ``bucket``'s own read limit
+    (READ_RATE_LIMIT_*): a client paging through reads never uses up its minting and
+    write limit, nor the other way round. ApiError 429 with Retry-After when over."""
+    decision = hit(
+        f"read:{bucket}",
+        int(listen_settings.READ_RATE_LIMIT_REQUESTS),
+        int(listen_settings.READ_RATE_LIMIT_WINDOW),
+    )
+    if not decision.allowed:
+        raise _too_many("reads for this credential", decision)
+
+
 def _too_many(what: str, decision: RateDecision) -> ApiError:
     return ApiError(
         Errors.RATE_LIMITED,
@@ -89,18 +108,14 @@ def _too_many(what: str, decision: RateDecision) -> ApiError:
 def client_bucket(request: HttpRequest) -> str:
     """The bucket of the request's client address: an IPv4 address or an IPv6 /64.
 
-    REMOTE_ADDR only, as in the audit: behind a reverse proxy the server must put
-    the client's address there (daphne --proxy-headers), or every client shares
-    the proxy's bucket.
+    The address is the one the audit records (``client_address.py``): behind
+    ``TRUSTED_PROXY_COUNT`` proxies, never an entry the client wrote itself.
     """
-    raw = request.META.get("REMOTE_ADDR") or ""
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
+    found = client_address(request)  # ::ffff:a.b.c.d is already the IPv4 client a.b.c.d
+    if found is None:
         return "authfail:unknown"
+    address = ipaddress.ip_address(found)
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
-            return f"authfail:{address.ipv4_mapped}"
         network = ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False)
         return f"authfail:{network.network_address}/{IPV6_PREFIX}"
     return f"authfail:{address}"
@@ -122,3 +137,25 @@ def count_failed_credential(request: HttpRequest) -> None:
     """Count a refused bearer credential against the client's address."""
     limit, window = _failure_limit()
     hit(client_bucket(request), limit, window)
+
+
+# Signed deliveries (the LiveKit webhook, the recorder intake) share the bucket, best
+# effort: a cache outage must not fail a delivery its signature proves.
+
+
+def refuse_blocked_sender(request: HttpRequest) -> None:
+    """``refuse_blocked_client`` for a signed delivery, skipped while the cache is down."""
+    try:
+        refuse_blocked_client(request)
+    except ApiError:
+        raise
+    except Exception as exc:
+        logger.warning("Failed-signature throttle unavailable: %s", type(exc).__name__)
+
+
+def count_failed_signature(request: HttpRequest) -> None:
+    """Count a delivery's bad signature against the client's address (best effort)."""
+    try:
+        count_failed_credential(request)
+    except Exception as exc:
+        logger.warning("Failed-signature throttle unavailable: %s", type(exc).__name__)

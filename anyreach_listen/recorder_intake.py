@@ -25,7 +25,9 @@ registered with LiveKit: the portal then dispatches recorders to the live calls
 lacking them (202). The conversation is the one named, if its room matches,
 else the room's active one. Answers, JSON always: 200 ``{"recorded",
 "unchanged"}``; 413 ``payload_too_large`` for a body over 64 KB (checked before its
-signature, so an oversized body is never hashed, chunked or not); 401
+signature, so an oversized body is never hashed, chunked or not); 429 ``rate_limited``
+before any check of the signature for an address that sent too many bad ones (they
+count with the API's failed credentials, ``ratelimit.py``); 401
 ``invalid_signature``; 400 for a malformed body; 404 ``conversation_not_found``; 409
 ``transcript_closed``; 500 (the recorder retries).
 """
@@ -46,7 +48,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from livekit.api import AccessToken, TokenVerifier
 
-from . import payloads, recorder_dispatch, transcripts
+from . import payloads, ratelimit, recorder_dispatch, transcripts
+from .body_limit import MAX_BODY, read_limited
+from .client_address import client_address
 from .conf import listen_settings
 from .errors import ApiError, Errors, endpoint
 from .models import Conversation
@@ -79,10 +83,9 @@ def sign(body: bytes, api_key: str, api_secret: str, *, ttl: int = TOKEN_TTL) ->
 
 
 def _refused(request: HttpRequest, why: str) -> ApiError:
+    ratelimit.count_failed_signature(request)
     # Never log the Authorization header: it is a signed token.
-    logger.warning(
-        "Rejected recorder delivery from %s: %s", request.META.get("REMOTE_ADDR", "?"), why
-    )
+    logger.warning("Rejected recorder delivery from %s: %s", client_address(request) or "?", why)
     return ApiError(
         Errors.INVALID_SIGNATURE, "The recorder delivery's signature or body hash is not valid."
     )
@@ -136,7 +139,7 @@ def _conversation_id(data: dict[str, Any]) -> uuid.UUID | None:
 def resolve(room: str, conversation_id: uuid.UUID | None) -> Conversation:
     """The dispatch's conversation if it is the room's (a room name can be reused),
     else the room's active one."""
-    rooms = Conversation.objects.filter(livekit_room=room)
+    rooms = Conversation.objects.in_room(room)
     found = (
         rooms.filter(pk=conversation_id).first()
         if conversation_id is not None
@@ -149,13 +152,10 @@ def resolve(room: str, conversation_id: uuid.UUID | None) -> Conversation:
 
 @endpoint("POST")
 def recorder_delivery(request: HttpRequest) -> JsonResponse:
-    length = request.headers.get("Content-Length", "")
-    if length.isascii() and length.isdigit() and int(length) > payloads.MAX_BODY:
-        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
-    body = request.body
-    # A chunked body has no Content-Length: its size is checked before it is hashed.
-    if len(body) > payloads.MAX_BODY:
-        raise ApiError(Errors.PAYLOAD_TOO_LARGE)
+    # Read by ``endpoint`` already, at most MAX_BODY bytes (chunked or not): a larger
+    # body was refused before it could be hashed.
+    body = read_limited(request, MAX_BODY)
+    ratelimit.refuse_blocked_sender(request)  # an address that keeps failing is not verified
     _verify(request, body)  # before parsing: nothing unsigned is read
     data = payloads.read_object(request)
     if "registered" in data:

@@ -18,7 +18,9 @@ name and fill the listen audit:
 
 A room without a conversation is registered when its metadata (or the
 ``AUTO_REGISTER`` setting) says whose it is (``auto_registration.py``), else
-acknowledged and ignored. Conversation changes go through ``conversations.py``.
+acknowledged and ignored. A room whose metadata names another organization than
+its conversation's is taken from that conversation (``conversations.lose_room``)
+and registered for its owner. Conversation changes go through ``conversations.py``.
 
 One event is applied in one transaction: a failure on our side (the database
 unavailable for a moment) changes nothing, publishes nothing and is answered
@@ -42,7 +44,9 @@ from django.utils import timezone
 from google.protobuf.json_format import ParseError
 from livekit.api import ParticipantInfo, TokenVerifier, WebhookEvent, WebhookReceiver
 
-from . import auto_registration, conversations, recorder_dispatch
+from . import auto_registration, conversations, ratelimit, recorder_dispatch, room_ownership
+from .body_limit import WEBHOOK_MAX_BODY
+from .client_address import client_address
 from .conf import listen_settings
 from .errors import ApiError, Errors, endpoint
 from .events import publish_listener
@@ -59,10 +63,13 @@ def _seen_key(event_id: str) -> str:
     return f"{listen_settings.GROUP_PREFIX}:webhook:{event_id}"
 
 
-@endpoint("POST")
+@endpoint("POST", max_body=WEBHOOK_MAX_BODY)
 def livekit_webhook(request: HttpRequest) -> JsonResponse:
+    # An address that sent too many bad signatures (or API credentials) is refused
+    # before its signature is checked, like the API's failed credentials.
+    ratelimit.refuse_blocked_sender(request)
     try:
-        body = request.body.decode("utf-8")
+        body = request.body.decode("utf-8")  # at most WEBHOOK_MAX_BODY bytes (``endpoint``)
     except UnicodeDecodeError:
         raise ApiError(Errors.INVALID_PAYLOAD, "The body is not UTF-8.") from None
     receiver = WebhookReceiver(
@@ -74,10 +81,11 @@ def livekit_webhook(request: HttpRequest) -> JsonResponse:
         # The signature matched (checked first), the body is not a webhook event.
         raise ApiError(Errors.INVALID_PAYLOAD) from None
     except Exception as exc:
+        ratelimit.count_failed_signature(request)
         # Never log the Authorization header: it is a signed token.
         logger.warning(
             "Rejected LiveKit webhook from %s: %s",
-            request.META.get("REMOTE_ADDR", "?"),
+            client_address(request) or "?",
             type(exc).__name__,
         )
         raise ApiError(Errors.INVALID_SIGNATURE) from None
@@ -121,9 +129,16 @@ def handle_event(event: WebhookEvent) -> str:
 def _apply(event: WebhookEvent, room_name: str, removals: list[tuple[str, str]]) -> str:
     conversation = _conversation_of(room_name) if room_name else None
     registered = False
-    if conversation is None and event.event in ("room_started", "participant_joined"):
-        conversation = auto_registration.register_room(event.room, at=_event_time(event))
-        registered = conversation is not None
+    if event.event in ("room_started", "participant_joined"):
+        owner = room_ownership.owner_named(event.room.metadata)
+        if conversation is not None and owner not in (None, conversation.organization_id):
+            # The platform gave the room to another organization: a tenant's earlier
+            # claim loses it, and the owner's conversation is registered.
+            conversations.lose_room(conversation, at=_event_time(event))
+            conversation = None
+        if conversation is None:
+            conversation = auto_registration.register_room(event.room, at=_event_time(event))
+            registered = conversation is not None
     if conversation is None:
         return "ignored"
     if event.event == "room_started":
@@ -161,7 +176,7 @@ def _remember(event_id: str) -> None:
 
 def _conversation_of(room_name: str) -> Conversation | None:
     """The room's conversation: the active one, else the latest (a room name can be reused)."""
-    rooms = Conversation.objects.filter(livekit_room=room_name)
+    rooms = Conversation.objects.in_room(room_name)
     return rooms.active().first() or rooms.order_by("-created_at").first()
 
 

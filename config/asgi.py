@@ -10,6 +10,15 @@ django_asgi_app = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+    # Django would answer every request 400 and log why only to mail_admins: a server
+    # that serves nothing must not start silently (manage.py runserver refuses too).
+    raise ImproperlyConfigured(
+        "Set ALLOWED_HOSTS (the portal's host names, comma-separated), or DEBUG=1 for "
+        "local development: with DEBUG off and no ALLOWED_HOSTS every request is refused."
+    )
 
 if settings.DEBUG:
     # The embedded setup serves static files itself; production serves the
@@ -20,11 +29,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from anyreach_listen.asgi import limit_body_size  # noqa: E402
 from anyreach_listen.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The JSON endpoints' body limits, before Django spools a body to a temporary file.
+        "http": limit_body_size(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

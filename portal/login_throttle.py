@@ -8,10 +8,10 @@ NAT), so it gets a higher limit than an account: this handler counts each
 parameter against its own entry in ``LOGIN_FAILURE_LIMITS`` and reports the
 lockout to axes when either is reached. The lockout page says which one it was.
 
-Behind proxies every request comes from the last proxy's address; with
-``TRUSTED_PROXY_COUNT`` proxies, each appending the address it received the
-request from to X-Forwarded-For, the client is the one that many entries from
-the right (entries to its left are whatever the client sent, so never trusted).
+The address counted is the app's one client address
+(``anyreach_listen.client_address``, axes' ``AXES_CLIENT_IP_CALLABLE``): behind
+``TRUSTED_PROXY_COUNT`` proxies the entry that many from the right of
+X-Forwarded-For, never one the client wrote.
 """
 
 from __future__ import annotations
@@ -28,18 +28,6 @@ from django.shortcuts import render
 
 ACCOUNT = "username"
 ADDRESS = "ip_address"
-
-
-def client_address(request: HttpRequest) -> str | None:
-    """The address failures are counted against (axes' AXES_CLIENT_IP_CALLABLE)."""
-    remote: str | None = request.META.get("REMOTE_ADDR")
-    proxies: int = settings.TRUSTED_PROXY_COUNT
-    if proxies <= 0:
-        return remote
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    # Fewer entries than proxies: the request did not come through them all.
-    return hops[-proxies] if len(hops) >= proxies else remote
 
 
 def failure_limits() -> dict[str, int]:

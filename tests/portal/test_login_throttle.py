@@ -116,7 +116,7 @@ async def test_the_lockout_page_under_asgi(world: World) -> None:
 def test_behind_a_proxy_the_forwarded_client_address_is_counted(
     world: World, settings: Any
 ) -> None:
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.ANYREACH_LISTEN = {**settings.ANYREACH_LISTEN, "TRUSTED_PROXY_COUNT": 1}
     proxy = "10.0.0.2"
     for n in range(ADDRESS_LIMIT):
         # What the client put in X-Forwarded-For varies; what the proxy appended does not.
