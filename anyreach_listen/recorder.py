@@ -17,6 +17,13 @@ stored transcript is what a listener saw:
   emitted again; an empty interim of a new segment is not worth emitting;
   segments are told apart by role and id.
 
+A text stream is bounded by what can be stored, whoever sends it: its interims
+are coalesced (at most one per ``INTERIM_INTERVAL``, the text joined only then, so
+the work is linear in the stream's size however small its chunks), and its text
+stops growing at ``MAX_SEGMENT_TEXT`` (the intake's limit) while the rest of the
+stream is still read to its end, so LiveKit is never held up. The stream's last
+update (its final) carries its whole text, as far as the limit.
+
 ``transcripts.record`` applies the same rules again on the stored segments, so
 two recorders in one room (or a recorder and a push) store each segment once.
 """
@@ -24,10 +31,12 @@ two recorders in one room (or a recorder and a push) store each segment once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from .payloads import MAX_SEGMENT_TEXT
 from .transcripts import SegmentIn
 
 logger = logging.getLogger(__name__)
@@ -39,6 +48,9 @@ ATTR_TRACK_ID = "lk.transcribed_track_id"
 # The attribute LiveKit's server sets on every agent job's participant: the agent
 # name the worker registered with (clients cannot set it on an agent's token).
 ATTR_AGENT_NAME = "lk.agent_name"
+# Seconds between two interims of one text stream: a live view needs no more, and
+# a sender of tiny chunks cannot turn each into an update.
+INTERIM_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,8 @@ class Merger:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], tuple[str, bool]] = {}
+        # When a segment's text streams may send their next interim (``stream``).
+        self._next_interim: dict[tuple[str, str], float] = {}
 
     def offer(self, segment_id: str, speaker: Speaker, text: str, final: bool) -> SegmentIn | None:
         """The update worth recording, or None (a repeat, a step back, a settled segment)."""
@@ -120,19 +134,46 @@ class Merger:
         speaker: Speaker,
         chunks: AsyncIterable[str],
         attributes: Callable[[], Mapping[str, str]],
+        *,
+        interval: float = INTERIM_INTERVAL,
+        limit: int = MAX_SEGMENT_TEXT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> AsyncIterator[SegmentIn]:
-        """The updates of one ``lk.transcription`` text stream, as its chunks arrive."""
+        """The updates of one ``lk.transcription`` text stream, as its chunks arrive:
+        at most one interim of the segment per ``interval`` seconds of ``clock``, then
+        the stream's last update (final or not, as its last attributes say) with its
+        whole text, of at most ``limit`` characters."""
         # A stream final from its first attributes carries the whole text at once (user
         # speech): only its end is worth recording.
         final_at_start = is_final(attributes())
-        text = ""
+        # The agent's speech arrives as deltas: kept as a list and joined only for an
+        # update (``text += chunk`` per chunk copies the whole text each time).
+        parts: list[str] = []
+        size = 0
+        key = (speaker.role, segment_id)
         try:
             async for chunk in chunks:
-                text += chunk  # the agent's speech arrives as deltas
-                if not final_at_start and (u := self.offer(segment_id, speaker, text, False)):
+                if size >= limit:
+                    continue  # read to the end all the same: an unread stream holds LiveKit's
+                chunk = chunk[: limit - size]
+                if not chunk:
+                    continue
+                parts.append(chunk)
+                size += len(chunk)
+                now = clock()
+                if final_at_start or now < self._next_interim.get(key, now):
+                    continue
+                parts = ["".join(parts)]
+                self._next_interim[key] = now + interval
+                if (u := self.offer(segment_id, speaker, parts[0], False)) is not None:
                     yield u
         except Exception as exc:
             logger.warning("A transcript stream broke off: %s", exc)
-        # Read again: the final flag may arrive in the stream's trailer.
-        if (u := self.offer(segment_id, speaker, text, is_final(attributes()))) is not None:
+        # Read again: the final flag may arrive in the stream's trailer. Whatever it says,
+        # the stream's last update goes out (the text since its last interim, if any).
+        text = "".join(parts)
+        final = is_final(attributes())
+        if final:
+            self._next_interim.pop(key, None)  # a settled segment has no interims to come
+        if (u := self.offer(segment_id, speaker, text, final)) is not None:
             yield u

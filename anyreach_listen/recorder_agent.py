@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -60,6 +61,9 @@ PERMISSIONS = WorkerPermissions(
 IDENTITY_PREFIX = "recorder-"
 ACCEPT_HOLD = 15.0  # seconds a room accepted but not running yet counts as taken
 SENDER_WAIT = 2.0  # seconds a transcript stream waits for its sender to be known
+DRAIN_TIMEOUT = 10.0  # seconds a stopping worker gives its rooms (run_recorder --drain-timeout)
+STREAMS_WAIT = 2.0  # of which, at most, open streams get to end by themselves
+LEAVE_MARGIN = 1.0  # seconds past the drain timeout the worker gets to leave and close
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,12 @@ def _conversation_id(metadata: str) -> str | None:
 class _Job:
     """One room's recording: the room's events into the merger, its updates into the writer."""
 
-    def __init__(self, ctx: JobContext, writer: Writer) -> None:
+    def __init__(
+        self, ctx: JobContext, writer: Writer, drain_timeout: float = DRAIN_TIMEOUT
+    ) -> None:
         self.ctx = ctx
         self.writer = writer
+        self.drain_timeout = drain_timeout
         self.merger = Merger()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -166,10 +173,12 @@ class _Job:
             self.writer.put(update)
 
     async def close(self) -> None:
-        # Streams still open when the room went away end with what they carried.
+        # Within the drain timeout: the streams still open end with what they carried,
+        # and the writer delivers what is queued.
+        deadline = time.monotonic() + self.drain_timeout
         if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=2)
-        await self.writer.close()
+            await asyncio.wait(set(self.tasks), timeout=min(STREAMS_WAIT, self.drain_timeout / 4))
+        await self.writer.close(timeout=max(0.0, deadline - time.monotonic()))
         logger.info(
             "Recorder left room %s: %d update(s) stored", self.ctx.room.name, self.writer.stored
         )
@@ -180,14 +189,16 @@ async def _drain(reader: rtc.TextStreamReader) -> None:
     await reader.read_all()
 
 
-def _entrypoint(portal_url: str) -> Callable[[JobContext], Awaitable[None]]:
+def _entrypoint(
+    portal_url: str, drain_timeout: float = DRAIN_TIMEOUT
+) -> Callable[[JobContext], Awaitable[None]]:
     async def entrypoint(ctx: JobContext) -> None:
         room_name = ctx.job.room.name
         conversation_id = _conversation_id(ctx.job.metadata)
         # Deliveries go to the portal, which records them (no database here).
         writer = Writer(portal_url, room_name, conversation_id)
         writer.start()
-        job = _Job(ctx, writer)
+        job = _Job(ctx, writer, drain_timeout)
         job.attach()
         ctx.add_shutdown_callback(job.close)
         await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
@@ -221,10 +232,15 @@ class _Rooms:
 
 
 def build_server(
-    agent_name: str, portal_url: str, *, http_port: int = 0, max_jobs: int = 200
+    agent_name: str,
+    portal_url: str,
+    *,
+    http_port: int = 0,
+    max_jobs: int = 200,
+    drain_timeout: float = DRAIN_TIMEOUT,
 ) -> AgentServer:
     """The worker: hidden, subscribe-only, explicit dispatch by ``agent_name``; delivers
-    to the portal at ``portal_url``."""
+    to the portal at ``portal_url``; on shutdown its jobs get ``drain_timeout`` seconds."""
     server = AgentServer(
         job_executor_type=JobExecutorType.THREAD,
         permissions=PERMISSIONS,
@@ -234,6 +250,9 @@ def build_server(
         load_threshold=1.0,
         num_idle_processes=2,
         port=http_port,  # 0: any free port (several recorders on one machine)
+        # How long a job's shutdown is waited for before it is logged as late (a job
+        # thread cannot be killed: run() bounds the whole stop instead).
+        shutdown_process_timeout=drain_timeout + LEAVE_MARGIN,
     )
     # Load is jobs over capacity, not CPU: a busy machine must not refuse calls.
     server.load_fnc = lambda: len(server.active_jobs) / max_jobs
@@ -257,17 +276,24 @@ def build_server(
         ).start()
 
     server.on("worker_registered", on_registered)
-    server.rtc_session(_entrypoint(portal_url), agent_name=agent_name, on_request=on_request)
+    server.rtc_session(
+        _entrypoint(portal_url, drain_timeout), agent_name=agent_name, on_request=on_request
+    )
     return server
 
 
-def run(agent_name: str, portal_url: str, *, http_port: int = 0) -> None:
+def run(
+    agent_name: str, portal_url: str, *, http_port: int = 0, drain_timeout: float = DRAIN_TIMEOUT
+) -> None:
     """Run the worker until SIGTERM, SIGINT or SIGHUP; then leave every room at once.
 
-    No drain: a call can last an hour. Leaving is a clean participant_left, on which
-    the app dispatches another recorder to the room (``recorder_dispatch.py``).
+    No waiting for calls to end: a call can last an hour. Leaving is a clean
+    participant_left, on which the app dispatches another recorder to the room
+    (``recorder_dispatch.py``). The drain is what was heard being delivered, for at
+    most ``drain_timeout`` seconds (what is left undelivered then is logged); the
+    process exits ``LEAVE_MARGIN`` seconds later at the latest, whatever still runs.
     """
-    server = build_server(agent_name, portal_url, http_port=http_port)
+    server = build_server(agent_name, portal_url, http_port=http_port, drain_timeout=drain_timeout)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -277,7 +303,17 @@ def run(agent_name: str, portal_url: str, *, http_port: int = 0) -> None:
         running = asyncio.create_task(server.run(devmode=False))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        await server.aclose()
+        try:
+            await asyncio.wait_for(server.aclose(), timeout=drain_timeout + LEAVE_MARGIN)
+        except TimeoutError:
+            # A job that does not end (a room that never disconnects) runs on a thread
+            # that cannot be stopped and would hold the interpreter's exit: go now.
+            logger.error(
+                "Recorder did not stop within %.1f s: exiting anyway",
+                drain_timeout + LEAVE_MARGIN,
+            )
+            logging.shutdown()
+            os._exit(1)
         if running.done() and not stopped.done():
             running.result()  # the worker failed (e.g. LiveKit unreachable): raise it
         running.cancel()

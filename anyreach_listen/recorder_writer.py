@@ -11,11 +11,18 @@ network); one task per room delivers them in arrival order, one request at a
 time, batching what piled up while the previous request ran. A connection
 error, a 5xx or a 429 is retried with backoff until it succeeds: a final
 segment is never dropped while the recorder runs, and on shutdown the writer
-keeps trying for ``flush_timeout`` seconds before it gives up and logs what it
-could not deliver. Any other 4xx (``transcript_closed``: the call ended too long
-ago; ``conversation_not_found``) cannot succeed on a retry: the batch is logged
-and dropped. Recording is idempotent by (role, segment id), so a retried batch,
-or a second recorder in the room, stores nothing twice.
+keeps trying for ``flush_timeout`` seconds (at most, a request in flight
+included) before it gives up and logs what it could not deliver. Any other 4xx
+(``transcript_closed``: the call ended too long ago; ``conversation_not_found``)
+cannot succeed on a retry: the batch is logged and dropped. Recording is
+idempotent by (role, segment id), so a retried batch, or a second recorder in
+the room, stores nothing twice.
+
+The queue is bounded in interims: with ``MAX_QUEUED`` updates waiting (the
+portal is slow or away), a new update makes room by dropping the oldest waiting
+interim (a later update of its segment, at least its final, carries the whole
+text again); an interim that finds only finals waiting is dropped itself. Finals
+always go in. Drops are logged, at most once per ``DROP_LOG_EVERY`` seconds.
 
 One bad update must not cost the others theirs: the intake refuses a whole body
 for one segment it cannot take (``payloads.transcript_updates``). So each update
@@ -30,6 +37,7 @@ empty or over-long segment id) is dropped, with an error naming it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import logging
@@ -51,6 +59,8 @@ RETRY_DELAYS: Sequence[float] = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)  # the last one 
 MAX_BATCH = 100
 MAX_BATCH_BYTES = 48 * 1024  # the portal takes bodies up to 64 KB
 REQUEST_TIMEOUT = 10.0
+MAX_QUEUED = 1_000  # updates waiting past which interims are dropped (finals never are)
+DROP_LOG_EVERY = 10.0  # seconds between two logs of dropped interims
 
 
 def delivery_url(portal_url: str) -> str:
@@ -93,6 +103,61 @@ def within_limits(update: SegmentIn) -> SegmentIn:
     return update
 
 
+class _Backlog:
+    """The updates waiting for delivery, in arrival order, bounded in interims (see the
+    module's docstring); None is the writer's closing mark, always taken."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self._items: collections.deque[SegmentIn | None] = collections.deque()
+        self._interims = 0
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: SegmentIn | None) -> SegmentIn | None:
+        """Queue ``item``; the interim dropped to make room (maybe ``item`` itself), or None."""
+        dropped = None
+        if item is not None and len(self._items) >= self.bound:
+            dropped = self._drop_oldest_interim()
+            if dropped is None and not item.final:
+                return item  # only finals wait: they stay, this interim goes
+        self._items.append(item)
+        if item is not None and not item.final:
+            self._interims += 1
+        self._ready.set()
+        return dropped
+
+    def _drop_oldest_interim(self) -> SegmentIn | None:
+        if not self._interims:
+            return None
+        for index, waiting in enumerate(self._items):
+            if waiting is not None and not waiting.final:
+                del self._items[index]
+                self._interims -= 1
+                return waiting
+        return None  # not reached: _interims counts the interims waiting
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def get_nowait(self) -> SegmentIn | None:
+        item = self._items.popleft()
+        if item is not None and not item.final:
+            self._interims -= 1
+        return item
+
+    async def get(self) -> SegmentIn | None:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self.get_nowait()
+
+    def waiting(self) -> list[SegmentIn]:
+        return [u for u in self._items if u is not None]
+
+
 class Writer:
     """One room's deliveries (one ``Writer`` per recorder job)."""
 
@@ -105,6 +170,7 @@ class Writer:
         client: httpx.AsyncClient | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         flush_timeout: float = 30.0,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.url = delivery_url(portal_url)
         self.room = room
@@ -112,9 +178,13 @@ class Writer:
         self.retry_delays = retry_delays
         self.flush_timeout = flush_timeout
         self.stored = 0  # updates the portal took (for logs and tests)
+        self.dropped = 0  # interims dropped from a full queue
+        self._dropped_unlogged = 0
+        self._next_drop_log = 0.0
         self._client = client
         self._own_client = client is None
-        self._queue: asyncio.Queue[SegmentIn | None] = asyncio.Queue()
+        self._queue = _Backlog(max_queued)
+        self._taken: list[SegmentIn] = []  # taken from the queue, not delivered yet
         self._deadline: float | None = None  # set by close(): stop retrying after it
         self._task: asyncio.Task[None] | None = None
 
@@ -138,15 +208,50 @@ class Writer:
                 len(fitted.text),
                 len(update.text),
             )
-        self._queue.put_nowait(fitted)
+        if self._queue.put(fitted) is not None:
+            self._dropped_interim()
 
-    async def close(self) -> None:
-        """Deliver what is queued (retrying until ``flush_timeout``), then stop."""
-        self._deadline = time.monotonic() + self.flush_timeout
-        self._queue.put_nowait(None)
+    def _dropped_interim(self, *, flush: bool = False) -> None:
+        if not flush:
+            self.dropped += 1
+            self._dropped_unlogged += 1
+        now = time.monotonic()
+        if self._dropped_unlogged and (flush or now >= self._next_drop_log):
+            logger.warning(
+                "Room %s: %d interim update(s) dropped (%d in all): %d updates wait for the "
+                "portal, the most the writer keeps (final segments are always kept)",
+                self.room,
+                self._dropped_unlogged,
+                self.dropped,
+                self._queue.bound,
+            )
+            self._dropped_unlogged = 0
+            self._next_drop_log = now + DROP_LOG_EVERY
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued, retrying for at most ``timeout`` seconds (default
+        ``flush_timeout``; a request in flight included), then stop and log what was not
+        delivered."""
+        flush_timeout = self.flush_timeout if timeout is None else timeout
+        self._deadline = time.monotonic() + flush_timeout
+        self._queue.put(None)
+        self._dropped_interim(flush=True)
         try:
             if self._task is not None:
-                await self._task
+                try:
+                    await asyncio.wait_for(self._task, timeout=flush_timeout)
+                except TimeoutError:
+                    # A portal that takes requests but never answers, or many batches
+                    # left: the process is stopping, so stop here all the same.
+                    left = self._taken + self._queue.waiting()
+                    logger.error(
+                        "Room %s: gave up delivering %d update(s) (final segments %s) at "
+                        "the %.1f s flush timeout",
+                        self.room,
+                        len(left),
+                        [u.id for u in left if u.final],
+                        flush_timeout,
+                    )
         finally:
             if self._own_client and self._client is not None:
                 await self._client.aclose()
@@ -174,10 +279,12 @@ class Writer:
                     break
                 item = self._queue.get_nowait()
             if batch:
+                self._taken = batch + ([held] if held is not None else [])
                 await self._deliver(batch)
+                self._taken = []
             if held is not None and closing:
                 closing = False  # the sentinel came in this round; finish the held one first
-                self._queue.put_nowait(None)
+                self._queue.put(None)
 
     def _body(self, batch: list[SegmentIn]) -> bytes:
         data: dict[str, Any] = {"room": self.room, "segments": [_segment_json(u) for u in batch]}

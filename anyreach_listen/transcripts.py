@@ -24,29 +24,36 @@ the dashboard's last line of each row) are audited by ``audit_glances``: at most
 row, via the portal, per person and call per ``GLANCE_WINDOW``, remembered in the
 cache (so per cache: per process on the embedded defaults, shared with Redis).
 A portal read by a person (the conversation page, a wall tile, the listen dialog)
-starts that window too: the lines that follow it are that read going on.
+starts that window too: the lines that follow it are that read going on. API reads
+(transcript pages, alert lists) follow the same rule per credential, client address
+and call (``audit_api_read``): a client walking the pages or polling writes one row
+an hour, not one per request (reads are rate-limited as well, ``ratelimit.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.http import HttpRequest
 from django.utils import timezone
 
 from . import alerts, events
+from .client_address import client_address
 from .conf import listen_settings
 from .errors import ApiError, Errors
 from .models import Alert, Conversation, TranscriptRead, TranscriptSegment, TranscriptVia
+
+logger = logging.getLogger(__name__)
 
 INTERIM_TTL = 60 * 60  # seconds a speaker's interim text is kept without an update
 GLANCE_WINDOW = 60 * 60  # seconds one audited glance (or portal read) covers a person's lines
@@ -69,6 +76,7 @@ class SegmentOut:
     text: str
     final: bool
     at: dt.datetime  # when the segment was first seen
+    position: int = 0  # spoken order (1, 2, …): where the API's transcript pages resume
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Recorded:
     recorded: int = 0
     unchanged: int = 0
     alerts: list[Alert] = field(default_factory=list)
+    dropped_segments: int = 0  # final segments refused past MAX_SEGMENTS_PER_CALL
 
 
 def interim_key(conversation_id: uuid.UUID | str, role: str) -> str:
@@ -105,6 +114,12 @@ def record(
 
     ``ApiError`` ``transcript_closed`` when the conversation ended more than
     ``TRANSCRIPT_LATE_SECONDS`` ago.
+
+    A call stores at most ``MAX_SEGMENTS_PER_CALL`` segments (segment ids are the
+    sender's to choose: rows and live events would have no bound). Past it, updates of
+    new segments are dropped, unpublished (those of stored segments still apply); each
+    final one refused adds one to ``Conversation.dropped_segments``, and the first is
+    logged. A final refused twice (a second recorder, a repeated push) counts twice.
     """
     at = at or timezone.now()
     quick = _interims_of_known_segments(conversation, updates, at)
@@ -126,6 +141,11 @@ def record(
             if segment is None:
                 if not update.text and not update.final:
                     batch.result.unchanged += 1
+                    continue
+                if position > int(listen_settings.MAX_SEGMENTS_PER_CALL):
+                    # Positions are gapless from 1: the call holds position - 1 segments.
+                    batch.result.unchanged += 1
+                    batch.result.dropped_segments += update.final
                     continue
                 segment = TranscriptSegment.objects.create(
                     conversation=row,
@@ -153,10 +173,27 @@ def record(
             else:
                 batch.take_interim(update)
         batch.result.recorded = len(updates) - batch.result.unchanged
+        if batch.result.dropped_segments:
+            _count_dropped(row, batch.result.dropped_segments)
         batch.result.alerts = alerts.raise_alerts(row, finalized, at=at)
     # After the writes, so a failed batch leaves the cache as it was.
     batch.store_interims()
     return batch.result
+
+
+def _count_dropped(row: Conversation, dropped: int) -> None:
+    """Add ``dropped`` to the call's count of segments refused past the cap; log the
+    first (``row`` is locked and fresh: its count is the stored one)."""
+    if not row.dropped_segments:
+        logger.warning(
+            "Conversation %s reached MAX_SEGMENTS_PER_CALL (%d segments): its new "
+            "segments are dropped from now on (counted on dropped_segments)",
+            row.pk,
+            int(listen_settings.MAX_SEGMENTS_PER_CALL),
+        )
+    # update(): save() would bump updated_at, which the late window reads.
+    Conversation.objects.filter(pk=row.pk).update(dropped_segments=F("dropped_segments") + dropped)
+    row.dropped_segments += dropped
 
 
 class _Batch:
@@ -239,16 +276,22 @@ def _interims_of_known_segments(
     return batch.result
 
 
-def segments(conversation: Conversation) -> list[SegmentOut]:
-    """The transcript in spoken order, each interim segment with its latest text."""
+def segments(
+    conversation: Conversation, *, after: int = 0, limit: int | None = None
+) -> list[SegmentOut]:
+    """The transcript in spoken order, each interim segment with its latest text: the
+    segments after position ``after``, at most ``limit`` of them (a page of the API)."""
     interims = {role: latest_interim(conversation.pk, role) for role in ("agent", "user")}
+    rows = conversation.transcript_segments.filter(position__gt=after).order_by("position")
+    if limit is not None:
+        rows = rows[:limit]
     out = []
-    for s in conversation.transcript_segments.order_by("position"):
+    for s in rows:
         text = s.text
         latest = interims.get(s.role)
         if not s.final and latest is not None and latest.get("id") == s.segment_id:
             text = latest.get("text", text)
-        out.append(SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at))
+        out.append(SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at, s.position))
     return out
 
 
@@ -275,7 +318,7 @@ def read(
 
 
 def request_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_address(request)  # never an X-Forwarded-For entry the client wrote
 
 
 def read_row(
@@ -321,7 +364,7 @@ def audit_glances(
     client_ip: str | None = None,
 ) -> dict[str, float]:
     """Audit the live lines of these calls just shown to ``user`` (the event stream's
-    final lines, the dashboard's last lines): one ``TranscriptRead`` row, via the
+    final lines and alert phrases, the dashboard's last lines): one ``TranscriptRead`` row, via the
     portal, per call not glanced at (nor read in the portal) by this person within
     ``GLANCE_WINDOW``. One cache read when every call is covered (the common case: no
     query); else one INSERT for the rest. Callers check the right to read first.
@@ -335,6 +378,53 @@ def audit_glances(
     if not user.is_authenticated:
         return {}
     keys = {glance_key(user.pk, c): str(c) for c in conversation_ids}
+    return _audit_windows(
+        keys,
+        lambda conversation_id: read_row(
+            conversation_id, via=TranscriptVia.PORTAL, audit={"user": user}, client_ip=client_ip
+        ),
+    )
+
+
+def api_read_key(reader: str, client_ip: str | None, conversation_id: uuid.UUID | str) -> str:
+    """The cache key of a credential's API read window for a call, from one address."""
+    return f"anyreach_listen:api-read:{reader}:{client_ip or '-'}:{conversation_id}"
+
+
+def audit_api_read(
+    conversation_id: uuid.UUID,
+    *,
+    reader: str,
+    audit: dict[str, Any],
+    credential_label: str,
+    request: HttpRequest,
+) -> None:
+    """Audit an API read of a call's transcript (a page of it) or of its alerts, by the
+    glance rule: one ``TranscriptRead`` row, via the API, per credential (``reader``),
+    client address and call per ``GLANCE_WINDOW``; later reads in the window are that
+    read going on (walking the pages, polling). The address is part of the window so
+    that a credential used from a second place is recorded again at once. Raises when
+    the row cannot be written (the caller then answers 500 and shows nothing)."""
+    client_ip = request_ip(request)
+    key = api_read_key(reader, client_ip, conversation_id)
+    _audit_windows(
+        {key: str(conversation_id)},
+        lambda call_id: read_row(
+            call_id,
+            via=TranscriptVia.API,
+            audit=audit,
+            credential_label=credential_label,
+            client_ip=client_ip,
+        ),
+    )
+
+
+def _audit_windows(
+    keys: dict[str, str], row: Callable[[uuid.UUID], TranscriptRead]
+) -> dict[str, float]:
+    """The glance rule: for each audit window (cache key -> call id) not open yet, claim
+    it and write ``row(call id)``; one cache read when every window is open, one INSERT
+    for the rest. Returns when each call's window ends (``time.time()`` seconds)."""
     if not keys:
         return {}
     now = time.time()
@@ -348,18 +438,10 @@ def audit_glances(
             continue
         if cache.add(key, now, timeout=GLANCE_WINDOW):
             claimed.append(key)
-        # else another socket of the person claimed it a moment ago: its row covers this.
+        # else another socket or request claimed it a moment ago: its row covers this.
         until[conversation_id] = now + GLANCE_WINDOW
     if claimed:
-        rows = [
-            read_row(
-                uuid.UUID(keys[key]),
-                via=TranscriptVia.PORTAL,
-                audit={"user": user},
-                client_ip=client_ip,
-            )
-            for key in claimed
-        ]
+        rows = [row(uuid.UUID(keys[key])) for key in claimed]
         try:
             TranscriptRead.objects.bulk_create(rows)
         except BaseException:

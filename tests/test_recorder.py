@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import pytest
 
 from anyreach_listen.livekit_service import run_sync
+from anyreach_listen.payloads import MAX_SEGMENT_TEXT
 from anyreach_listen.recorder import NOBODY, Merger, Speaker, stream_speaker
 from anyreach_listen.transcripts import SegmentIn
 
@@ -118,7 +120,8 @@ def test_agent_stream_of_deltas_then_a_final_trailer() -> None:
             yield part
         attributes["lk.transcription_final"] = "true"  # the trailer's attributes
 
-    out = _collect(merger, "s1", AGENT, deltas(), lambda: attributes)
+    # interval=0: deltas spaced out in time, each an interim (tests below coalesce them).
+    out = _collect(merger, "s1", AGENT, deltas(), lambda: attributes, interval=0)
     assert out == [
         SegmentIn("s1", "agent", "Thank", False),
         SegmentIn("s1", "agent", "Thank you", False),
@@ -162,4 +165,69 @@ def test_a_broken_stream_ends_with_what_it_carried() -> None:
     assert out == [
         SegmentIn("s1", "agent", "Thank", False),
         SegmentIn("s1", "agent", "Thank you", False),
+    ]
+
+
+# --- a stream of any size costs the same bounded work ---------------------------------
+
+
+def test_a_stream_of_many_tiny_chunks_makes_one_interim_per_interval_then_its_final() -> None:
+    # 5,000 one-character deltas, 1 ms apart (a fake clock: no timing in the test).
+    now = [0.0]
+    attributes = {"lk.transcription_final": "false"}
+
+    async def deltas() -> AsyncIterator[str]:
+        for i in range(5_000):
+            now[0] = i / 1000
+            yield "ab"[i % 2]
+        attributes["lk.transcription_final"] = "true"
+
+    out = _collect(Merger(), "s1", AGENT, deltas(), lambda: attributes, clock=lambda: now[0])
+    interims = [u for u in out if not u.final]
+    # One per 100 ms of the stream's 5 s (the first at once): 50, not 5,000.
+    assert len(interims) == 50
+    assert all(b.text.startswith(a.text) and b.text != a.text for a, b in itertools.pairwise(out))
+    assert out[-1] == SegmentIn("s1", "agent", "ab" * 2_500, True)
+
+
+def test_a_streams_text_stops_at_the_intakes_limit_and_the_stream_is_read_to_its_end() -> None:
+    read = 0
+    attributes = {"lk.transcription_final": "false"}
+
+    async def two_megabytes() -> AsyncIterator[str]:
+        nonlocal read
+        for _ in range(20_000):
+            read += 1
+            yield "x" * 100
+        attributes["lk.transcription_final"] = "true"
+
+    out = _collect(Merger(), "s1", AGENT, two_megabytes(), lambda: attributes, clock=lambda: 0.0)
+    assert read == 20_000  # drained: an unread stream holds LiveKit's
+    # The clock stands still: the first interim, then the final, cut at the limit.
+    assert out == [
+        SegmentIn("s1", "agent", "x" * 100, False),
+        SegmentIn("s1", "agent", "x" * MAX_SEGMENT_TEXT, True),
+    ]
+
+
+def test_interims_are_coalesced_per_segment_across_its_streams() -> None:
+    merger, now = Merger(), [0.0]
+    interim = {"lk.transcription_final": "false"}
+
+    def stream(parts: list[str], at: float) -> list[str]:
+        now[0] = at
+        out = _collect(merger, "s2", CALLER, _chunks(parts), lambda: interim, clock=lambda: now[0])
+        return [u.text for u in out]
+
+    assert stream(["Hi"], 0.0) == ["Hi"]
+    # 30 ms later, another stream of the segment: no interim of its own within the
+    # first's 100 ms, but its last update goes out (what it says is never lost).
+    assert stream(["Hi, I", " was", " charged"], 0.03) == ["Hi, I was charged"]
+    # Past the interval, a stream's first chunk is an interim again.
+    assert stream(["Hi, I was charged", " twice"], 0.2) == [
+        "Hi, I was charged twice"  # its first chunk repeats the text so far: nothing new
+    ]
+    assert stream(["Hi, I was charged twice.", " Why?"], 0.4) == [
+        "Hi, I was charged twice.",
+        "Hi, I was charged twice. Why?",
     ]

@@ -228,6 +228,79 @@ def test_on_shutdown_it_gives_up_after_the_flush_timeout_and_names_the_finals(
     assert portal.delivered() == []
 
 
+def test_a_hanging_portal_holds_the_shutdown_no_longer_than_the_flush_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def never_answers(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()  # takes the request, never answers
+        raise AssertionError("not reached")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(never_answers))
+    writer = Writer(PORTAL, "room-1", CONVERSATION_ID, client=client, flush_timeout=0.3)
+
+    async def run() -> None:
+        writer.start()
+        for update in UPDATES:
+            writer.put(update)
+        # The deadline only bounds the test (before: close() waited for ever).
+        await asyncio.wait_for(writer.close(), timeout=10)
+        await client.aclose()
+
+    with caplog.at_level(logging.ERROR, "anyreach_listen.recorder_writer"):
+        run_sync(run())
+    assert "gave up delivering 3 update(s) (final segments ['a1', 'u1'])" in caplog.text
+
+
+def test_a_full_queue_drops_its_oldest_interims_never_a_final(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    updates = [
+        SegmentIn("a1", "agent", "He", False),
+        SegmentIn("b1", "user", "Hi.", True),
+        SegmentIn("a1", "agent", "Hello", False),
+        SegmentIn("c1", "user", "Yes.", True),
+        SegmentIn("d1", "user", "And", False),
+        SegmentIn("e1", "user", "No.", True),  # the queue is full (5): a1's "He" goes
+        SegmentIn("f1", "user", "Ok.", True),  # a1's "Hello" goes
+        SegmentIn("a1", "agent", "Hello there.", True),  # d1's "And" goes
+        SegmentIn("g1", "user", "Wait", False),  # only finals wait: this interim goes
+        SegmentIn("h1", "user", "Bye.", True),  # a final always goes in
+    ]
+    portal = Portal()
+    with caplog.at_level(logging.WARNING, "anyreach_listen.recorder_writer"):
+        # Every update is queued before the writer's task first runs.
+        writer = _write(portal, updates, max_queued=5)
+    assert portal.delivered() == [
+        ("b1", "Hi.", True),
+        ("c1", "Yes.", True),
+        ("e1", "No.", True),
+        ("f1", "Ok.", True),
+        ("a1", "Hello there.", True),
+        ("h1", "Bye.", True),
+    ]
+    assert writer.dropped == 4
+    # Logged at the first drop, then at most every DROP_LOG_EVERY seconds, and the rest
+    # when the writer closes.
+    logged = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(logged) == 2, logged
+    assert "1 interim update(s) dropped (1 in all)" in logged[0]
+    assert "3 interim update(s) dropped (4 in all)" in logged[1]
+
+
+def test_a_flood_of_interims_keeps_the_queue_at_its_bound_and_the_log_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flood = [SegmentIn(f"s{i}", "user", "spam", False) for i in range(5_000)]
+    portal = Portal()
+    with caplog.at_level(logging.WARNING, "anyreach_listen.recorder_writer"):
+        writer = _write(portal, [*flood, SegmentIn("u1", "user", "Hi.", True)], max_queued=100)
+    delivered = portal.delivered()
+    # The newest 99 interims and the final, in order.
+    assert delivered == [(u.id, u.text, False) for u in flood[-99:]] + [("u1", "Hi.", True)]
+    assert writer.dropped == 4_901
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 2
+
+
 def test_batches_stay_under_the_portals_body_limit_in_order() -> None:
     big = [SegmentIn(f"a{i}", "agent", "x" * 9_000, True) for i in range(12)]
     portal = Portal()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from typing import Any
 
@@ -244,6 +245,62 @@ def test_a_rolled_back_batch_publishes_nothing(
         record(call, [agent("a1", "Hello.", final=True)])
         raise RuntimeError("the caller's transaction fails")
     assert layer.sent == []
+
+
+def test_past_the_segment_cap_new_segments_are_dropped_counted_and_logged_once(
+    settings: object,
+    call: Conversation,
+    layer: _Layer,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.support.world import TEST_LISTEN_SETTINGS
+
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "MAX_SEGMENTS_PER_CALL": 3}  # type: ignore[attr-defined]
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        caplog.at_level(logging.WARNING, "anyreach_listen.transcripts"),
+    ):
+        record(call, [agent("a1", "Hello."), user("u1", "Hi", final=True), agent("a2", "So")])
+        # The call holds 3 segments: new ones are refused, whatever they carry.
+        over = record(call, [user("u2", "I was"), user("u2", "I was charged.", final=True)])
+        # Stored segments still take their updates, in a batch with a refused one too.
+        mixed = record(
+            call,
+            [
+                agent("a1", "Hello, how can I help?", final=True),
+                agent("a3", "Let me check.", final=True),
+                agent("a2", "So sorry"),
+            ],
+        )
+        again = record(call, [agent("a4", "One moment.", final=True)])
+    assert (over.recorded, over.unchanged, over.dropped_segments) == (0, 2, 1)
+    assert (mixed.recorded, mixed.unchanged, mixed.dropped_segments) == (2, 1, 1)
+    assert again.dropped_segments == 1
+    assert shown(call) == [
+        ("agent", "a1", "Hello, how can I help?", True),
+        ("user", "u1", "Hi", True),
+        ("agent", "a2", "So sorry", False),
+    ]
+    call.refresh_from_db()
+    assert call.dropped_segments == 3
+    # Published: the stored segments' finals only, never a refused one.
+    assert _lines(layer) == [("user", "u1", "Hi"), ("agent", "a1", "Hello, how can I help?")]
+    capped = [r for r in caplog.records if "MAX_SEGMENTS_PER_CALL" in r.getMessage()]
+    assert len(capped) == 1 and str(call.pk) in capped[0].getMessage()
+
+
+def test_the_segment_cap_is_per_call(settings: object, world: World) -> None:
+    from tests.support.world import TEST_LISTEN_SETTINGS
+
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "MAX_SEGMENTS_PER_CALL": 1}  # type: ignore[attr-defined]
+    full, other = world.conversations["in_progress"], world.conversations["ringing"]
+    record(full, [agent("a1", "Hello.", final=True), agent("a2", "Bye.", final=True)])
+    assert record(other, [agent("a1", "Hello.", final=True)]).recorded == 1
+    full.refresh_from_db()
+    other.refresh_from_db()
+    assert (full.dropped_segments, other.dropped_segments) == (1, 0)
+    assert other.transcript_segments.count() == 1
 
 
 def test_read_writes_one_audit_row_per_read(world: World, call: Conversation) -> None:

@@ -31,7 +31,9 @@ import pytest
 from livekit import api
 
 from anyreach_listen.livekit_service import run_sync
-from demo.call_simulator import DEFAULT_SCRIPT
+from anyreach_listen.payloads import MAX_SEGMENT_TEXT
+from demo.call_simulator import ATTR_FINAL, ATTR_SEGMENT_ID, DEFAULT_SCRIPT, TOPIC_TRANSCRIPTION
+from tests.e2e.rogue import RogueCaller
 from tests.support.processes import wait_until
 from tests.support.stack import Stack, recorders, simulated_call
 
@@ -148,8 +150,9 @@ def test_the_recorder_is_hidden_and_publishes_nothing(recorded_call: RecordedCal
 
 
 def _wait_for_final_segments(stack: Stack, conversation_id: str, count: int) -> None:
+    # Polled in the database: ten API reads a second would meet the credential's read limit.
     wait_until(
-        lambda: sum(s["final"] for s in _transcript(stack, conversation_id)["segments"]) >= count,
+        lambda: len(_final_times(stack, conversation_id)) >= count,
         timeout=30,
         interval=0.1,
         what=f"{count} final segments",
@@ -315,3 +318,50 @@ def test_the_portals_websockets_get_the_recorders_lines_and_alerts_on_the_embedd
     assert alert["alert"]["role"] == "user"
     complaint = next(s for s in spoken if "charged twice" in s[2])
     assert alert["alert"]["segment_id"] == complaint[0]
+
+
+# --- a stream of any size, in any chunks ----------------------------------------------
+
+
+def test_a_two_megabyte_stream_in_tiny_chunks_is_recorded_as_one_capped_final(
+    stack: Stack,
+) -> None:
+    # A participant allowed to publish data (the caller's token) sends 2 MB as one
+    # lk.transcription stream in 100-character chunks.
+    with (
+        recorders(stack, 1) as pool,
+        simulated_call(stack, "--duration", "40") as call,
+        RogueCaller(stack.livekit, call.room_name) as rogue,
+    ):
+        wait_until(lambda: pool.recording(call.room_name), timeout=30, what="the recorder")
+
+        async def send() -> None:
+            assert rogue.room is not None
+            writer = await rogue.room.local_participant.stream_text(
+                topic=TOPIC_TRANSCRIPTION,
+                attributes={ATTR_SEGMENT_ID: "SG_big", ATTR_FINAL: "false"},
+            )
+            for _ in range(20_000):
+                await writer.write("x" * 100)
+            await writer.aclose(attributes={ATTR_FINAL: "true"})
+
+        started = time.monotonic()
+        rogue.run(send(), timeout=120)
+        print(f"\n2 MB sent in 20,000 chunks in {time.monotonic() - started:.1f} s")
+        rows = wait_until(
+            lambda: stack.query(
+                "SELECT role, text, final FROM anyreach_listen_transcriptsegment "
+                "WHERE conversation_id = ? AND segment_id = 'SG_big' AND final",
+                call.conversation_id.replace("-", ""),
+            ),
+            timeout=30,
+            interval=0.25,
+            what="the stream's final segment",
+        )
+        log = pool.log(0)
+    ((role, text, final),) = [tuple(r) for r in rows]
+    assert (role, final) == ("user", 1)
+    assert text == "x" * MAX_SEGMENT_TEXT
+    # Cut as the stream grew, not built whole and cut on its way out (before: the
+    # writer fitted a final of 2,000,000 characters).
+    assert "fitted to the portal's limits" not in log, log[-2000:]

@@ -23,7 +23,8 @@ class Command(BaseCommand):
     help = (
         "Run a transcript recorder: a LiveKit agent worker that joins the rooms of live "
         "calls it is dispatched to (hidden, subscribe-only, no audio) and stores both "
-        "transcript paths. Stops on SIGTERM, SIGINT or SIGHUP."
+        "transcript paths. Stops on SIGTERM, SIGINT or SIGHUP within --drain-timeout seconds "
+        "(and one more to leave)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,13 +35,27 @@ class Command(BaseCommand):
             help="Port of the worker's health check (GET / answers OK); default: any free port.",
         )
         parser.add_argument(
+            "--drain-timeout",
+            type=float,
+            default=None,
+            help="Seconds a stopping worker spends delivering what it heard before it exits "
+            "(what is left then is logged as not delivered); default: 10.",
+        )
+        parser.add_argument(
             "--portal-url",
             default="",
             help="Where this app's views are served (the worker posts to <URL>/livekit/recorder); "
             "default: ANYREACH_LISTEN['RECORDER']['PORTAL_URL'].",
         )
 
-    def handle(self, *args: Any, http_port: int, portal_url: str, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        http_port: int,
+        portal_url: str,
+        drain_timeout: float | None,
+        **options: Any,
+    ) -> None:
         conf = listen_settings.RECORDER
         if conf is None:
             raise CommandError(
@@ -58,6 +73,8 @@ class Command(BaseCommand):
             )
         if urlsplit(portal_url).scheme not in ("http", "https"):
             raise CommandError(f"--portal-url {portal_url!r} is not an http:// or https:// URL.")
+        if drain_timeout is not None and not 0 <= drain_timeout <= 3600:
+            raise CommandError(f"--drain-timeout {drain_timeout} is not 0 to 3600 seconds.")
         try:
             # The optional extra, imported late: the app works without it. The import
             # takes seconds (livekit-agents pulls in openai, opentelemetry, av, ...).
@@ -80,4 +97,5 @@ class Command(BaseCommand):
             f"Recorder worker for agent {conf['AGENT_NAME']!r} on {listen_settings.LIVEKIT_URL}, "
             f"delivering to {portal_url}"
         )
-        recorder_agent.run(conf["AGENT_NAME"], portal_url, http_port=http_port)
+        drain = recorder_agent.DRAIN_TIMEOUT if drain_timeout is None else drain_timeout
+        recorder_agent.run(conf["AGENT_NAME"], portal_url, http_port=http_port, drain_timeout=drain)

@@ -45,6 +45,14 @@ class Command(BaseCommand):
             help="Where LiveKit posts webhooks (repeatable; default: "
             "http://127.0.0.1:8000/livekit/webhook). Pass 'none' to disable.",
         )
+        parser.add_argument(
+            "--stop-grace",
+            type=float,
+            default=STOP_GRACE,
+            help="Seconds the server gets to stop on Ctrl-C (it waits for participants to "
+            f"leave) before it is told again, then twice that before it is killed; default "
+            f"{STOP_GRACE:g}.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         urls = options["webhook_url"] or ["http://127.0.0.1:8000/livekit/webhook"]
@@ -81,7 +89,7 @@ class Command(BaseCommand):
 
         previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            code = self._wait(proc, stop_requested)
+            code = self._wait(proc, stop_requested, options["stop_grace"])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -92,11 +100,13 @@ class Command(BaseCommand):
             raise CommandError(f"livekit-server exited with status {code}")
 
     @staticmethod
-    def _wait(proc: subprocess.Popen[bytes], stop_requested: list[float]) -> int:
+    def _wait(proc: subprocess.Popen[bytes], stop_requested: list[float], grace: float) -> int:
         """Wait for the server; escalate if it ignores a stop request.
 
         livekit-server sometimes misses a SIGINT that arrives right after it
-        starts answering HTTP, so after a grace period it gets SIGTERM, then SIGKILL.
+        starts answering HTTP, and waits for the participants still in rooms to leave,
+        so after a grace period it gets SIGTERM (a second signal: it stops at once),
+        then SIGKILL.
         """
         while True:
             try:
@@ -105,7 +115,7 @@ class Command(BaseCommand):
                 if not stop_requested:
                     continue
                 waited = time.monotonic() - stop_requested[0]
-                if waited > 2 * STOP_GRACE:
+                if waited > 2 * grace:
                     proc.kill()
-                elif waited > STOP_GRACE:
+                elif waited > grace:
                     proc.terminate()

@@ -5,7 +5,13 @@ loopback (webhooks pointing at the portal), daphne, the periodic
 ``sweep_listeners``, one transcript recorder (``run_recorder``), and two lanes
 of simulated calls that start and end one after the other, so the dashboard
 moves by itself.
-Ctrl-C stops every child process.
+
+Ctrl-C (SIGINT), SIGTERM or SIGHUP stops it and every child process within
+``STOP_DEADLINE`` seconds, whatever runs (calls, portal websockets): the children
+get SIGINT at once, their own stops are bounded (the recorder's drain, daphne's
+close timeout), and whichever is still there after ``STOP_GRACE`` seconds gets
+SIGKILL, its whole process group with it. A second signal (make forwards SIGTERM
+to run_demo, which then gets it twice) does not interrupt that.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 CALLERS = ["+1 555 0142", "+1 555 0178", "+44 20 7946 0011", "+1 555 0123"]
+STOP_DEADLINE = 10.0  # seconds from the signal until every process of the demo is gone
+STOP_GRACE = 6.0  # seconds the children get to stop by themselves; then SIGKILL
+RECORDER_DRAIN = 3.0  # seconds the recorder gets to deliver what it heard (--drain-timeout)
+APPLICATION_CLOSE_TIMEOUT = 2  # seconds daphne gives a consumer whose client went away
+LIVEKIT_STOP_GRACE = 1.0  # seconds LiveKit waits for participants before it is told again
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _port_free(port: int) -> bool:
@@ -58,7 +70,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # A process manager (SIGTERM) or a closed terminal (SIGHUP) stops the demo like
         # Ctrl-C does, so the children below are stopped too and free their ports.
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, _interrupt)
         port, lk_port = options["port"], options["livekit_port"]
         for p in (port, lk_port, lk_port + 1):
@@ -89,7 +101,17 @@ class Command(BaseCommand):
         stop = threading.Event()
         with _children(logs) as spawn:
             spawn(
-                [*manage, "livekit_dev", "--port", str(lk_port), "--webhook-url", webhook],
+                [
+                    *manage,
+                    "livekit_dev",
+                    "--port",
+                    str(lk_port),
+                    "--webhook-url",
+                    webhook,
+                    # Its calls stop with it: no waiting for their participants to leave.
+                    "--stop-grace",
+                    str(LIVEKIT_STOP_GRACE),
+                ],
                 env,
                 log="livekit.log",
             )
@@ -103,6 +125,9 @@ class Command(BaseCommand):
                     "127.0.0.1",
                     "-p",
                     str(port),
+                    # A consumer whose socket closed gets this long to finish (default 10 s).
+                    "--application-close-timeout",
+                    str(APPLICATION_CLOSE_TIMEOUT),
                     "config.asgi:application",
                 ],
                 env,
@@ -116,7 +141,11 @@ class Command(BaseCommand):
             # whose room opens before any recorder is up would wait for the sweep.
             recorder_log = logs / "recorder.log"
             start = recorder_log.stat().st_size if recorder_log.exists() else 0
-            recorder = spawn([*manage, "run_recorder"], env, log="recorder.log")
+            recorder = spawn(
+                [*manage, "run_recorder", "--drain-timeout", str(RECORDER_DRAIN)],
+                env,
+                log="recorder.log",
+            )
             if not _wait_registered(recorder, recorder_log, start, 60):
                 self.stderr.write(
                     "The recorder did not start (var/demo/recorder.log); calls run "
@@ -153,20 +182,23 @@ class Command(BaseCommand):
         while not stop.is_set():
             caller = CALLERS[n % len(CALLERS)]
             n += 1
-            proc = spawn(
-                [
-                    *manage,
-                    "simulate_call",
-                    "--team",
-                    "Support",
-                    "--duration",
-                    str(seconds),
-                    "--caller-label",
-                    caller,
-                ],
-                env,
-                log=f"calls-{lane}.log",
-            )
+            try:
+                proc = spawn(
+                    [
+                        *manage,
+                        "simulate_call",
+                        "--team",
+                        "Support",
+                        "--duration",
+                        str(seconds),
+                        "--caller-label",
+                        caller,
+                    ],
+                    env,
+                    log=f"calls-{lane}.log",
+                )
+            except _Stopping:
+                return
             while proc.poll() is None and not stop.wait(1):
                 pass
             if stop.wait(5):
@@ -209,7 +241,19 @@ def _wait_registered(proc: subprocess.Popen[bytes], log: Path, start: int, timeo
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # The first signal stops the demo; the ones after it (make forwards SIGTERM, a
+    # second Ctrl-C) must not cut that stop short, leaving children running.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _ignore)
     raise KeyboardInterrupt
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass  # not SIG_IGN: an ignored signal stays ignored in a child's new program
+
+
+class _Stopping(Exception):
+    """The demo is stopping: no new child."""
 
 
 class _Capture:
@@ -225,38 +269,55 @@ class _Capture:
 
 @contextlib.contextmanager
 def _children(log_dir: Path) -> Iterator[Any]:
-    """Spawn child processes in their own groups; stop them all on exit."""
+    """Spawn child processes in their own groups; stop them all on exit, within
+    ``STOP_GRACE`` seconds (then SIGKILL)."""
     procs: list[subprocess.Popen[bytes]] = []
+    names: dict[int, str] = {}  # pid -> the command (daphne, run_recorder, ...)
     lock = threading.Lock()
+    stopping = False
 
     def spawn(args: list[str], env: dict[str, str], log: str = "") -> subprocess.Popen[bytes]:
-        # Appending: each child writes whole lines, and the file handle is inherited.
-        out = open(log_dir / log, "ab") if log else None  # noqa: SIM115
-        proc = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
-            args,
-            env=env,
-            start_new_session=True,
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-        )
-        if out:
-            out.close()  # the child holds its own copy
+        # Under the lock: a call lane starting a call as the demo stops either gets its
+        # child on the list that is stopped, or no child (_Stopping).
         with lock:
+            if stopping:
+                raise _Stopping
+            # Appending: each child writes whole lines, and the file handle is inherited.
+            out = open(log_dir / log, "ab") if log else None  # noqa: SIM115
+            proc = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
+                args,
+                env=env,
+                start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+            )
+            if out:
+                out.close()  # the child holds its own copy
             procs.append(proc)
+            names[proc.pid] = args[2] if len(args) > 2 else args[0]
         return proc
 
     try:
         yield spawn
     finally:
         with lock:
+            stopping = True
             live = [p for p in procs if p.poll() is None]
+        # All at once: their stops overlap (the recorder's drain, daphne's, LiveKit's).
         for proc in live:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + STOP_GRACE
+        while any(p.poll() is None for p in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for proc in live:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
+                name = names.get(proc.pid, str(proc.pid))
+                sys.stderr.write(f"{name} did not stop within {STOP_GRACE:.0f} s: killed\n")
+            # The whole group, even when its leader stopped: what a child started and
+            # left behind goes too (the leader was reaped moments ago: its pid is ours).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in live:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
