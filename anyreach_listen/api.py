@@ -2,8 +2,9 @@
 transcripts and alerts, and alert rules.
 
 Every endpoint checks, in this order, each with its own status and stable code:
-credential (401) → organization header (400/403) → rate limit (429, minting and
-writes) → scope (403) → conversation visible (404) → the operation's own rules.
+credential (401) → organization header (400/403) → rate limit (429: minting and
+writes; transcript, alert and rule reads on their own limit) → scope (403) →
+conversation visible (404) → the operation's own rules.
 A scope is checked before any conversation is looked up, so a credential
 without it learns nothing about which conversations exist.
 """
@@ -17,7 +18,7 @@ import json
 import uuid
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils.dateparse import parse_datetime
 
@@ -37,11 +38,13 @@ from .models import (
     ListenVia,
     PersonalAccessToken,
     Team,
-    TranscriptVia,
 )
 from .payloads import MAX_LABEL, Field, conversation_json
 
 MAX_PAGE_SIZE = 200
+# Pages of a transcript, a call's alerts and the alert rules: default and largest size.
+READ_PAGE_SIZE = 200
+MAX_READ_PAGE_SIZE = 500
 
 
 def _no_store(body: dict[str, Any], status: int = 200) -> JsonResponse:
@@ -151,13 +154,15 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> JsonRespo
     return _no_store(conversation_json(updated))
 
 
-def _page_size(request: HttpRequest) -> int:
+def _page_size(
+    request: HttpRequest, maximum: int = MAX_PAGE_SIZE, default: int | None = None
+) -> int:
     raw = request.GET.get("limit")
     if raw is None:
-        return int(listen_settings.PAGE_SIZE)
+        return int(listen_settings.PAGE_SIZE) if default is None else default
     # isascii: str.isdigit() accepts digits such as "²" that int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise ApiError(Errors.INVALID_FIELD, f"limit must be 1 to {MAX_PAGE_SIZE}.")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        raise ApiError(Errors.INVALID_FIELD, f"limit must be 1 to {maximum}.")
     return int(raw)
 
 
@@ -177,8 +182,46 @@ def _cursor(value: str) -> tuple[dt.datetime, uuid.UUID]:
 
 
 def _next_cursor(conversation: Conversation) -> str:
-    position = [payloads.iso(conversation.created_at), str(conversation.pk)]
+    return _keyset_cursor(conversation.created_at, conversation.pk)
+
+
+def _keyset_cursor(moment: dt.datetime, pk: uuid.UUID) -> str:
+    position = [payloads.iso(moment), str(pk)]
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _next_url(request: HttpRequest, cursor: str) -> str:
+    """This request's URL with ``cursor`` (its other parameters kept)."""
+    query = request.GET.copy()
+    query["cursor"] = cursor
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+def _read_page_size(request: HttpRequest) -> int:
+    """The page size of a transcript, alert or rule read; its query takes nothing else
+    than ``limit`` and ``cursor`` (a typo such as ``limt`` is refused, not ignored)."""
+    unknown = sorted(set(request.GET) - {"limit", "cursor"})
+    if unknown:
+        raise ApiError(
+            Errors.UNKNOWN_FIELD, f"Unknown query parameter(s): {', '.join(unknown)}."[:300]
+        )
+    return _page_size(request, MAX_READ_PAGE_SIZE, READ_PAGE_SIZE)
+
+
+def _read_page(
+    request: HttpRequest, rows: QuerySet[Any], moment: str
+) -> tuple[list[Any], str | None]:
+    """One page of ``rows``, oldest first by (``moment``, id), from the request's cursor,
+    and the next page's URL (None on the last page)."""
+    size = _read_page_size(request)
+    if "cursor" in request.GET:
+        after, after_id = _cursor(request.GET["cursor"])
+        rows = rows.filter(Q(**{f"{moment}__gt": after}) | Q(**{moment: after, "id__gt": after_id}))
+    page = list(rows.order_by(moment, "id")[: size + 1])
+    if len(page) <= size:
+        return page, None
+    last = page[size - 1]
+    return page[:size], _next_url(request, _keyset_cursor(getattr(last, moment), last.pk))
 
 
 def _list(request: HttpRequest) -> JsonResponse:
@@ -209,9 +252,7 @@ def _list(request: HttpRequest) -> JsonResponse:
     next_url = None
     if len(page) > size:
         page = page[:size]
-        query = request.GET.copy()
-        query["cursor"] = _next_cursor(page[-1])
-        next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        next_url = _next_url(request, _next_cursor(page[-1]))
     return _no_store({"results": [conversation_json(c) for c in page], "next": next_url})
 
 
@@ -220,6 +261,7 @@ def _list(request: HttpRequest) -> JsonResponse:
 
 def _transcript_reader(request: HttpRequest) -> CredentialAccess:
     caller = access.for_api_request(request)
+    ratelimit.enforce_reads(caller.rate_limit_bucket)
     if not caller.can_read_transcripts:
         raise ApiError(
             Errors.INSUFFICIENT_SCOPE,
@@ -228,25 +270,62 @@ def _transcript_reader(request: HttpRequest) -> CredentialAccess:
     return caller
 
 
+# A transcript page resumes after a spoken position (segments are numbered 1, 2, … per
+# call, gapless): segments recorded meanwhile land on later pages, none twice.
+_MAX_POSITION = 2**31 - 1  # PositiveIntegerField; larger ints overflow SQLite's binding
+
+
+def _position_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([position]).encode()).decode()
+
+
+def _position(value: str) -> int:
+    try:
+        (position,) = json.loads(base64.urlsafe_b64decode(value.encode()))
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        position = None
+    # bool is an int: a cursor of [true] is not one we gave out.
+    if type(position) is not int or not 0 <= position <= _MAX_POSITION:
+        raise ApiError(Errors.INVALID_FIELD, "cursor is not one this API gave out.")
+    return position
+
+
+def _audit_read(caller: CredentialAccess, conversation: Conversation, request: HttpRequest) -> None:
+    """A transcript page or alert list is a read of what was said (``transcripts``)."""
+    audit = caller.audit_fields
+    transcripts.audit_api_read(
+        conversation.pk,
+        reader=caller.rate_limit_bucket,
+        audit=audit,
+        credential_label=credential_label(audit),
+        request=request,
+    )
+
+
+def _transcript_page(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    caller = _transcript_reader(request)
+    conversation = _found(caller, conversation_id)
+    size = _read_page_size(request)
+    after = _position(request.GET["cursor"]) if "cursor" in request.GET else 0
+    _audit_read(caller, conversation, request)
+    segments = transcripts.segments(conversation, after=after, limit=size + 1)
+    next_url = None
+    if len(segments) > size:
+        segments = segments[:size]
+        next_url = _next_url(request, _position_cursor(segments[-1].position))
+    return _no_store(
+        {
+            "segments": [payloads.segment_json(s) for s in segments],
+            "complete": not conversation.is_active,
+            "next": next_url,
+        }
+    )
+
+
 @endpoint("GET", "POST")
 def transcript(request: HttpRequest, conversation_id: str) -> JsonResponse:
     if request.method == "GET":
-        caller = _transcript_reader(request)
-        conversation = _found(caller, conversation_id)
-        audit = caller.audit_fields
-        segments = transcripts.read(
-            conversation,
-            via=TranscriptVia.API,
-            audit=audit,
-            credential_label=credential_label(audit),
-            request=request,
-        )
-        return _no_store(
-            {
-                "segments": [payloads.segment_json(s) for s in segments],
-                "complete": not conversation.is_active,
-            }
-        )
+        return _transcript_page(request, conversation_id)
     caller = _writer(request)
     conversation = _found(caller, conversation_id)
     updates = payloads.transcript_updates(payloads.read_object(request))
@@ -258,13 +337,14 @@ def transcript(request: HttpRequest, conversation_id: str) -> JsonResponse:
 
 @endpoint("GET")
 def conversation_alerts(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    conversation = _found(_transcript_reader(request), conversation_id)
-    rows = (
-        Alert.objects.filter(conversation=conversation)
-        .select_related("rule", "segment")
-        .order_by("raised_at", "id")
-    )
-    return _no_store({"alerts": [payloads.alert_json(a) for a in rows]})
+    caller = _transcript_reader(request)
+    conversation = _found(caller, conversation_id)
+    rows = Alert.objects.filter(conversation=conversation).select_related("rule", "segment")
+    # A bad limit or cursor is refused here, before any audit: it disclosed nothing.
+    page, next_url = _read_page(request, rows, "raised_at")
+    # Audited even when empty ("nothing was said that matched" is about the call too).
+    _audit_read(caller, conversation, request)
+    return _no_store({"alerts": [payloads.alert_json(a) for a in page], "next": next_url})
 
 
 # --- alert rules -------------------------------------------------------------------------
@@ -290,6 +370,7 @@ def _rule_manager(request: HttpRequest) -> CredentialAccess:
     if request.method != "GET":
         return _writer(request)
     caller = access.for_api_request(request)
+    ratelimit.enforce_reads(caller.rate_limit_bucket)
     if not caller.can_manage:
         raise ApiError(Errors.INSUFFICIENT_SCOPE, "Needs the conversations:manage scope.")
     return caller
@@ -308,7 +389,8 @@ def alert_rule_collection(request: HttpRequest) -> JsonResponse:
     caller = _rule_manager(request)
     if request.method == "GET":
         rules = AlertRule.objects.live().filter(organization=caller.organization)
-        return _no_store({"rules": [payloads.alert_rule_json(r) for r in rules]})
+        page, next_url = _read_page(request, rules, "created_at")
+        return _no_store({"rules": [payloads.alert_rule_json(r) for r in page], "next": next_url})
     data = payloads.clean(payloads.read_object(request), RULE_FIELDS)
     if "phrase" not in data:
         raise ApiError(Errors.INVALID_FIELD, "phrase is required.")

@@ -15,6 +15,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 
 from .access import ORG_HEADER
+from .api import MAX_READ_PAGE_SIZE, READ_PAGE_SIZE
 from .errors import API, ErrorKind, Errors, endpoint
 from .models import ACTIVE_STATUSES, AlertRole, AlertSeverity, ConversationStatus
 from .payloads import MAX_LABEL, MAX_SEGMENT_TEXT, MAX_SEGMENTS, SPEAKER_ROLES
@@ -143,6 +144,30 @@ _RULE_ID_PARAMETER = {
     "schema": {"type": "string", "format": "uuid"},
 }
 _UUID = {"type": "string", "format": "uuid"}
+_NEXT = {"type": ["string", "null"], "description": "The next page's URL; null on the last page."}
+# Transcripts, alerts and rules: pages of up to 500, rate-limited per credential on their own.
+_READ_PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "From a previous page's `next`.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": f"Page size (default {READ_PAGE_SIZE}).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_READ_PAGE_SIZE},
+    },
+]
+_METERED = (
+    " Cursor-paginated: follow `next`. Reads are rate-limited per credential apart from "
+    "minting and writes (`READ_RATE_LIMIT_REQUESTS` per `READ_RATE_LIMIT_WINDOW` seconds)."
+)
+_AUDITED = (
+    " Audited as a transcript read: one `TranscriptRead` row (via `api`) per credential, "
+    "client address and conversation per hour, whichever page or list is read."
+)
 _SPEAKER = {"type": "string", "enum": list(SPEAKER_ROLES)}
 
 _STRING = {"type": "string", "maxLength": MAX_LABEL}
@@ -361,6 +386,7 @@ def _transcript_schemas() -> dict[str, Any]:
                     "type": "boolean",
                     "description": "The conversation has ended.",
                 },
+                "next": _NEXT,
             }
         ),
         "Alert": _object(
@@ -375,7 +401,7 @@ def _transcript_schemas() -> dict[str, Any]:
                 "raised_at": {"type": "string", "format": "date-time"},
             }
         ),
-        "AlertList": _object({"alerts": {"type": "array", "items": _ref("Alert")}}),
+        "AlertList": _object({"alerts": {"type": "array", "items": _ref("Alert")}, "next": _NEXT}),
         "AlertRuleCreate": _object(rule_fields, required=["phrase"]),
         "AlertRule": _object(
             {
@@ -387,12 +413,18 @@ def _transcript_schemas() -> dict[str, Any]:
                 "deleted_at": {"type": ["string", "null"], "format": "date-time"},
             }
         ),
-        "AlertRuleList": _object({"rules": {"type": "array", "items": _ref("AlertRule")}}),
+        "AlertRuleList": _object(
+            {"rules": {"type": "array", "items": _ref("AlertRule")}, "next": _NEXT}
+        ),
     }
 
 
 def _transcript_paths() -> dict[str, Any]:
     found = [*_AUTH, E.INSUFFICIENT_SCOPE, E.CONVERSATION_NOT_FOUND]
+    # A query parameter other than limit and cursor; a limit out of range, a cursor not
+    # given out.
+    paged = [E.UNKNOWN_FIELD, E.INVALID_FIELD]
+    page = [*found, *paged]
     return {
         "/core/conversations/{conversation_id}/transcript": {
             "post": _operation(
@@ -409,37 +441,40 @@ def _transcript_paths() -> dict[str, Any]:
             "get": _operation(
                 "getTranscript",
                 "The conversation's transcript, in spoken order",
-                _SENSITIVE + " Every read is audited.",
-                {"200": _json("The transcript.", "Transcript")},
-                found,
-                parameters=[_ID_PARAMETER],
+                _SENSITIVE + _METERED + _AUDITED + " Segments recorded while you page land "
+                "on later pages; none is answered twice.",
+                {"200": _json("A page of the transcript.", "Transcript")},
+                page,
+                parameters=[_ID_PARAMETER, *_READ_PAGE_PARAMETERS],
             ),
         },
         "/core/conversations/{conversation_id}/alerts": {
             "get": _operation(
                 "listAlerts",
                 "The alerts raised in a conversation",
-                _SENSITIVE,
-                {"200": _json("Its alerts, oldest first.", "AlertList")},
-                found,
-                parameters=[_ID_PARAMETER],
+                _SENSITIVE + _METERED + _AUDITED,
+                {"200": _json("A page of its alerts, oldest first.", "AlertList")},
+                page,
+                parameters=[_ID_PARAMETER, *_READ_PAGE_PARAMETERS],
             )
         },
         "/core/alert-rules": {
             "post": _operation(
                 "createAlertRule",
                 "Create an alert rule",
-                _MANAGE,
+                _MANAGE + " An organization has at most `MAX_ALERT_RULES` (default 200) active "
+                "rules: delete one to make room.",
                 {"201": _json("Created.", "AlertRule")},
-                [*_AUTH, E.INSUFFICIENT_SCOPE, *_BODY, E.INVALID_TEAM],
+                [*_AUTH, E.INSUFFICIENT_SCOPE, *_BODY, E.INVALID_TEAM, E.TOO_MANY_RULES],
                 body="AlertRuleCreate",
             ),
             "get": _operation(
                 "listAlertRules",
                 "The organization's alert rules",
-                "Needs `conversations:manage`.",
-                {"200": _json("Its rules, oldest first.", "AlertRuleList")},
-                [*_AUTH, E.INSUFFICIENT_SCOPE],
+                "Needs `conversations:manage`." + _METERED,
+                {"200": _json("A page of its active rules, oldest first.", "AlertRuleList")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, *paged],
+                parameters=_READ_PAGE_PARAMETERS,
             ),
         },
         "/core/alert-rules/{rule_id}": {
@@ -484,6 +519,7 @@ def _paths() -> dict[str, Any]:
                     E.INSUFFICIENT_SCOPE,
                     *_BODY,
                     E.INVALID_TEAM,
+                    E.ROOM_NOT_OWNED,
                     E.ROOM_IN_USE,
                 ],
                 body="ConversationCreate",
@@ -518,6 +554,7 @@ def _paths() -> dict[str, Any]:
                     E.CONVERSATION_NOT_FOUND,
                     *_BODY,
                     E.INVALID_TEAM,
+                    E.ROOM_NOT_OWNED,
                     E.ROOM_IN_USE,
                     E.INVALID_TRANSITION,
                 ],

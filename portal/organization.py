@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from anyreach_listen import access, alerts
 from anyreach_listen.credentials import issue_api_key
+from anyreach_listen.errors import ApiError, Errors
 from anyreach_listen.models import (
     AlertRole,
     AlertRule,
@@ -186,15 +187,21 @@ def create_alert_rule(request: HttpRequest, organization_id: uuid.UUID) -> HttpR
     form = AlertRuleForm(org, request.POST)
     if not form.is_valid():
         return _page(request, org, rule_form=form)
-    alerts.create_rule(
-        org,
-        phrase=form.cleaned_data["phrase"],
-        role=form.cleaned_data["role"],
-        severity=form.cleaned_data["severity"],
-        team=form.cleaned_data["team"],
-        created_by=request.user,  # type: ignore[arg-type]
-        created_by_label=request.user.get_username(),
-    )
+    try:
+        alerts.create_rule(
+            org,
+            phrase=form.cleaned_data["phrase"],
+            role=form.cleaned_data["role"],
+            severity=form.cleaned_data["severity"],
+            team=form.cleaned_data["team"],
+            created_by=request.user,  # type: ignore[arg-type]
+            created_by_label=request.user.get_username(),
+        )
+    except ApiError as exc:
+        if exc.kind is not Errors.TOO_MANY_RULES:
+            raise
+        form.add_error(None, exc.message)  # the cap holds at every door, the portal's too
+        return _page(request, org, rule_form=form)
     return redirect("portal:organization", org.pk)
 
 

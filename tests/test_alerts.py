@@ -129,6 +129,31 @@ def test_rules_apply_from_their_creation_on(world: World) -> None:
     assert raised(call) == []
 
 
+def test_each_segment_is_normalised_once_whatever_the_number_of_rules(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matching runs under the call's row lock: a segment's text is normalised once, not
+    once per rule, and each phrase once per batch, not once per segment."""
+    call = world.conversations["in_progress"]
+    for phrase in ("charged twice", "refund", "cancel my account", "manager", "twice"):
+        rule(world, phrase)
+    # A phrase without words, stored past create_rule (the admin site), matches nothing.
+    AlertRule.objects.create(organization=world.org, phrase="?!")
+    texts = ["I was charged twice.", "I want a refund!", "Hello there."]
+    seen: list[str] = []
+    real = alerts.normalize
+
+    def counted(text: str) -> str:
+        seen.append(text)
+        return real(text)
+
+    monkeypatch.setattr(alerts, "normalize", counted)
+    record(call, [final("user", f"u{n}", text) for n, text in enumerate(texts)])
+    assert sorted(t for t in seen if t in texts) == sorted(texts)  # once each
+    assert len(seen) == len(texts) + 6  # and each of the six phrases once
+    assert raised(call) == [("charged twice", "u0"), ("refund", "u1"), ("twice", "u0")]
+
+
 def test_create_rule_refuses_a_phrase_without_words_and_a_foreign_team(world: World) -> None:
     with pytest.raises(ValueError):
         rule(world, "?!")

@@ -1,5 +1,8 @@
 """consumers.py, alert events: everyone who sees the call gets ``alert.raised``; only those
 who may read its transcript get the phrase; nobody gets segment text, viewers nothing of it.
+An alert with its phrase is a glance at the call, audited as its lines are (a row the first
+time in the hour per person and call; not sent when the row cannot be written); a viewer's
+alert discloses nothing and is not audited.
 
 The real path: ``transcripts.record`` commits, ``events.publish_alert`` sends on commit
 through the in-memory channel layer, the consumer filters per socket.
@@ -8,6 +11,7 @@ through the in-memory channel layer, the consumer filters per socket.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -15,9 +19,11 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.utils import timezone
 
-from anyreach_listen import alerts
-from anyreach_listen.models import Conversation
+from anyreach_listen import alerts, transcripts
+from anyreach_listen.events import publish_alert
+from anyreach_listen.models import Alert, Conversation, TranscriptRead, TranscriptSegment
 from anyreach_listen.routing import websocket_urlpatterns
 from anyreach_listen.transcripts import SegmentIn, record
 from tests.support.world import World
@@ -121,3 +127,99 @@ async def test_a_viewer_gets_no_transcript_text_while_a_call_is_recorded(world: 
             if len(word) > 3:
                 assert word not in raw, word
     await viewer.disconnect()
+
+
+# --- an alert's phrase is an audited glance ----------------------------------------------------
+
+
+def alert_without_its_line(
+    world: World, call: Conversation, segment_id: str = "u1", position: int = 1
+) -> Alert:
+    """An alert row on a stored segment, made without publishing the segment (so the
+    alert alone reaches the sockets)."""
+    rule = alerts.create_rule(world.org, phrase=f"charged twice {segment_id}")
+    segment = TranscriptSegment.objects.create(
+        conversation=call,
+        segment_id=segment_id,
+        role="user",
+        text=f"I was charged twice {segment_id}.",
+        final=True,
+        first_seen_at=timezone.now(),
+        final_at=timezone.now(),
+        position=position,
+    )
+    return Alert.objects.create(conversation=call, rule=rule, segment=segment)
+
+
+async def raise_alone(world: World, call: Conversation, segment_id: str, position: int) -> None:
+    alert = await sync_to_async(alert_without_its_line)(world, call, segment_id, position)
+    await sync_to_async(publish_alert)(alert, call)
+
+
+@sync_to_async
+def reads(user: User) -> list[tuple[str, str]]:
+    rows = TranscriptRead.objects.filter(user=user).order_by("read_at")
+    return [(str(r.conversation_id), r.via) for r in rows]
+
+
+def phrases(messages: list[dict[str, Any]]) -> list[str | None]:
+    return [m["alert"].get("phrase") for m in messages if m["type"] == "alert.raised"]
+
+
+async def test_an_alert_to_a_reader_is_a_glance_audited_once_an_hour(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor, viewer = world.users["supervisor"], world.users["viewer"]
+    reader, watcher = await connect(supervisor), await connect(viewer)
+    call = world.conversations["in_progress"]
+    asked: list[object] = []
+    real = transcripts.audit_glances
+
+    def counted(user: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        asked.append(user)
+        return real(user, *args, **kwargs)
+
+    monkeypatch.setattr(transcripts, "audit_glances", counted)
+    await raise_alone(world, call, "u1", 1)
+    assert phrases(await everything(reader)) == ["charged twice u1"]
+    assert await reads(supervisor) == [(str(call.pk), "portal")]
+
+    await raise_alone(world, call, "u2", 2)  # the same call within the hour: no row
+    assert phrases(await everything(reader)) == ["charged twice u2"]
+    assert len(await reads(supervisor)) == 1
+    assert asked == [supervisor]  # the socket remembers the window: one ask, one row
+
+    # A viewer gets id, severity and time, and nothing is audited for them.
+    assert phrases(await everything(watcher)) == [None, None]
+    assert await reads(viewer) == []
+
+    later = time.time() + transcripts.GLANCE_WINDOW + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    await raise_alone(world, call, "u3", 3)
+    assert phrases(await everything(reader)) == ["charged twice u3"]
+    assert len(await reads(supervisor)) == 2  # the next hour: a row again
+    for socket in (reader, watcher):
+        await socket.disconnect()
+
+
+async def test_an_alert_whose_glance_cannot_be_audited_is_not_sent_to_a_reader(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor = world.users["supervisor"]
+    reader, watcher = await connect(supervisor), await connect(world.users["viewer"])
+    call = world.conversations["in_progress"]
+    real = transcripts.audit_glances
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, float]:
+        raise RuntimeError("the database is away")
+
+    monkeypatch.setattr(transcripts, "audit_glances", broken)
+    await raise_alone(world, call, "u1", 1)
+    assert await everything(reader) == []
+    assert phrases(await everything(watcher)) == [None]  # the viewer's needs no row
+    monkeypatch.setattr(transcripts, "audit_glances", real)
+    await raise_alone(world, call, "u2", 2)  # the next alert tries again
+    assert phrases(await everything(reader)) == ["charged twice u2"]
+    assert len(await reads(supervisor)) == 1
+    for socket in (reader, watcher):
+        await socket.disconnect()

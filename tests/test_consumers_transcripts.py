@@ -18,20 +18,22 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.utils import timezone
 
-from anyreach_listen import alerts, transcripts
+from anyreach_listen import transcripts
 from anyreach_listen.events import publish_alert, publish_conversation
 from anyreach_listen.models import (
-    Alert,
     Conversation,
     TranscriptRead,
-    TranscriptSegment,
     TranscriptVia,
 )
 from anyreach_listen.transcripts import SegmentIn, record
 from tests.support.world import World
-from tests.test_consumers_alerts import _in_memory_layer, connect, everything
+from tests.test_consumers_alerts import (
+    _in_memory_layer,
+    alert_without_its_line,
+    connect,
+    everything,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 __all__ = ["_in_memory_layer"]  # the autouse fixture, imported to apply here too
@@ -234,11 +236,13 @@ async def test_a_line_that_cannot_be_audited_is_not_sent(
     await socket.disconnect()
 
 
-async def test_status_changes_and_alerts_ask_for_no_audit(
+async def test_status_changes_and_a_viewers_alerts_ask_for_no_audit(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """They disclose no line: no glance, no row, not even a cache read."""
+    """They disclose no line: no glance, no row, not even a cache read. (A reader's alert
+    names its phrase: a glance, ``tests/test_consumers_alerts.py``.)"""
     socket = await connect(world.users["supervisor"])
+    viewer = await connect(world.users["viewer"])
     call = world.conversations["in_progress"]
     asked: list[object] = []
 
@@ -248,25 +252,13 @@ async def test_status_changes_and_alerts_ask_for_no_audit(
 
     monkeypatch.setattr(transcripts, "audit_glances", counted)
     await sync_to_async(publish_conversation)(call, "room_started")
-    alert = await sync_to_async(_alert_without_its_line)(world, call)
+    assert [m["type"] for m in await everything(socket)] == ["conversation.updated"]
+    alert = await sync_to_async(alert_without_its_line)(world, call)
     await sync_to_async(publish_alert)(alert, call)
-    kinds = [m["type"] for m in await everything(socket)]
-    assert kinds == ["conversation.updated", "alert.raised"]
-    assert asked == []
-    await socket.disconnect()
-
-
-def _alert_without_its_line(world: World, call: Conversation) -> Alert:
-    """An alert row on a stored segment, made without publishing the segment."""
-    rule = alerts.create_rule(world.org, phrase="charged twice")
-    segment = TranscriptSegment.objects.create(
-        conversation=call,
-        segment_id="u1",
-        role="user",
-        text="I was charged twice.",
-        final=True,
-        first_seen_at=timezone.now(),
-        final_at=timezone.now(),
-        position=1,
-    )
-    return Alert.objects.create(conversation=call, rule=rule, segment=segment)
+    assert [m["type"] for m in await everything(viewer)] == [
+        "conversation.updated",
+        "alert.raised",
+    ]
+    assert asked == [(world.users["supervisor"], [str(call.pk)])]  # the reader's alert only
+    for each in (socket, viewer):
+        await each.disconnect()

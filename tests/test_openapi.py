@@ -97,16 +97,20 @@ def test_transcript_and_alert_operations_list_exactly_their_errors(client: Clien
         "409": ["transcript_closed"],
         "413": ["payload_too_large"],
     }
-    read = {**common, "400": AUTH_400, "403": AUTH_403, "404": ["conversation_not_found"]}
+    # Pages: a query parameter other than limit and cursor is unknown_field, a limit out
+    # of range or a cursor not given out invalid_field.
+    page_400 = [*AUTH_400, "unknown_field", "invalid_field"]
+    read = {**common, "400": page_400, "403": AUTH_403, "404": ["conversation_not_found"]}
     assert errors(transcript, "get") == read
     assert errors("/core/conversations/{conversation_id}/alerts", "get") == read
     assert errors("/core/alert-rules", "post") == {
         **common,
         "400": [*BODY_400, "invalid_team"],
         "403": AUTH_403,
+        "409": ["too_many_rules"],
         "413": ["payload_too_large"],
     }
-    assert errors("/core/alert-rules", "get") == {**common, "400": AUTH_400, "403": AUTH_403}
+    assert errors("/core/alert-rules", "get") == {**common, "400": page_400, "403": AUTH_403}
     assert errors("/core/alert-rules/{rule_id}", "delete") == {
         **common,
         "400": AUTH_400,
@@ -115,3 +119,19 @@ def test_transcript_and_alert_operations_list_exactly_their_errors(client: Clien
     }
     assert set(paths[transcript]["get"]["responses"]) >= {"200"}
     assert paths[transcript]["post"]["requestBody"]["required"] is True
+
+
+def test_the_paginated_reads_document_limit_cursor_and_next(client: Client) -> None:
+    document = client.get("/core/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for path in (
+        "/core/conversations/{conversation_id}/transcript",
+        "/core/conversations/{conversation_id}/alerts",
+        "/core/alert-rules",
+    ):
+        parameters = {p["name"]: p for p in paths[path]["get"]["parameters"]}
+        assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+        assert parameters["cursor"]["in"] == "query"
+    for name in ("Transcript", "AlertList", "AlertRuleList"):
+        assert schemas[name]["properties"]["next"]["type"] == ["string", "null"]
+        assert "next" in schemas[name]["required"]

@@ -57,7 +57,7 @@ EXCLUDED: list[CheckFunction] = [positive_data_acceptance]
 
 @pytest.fixture
 def fuzz_settings(settings: Any) -> None:
-    raised = {"RATE_LIMIT_REQUESTS": 10**9}
+    raised = {"RATE_LIMIT_REQUESTS": 10**9, "READ_RATE_LIMIT_REQUESTS": 10**9}
     if "FAILED_AUTH_LIMIT" in DEFAULTS:  # the per-address limit on failed bearer credentials
         raised["FAILED_AUTH_LIMIT"] = 10**9
     settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, **raised}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.test import Client
 
 from anyreach_listen import alerts, transcripts
 from anyreach_listen.models import Alert, AlertRule
 from anyreach_listen.transcripts import SegmentIn
-from tests.support.world import World, login
+from tests.support.world import TEST_LISTEN_SETTINGS, World, login
 
 
 def rules_url(world: World) -> str:
@@ -89,4 +91,18 @@ def test_only_the_organizations_admins_manage_its_rules(client: Client, world: W
     assert login(client, "admin").get(delete).status_code == 405  # POST only
     rule.refresh_from_db()
     assert rule.deleted_at is None
+    assert list(AlertRule.objects.values_list("phrase", flat=True)) == ["charged twice"]
+
+
+def test_the_rule_cap_holds_on_the_organization_page(
+    client: Client, world: World, settings: Any
+) -> None:
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "MAX_ALERT_RULES": 1}
+    alerts.create_rule(world.org, phrase="charged twice")
+    login(client, "admin")
+    response = client.post(
+        rules_url(world), {"phrase": "refund", "role": "any", "severity": "info"}
+    )
+    assert response.status_code == 200
+    assert "at most 1 active alert rules" in response.content.decode()
     assert list(AlertRule.objects.values_list("phrase", flat=True)) == ["charged twice"]
