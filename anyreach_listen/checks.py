@@ -90,6 +90,17 @@ def check_settings(
                     id="anyreach_listen.E013",
                 )
             )
+    proxies = conf["TRUSTED_PROXY_COUNT"]
+    if not isinstance(proxies, int) or isinstance(proxies, bool) or proxies < 0:
+        messages.append(
+            Error(
+                f"TRUSTED_PROXY_COUNT must be an integer of 0 or more, not {proxies!r}.",
+                hint="The number of reverse proxies in front of the app that append to "
+                "X-Forwarded-For; 0 (the default) trusts no header. Until it is fixed, no "
+                "header is trusted.",
+                id="anyreach_listen.E018",
+            )
+        )
     origins = conf["EMBED_ORIGINS"]
     if (
         not isinstance(origins, list)

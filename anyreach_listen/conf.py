@@ -29,11 +29,28 @@ DEFAULTS: dict[str, Any] = {
     # Per-credential rate limit of the listener-token API: requests per window.
     "RATE_LIMIT_REQUESTS": 60,
     "RATE_LIMIT_WINDOW": 60,
-    # Failed bearer credentials (unknown, malformed, revoked, expired) per client
-    # address (REMOTE_ADDR; an IPv6 /64) per window in seconds. An address over the
-    # limit gets 429 on every API request until the window ends, before any lookup.
+    # Failed bearer credentials (unknown, malformed, revoked, expired), and failed
+    # signatures of the webhook and the recorder intake, per client address
+    # (client_address.py; an IPv6 /64) per window in seconds. An address over the
+    # limit gets 429 on every API request, webhook and recorder delivery until the
+    # window ends, before any lookup or signature check.
     "FAILED_AUTH_LIMIT": 30,
     "FAILED_AUTH_WINDOW": 300,
+    # Reverse proxies in front of the app that append to X-Forwarded-For. 0: the
+    # client's address is REMOTE_ADDR. N: the Nth entry from the right of
+    # X-Forwarded-For (the one the outermost trusted proxy wrote), so no client can
+    # choose its own address (client_address.py). Count only proxies that append, and
+    # let clients reach the app only through them.
+    "TRUSTED_PROXY_COUNT": 0,
+    # Per-credential limit of the transcript, alert and rule reads (GET), apart from
+    # the listener-token limit: requests per window in seconds.
+    "READ_RATE_LIMIT_REQUESTS": 120,
+    "READ_RATE_LIMIT_WINDOW": 60,
+    # Active alert rules an organization may have (409 too_many_rules past it).
+    "MAX_ALERT_RULES": 200,
+    # Transcript segments stored per call; later ones are dropped, counted on the
+    # conversation (dropped_segments) and logged once.
+    "MAX_SEGMENTS_PER_CALL": 5000,
     # Key for the keyed hash of API keys and PATs. Empty: derived from SECRET_KEY.
     "CREDENTIAL_HASH_KEY": "",
     # Origins that may embed the hidden frame (CSP frame-ancestors). ["*"]: any

@@ -8,24 +8,30 @@ When the user or their memberships change, ``access.changed`` on the user's
 group checks the login session again and reloads the policy: a socket closes
 (4401) when its session was signed out, its password changed or the user was
 deactivated, and (4403) when the user lost a membership, so the page reconnects
-with what it may still see. ``session.ended`` closes the sockets of one signed-out
-session. Listener events (the audit) reach organization admins only. Alert
-events reach everyone who sees the call; the rule's phrase, the speaker's role
-and the segment id only those who may read its transcript (never viewers), and
-each carries ``can_listen``: whether this user may listen to the call (the
-dashboard's notice offers Listen only then). Final transcript lines
+with what it may still see. What no signal reports (a session expiring, a bulk
+``.update()`` of users or memberships) is caught by a re-check of the same every
+``recheck_interval`` seconds at most (60; one query while nothing changed).
+``session.ended`` closes the sockets of one signed-out session. Listener events
+(the audit) reach organization admins only. Alert events reach everyone who
+sees the call; the rule's phrase, the speaker's role and the segment id only
+those who may read its transcript (never viewers), and each carries
+``can_listen``: whether this user may listen to the call (the dashboard's
+notice offers Listen only then). Final transcript lines
 (``transcript.segment``) reach only those who see the call and may read its
-transcript, and each is a glance audited before it is sent
-(``transcripts.audit_glances``: a row the first time per hour per person and
-call). The socket remembers the calls it audited, so only a call's first line
-in the hour leaves the event loop (one cache read; an INSERT when no socket of
-the person saw the call within the hour): other events never touch the
-database or the cache.
+transcript, and each, like an alert with its phrase, is a glance audited before
+it is sent (``transcripts.audit_glances``: a row the first time per hour per
+person and call; a viewer's alert discloses nothing and is not audited). The
+socket remembers the calls it audited, so only a call's first line or alert in
+the hour leaves the event loop (one cache read; an INSERT when no socket of the
+person saw the call within the hour): other events never touch the database or
+the cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from importlib import import_module
 from types import SimpleNamespace
@@ -35,8 +41,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib import auth
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.db.models import Subquery
+from django.utils import timezone
 
 from . import access, transcripts
+from .client_address import scope_client_address
 from .events import organization_group, session_fingerprint, user_group
 from .roles import LISTEN_ROLES
 
@@ -48,12 +58,63 @@ VIEWER_ALERT_FIELDS = ("id", "severity", "raised_at")
 logger = logging.getLogger(__name__)
 
 
+def access_fingerprint(user_id: Any, session_key: str | None) -> tuple[Any, ...]:
+    """What an open socket's access depends on, read in one query: the user's row, the
+    login session's data while it has not expired, the memberships with their teams.
+
+    Unchanged since a socket's last full check, that check would answer the same, so
+    the periodic re-check runs it only when this changed.
+    """
+    model = auth.get_user_model()
+    users = model._default_manager.filter(pk=user_id)
+    fields = [field.attname for field in model._meta.concrete_fields]
+    fields += [
+        "listen_memberships__organization_id",
+        "listen_memberships__role",
+        "listen_memberships__teams__id",
+        "listen_memberships__teams__organization_id",
+    ]
+    session: Any = None
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if session_key is not None and issubclass(store_class, DatabaseSessionStore):
+        live = store_class.get_model_class()._default_manager.filter(
+            session_key=session_key, expire_date__gt=timezone.now()
+        )
+        users = users.annotate(_login_session=Subquery(live.values("session_data")[:1]))
+        fields.append("_login_session")
+    elif session_key is not None:
+        # Cache, file or signed-cookie sessions: read through their engine, not the
+        # database (empty when gone or expired).
+        session = store_class(session_key).load()
+    rows = users.order_by(
+        "listen_memberships__organization_id", "listen_memberships__teams__id"
+    ).values_list(*fields)
+    return (session, tuple(rows))
+
+
 class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
+    # Seconds between re-checks of an open socket's login session and memberships, at
+    # most: what no signal reports (a session expiring, a bulk .update()) still closes
+    # it within this. Each wait is drawn from half to all of it, so sockets opened
+    # together (a deploy's reconnects) do not all query at once.
+    recheck_interval: float = 60.0
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Calls whose lines are covered by an audited glance or read of this socket's
         # person: conversation id -> until when (time.time()); their lines cost nothing.
         self.glanced: dict[str, float] = {}
+        self._recheck_task: asyncio.Task[None] | None = None
+        # The periodic re-check and access.changed must not reload the groups at once.
+        self._recheck_lock = asyncio.Lock()
+        self._fingerprint: tuple[Any, ...] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Also when the server cancels the consumer without a disconnect message.
+            self._stop_rechecks()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -67,8 +128,62 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         # ours depend on the user, so they are joined here.
         self.groups = [user_group(user.pk)]
         await self.channel_layer.group_add(self.groups[0], self.channel_name)
+        # Taken before the policy is read: a change in between shows at the first re-check.
+        self._fingerprint = await self._access_fingerprint()
         await self._load_access()
         await self.accept()
+        self._recheck_task = asyncio.create_task(
+            self._recheck_periodically(), name=f"anyreach-listen-recheck {self.channel_name}"
+        )
+
+    async def disconnect(self, code: int) -> None:
+        self._stop_rechecks()
+
+    def _stop_rechecks(self) -> None:
+        if self._recheck_task is not None:
+            self._recheck_task.cancel()
+            self._recheck_task = None
+
+    async def _recheck_periodically(self) -> None:
+        """Re-check the socket's access every ``recheck_interval`` seconds at most.
+
+        One query per round (``_access_fingerprint``); only when what it read changed
+        does the full check of ``access.changed`` run.
+        """
+        while True:
+            spread = random.uniform(0.5, 1.0)  # noqa: S311 (a spread, not a secret)
+            await asyncio.sleep(self.recheck_interval * spread)
+            try:
+                fingerprint = await self._access_fingerprint()
+                if fingerprint == self._fingerprint:
+                    continue
+                if await self._recheck():
+                    return
+                # Kept only once checked: a failed check is tried again next round.
+                self._fingerprint = fingerprint
+            except Exception:
+                # A database blip must not close every socket at once (their reconnects
+                # would hit it together): the next round tries again.
+                logger.warning("Could not re-check an event socket's access.", exc_info=True)
+
+    async def _access_fingerprint(self) -> tuple[Any, ...]:
+        probe = database_sync_to_async(access_fingerprint)
+        return await probe(self.scope["user"].pk, self._session_key())
+
+    async def _recheck(self) -> bool:
+        """The check of ``access.changed``: close with 4401 when the login session
+        is no longer valid, reload the policy, close with 4403 when a membership was
+        lost. Whether it closed the socket."""
+        async with self._recheck_lock:
+            if not await self._still_signed_in():
+                await self.close(code=SIGNED_OUT)
+                return True
+            before = set(self.policy.memberships)
+            await self._load_access()
+            if before - set(self.policy.memberships):
+                await self.close(code=ACCESS_LOST)
+                return True
+            return False
 
     async def _load_access(self) -> None:
         self.policy = await self._policy()
@@ -92,13 +207,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         """The stream is one-way; anything a browser sends is ignored."""
 
     async def access_changed(self, message: dict[str, Any]) -> None:
-        if not await self._still_signed_in():
-            await self.close(code=SIGNED_OUT)
-            return
-        before = set(self.policy.memberships)
-        await self._load_access()
-        if before - set(self.policy.memberships):
-            await self.close(code=ACCESS_LOST)
+        await self._recheck()
 
     async def session_ended(self, message: dict[str, Any]) -> None:
         key = self._session_key()
@@ -136,6 +245,10 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
             # A phrase that matched is a piece of what was said: not for viewers.
             alert = {name: alert[name] for name in VIEWER_ALERT_FIELDS}
+        elif self._sees(message) and not await self._glance(str(message["conversation"]["id"])):
+            # The phrase, the speaker and the segment are a glance at the call, audited
+            # as its lines are: not audited, not sent.
+            return
         membership = self.policy.memberships.get(organization_id) if organization_id else None
         can_listen = membership is not None and membership.role in LISTEN_ROLES
         await self._forward("alert.raised", {**message, "alert": alert, "can_listen": can_listen})
@@ -147,17 +260,25 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         if not self._sees(message):
             return
-        conversation_id = str(message["conversation"]["id"])
-        until = self.glanced.get(conversation_id)
-        if until is None or time.time() >= until:
-            try:
-                windows = await self._audit_glance(conversation_id)
-            except Exception:
-                # Not audited, not shown: the call's next line tries again.
-                logger.exception("Could not audit a transcript line; it was not sent.")
-                return
-            self._remember_glance(conversation_id, windows.get(conversation_id, 0.0))
+        if not await self._glance(str(message["conversation"]["id"])):
+            return
         await self._forward("transcript.segment", message)
+
+    async def _glance(self, conversation_id: str) -> bool:
+        """Whether a line or alert phrase of the call may be shown to this socket's
+        person now: covered by their audited glance or read within the hour, or audited
+        now (``transcripts.audit_glances``). False when the row could not be written."""
+        until = self.glanced.get(conversation_id)
+        if until is not None and time.time() < until:
+            return True
+        try:
+            windows = await self._audit_glance(conversation_id)
+        except Exception:
+            # Not audited, not shown: the call's next line or alert tries again.
+            logger.exception("Could not audit a transcript line or alert; it was not sent.")
+            return False
+        self._remember_glance(conversation_id, windows.get(conversation_id, 0.0))
+        return True
 
     def _remember_glance(self, conversation_id: str, until: float) -> None:
         if len(self.glanced) >= 1000:  # a socket open for days: forget ended windows
@@ -167,9 +288,8 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _audit_glance(self, conversation_id: str) -> dict[str, float]:
-        client = self.scope.get("client")
         return transcripts.audit_glances(
-            self.policy.user, [conversation_id], client_ip=client[0] if client else None
+            self.policy.user, [conversation_id], client_ip=scope_client_address(self.scope)
         )
 
     def _sees(self, message: dict[str, Any]) -> bool:

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from livekit.api import AccessToken, VideoGrants
 
 from . import entitlement
+from .client_address import client_address
 from .conf import listen_settings
 from .errors import ApiError, ErrorKind, Errors
 from .models import Conversation, ListenSession, ListenVia
-from .remote_minting import mint_remotely
+from .remote_minting import mint_remotely, refused_answer
 
 LISTENER_IDENTITY_PREFIX = "listener-"
 USER_AGENT_MAX = 500
@@ -105,8 +106,7 @@ def request_details(request: HttpRequest | None) -> dict[str, Any]:
     if request is None:
         return {"client_ip": None, "user_agent": ""}
     return {
-        # REMOTE_ADDR only: trusting X-Forwarded-For needs a proxy the operator configures.
-        "client_ip": request.META.get("REMOTE_ADDR") or None,
+        "client_ip": client_address(request),  # behind TRUSTED_PROXY_COUNT proxies too
         "user_agent": request.headers.get("User-Agent", "")[:USER_AGENT_MAX],
     }
 
@@ -157,6 +157,18 @@ def _mint_remotely(conversation: Conversation, config: dict[str, Any]) -> _Minte
         expires_at = _expiry(fields["token"])
     except (jwt.PyJWTError, KeyError, TypeError, ValueError):
         raise ApiError(Errors.REMOTE_INVALID) from None
+    # Unverified (the remote's LiveKit secret is not ours), but read: a token for another
+    # room would be audited here as a listen to this call. The answer's room_name must
+    # agree, or the page would join one room while the token grants another.
+    room = conversation.livekit_room or ""
+    video = claims.get("video")
+    token_room = video.get("room") if isinstance(video, dict) else None
+    if not room or token_room != room or fields["room_name"] != room:
+        raise refused_answer(
+            conversation.pk,
+            f"token for room {token_room!r}, room_name {fields['room_name']!r}, "
+            f"the conversation's room is {room!r}",
+        )
     return _Minted(fields["url"], fields["token"], fields["room_name"], identity, expires_at, None)
 
 
@@ -189,10 +201,18 @@ def grant_listen(
     }
     with transaction.atomic():
         if minted.session_id is None:
-            # A remote answer must never rewrite an existing audit row.
-            session, _ = ListenSession.objects.get_or_create(
-                listener_identity=minted.identity, defaults=row
-            )
+            # The remote chose the identity: one audited already (listener_identity is
+            # unique) is a replayed or foreign token, never a new listen, and its row
+            # must not be taken over. The unique index decides, so a race cannot either.
+            try:
+                with transaction.atomic():
+                    session = ListenSession.objects.create(listener_identity=minted.identity, **row)
+            except IntegrityError:
+                if not ListenSession.objects.filter(listener_identity=minted.identity).exists():
+                    raise
+                raise refused_answer(
+                    conversation.pk, f"identity {minted.identity!r} was already audited"
+                ) from None
         else:
             session = ListenSession.objects.create(
                 id=minted.session_id, listener_identity=minted.identity, **row

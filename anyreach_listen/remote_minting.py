@@ -3,6 +3,9 @@
 Enabled by ``ANYREACH_LISTEN["REMOTE_MINT"] = {"URL": ..., "API_KEY": ...}``. The
 API key stays on this server. Connection errors and 5xx answers are retried
 with exponential backoff; the remote's 404 and 409 become the same errors here.
+A usable answer is still checked by the grant (``minting.py``): its token must be
+for the conversation's room and name a listener never audited here, or it is
+refused (``refused_answer``: 502 ``remote_mint_invalid``, no audit row).
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ def mint_remotely(config: dict[str, Any], conversation_id: str) -> dict[str, str
                 logger.warning("remote mint attempt %d: HTTP %d", attempt + 1, response.status_code)
             time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def refused_answer(conversation_id: object, why: str) -> ApiError:
+    """The error for a well-formed answer that is not this listen's token, logged: the
+    remote is misconfigured or not to be trusted. ``why`` names rooms or identities only,
+    never the token."""
+    logger.warning("remote mint answer refused for conversation %s: %s", conversation_id, why)
+    return ApiError(Errors.REMOTE_MINT_INVALID)
 
 
 def _unavailable(what: str) -> ApiError:

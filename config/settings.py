@@ -6,18 +6,21 @@ Production overrides come from the environment: DATABASE_URL, REDIS_URL,
 LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG,
 ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, RECORDER_PER_ROOM, ANYREACH_PORTAL_URL
 (the recorders'), and behind a proxy
-SECURE_PROXY_SSL_HEADER. Any production setting turns DEBUG off unless DEBUG=1
-says otherwise; outside DEBUG the secure defaults (HTTPS redirect, HSTS, secure
-cookies) pass ``manage.py check --deploy``.
+SECURE_PROXY_SSL_HEADER. Any production setting (a LIVEKIT_URL off this machine
+among them) turns DEBUG off unless DEBUG=1 says otherwise; outside DEBUG the
+secure defaults (HTTPS redirect, HSTS, secure cookies) pass ``manage.py check
+--deploy``, and a missing SECRET_KEY stops every process at start.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -34,21 +37,52 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
-# Settings only a deployment gives. LIVEKIT_* and a SQLite DATABASE_URL are not
-# among them: `make demo` and the test servers point the embedded setup at their
-# own LiveKit dev server and database file.
+# Settings only a deployment gives. A SQLite DATABASE_URL and a loopback LIVEKIT_URL
+# are not among them: `make demo` and the test servers point the embedded setup at
+# their own LiveKit dev server and database file. A LIVEKIT_URL off this machine is a
+# real LiveKit, whose secret must not be the dev server's.
 PRODUCTION_SETTINGS = ("SECRET_KEY", "ALLOWED_HOSTS", "REDIS_URL", "CREDENTIAL_HASH_KEY")
 
 
-def _production_setting_given() -> bool:
-    if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+def _is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine: 127.0.0.0/8, ::1 or localhost."""
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:  # a malformed URL (e.g. a bad port) is no dev server either
+        return False
+    if not host:
+        return False
+    if host.rstrip(".") == "localhost":  # hostname is lower-cased already
         return True
-    return any(os.environ.get(name) for name in PRODUCTION_SETTINGS)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only the machine's own resolves here for sure
+        return False
+
+
+def _production_settings_given() -> list[str]:
+    """The environment variables that make this process part of a deployment."""
+    given = [name for name in PRODUCTION_SETTINGS if os.environ.get(name)]
+    if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+        given.append("DATABASE_URL")
+    livekit_url = os.environ.get("LIVEKIT_URL", "")
+    if livekit_url and not _is_loopback_url(livekit_url):
+        given.append("LIVEKIT_URL")
+    return given
 
 
 # DEBUG is on when asked for (DEBUG=1) or when nothing says this is a deployment:
-# half a production configuration (a SECRET_KEY alone) must not serve debug pages.
-DEBUG = _env_bool("DEBUG", not _production_setting_given())
+# half a production configuration (a SECRET_KEY alone, a real LiveKit alone) must
+# not serve debug pages nor accept the dev server's LiveKit secret.
+_DEPLOYMENT_SIGNS = _production_settings_given()
+DEBUG = _env_bool("DEBUG", not _DEPLOYMENT_SIGNS)
+# Said in the errors below, so an operator sees why DEBUG is off.
+_WHY_NOT_DEBUG = (
+    f"DEBUG is off because {', '.join(_DEPLOYMENT_SIGNS)} "
+    f"{'is' if len(_DEPLOYMENT_SIGNS) == 1 else 'are'} set"
+    if _DEPLOYMENT_SIGNS and "DEBUG" not in os.environ
+    else "DEBUG is off"
+)
 
 
 def _local_dev_secret_key() -> str:
@@ -67,7 +101,9 @@ def _local_dev_secret_key() -> str:
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for local development).")
+        raise ImproperlyConfigured(
+            f"Set SECRET_KEY (or DEBUG=1 for local development): {_WHY_NOT_DEBUG}."
+        )
     SECRET_KEY = _local_dev_secret_key()
 
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h] or (
@@ -142,10 +178,10 @@ AXES_HANDLER = "portal.login_throttle.PerParameterLimitHandler"
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMITS["username"]
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_CALLABLE = "portal.login_throttle.lockout_response"
-# Behind N proxies that append to X-Forwarded-For, the client's own address is
-# counted, not the proxy's (which would pause everyone's sign-in at once).
-TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
-AXES_CLIENT_IP_CALLABLE = "portal.login_throttle.client_address"
+# The app's one rule for the client's address (ANYREACH_LISTEN's TRUSTED_PROXY_COUNT):
+# behind proxies the client's own address is counted, not the proxy's (which would
+# pause everyone's sign-in at once), and never one the client wrote.
+AXES_CLIENT_IP_CALLABLE = "anyreach_listen.client_address.client_address"
 # A success does not wipe the failures: it would also wipe the address's count,
 # letting someone with one account reset it between guesses at others.
 AXES_RESET_ON_SUCCESS = False
@@ -266,6 +302,8 @@ ANYREACH_LISTEN: dict[str, Any] = {
     "LIVEKIT_API_KEY": os.environ.get("LIVEKIT_API_KEY", "devkey" if DEBUG else ""),
     "LIVEKIT_API_SECRET": os.environ.get("LIVEKIT_API_SECRET", "secret" if DEBUG else ""),
     "CREDENTIAL_HASH_KEY": os.environ.get("CREDENTIAL_HASH_KEY", ""),
+    # Proxies in front of the portal that append to X-Forwarded-For (README, "Behind a proxy").
+    "TRUSTED_PROXY_COUNT": int(os.environ.get("TRUSTED_PROXY_COUNT", "0")),
     # Transcript recorders per live room (manage.py run_recorder workers): 2 lose
     # nothing when a recorder dies (README, "Recorder"); 0 dispatches none.
     # The portal's URL, where run_recorder workers deliver what they hear (the

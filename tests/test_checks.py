@@ -34,6 +34,8 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"LIVEKIT_URL": ""}, False, "anyreach_listen.E002"),
         ({"LIVEKIT_URL": "http://lk:7880"}, False, "anyreach_listen.E003"),
         ({"LIVEKIT_API_SECRET": "secret"}, False, "anyreach_listen.E004"),
+        ({"LIVEKIT_API_SECRET": "5char"}, False, "anyreach_listen.E004"),
+        ({"LIVEKIT_API_SECRET": "s" * 31}, False, "anyreach_listen.E004"),
         ({"LISTENER_TOKEN_TTL": 0}, False, "anyreach_listen.E005"),
         ({"LISTENER_TOKEN_TTL": "300"}, False, "anyreach_listen.E005"),
         ({"RATE_LIMIT_REQUESTS": 0}, False, "anyreach_listen.E006"),
@@ -43,6 +45,9 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"FAILED_AUTH_WINDOW": -1}, False, "anyreach_listen.E013"),
         ({"FAILED_AUTH_WINDOW": False}, False, "anyreach_listen.E013"),
         ({"FAILED_AUTH_WINDOW": 1.5}, False, "anyreach_listen.E013"),
+        ({"TRUSTED_PROXY_COUNT": -1}, False, "anyreach_listen.E018"),
+        ({"TRUSTED_PROXY_COUNT": "1"}, False, "anyreach_listen.E018"),
+        ({"TRUSTED_PROXY_COUNT": True}, False, "anyreach_listen.E018"),
         ({"EMBED_ORIGINS": ["crm.example.com"]}, False, "anyreach_listen.E007"),
         ({"EMBED_ORIGINS": []}, False, "anyreach_listen.E007"),
         ({"REMOTE_MINT": {"URL": "https://x"}}, False, "anyreach_listen.E008"),
@@ -78,6 +83,10 @@ def test_each_check_id(
     settings: Any, overrides: dict[str, Any], debug: bool, expected: str
 ) -> None:
     assert expected in ids(settings, debug, **overrides)
+
+
+def test_a_secret_of_32_characters_is_long_enough_outside_debug(settings: Any) -> None:
+    assert ids(settings, False, LIVEKIT_API_SECRET="s" * 32) == set()
 
 
 def test_dev_secret_and_derived_hash_key_are_tolerated_in_debug(settings: Any) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -225,3 +229,165 @@ async def test_losing_one_of_two_memberships_closes_the_socket_to_reload(world: 
     membership = await Membership.objects.aget(user=world.users["qa"], organization=world.other_org)
     await sync_to_async(membership.delete)()
     await _closed_with(communicator, 4403)
+
+
+# --- open sockets are re-checked without a signal (issue 17, item 8) --------------------
+
+RECHECK_TASK = "anyreach-listen-recheck"
+
+
+@pytest.fixture
+def quick_rechecks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-checks every 0.2 s at most instead of every 60 s."""
+    from anyreach_listen.consumers import ConversationEventsConsumer
+
+    # raising=False: on a consumer without re-checks the tests fail on what they check.
+    monkeypatch.setattr(ConversationEventsConsumer, "recheck_interval", 0.2, raising=False)
+
+
+def _recheck_tasks() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith(RECHECK_TASK) and not task.done()
+    ]
+
+
+async def _until(condition: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
+    ends = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < ends, f"not within {deadline} s: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_periodic_probe_is_one_query_and_sees_each_bulk_change(world: World) -> None:
+    from django.contrib.sessions.models import Session
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from anyreach_listen.consumers import access_fingerprint
+    from anyreach_listen.models import Membership
+    from anyreach_listen.roles import Role
+
+    client = await _signed_in("qa")
+    key = client.cookies["sessionid"].value
+    qa = world.users["qa"]
+
+    def probe() -> tuple[Any, ...]:
+        with CaptureQueriesContext(connection) as queries:
+            fingerprint = access_fingerprint(qa.pk, key)
+        assert len(queries) == 1, [q["sql"] for q in queries.captured_queries]
+        return fingerprint
+
+    before = await sync_to_async(probe)()
+    assert await sync_to_async(probe)() == before  # nothing changed: the same answer
+    memberships = Membership.objects.filter(user=qa)
+    changes = {
+        "role": lambda: memberships.update(role=Role.VIEWER),
+        "team": lambda: Membership.teams.through.objects.filter(membership__user=qa).delete(),
+        "membership": lambda: Membership.objects.filter(user=qa).delete(),
+        "password": lambda: User.objects.filter(pk=qa.pk).update(password="changed"),
+        "active": lambda: User.objects.filter(pk=qa.pk).update(is_active=False),
+        "session": lambda: Session.objects.filter(session_key=key).update(
+            expire_date=timezone.now() - dt.timedelta(seconds=1)
+        ),
+    }
+    for name, change in changes.items():
+        await sync_to_async(change)()
+        after = await sync_to_async(probe)()
+        assert after != before, name
+        before = after
+
+
+async def test_a_bulk_deactivation_closes_an_open_socket(
+    world: World, quick_rechecks: None
+) -> None:
+    communicator = await _signed_in_socket(await _signed_in("qa"))
+    # .update() sends no signal: only the periodic re-check can notice.
+    await User.objects.filter(username="qa").aupdate(is_active=False)
+    await _closed_with(communicator, 4401)
+
+
+async def test_an_expired_login_session_closes_an_open_socket(
+    world: World, quick_rechecks: None
+) -> None:
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    client = await _signed_in("supervisor")
+    communicator = await _signed_in_socket(client)
+    # Django's session expiry: the row stays, its expire_date passes. No signal.
+    await Session.objects.filter(session_key=client.cookies["sessionid"].value).aupdate(
+        expire_date=timezone.now() - dt.timedelta(seconds=1)
+    )
+    await _closed_with(communicator, 4401)
+
+
+async def test_a_membership_removed_without_a_signal_closes_an_open_socket(
+    world: World, quick_rechecks: None
+) -> None:
+    from django.db import connection
+
+    from anyreach_listen.models import Membership
+
+    communicator = await _signed_in_socket(await _signed_in("qa"))
+
+    def delete_in_sql() -> None:
+        # What no signal reports: SQL outside the ORM (a migration, a database fix).
+        user_id = [world.users["qa"].pk]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM anyreach_listen_membership_teams WHERE membership_id IN "
+                "(SELECT id FROM anyreach_listen_membership WHERE user_id = %s)",
+                user_id,
+            )
+            cursor.execute("DELETE FROM anyreach_listen_membership WHERE user_id = %s", user_id)
+        assert not Membership.objects.filter(user=world.users["qa"]).exists()
+
+    await sync_to_async(delete_in_sql)()
+    await _closed_with(communicator, 4403)
+
+
+async def test_a_role_changed_by_a_bulk_update_reloads_the_policy(
+    world: World, quick_rechecks: None
+) -> None:
+    from anyreach_listen.models import Membership
+    from anyreach_listen.roles import Role
+    from anyreach_listen.transcripts import SegmentIn, record
+
+    communicator, _ = await connect(world.users["viewer"])
+    call = world.conversations["in_progress"]
+    await sync_to_async(record)(call, [SegmentIn("v0", "user", "Not for viewers.", True)])
+    assert await communicator.receive_nothing(timeout=0.2)  # a viewer gets no line
+
+    # Promoted by .update() (no signal): once re-checked, the socket carries lines.
+    await Membership.objects.filter(user=world.users["viewer"]).aupdate(role=Role.QA)
+    ends, n = time.monotonic() + 5, 0
+    while await communicator.receive_nothing(timeout=0.05):
+        assert time.monotonic() < ends, "the policy was not reloaded"
+        n += 1
+        await sync_to_async(record)(call, [SegmentIn(f"v{n}", "user", "Now readable.", True)])
+    message = await communicator.receive_json_from(timeout=2)
+    assert message["type"] == "transcript.segment"
+    assert message["segment"]["text"] == "Now readable."
+    await communicator.disconnect()
+
+
+async def test_the_recheck_task_runs_while_open_and_stops_on_disconnect(world: World) -> None:
+    communicator, connected = await connect(world.users["supervisor"])
+    assert connected
+    assert len(_recheck_tasks()) == 1
+    await communicator.disconnect()
+    await _until(lambda: not _recheck_tasks(), "the re-check task ended")
+
+
+async def test_the_recheck_task_stops_when_the_socket_closes_itself(
+    world: World, quick_rechecks: None
+) -> None:
+    communicator, _ = await connect(world.users["qa"])
+    assert len(_recheck_tasks()) == 1
+    await User.objects.filter(username="qa").aupdate(is_active=False)
+    await _closed_with(communicator, 4401)
+    await _until(lambda: not _recheck_tasks(), "the re-check task ended")
+    await communicator.disconnect()

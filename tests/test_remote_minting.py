@@ -4,15 +4,20 @@ portal minting through this project's own live API is in ``tests/e2e/``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
+from django.forms.models import model_to_dict
 from django.test import Client
+from django.utils import timezone
 
+from anyreach_listen.models import ListenSession
 from tests.support.processes import free_port
 from tests.support.remote import Scripted, mint_as_supervisor, mirror, remote, scripted_platform
 
@@ -31,10 +36,21 @@ def test_unreachable_remote_is_a_502_after_retries(client: Client, settings: Any
     assert response.json()["error"]["code"] == "remote_unavailable"
 
 
-def _token_body() -> bytes:
-    token = jwt.encode({"sub": f"listener-{uuid.uuid4()}", "exp": 2_000_000_000}, "k" * 32)
+def _token_body(
+    room: str | None, identity: str | None = None, room_name: str | None = None
+) -> bytes:
+    """A remote's 200: a listener token for ``room`` (no video grant when None)."""
+    claims: dict[str, Any] = {"sub": identity or f"listener-{uuid.uuid4()}", "exp": 2_000_000_000}
+    if room is not None:
+        claims["video"] = {"room": room, "roomJoin": True, "canPublish": False, "hidden": True}
+    token = jwt.encode(claims, "k" * 32)
     return json.dumps(
-        {"url": "ws://lk", "token": token, "room_name": "r", "expires_at": "2033-05-18T03:33:20Z"}
+        {
+            "url": "ws://lk",
+            "token": token,
+            "room_name": room if room_name is None else room_name,
+            "expires_at": "2033-05-18T03:33:20Z",
+        }
     ).encode()
 
 
@@ -42,11 +58,98 @@ def test_5xx_is_retried_with_backoff(
     scripted_remote: Scripted, client: Client, settings: Any, db: None
 ) -> None:
     url, attempts, script = scripted_remote
-    script += [(503, {}, b""), (502, {}, b""), (200, {}, _token_body())]
+    conversation = mirror(str(uuid.uuid4()))
+    script += [(503, {}, b""), (502, {}, b""), (200, {}, _token_body(conversation.livekit_room))]
     remote(settings, url, "ak_secret_value", RETRIES=2)
-    response = mint_as_supervisor(client, mirror(str(uuid.uuid4())))
+    response = mint_as_supervisor(client, conversation)
     assert response.status_code == 200
     assert attempts == ["Bearer ak_secret_value"] * 3
+
+
+# --- the answer is checked (issue 17, item 9) ----------------------------------------
+
+
+def test_an_answer_for_the_calls_room_and_a_new_listener_is_audited_once(
+    scripted_remote: Scripted, client: Client, settings: Any, db: None
+) -> None:
+    url, _, script = scripted_remote
+    conversation = mirror(str(uuid.uuid4()))
+    identity = f"listener-{uuid.uuid4()}"
+    script.append((200, {}, _token_body(conversation.livekit_room, identity)))
+    remote(settings, url, "ak_x")
+    response = mint_as_supervisor(client, conversation)
+    assert response.status_code == 200, response.content
+    assert response.json()["room_name"] == conversation.livekit_room
+    row = ListenSession.objects.get()
+    assert (row.listener_identity, str(row.conversation_id), row.via) == (
+        identity,
+        str(conversation.pk),
+        "portal",
+    )
+
+
+@pytest.mark.parametrize(
+    ("token_room", "room_name"),
+    [
+        ("call-of-another-org", "call-of-another-org"),  # both name another room
+        ("call-of-another-org", None),  # room_name agrees, the token does not
+        (None, "call-of-another-org"),  # the token agrees, room_name does not
+        ("", None),  # a token with an empty room grant
+        ("no-grant", None),  # a token without a video grant at all
+    ],
+)
+def test_an_answer_for_another_room_is_a_502_and_writes_no_row(
+    scripted_remote: Scripted,
+    client: Client,
+    settings: Any,
+    db: None,
+    caplog: pytest.LogCaptureFixture,
+    token_room: str | None,
+    room_name: str | None,
+) -> None:
+    url, _, script = scripted_remote
+    conversation = mirror(str(uuid.uuid4()))
+    room = conversation.livekit_room
+    body = (
+        _token_body(None, room_name=room)
+        if token_room == "no-grant"
+        else _token_body(room if token_room is None else token_room, room_name=room_name)
+    )
+    script.append((200, {}, body))
+    remote(settings, url, "ak_x")
+    with caplog.at_level(logging.WARNING, logger="anyreach_listen.remote_minting"):
+        response = mint_as_supervisor(client, conversation)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "remote_mint_invalid"
+    assert not ListenSession.objects.exists()
+    assert any("refused" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert "eyJ" not in caplog.text  # the token itself is never logged
+
+
+@pytest.mark.parametrize("of_this_call", [True, False])
+def test_an_answer_naming_a_known_listener_is_a_502_and_leaves_its_row_alone(
+    scripted_remote: Scripted, client: Client, settings: Any, db: None, of_this_call: bool
+) -> None:
+    url, _, script = scripted_remote
+    conversation = mirror(str(uuid.uuid4()))
+    # An earlier listen, of this call (a replayed answer) or another, already audited here.
+    earlier = conversation if of_this_call else mirror(str(uuid.uuid4()))
+    existing = ListenSession.objects.create(
+        conversation=earlier,
+        listener_identity=f"listener-{uuid.uuid4()}",
+        via="api",
+        expires_at=timezone.now() + dt.timedelta(minutes=5),
+    )
+    existing.refresh_from_db()  # as the database holds it
+    before = model_to_dict(existing)
+    script.append((200, {}, _token_body(conversation.livekit_room, existing.listener_identity)))
+    remote(settings, url, "ak_x")
+    response = mint_as_supervisor(client, conversation)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "remote_mint_invalid"
+    assert list(ListenSession.objects.all()) == [existing]
+    existing.refresh_from_db()
+    assert model_to_dict(existing) == before
 
 
 @pytest.mark.parametrize(

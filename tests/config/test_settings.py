@@ -113,3 +113,63 @@ def test_the_test_servers_environment_stays_in_debug() -> None:
         "LIVEKIT_API_SECRET": "secret",
     }
     assert debug_and_engine(env) == "True sqlite3"
+
+
+# --- a real LiveKit is a deployment (issue 17, item 7) ------------------------------
+
+# A LiveKit off this machine with a dev-sized secret, and nothing else.
+REAL_LIVEKIT_ENV = {
+    "LIVEKIT_URL": "wss://livekit.example.com",
+    "LIVEKIT_API_KEY": "APIkey",
+    "LIVEKIT_API_SECRET": "short",
+}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "wss://livekit.example.com",
+        "ws://10.0.0.5:7880",
+        "ws://livekit:7880",  # a compose service: another machine as far as we know
+        "ws://0.0.0.0:7880",
+        "ws://localhost.example.com:7880",
+        "ws://[2001:db8::1]:7880",
+    ],
+)
+def test_a_livekit_url_off_this_machine_turns_debug_off(url: str) -> None:
+    # DEBUG off needs a real SECRET_KEY: refusing to start proves DEBUG did not stay on,
+    # and the message says which setting made this a deployment.
+    result = manage({**REAL_LIVEKIT_ENV, "LIVEKIT_URL": url}, "shell", "-c", PRINT_SETTINGS)
+    assert result.returncode != 0
+    assert "Set SECRET_KEY" in result.stderr
+    assert "DEBUG is off because LIVEKIT_URL is set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ws://127.0.0.1:7880", "ws://127.8.9.10:7880", "ws://[::1]:7880", "ws://localhost:7880"],
+)
+def test_a_livekit_dev_server_on_loopback_stays_in_debug(url: str) -> None:
+    env = {**REAL_LIVEKIT_ENV, "LIVEKIT_URL": url, "LIVEKIT_API_SECRET": "secret"}
+    assert debug_and_engine(env) == "True sqlite3"
+
+
+def test_a_real_livekit_with_a_short_secret_fails_the_checks() -> None:
+    # The reported case: LIVEKIT_* set (SQLite), a 5-character secret accepted in DEBUG.
+    env = {**REAL_LIVEKIT_ENV, "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"]}
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "anyreach_listen.E004" in result.stderr
+
+
+def test_debug_1_keeps_debug_on_with_a_real_livekit() -> None:
+    assert debug_and_engine({**REAL_LIVEKIT_ENV, "DEBUG": "1"}) == "True sqlite3"
+
+
+def test_the_portal_refuses_to_serve_without_allowed_hosts_outside_debug() -> None:
+    # Every request would be a 400 logged only to mail_admins: the ASGI app must not load.
+    env = {**REAL_LIVEKIT_ENV, "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"]}
+    result = manage(env, "shell", "-c", "import config.asgi")
+    assert result.returncode != 0
+    assert "Set ALLOWED_HOSTS" in result.stderr
+    assert shell({**env, "ALLOWED_HOSTS": "listen.example.com"}, "import config.asgi") == ""

@@ -19,11 +19,12 @@ def test_portal_mints_through_the_live_api(
     stack: Stack, client: Client, settings: Any, db: None
 ) -> None:
     remote(settings, stack.base_url, stack.seed["api_keys"]["read_sensitive"])
-    conversation = mirror(stack.seed["conversations"]["active"])
+    # The local copy knows the call's room: a token for any other room is refused.
+    conversation = mirror(stack.seed["conversations"]["active"], room="demo-seeded-call")
     response = mint_as_supervisor(client, conversation)
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["room_name"] == "demo-seeded-call"  # the platform's room, not the local one
+    assert body["room_name"] == "demo-seeded-call"
     claims = jwt.decode(
         body["token"],
         stack.env["LIVEKIT_API_SECRET"],
@@ -38,6 +39,18 @@ def test_portal_mints_through_the_live_api(
         "SELECT via FROM anyreach_listen_listensession WHERE listener_identity = ?", claims["sub"]
     )
     assert [row["via"] for row in rows] == ["api"]
+
+
+def test_a_live_answer_for_another_room_is_refused(
+    stack: Stack, client: Client, settings: Any, db: None
+) -> None:
+    # The local copy names another room than the platform's call: no token, no row.
+    remote(settings, stack.base_url, stack.seed["api_keys"]["read_sensitive"])
+    conversation = mirror(stack.seed["conversations"]["active"], room="some-other-room")
+    response = mint_as_supervisor(client, conversation)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "remote_mint_invalid"
+    assert not ListenSession.objects.exists()
 
 
 @pytest.mark.parametrize(

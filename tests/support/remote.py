@@ -24,8 +24,12 @@ from anyreach_listen.roles import Role
 from tests.support.world import TEST_LISTEN_SETTINGS
 
 
-def mirror(conversation_id: str) -> Conversation:
-    """The portal's local copy of a platform conversation, visible to a supervisor."""
+def mirror(conversation_id: str, room: str | None = None) -> Conversation:
+    """The portal's local copy of a platform conversation, visible to a supervisor.
+
+    ``room``: the platform's room of the call (a remote token for any other room is
+    refused); default ``local-<id>``.
+    """
     org = Organization.objects.create(name="Mirror", slug=f"m-{uuid.uuid4().hex[:8]}")
     team = Team.objects.create(organization=org, name="Support")
     user = User.objects.create_user(username=f"sup-{org.slug}", password="pw")
@@ -35,7 +39,7 @@ def mirror(conversation_id: str) -> Conversation:
         organization=org,
         team=team,
         status=ConversationStatus.IN_PROGRESS,
-        livekit_room=f"local-{conversation_id}",
+        livekit_room=room or f"local-{conversation_id}",
     )
 
 
