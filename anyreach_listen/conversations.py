@@ -74,7 +74,7 @@ def register(
     if existing is not None:
         return existing, False
     if room_name and not platform_assigned:
-        room_ownership.check_claim(organization, room_name)
+        _take_from_squatters(room_ownership.check_claim(organization, room_name))
     answered = status == ConversationStatus.IN_PROGRESS
     conversation = Conversation(
         organization=organization,
@@ -136,9 +136,9 @@ def update(
     unknown = set(fields) - set(PLAIN_FIELDS)
     if unknown:
         raise TypeError(f"not a conversation field: {', '.join(sorted(unknown))}")
-    if room_name and not conversation.livekit_room and "lost_room" not in conversation.metadata:
+    if room_name and not conversation.livekit_room and conversation.is_active:
         # Outside the transaction: the check may ask LiveKit.
-        room_ownership.check_claim(conversation.organization, room_name)
+        _take_from_squatters(room_ownership.check_claim(conversation.organization, room_name))
     with transaction.atomic():
         return _update_locked(
             _locked(conversation),
@@ -168,11 +168,15 @@ def _update_locked(
             Errors.INVALID_TRANSITION,
             f"The conversation is {row.status}; it cannot move to {status}.",
         )
+    if room_name is not None and room_name != row.livekit_room and not row.is_active:
+        # Checked on the locked row: the claim above was skipped for an ended call (one
+        # that lost its room to its owner included), which takes no room.
+        raise ApiError(Errors.INVALID_TRANSITION, "An ended conversation takes no room.")
     changed = [name for name, value in fields.items() if getattr(row, name) != value]
     for name in changed:
         setattr(row, name, fields[name])
     if room_name is not None and room_name != row.livekit_room:
-        if row.livekit_room or "lost_room" in row.metadata:
+        if row.livekit_room:
             raise ApiError(
                 Errors.INVALID_TRANSITION, "The conversation has a room already; it is set once."
             )
@@ -245,6 +249,11 @@ def _finish_locked(
     elif finished:
         revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
     return finished
+
+
+def _take_from_squatters(squatters: list[Conversation]) -> None:
+    for squatter in squatters:
+        lose_room(squatter, at=timezone.now())
 
 
 @transaction.atomic

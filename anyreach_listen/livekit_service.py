@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +141,7 @@ class Dispatched:
     present: int = 0  # agents of that name in the room
     created: int = 0  # new dispatches
     deleted: int = 0  # dispatches whose agent is gone (or never came)
+    refused: bool = False  # ``accepts`` said no to the open room: nothing was done
 
 
 async def ensure_agents(
@@ -152,6 +153,7 @@ async def ensure_agents(
     *,
     gone: Collection[str] = (),
     grace: float = DISPATCH_GRACE,
+    accepts: Callable[[api.Room], bool] | None = None,
 ) -> Dispatched:
     """Make ``count`` dispatches of ``agent_name`` live in ``room`` (an open room only).
 
@@ -159,6 +161,7 @@ async def ensure_agents(
     for ``grace`` seconds after it was created (its agent is joining) unless its
     participant is known to have left (``gone``: identities a webhook saw leave);
     one with no job for ``UNASSIGNED_GRACE`` seconds (no worker took it) is not.
+    ``accepts``: whether the open room may get agents at all (its metadata).
     Other dispatches (the agent died or left, or no worker took the job) are
     deleted, so a room's dispatches do not pile up, and replaced. LiveKit's server
     (v1.13) never re-dispatches a job whose worker went away.
@@ -167,6 +170,8 @@ async def ensure_agents(
     if not rooms.rooms:
         # Not open (yet): a dispatch would create it. room_started dispatches then.
         return Dispatched(room_open=False)
+    if accepts is not None and not accepts(rooms.rooms[0]):
+        return Dispatched(room_open=True, refused=True)
     participants = await client.room.list_participants(api.ListParticipantsRequest(room=room))
     present = {p.identity for p in participants.participants if is_dispatched_agent(p, agent_name)}
     now = time.time_ns()

@@ -24,8 +24,8 @@ from . import entitlement
 from .client_address import client_address
 from .conf import listen_settings
 from .errors import ApiError, ErrorKind, Errors
-from .models import Conversation, ListenSession, ListenVia
-from .remote_minting import mint_remotely, refused_answer
+from .models import ACTIVE_STATUSES, Conversation, ListenSession, ListenVia
+from .remote_minting import listener_grant_problem, mint_remotely, refused_answer
 
 LISTENER_IDENTITY_PREFIX = "listener-"
 USER_AGENT_MAX = 500
@@ -169,7 +169,34 @@ def _mint_remotely(conversation: Conversation, config: dict[str, Any]) -> _Minte
             f"token for room {token_room!r}, room_name {fields['room_name']!r}, "
             f"the conversation's room is {room!r}",
         )
+    # And a listener's token, nothing more: the page hands its holder whatever it grants,
+    # and the audit row records a listen.
+    problem = listener_grant_problem(
+        claims,
+        identity_prefix=LISTENER_IDENTITY_PREFIX,
+        ttl=int(listen_settings.LISTENER_TOKEN_TTL),
+        now=dt.datetime.now(dt.UTC).timestamp(),
+    )
+    if problem is not None:
+        raise refused_answer(conversation.pk, problem)
     return _Minted(fields["url"], fields["token"], fields["room_name"], identity, expires_at, None)
+
+
+def _still_in_room(conversation: Conversation, room_name: str) -> None:
+    """On the locked row: the call is still active in the room the token is for. A change
+    that raced the mint (the call ended, or the platform gave its room to another
+    organization) wins; otherwise the new session would sit on an ended call, which no
+    revocation covers, with a token for a room that is no longer the call's."""
+    row = (
+        Conversation.objects.select_for_update(of=("self",))
+        .filter(pk=conversation.pk)
+        .values_list("status", "livekit_room")
+        .first()
+    )
+    if row is None:
+        raise ApiError(Errors.CONVERSATION_NOT_FOUND)
+    if row[0] not in ACTIVE_STATUSES or row[1] != room_name:
+        raise ApiError(Errors.CONVERSATION_NOT_ACTIVE)
 
 
 def grant_listen(
@@ -214,6 +241,7 @@ def grant_listen(
                     conversation.pk, f"identity {minted.identity!r} was already audited"
                 ) from None
         else:
+            _still_in_room(conversation, minted.room_name)
             session = ListenSession.objects.create(
                 id=minted.session_id, listener_identity=minted.identity, **row
             )

@@ -29,9 +29,10 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connections, transaction
+from django.utils import timezone
 from livekit import api
 
 from .conf import listen_settings
@@ -43,6 +44,7 @@ from .livekit_service import (
     run_sync,
 )
 from .models import Conversation
+from .room_ownership import owner_named
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,12 @@ class Target:
     room: str
     conversation_id: str
     gone: frozenset[str] = frozenset()  # recorder identities seen leaving the room
+    # The conversation's organization: the room's metadata must not name another one.
+    organization_id: str = field(default="", compare=False)
+
+    def owns(self, room: api.Room) -> bool:
+        owner = owner_named(room.metadata)
+        return owner is None or not self.organization_id or str(owner) == self.organization_id
 
     @property
     def metadata(self) -> str:
@@ -87,6 +95,7 @@ async def _ensure(targets: Iterable[Target]) -> dict[str, Dispatched | None]:
                     target.metadata,
                     client,
                     gone=target.gone,
+                    accepts=target.owns,
                 )
             except Exception:
                 logger.exception("Could not dispatch a recorder to room %s", target.room)
@@ -105,8 +114,26 @@ async def _ensure(targets: Iterable[Target]) -> dict[str, Dispatched | None]:
 
 
 def ensure_now(targets: Iterable[Target]) -> dict[str, Dispatched | None]:
-    """Ensure the rooms' recorders, waiting for LiveKit (the sweep, tests)."""
-    return run_sync(_ensure(targets))
+    """Ensure the rooms' recorders, waiting for LiveKit (the sweep, tests). A room whose
+    metadata names another organization than its call's gets none, and the call loses
+    it: the webhook that should have taken it (room_started) was missed."""
+    targets = list(targets)
+    results = run_sync(_ensure(targets))
+    for target in targets:
+        result = results.get(target.room)
+        if result is not None and result.refused:
+            _lose_room(target)
+    return results
+
+
+def _lose_room(target: Target) -> None:
+    # Imported here: the conversations service dispatches through this module.
+    from . import conversations
+
+    logger.warning("Room %s belongs to another organization: its call loses it", target.room)
+    call = Conversation.objects.filter(pk=target.conversation_id).first()
+    if call is not None:
+        conversations.lose_room(call, at=timezone.now())
 
 
 def _run_queued(target: Target) -> None:
@@ -131,7 +158,9 @@ def dispatch_on_commit(conversation: Conversation, *, gone: str = "") -> None:
     if not enabled() or not conversation.livekit_room or not conversation.is_active:
         return
     left = frozenset({gone}) if gone else frozenset()
-    target = Target(conversation.livekit_room, str(conversation.pk), left)
+    target = Target(
+        conversation.livekit_room, str(conversation.pk), left, str(conversation.organization_id)
+    )
     transaction.on_commit(lambda: in_background(target), robust=True)
 
 
@@ -143,7 +172,8 @@ def is_recorder(participant: api.ParticipantInfo) -> bool:
 
 def active_targets() -> list[Target]:
     rows = Conversation.objects.active().exclude(livekit_room=None).exclude(livekit_room="")
-    return [Target(room, str(pk)) for pk, room in rows.values_list("pk", "livekit_room") if room]
+    fields = rows.values_list("pk", "livekit_room", "organization_id")
+    return [Target(room, str(pk), organization_id=str(org)) for pk, room, org in fields if room]
 
 
 def sweep_in_background() -> concurrent.futures.Future[None]:

@@ -153,28 +153,29 @@ def revoke_lost_conversation_access(conversation: Conversation) -> list[ListenSe
 @dataclass(frozen=True)
 class SweepResult:
     revoked: int  # sessions whose right was gone (a change the signals did not see)
-    removed: int  # revoked listeners found still in a room and taken out
+    removed: int  # revoked listeners, or another call's, found in a room and taken out
 
 
 def sweep() -> SweepResult:
-    """The safety net: revoke what lost its right, remove revoked listeners still in rooms."""
+    """The safety net: revoke what lost its right, and remove from live rooms the
+    listeners that may not be there: revoked ones, and those minted for another call
+    (one that lost the room to its owner, or an earlier call under a reused name)."""
     revoked = revoke_unentitled(ListenSession.objects.all())
-    rooms = [
-        room
-        for room in Conversation.objects.active().values_list("livekit_room", flat=True)
-        if room
-    ]
-    present = run_sync(list_listeners(rooms)) if rooms else {}
-    candidates = ListenSession.objects.filter(
-        revoked_at__isnull=False,
-        listener_identity__in=[
-            identity for identities in present.values() for identity in identities
-        ],
-    ).values_list("conversation__livekit_room", "listener_identity")
+    live = Conversation.objects.active().exclude(livekit_room=None)
+    calls = {room: pk for room, pk in live.values_list("livekit_room", "pk") if room}
+    present = run_sync(list_listeners(list(calls))) if calls else {}
+    sessions = {
+        identity: (conversation_id, revoked_at)
+        for identity, conversation_id, revoked_at in ListenSession.objects.filter(
+            listener_identity__in=[i for identities in present.values() for i in identities]
+        ).values_list("listener_identity", "conversation_id", "revoked_at")
+    }
     stale: list[Target] = [
         (room, identity)
-        for room, identity in candidates
-        if room and identity in present.get(room, ())
+        for room, identities in present.items()
+        for identity in identities
+        if identity in sessions
+        and (sessions[identity][1] is not None or sessions[identity][0] != calls[room])
     ]
     failed = _attempt(stale) if stale else []
     return SweepResult(revoked=len(revoked), removed=len(stale) - len(failed))

@@ -63,22 +63,28 @@ def livekit_owner(room_name: str) -> uuid.UUID | None:
         return None
 
 
-def check_claim(organization: Organization, room_name: str) -> None:
+def check_claim(organization: Organization, room_name: str) -> list[Conversation]:
     """Refuse ``organization`` claiming ``room_name`` unless it may (``ApiError``).
 
     ``room_not_owned``: outside the organization's ``room_prefix``, or LiveKit's
     metadata names another organization. ``room_in_use``: another organization's
-    conversation holds the room or ended in it less than ``REUSE_AFTER`` ago.
+    conversation holds the room or ended in it less than ``REUSE_AFTER`` ago. When
+    LiveKit's metadata names ``organization`` itself, the platform's word wins: the
+    other organizations' conversations holding the room are returned, to be taken
+    from them (``conversations.lose_room``).
     """
     prefix = organization.room_prefix
     if prefix and not room_name.startswith(prefix):
         raise ApiError(
             Errors.ROOM_NOT_OWNED, f"This organization's room names start with {prefix!r}."
         )
-    recent = Q(status__in=ACTIVE_STATUSES) | Q(ended_at__gte=timezone.now() - REUSE_AFTER)
-    others = Conversation.objects.filter(livekit_room=room_name).exclude(organization=organization)
-    if others.filter(recent).exists():
-        raise ApiError(Errors.ROOM_IN_USE)
     owner = livekit_owner(room_name)
     if owner is not None and owner != organization.pk:
         raise ApiError(Errors.ROOM_NOT_OWNED)
+    others = Conversation.objects.in_room(room_name).exclude(organization=organization)
+    if owner == organization.pk:
+        return list(others)
+    recent = Q(status__in=ACTIVE_STATUSES) | Q(ended_at__gte=timezone.now() - REUSE_AFTER)
+    if others.filter(recent).exists():
+        raise ApiError(Errors.ROOM_IN_USE)
+    return []

@@ -65,9 +65,9 @@ def _seen_key(event_id: str) -> str:
 
 @endpoint("POST", max_body=WEBHOOK_MAX_BODY)
 def livekit_webhook(request: HttpRequest) -> JsonResponse:
-    # An address that sent too many bad signatures (or API credentials) is refused
-    # before its signature is checked, like the API's failed credentials.
-    ratelimit.refuse_blocked_sender(request)
+    # The signature is checked before any throttle: a correctly signed event is never
+    # refused, whoever shares LiveKit's address (a lost room_started would leave a room
+    # with the conversation that claimed it first).
     try:
         body = request.body.decode("utf-8")  # at most WEBHOOK_MAX_BODY bytes (``endpoint``)
     except UnicodeDecodeError:
@@ -81,14 +81,14 @@ def livekit_webhook(request: HttpRequest) -> JsonResponse:
         # The signature matched (checked first), the body is not a webhook event.
         raise ApiError(Errors.INVALID_PAYLOAD) from None
     except Exception as exc:
-        ratelimit.count_failed_signature(request)
         # Never log the Authorization header: it is a signed token.
         logger.warning(
             "Rejected LiveKit webhook from %s: %s",
             client_address(request) or "?",
             type(exc).__name__,
         )
-        raise ApiError(Errors.INVALID_SIGNATURE) from None
+        # 401, or 429 once the address sent too many bad signatures (``ratelimit.py``).
+        raise ratelimit.signature_refusal(request, ApiError(Errors.INVALID_SIGNATURE)) from None
     try:
         outcome = handle_event(event)
     except DatabaseError as exc:
@@ -210,16 +210,22 @@ def _listener(
     session = (
         ListenSession.objects.select_for_update(of=("self",))
         .select_related("conversation")
-        .filter(listener_identity=identity, conversation_id=conversation_id)
+        .filter(listener_identity=identity)
         .first()
     )
     if session is None:
         return "unknown_listener"
+    if session.conversation_id != conversation_id:
+        # Minted for another call in this room: one that lost the room to its owner, or
+        # an earlier call under a reused name. Out it goes, from the room it is in.
+        if event.event == "participant_joined":
+            removals.append((event.room.name, identity))
+            return "listener_foreign"
+        return "unchanged"
     if event.event == "participant_joined":
         if session.revoked_at is not None:
             # Revoked while its token was still unredeemed: take it out again (after commit).
-            if session.conversation.livekit_room:
-                removals.append((session.conversation.livekit_room, identity))
+            removals.append((event.room.name, identity))
             return "listener_revoked"
         if session.joined_at is None:
             session.joined_at = at

@@ -17,11 +17,22 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
+from livekit import api
 
-from anyreach_listen import conversations, recorder_intake, room_ownership
+from anyreach_listen import (
+    conversations,
+    recorder_dispatch,
+    recorder_intake,
+    revocation,
+    room_ownership,
+    webhooks,
+)
+from anyreach_listen.credentials import issue_api_key
 from anyreach_listen.errors import ApiError
+from anyreach_listen.livekit_service import Dispatched
 from anyreach_listen.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenVia
+from anyreach_listen.roles import Scope
 from tests.support.api import call
 from tests.support.listeners import fake_remove_listeners
 from tests.support.livekit import deliver_webhook, webhook_event
@@ -44,7 +55,10 @@ def livekit_says(monkeypatch: pytest.MonkeyPatch) -> dict[str, uuid.UUID]:
 
 @pytest.fixture
 def removed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    return fake_remove_listeners(monkeypatch)
+    calls = fake_remove_listeners(monkeypatch)
+    # The webhooks remove a listener that may not be in the room through the same call.
+    monkeypatch.setattr(webhooks, "remove_listeners", revocation.remove_listeners)
+    return calls
 
 
 def error_code(response: Any) -> str:
@@ -227,3 +241,112 @@ def test_metadata_naming_the_same_organization_changes_nothing(
     own.refresh_from_db()
     assert own.livekit_room == "call-5" and own.is_active
     assert Conversation.objects.filter(livekit_room="call-5").count() == 1
+
+
+def lost_room_with_a_listener(world: World, client: Client) -> tuple[Conversation, str]:
+    """The squatter's call lost call-77 to Other; the identity of its unredeemed token."""
+    squatter = squat(world)
+    identity = squatter.listen_sessions.get().listener_identity
+    body = webhook_event("room_started", "call-77", room_metadata=metadata_of(world.other_org.pk))
+    deliver_webhook(client, body)
+    return squatter, identity
+
+
+def test_a_listener_of_the_call_that_lost_the_room_is_removed_when_it_joins(
+    client: Client, world: World, removed: list[tuple[str, str]]
+) -> None:
+    _, identity = lost_room_with_a_listener(world, client)
+    removed.clear()
+    joined = webhook_event("participant_joined", "call-77", identity=identity)
+    assert deliver_webhook(client, joined).json()["outcome"] == "listener_foreign"
+    assert removed == [("call-77", identity)]
+
+
+def test_a_listener_minted_for_an_earlier_call_under_a_reused_name_is_removed(
+    client: Client, world: World, removed: list[tuple[str, str]]
+) -> None:
+    # The room closed (its listeners were marked gone, not revoked); the name is reused.
+    earlier, _ = conversations.register(world.org, room_name="call-8")
+    identity = grant_listen(earlier, via=ListenVia.API).listen_session.listener_identity
+    deliver_webhook(client, webhook_event("room_finished", "call-8"))
+    conversations.register(world.org, room_name="call-8")
+    joined = webhook_event("participant_joined", "call-8", identity=identity)
+    assert deliver_webhook(client, joined).json()["outcome"] == "listener_foreign"
+    assert removed == [("call-8", identity)]
+
+
+def test_the_sweep_removes_a_listener_of_another_call_from_a_live_room(
+    client: Client,
+    world: World,
+    removed: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, identity = lost_room_with_a_listener(world, client)
+    owner = Conversation.objects.active().get(livekit_room="call-77")
+    own = grant_listen(owner, via=ListenVia.API).listen_session.listener_identity
+    removed.clear()
+
+    async def in_rooms(rooms: Any) -> dict[str, set[str]]:
+        return {"call-77": {identity, own}} if "call-77" in rooms else {}
+
+    monkeypatch.setattr(revocation, "list_listeners", in_rooms)
+    assert revocation.sweep().removed == 1
+    assert removed == [("call-77", identity)]
+
+
+def test_a_mint_that_raced_the_loss_of_the_room_is_refused_and_leaves_no_row(
+    client: Client, world: World
+) -> None:
+    squatter, _ = conversations.register(world.org, room_name="call-77")
+    stale = Conversation.objects.get(pk=squatter.pk)  # read before the webhook
+    body = webhook_event("room_started", "call-77", room_metadata=metadata_of(world.other_org.pk))
+    deliver_webhook(client, body)
+    with pytest.raises(ApiError) as refused:
+        grant_listen(stale, via=ListenVia.API)
+    assert refused.value.code == "conversation_not_active"
+    assert not squatter.listen_sessions.exists()
+
+
+def test_a_call_that_lost_its_room_takes_no_other_even_with_its_metadata_rewritten(
+    client: Client, world: World
+) -> None:
+    squatter, _ = lost_room_with_a_listener(world, client)
+    path = f"{COLLECTION}/{squatter.pk}"
+    body = {"metadata": {}, "room_name": "call-elsewhere"}
+    response = call(client, "patch", path, world.secrets["ak_manage"], body)
+    assert response.status_code == 409, response.content
+    assert error_code(response) == "invalid_transition"
+    squatter.refresh_from_db()
+    assert squatter.livekit_room is None and squatter.metadata["lost_room"] == "call-77"
+
+
+def test_the_owner_registering_through_the_api_takes_the_room_from_a_squatter(
+    client: Client, world: World, livekit_says: dict[str, uuid.UUID]
+) -> None:
+    # Before the webhook came: LiveKit already says the room is Other's.
+    squatter, _ = conversations.register(world.org, room_name="call-77")
+    livekit_says["call-77"] = world.other_org.pk
+    other_key = issue_api_key(world.other_org, "platform", [Scope.MANAGE])[1]
+    response = call(client, "post", COLLECTION, other_key, {"room_name": "call-77"})
+    assert response.status_code == 201, response.content
+    squatter.refresh_from_db()
+    assert squatter.status == ConversationStatus.FAILED and squatter.livekit_room is None
+
+
+def test_the_recorder_sweep_takes_a_room_whose_webhook_was_missed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    squatter, _ = conversations.register(world.org, room_name="call-77")
+    metadata = metadata_of(world.other_org.pk)
+
+    async def open_room(targets: Any) -> dict[str, Dispatched | None]:
+        # What ensure_agents answers for an open room its target does not own.
+        return {
+            t.room: Dispatched(room_open=True, refused=not t.owns(api.Room(metadata=metadata)))
+            for t in targets
+        }
+
+    monkeypatch.setattr(recorder_dispatch, "_ensure", open_room)
+    recorder_dispatch.sweep()
+    squatter.refresh_from_db()
+    assert squatter.status == ConversationStatus.FAILED and squatter.livekit_room is None

@@ -4,13 +4,15 @@ Acme (the seeded organization) registers a room name through the REST API before
 the platform starts that room for Bravo (room metadata naming Bravo, written with
 the LiveKit secret), and a caller joins and speaks. Bravo gets the call and its
 transcript; Acme's conversation ends as failed, its token is refused, nothing of
-Bravo's call is stored under it, and it cannot claim the room again while
-Bravo's call runs. A room LiveKit reports with Bravo's metadata but no
-conversation yet is refused to Acme with 403 ``room_not_owned`` (LiveKit asked).
+Bravo's call is stored under it, it cannot claim the room again while Bravo's
+call runs, and the token it got before joins only to be removed. A room LiveKit
+reports with Bravo's metadata but no conversation yet is refused to Acme with 403
+``room_not_owned`` (LiveKit asked).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from livekit import api
 
 from anyreach_listen.livekit_service import livekit_api, run_sync
+from tests.e2e.listener import Listener
 from tests.e2e.rogue import RogueCaller
 from tests.support.processes import wait_until
 from tests.support.stack import Stack, recorders
@@ -71,7 +74,8 @@ def test_the_platforms_organization_gets_the_room_a_squatter_registered(stack: S
     claimed = _api(stack, "post", "/conversations", acme_key, {"room_name": room})
     assert claimed.status_code == 201, claimed.text
     squatter = claimed.json()["id"]
-    assert stack.mint(squatter, acme_key).status_code == 200
+    minted = stack.mint(squatter, acme_key)
+    assert minted.status_code == 200, minted.text
 
     with recorders(stack, 1) as pool:
         _open_room(stack, room, {"organization_id": bravo})
@@ -101,6 +105,7 @@ def test_the_platforms_organization_gets_the_room_a_squatter_registered(stack: S
             wait_until(
                 lambda: SAID in _said(stack, bravo_call, bravo_key),
                 timeout=15,
+                interval=0.5,  # within the read rate limit
                 what="the caller's words in Bravo's transcript",
             )
 
@@ -109,8 +114,21 @@ def test_the_platforms_organization_gets_the_room_a_squatter_registered(stack: S
             assert refused.status_code == 409, refused.text
             assert refused.json()["error"]["code"] == "conversation_not_active"
             again = _api(stack, "post", "/conversations", acme_key, {"room_name": room})
-            assert again.status_code == 409, again.text
-            assert again.json()["error"]["code"] == "room_in_use"
+            # LiveKit says whose it is: that decides before the rows do.
+            assert again.status_code == 403, again.text
+            assert again.json()["error"]["code"] == "room_not_owned"
+            # The token Acme got before the loss opens the room, and is taken out again.
+            assert run_sync(_joins_and_is_removed(minted.json()))
+
+
+async def _joins_and_is_removed(grant: dict[str, Any]) -> bool:
+    listener = Listener(grant["url"], grant["token"])
+    try:
+        await asyncio.wait_for(listener.connect(), timeout=15)
+        await asyncio.wait_for(listener.disconnected.wait(), timeout=10)
+        return True
+    finally:
+        await listener.close()
 
 
 def test_a_room_livekit_says_is_another_organizations_is_refused(stack: Stack) -> None:
