@@ -1,13 +1,24 @@
-"""ASGI middleware for the host project's ``asgi.py``: endpoint body limits enforced
-while the body arrives, before Django spools it.
+"""ASGI middleware for the host project's ``asgi.py``: body limits enforced while the
+body arrives, before Django spools it.
 
 Django's ASGI handler reads the whole request body into a temporary file (memory,
 then disk) before any view runs, whatever its size. ``limit_body_size`` wraps the
-HTTP application: for a path that resolves to one of the app's JSON endpoints (an
-``errors.endpoint`` view, which carries its ``max_body``), it answers 413
-``payload_too_large`` as soon as the declared ``Content-Length`` or the bytes received
-pass the limit, and stops reading; a body within the limit is handed to Django whole.
-Other paths pass through untouched.
+HTTP application and answers 413 as soon as the declared ``Content-Length`` or the
+bytes received pass the path's limit, and stops reading; a body within the limit is
+handed to Django whole:
+
+- a path that resolves to one of the app's JSON endpoints (an ``errors.endpoint``
+  view, which carries its ``max_body``): that limit, answered with the JSON 413
+  ``payload_too_large`` of the API's error contract;
+- every other path (portal pages and forms, the admin, the login, the host's own
+  views, unknown paths): ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB unless set; ``None``
+  turns this default off), answered with a plain-text 413. Those paths are read by
+  browsers and by clients that do not speak the API's JSON errors: a short sentence
+  is what a person shown the answer can read, and claims no API contract.
+
+The default applies to the whole body, as Django's own limit does for every body but
+multipart, whose files Django does not count: a host with file-upload views must
+raise it (or set it to ``None``) for them. This app has none.
 
 What comes before the application is the server's: daphne (Twisted) receives a
 whole body into its own temporary file before it calls the application, so under
@@ -20,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.handlers.asgi import get_script_prefix
 from django.urls import Resolver404, resolve
 
@@ -35,15 +47,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def limit_body_size(app: ASGIApp) -> ASGIApp:
-    """``app`` (the host's Django HTTP application) behind the endpoints' body limits."""
+    """``app`` (the host's Django HTTP application) behind the body limits."""
 
     async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
-        limit = endpoint_limit(scope) if scope["type"] == "http" else None
-        if limit is None:
+        if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        limit = endpoint_limit(scope)
+        as_json = limit is not None
+        if limit is None:
+            limit = default_limit()
+            if limit is None:
+                await app(scope, receive, send)
+                return
         if (_content_length(scope) or 0) > limit:
-            await _refuse(send, limit)
+            await _refuse(send, limit, as_json)
             return
         chunks: list[bytes] = []
         size = 0
@@ -54,7 +72,7 @@ def limit_body_size(app: ASGIApp) -> ASGIApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _refuse(send, limit)  # the rest is never read
+                await _refuse(send, limit, as_json)  # the rest is never read
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -87,18 +105,31 @@ def endpoint_limit(scope: Scope) -> int | None:
     return limit if isinstance(limit, int) else None
 
 
+def default_limit() -> int | None:
+    """The limit of every path that is not a JSON endpoint: Django's
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``, read per request; ``None`` for no limit."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return int(limit) if limit is not None else None
+
+
 def _content_length(scope: Scope) -> int | None:
     values = [v for name, v in scope.get("headers", ()) if name.lower() == b"content-length"]
     return declared_length(values[0].decode("latin1")) if len(values) == 1 else None
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    response = ApiError(Errors.PAYLOAD_TOO_LARGE, str(BodyTooLarge(limit))).as_response()
-    headers = [(name.encode("latin1"), value.encode("latin1")) for name, value in response.items()]
-    headers += [
-        (b"content-length", str(len(response.content)).encode()),
+async def _refuse(send: Send, limit: int, as_json: bool) -> None:
+    message = str(BodyTooLarge(limit))
+    if as_json:
+        response = ApiError(Errors.PAYLOAD_TOO_LARGE, message).as_response()
+        content, headers = response.content, list(response.items())
+    else:
+        content = f"{message}\n".encode()
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+    raw = [(name.encode("latin1"), value.encode("latin1")) for name, value in headers]
+    raw += [
+        (b"content-length", str(len(content)).encode()),
         # The unread rest of the body must not be taken for the connection's next request.
         (b"connection", b"close"),
     ]
-    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": response.content})
+    await send({"type": "http.response.start", "status": 413, "headers": raw})
+    await send({"type": "http.response.body", "body": content})

@@ -117,8 +117,8 @@ class Errors:
         "the client's address (`Retry-After` in seconds)",
         API,
         PORTAL,
-        WEBHOOK,  # failed signatures count as failed credentials of the address
-        RECORDER,
+        WEBHOOK,  # an unsigned or badly signed delivery from an address with too many
+        RECORDER,  # failed signatures (a bucket of their own); a signed one never
     )
     INSUFFICIENT_SCOPE = _kind(
         403,

@@ -1,10 +1,11 @@
 """Fixed-window rate limits kept in Django's cache.
 
-Three limits use it: requests per credential (or per signed-in user: minting and
-writes), reads per credential (transcripts, alerts, rules: their own counter), and
-failed bearer credentials (and the webhook's and the recorder intake's failed
-signatures) per client address, which blocks an address that keeps guessing before
-any credential is looked up or signature checked.
+Four limits use it: requests per credential (or per signed-in user: minting and
+writes), reads per credential (transcripts, alerts, rules: their own counter), failed
+bearer credentials per client address, which blocks an address that keeps guessing
+before any credential is looked up, and failed signatures of the webhook and the
+recorder intake per client address (a bucket of their own), which only ever turns a
+401 into a 429: a correctly signed delivery is never refused.
 
 With several workers the cache must be shared (Redis or memcached) for the
 limit to hold across them; the local-memory cache limits each process alone.
@@ -105,20 +106,25 @@ def _too_many(what: str, decision: RateDecision) -> ApiError:
 # --- failed bearer credentials per client address ---------------------------------------
 
 
-def client_bucket(request: HttpRequest) -> str:
-    """The bucket of the request's client address: an IPv4 address or an IPv6 /64.
+FAILED_CREDENTIALS = "authfail"  # the API's bearer credentials
+FAILED_SIGNATURES = "sigfail"  # the webhook's and the recorder intake's signatures
+
+
+def client_bucket(request: HttpRequest, kind: str = FAILED_CREDENTIALS) -> str:
+    """The ``kind`` bucket of the request's client address: an IPv4 address or an
+    IPv6 /64.
 
     The address is the one the audit records (``client_address.py``): behind
     ``TRUSTED_PROXY_COUNT`` proxies, never an entry the client wrote itself.
     """
     found = client_address(request)  # ::ffff:a.b.c.d is already the IPv4 client a.b.c.d
     if found is None:
-        return "authfail:unknown"
+        return f"{kind}:unknown"
     address = ipaddress.ip_address(found)
     if isinstance(address, ipaddress.IPv6Address):
         network = ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False)
-        return f"authfail:{network.network_address}/{IPV6_PREFIX}"
-    return f"authfail:{address}"
+        return f"{kind}:{network.network_address}/{IPV6_PREFIX}"
+    return f"{kind}:{address}"
 
 
 def _failure_limit() -> tuple[int, int]:
@@ -139,23 +145,27 @@ def count_failed_credential(request: HttpRequest) -> None:
     hit(client_bucket(request), limit, window)
 
 
-# Signed deliveries (the LiveKit webhook, the recorder intake) share the bucket, best
-# effort: a cache outage must not fail a delivery its signature proves.
+# --- failed signatures of signed deliveries per client address ---------------------------
+#
+# The LiveKit webhook and the recorder intake verify a delivery's signature before any
+# throttle is consulted: an HMAC, cheap, and not to be guessed online. A correctly signed
+# delivery is never refused here, whoever shares its sender's address (LiveKit Cloud's
+# egress, every client behind a proxy not counted in TRUSTED_PROXY_COUNT). A bad
+# signature counts against its address in a bucket of its own, apart from the API's
+# failed credentials, so neither kind of failure blocks the other; past
+# FAILED_AUTH_LIMIT the address's bad deliveries get 429 instead of 401. Best effort: a
+# cache outage answers the 401 without counting.
 
 
-def refuse_blocked_sender(request: HttpRequest) -> None:
-    """``refuse_blocked_client`` for a signed delivery, skipped while the cache is down."""
+def signature_refusal(request: HttpRequest, refused: ApiError) -> ApiError:
+    """Count a delivery's bad signature against its address; the error to answer:
+    ``refused`` (401), or 429 with Retry-After once the address is past the limit."""
+    limit, window = _failure_limit()
     try:
-        refuse_blocked_client(request)
-    except ApiError:
-        raise
+        decision = hit(client_bucket(request, FAILED_SIGNATURES), limit, window)
     except Exception as exc:
         logger.warning("Failed-signature throttle unavailable: %s", type(exc).__name__)
-
-
-def count_failed_signature(request: HttpRequest) -> None:
-    """Count a delivery's bad signature against the client's address (best effort)."""
-    try:
-        count_failed_credential(request)
-    except Exception as exc:
-        logger.warning("Failed-signature throttle unavailable: %s", type(exc).__name__)
+        return refused
+    if decision.allowed:
+        return refused
+    return _too_many("failed signatures from this address", decision)

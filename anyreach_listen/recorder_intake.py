@@ -83,12 +83,13 @@ def sign(body: bytes, api_key: str, api_secret: str, *, ttl: int = TOKEN_TTL) ->
 
 
 def _refused(request: HttpRequest, why: str) -> ApiError:
-    ratelimit.count_failed_signature(request)
     # Never log the Authorization header: it is a signed token.
     logger.warning("Rejected recorder delivery from %s: %s", client_address(request) or "?", why)
-    return ApiError(
+    refused = ApiError(
         Errors.INVALID_SIGNATURE, "The recorder delivery's signature or body hash is not valid."
     )
+    # 401, or 429 once the address sent too many bad signatures (``ratelimit.py``).
+    return ratelimit.signature_refusal(request, refused)
 
 
 def _verify(request: HttpRequest, body: bytes) -> None:
@@ -155,8 +156,9 @@ def recorder_delivery(request: HttpRequest) -> JsonResponse:
     # Read by ``endpoint`` already, at most MAX_BODY bytes (chunked or not): a larger
     # body was refused before it could be hashed.
     body = read_limited(request, MAX_BODY)
-    ratelimit.refuse_blocked_sender(request)  # an address that keeps failing is not verified
-    _verify(request, body)  # before parsing: nothing unsigned is read
+    # Before parsing (nothing unsigned is read) and before any throttle: a correctly
+    # signed delivery is never refused for its address's bad ones.
+    _verify(request, body)
     data = payloads.read_object(request)
     if "registered" in data:
         return _registered(data)

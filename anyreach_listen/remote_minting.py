@@ -4,14 +4,19 @@ Enabled by ``ANYREACH_LISTEN["REMOTE_MINT"] = {"URL": ..., "API_KEY": ...}``. Th
 API key stays on this server. Connection errors and 5xx answers are retried
 with exponential backoff; the remote's 404 and 409 become the same errors here.
 A usable answer is still checked by the grant (``minting.py``): its token must be
-for the conversation's room and name a listener never audited here, or it is
-refused (``refused_answer``: 502 ``remote_mint_invalid``, no audit row).
+for the conversation's room, name a listener never audited here and be a listener's
+token (``listener_grant_problem``: a ``listener-`` identity, subscribe-only and
+hidden, no privileged grant, a listener token's lifetime), or it is refused
+(``refused_answer``: 502 ``remote_mint_invalid``, no audit row, a warning logged).
+The signature is not ours to check (the remote's LiveKit secret signs it), but the
+audit row and the page trust what the claims say, so they must say a listen.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -55,6 +60,60 @@ def mint_remotely(config: dict[str, Any], conversation_id: str) -> dict[str, str
                 logger.warning("remote mint attempt %d: HTTP %d", attempt + 1, response.status_code)
             time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
+
+
+# Video grants that let a token's holder do more than listen: administer, create, list
+# or record rooms, move participants, act as an agent or recorder, rename itself.
+PRIVILEGED_GRANTS = (
+    "roomAdmin",
+    "roomCreate",
+    "roomList",
+    "roomRecord",
+    "ingressAdmin",
+    "recorder",
+    "agent",
+    "destinationRoom",
+    "canUpdateOwnMetadata",
+    "canManageAgentSession",
+)
+EXPIRY_LEEWAY = 60  # seconds of clock skew between the remote and us
+
+
+def listener_grant_problem(
+    claims: Mapping[str, Any], *, identity_prefix: str, ttl: int, now: float
+) -> str | None:
+    """Why a remote token's (unverified) claims are not a listener token's; ``None``
+    when they are. A listener's identity starts with ``identity_prefix``; its video grant
+    is subscribe-only (``canPublish`` and ``canPublishData`` explicitly false: LiveKit
+    reads an absent ``canPublish`` as true, an absent ``canPublishData`` as
+    ``canPublish``) and hidden, with none of ``PRIVILEGED_GRANTS`` and no SIP grant; it
+    expires at most ``ttl`` (LISTENER_TOKEN_TTL) + EXPIRY_LEEWAY seconds after ``now``.
+    The reason names claims only, never the token."""
+    identity = claims.get("sub")
+    if not isinstance(identity, str) or not identity.startswith(identity_prefix):
+        return f"identity {_shown(identity)} is not a listener's"
+    video = claims.get("video")
+    if not isinstance(video, Mapping):
+        return "no video grant"
+    for name, wanted in (("canPublish", False), ("canPublishData", False), ("hidden", True)):
+        if video.get(name) is not wanted:
+            return f"video grant {name} is {_shown(video.get(name))}, not {wanted}"
+    granted = [name for name in PRIVILEGED_GRANTS if video.get(name)]
+    if granted:
+        return f"privileged video grant(s): {', '.join(granted)}"
+    if claims.get("sip"):
+        return "a SIP grant"
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return f"exp {_shown(exp)} is not a time"
+    if exp > now + ttl + EXPIRY_LEEWAY:
+        return f"expires {exp - now:.0f} s from now, past the listener token lifetime ({ttl} s)"
+    return None
+
+
+def _shown(value: object) -> str:
+    """A claim's value for the log: a remote chooses it, so its length is bounded."""
+    return repr(value)[:80]
 
 
 def refused_answer(conversation_id: object, why: str) -> ApiError:

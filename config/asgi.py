@@ -20,6 +20,20 @@ if not settings.DEBUG and not settings.ALLOWED_HOSTS:
         "local development: with DEBUG off and no ALLOWED_HOSTS every request is refused."
     )
 
+from anyreach_listen.checks import MIN_SECRET_LENGTH, secret_too_short  # noqa: E402
+from anyreach_listen.conf import listen_settings  # noqa: E402
+
+_livekit_secret = str(listen_settings.LIVEKIT_API_SECRET or "")
+if secret_too_short(_livekit_secret):
+    # The rule of E004, which only manage.py check runs: daphne runs no system checks,
+    # and a short secret can be brute-forced offline from any token or webhook it signed.
+    raise ImproperlyConfigured(
+        f"LIVEKIT_API_SECRET is {len(_livekit_secret)} characters long; with DEBUG off "
+        f"the portal needs LiveKit's API secret of at least {MIN_SECRET_LENGTH} (LiveKit's "
+        "tooling generates them). Set it, or DEBUG=1 for local development with LiveKit's "
+        "dev server."
+    )
+
 if settings.DEBUG:
     # The embedded setup serves static files itself; production serves the
     # output of collectstatic from a web server or CDN.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -36,14 +37,37 @@ def test_unreachable_remote_is_a_502_after_retries(client: Client, settings: Any
     assert response.json()["error"]["code"] == "remote_unavailable"
 
 
+TTL = 300  # LISTENER_TOKEN_TTL's default, which the tests keep
+
+# A listener token's video grant as this project mints one (``minting.listener_grants``).
+LISTENER_VIDEO = {
+    "roomJoin": True,
+    "canPublish": False,
+    "canSubscribe": True,
+    "canPublishData": False,
+    "canUpdateOwnMetadata": False,
+    "hidden": True,
+}
+
+
 def _token_body(
-    room: str | None, identity: str | None = None, room_name: str | None = None
+    room: str | None,
+    identity: str | None = None,
+    room_name: str | None = None,
+    *,
+    video: dict[str, Any] | None = None,
+    claims: dict[str, Any] | None = None,
 ) -> bytes:
-    """A remote's 200: a listener token for ``room`` (no video grant when None)."""
-    claims: dict[str, Any] = {"sub": identity or f"listener-{uuid.uuid4()}", "exp": 2_000_000_000}
+    """A remote's 200: a listener token for ``room`` (no video grant when None), valid
+    for TTL seconds; ``video`` and ``claims`` change (a value of ``None``: drop) what a
+    listener token holds."""
+    payload: dict[str, Any] = {
+        "sub": identity or f"listener-{uuid.uuid4()}",
+        "exp": int(time.time()) + TTL,
+    }
     if room is not None:
-        claims["video"] = {"room": room, "roomJoin": True, "canPublish": False, "hidden": True}
-    token = jwt.encode(claims, "k" * 32)
+        payload["video"] = _changed({**LISTENER_VIDEO, "room": room}, video or {})
+    token = jwt.encode(_changed(payload, claims or {}), "k" * 32)
     return json.dumps(
         {
             "url": "ws://lk",
@@ -52,6 +76,21 @@ def _token_body(
             "expires_at": "2033-05-18T03:33:20Z",
         }
     ).encode()
+
+
+def _changed(values: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = {**values, **changes}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+def _assert_refused(response: Any, caplog: pytest.LogCaptureFixture, why: str = "") -> None:
+    """A 502 ``remote_mint_invalid``, no audit row, a warning saying why, no token logged."""
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["code"] == "remote_mint_invalid"
+    assert not ListenSession.objects.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("refused" in w and why in w for w in warnings), warnings
+    assert "eyJ" not in caplog.text  # the token itself is never logged
 
 
 def test_5xx_is_retried_with_backoff(
@@ -119,11 +158,68 @@ def test_an_answer_for_another_room_is_a_502_and_writes_no_row(
     remote(settings, url, "ak_x")
     with caplog.at_level(logging.WARNING, logger="anyreach_listen.remote_minting"):
         response = mint_as_supervisor(client, conversation)
-    assert response.status_code == 502
-    assert response.json()["error"]["code"] == "remote_mint_invalid"
-    assert not ListenSession.objects.exists()
-    assert any("refused" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
-    assert "eyJ" not in caplog.text  # the token itself is never logged
+    _assert_refused(response, caplog)
+
+
+# Each makes a listener token something more, or not a listener's at all.
+NOT_A_LISTENERS_TOKEN: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    # name: (video grant changes, claim changes, what the warning names)
+    "identity not a listener's": ({}, {"sub": "agent-7"}, "is not a listener's"),
+    "identity only looks like one": ({}, {"sub": "Listener-7"}, "is not a listener's"),
+    "identity not a string": ({}, {"sub": 7}, "is not a listener's"),
+    "may publish": ({"canPublish": True}, {}, "canPublish is True"),
+    "publish absent (LiveKit: true)": ({"canPublish": None}, {}, "canPublish is None"),
+    "may publish data": ({"canPublishData": True}, {}, "canPublishData is True"),
+    "publish data absent": ({"canPublishData": None}, {}, "canPublishData is None"),
+    "visible": ({"hidden": False}, {}, "hidden is False"),
+    "hidden absent": ({"hidden": None}, {}, "hidden is None"),
+    "room admin": ({"roomAdmin": True}, {}, "roomAdmin"),
+    "room create": ({"roomCreate": True}, {}, "roomCreate"),
+    "room record": ({"roomRecord": True}, {}, "roomRecord"),
+    "room list": ({"roomList": True}, {}, "roomList"),
+    "agent": ({"agent": True}, {}, "agent"),
+    "renames itself": ({"canUpdateOwnMetadata": True}, {}, "canUpdateOwnMetadata"),
+    "forwarded elsewhere": ({"destinationRoom": "other"}, {}, "destinationRoom"),
+    "a SIP grant": ({}, {"sip": {"admin": True}}, "SIP"),
+    "lives an hour": ({}, {"exp_in": 3600}, "past the listener token"),
+    "lives for years": ({}, {"exp": 2_000_000_000}, "past the listener token"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_LISTENERS_TOKEN)
+def test_an_answer_that_is_not_a_listeners_token_is_a_502_and_writes_no_row(
+    scripted_remote: Scripted,
+    client: Client,
+    settings: Any,
+    db: None,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    video, claims, why = NOT_A_LISTENERS_TOKEN[case]
+    if "exp_in" in claims:  # seconds from now
+        claims = {"exp": int(time.time()) + claims["exp_in"]}
+    url, _, script = scripted_remote
+    conversation = mirror(str(uuid.uuid4()))
+    body = _token_body(conversation.livekit_room, video=video, claims=claims)
+    script.append((200, {}, body))
+    remote(settings, url, "ak_x")
+    with caplog.at_level(logging.WARNING, logger="anyreach_listen.remote_minting"):
+        response = mint_as_supervisor(client, conversation)
+    _assert_refused(response, caplog, why)
+
+
+def test_a_listener_token_within_the_lifetime_and_its_leeway_is_accepted(
+    scripted_remote: Scripted, client: Client, settings: Any, db: None
+) -> None:
+    # The remote's clock may run a little ahead of ours.
+    url, _, script = scripted_remote
+    conversation = mirror(str(uuid.uuid4()))
+    exp = int(time.time()) + TTL + 30
+    script.append((200, {}, _token_body(conversation.livekit_room, claims={"exp": exp})))
+    remote(settings, url, "ak_x")
+    response = mint_as_supervisor(client, conversation)
+    assert response.status_code == 200, response.content
+    assert ListenSession.objects.get().expires_at.timestamp() == exp
 
 
 @pytest.mark.parametrize("of_this_call", [True, False])

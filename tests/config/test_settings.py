@@ -168,8 +168,68 @@ def test_debug_1_keeps_debug_on_with_a_real_livekit() -> None:
 
 def test_the_portal_refuses_to_serve_without_allowed_hosts_outside_debug() -> None:
     # Every request would be a 400 logged only to mail_admins: the ASGI app must not load.
-    env = {**REAL_LIVEKIT_ENV, "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"]}
+    env = {
+        **REAL_LIVEKIT_ENV,
+        "LIVEKIT_API_SECRET": PRODUCTION_ENV["LIVEKIT_API_SECRET"],
+        "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"],
+    }
     result = manage(env, "shell", "-c", "import config.asgi")
     assert result.returncode != 0
     assert "Set ALLOWED_HOSTS" in result.stderr
     assert shell({**env, "ALLOWED_HOSTS": "listen.example.com"}, "import config.asgi") == ""
+
+
+# --- the LiveKit secret's length, where daphne loads the app (no system checks) ----------
+
+# A deployment but for the LiveKit secret: everything else the ASGI app needs to load.
+SERVED_ENV = {
+    **REAL_LIVEKIT_ENV,
+    "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"],
+    "ALLOWED_HOSTS": "listen.example.com",
+}
+
+
+def load_asgi(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return manage(env, "shell", "-c", "import config.asgi")
+
+
+@pytest.mark.parametrize("secret", ["short", "s" * 31, None], ids=["5", "31", "unset"])
+def test_the_portal_refuses_to_serve_a_short_livekit_secret_outside_debug(
+    secret: str | None,
+) -> None:
+    # E004 is only a system check, which daphne never runs: the app itself must refuse.
+    env = {k: v for k, v in SERVED_ENV.items() if k != "LIVEKIT_API_SECRET"}
+    if secret is not None:
+        env["LIVEKIT_API_SECRET"] = secret
+    result = load_asgi(env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"LIVEKIT_API_SECRET is {len(secret or '')} characters long" in result.stderr
+    assert "at least 32" in result.stderr
+
+
+def test_the_portal_serves_a_32_character_secret_outside_debug() -> None:
+    assert shell({**SERVED_ENV, "LIVEKIT_API_SECRET": "s" * 32}, "import config.asgi") == ""
+
+
+def test_debug_1_serves_a_short_livekit_secret() -> None:
+    assert shell({**SERVED_ENV, "DEBUG": "1"}, "import config.asgi") == ""
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # tests/support/stack.py: a SQLite file and a LiveKit dev server (--dev: "secret").
+        {
+            "DATABASE_URL": "sqlite:////tmp/anyreach-settings-test.sqlite3",
+            "LIVEKIT_URL": "ws://127.0.0.1:17880",
+            "LIVEKIT_API_KEY": "devkey",
+            "LIVEKIT_API_SECRET": "secret",
+        },
+        # `make demo` (run_demo): only its LiveKit dev server's URL, the rest defaults.
+        {"LIVEKIT_URL": "ws://127.0.0.1:17880"},
+    ],
+    ids=["e2e-stack", "make-demo"],
+)
+def test_the_dev_servers_still_load_the_portal(env: dict[str, str]) -> None:
+    assert shell(env, "import config.asgi") == ""

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from asgiref.sync import async_to_sync
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -177,3 +179,51 @@ def endpoint(world: Any, name: str) -> Endpoint:
 def json_body(size: int) -> bytes:
     """A JSON object of exactly ``size`` bytes."""
     return b'{"pad": "' + b"x" * (size - 11) + b'"}'
+
+
+# --- what an oversized body gets -----------------------------------------------------------
+
+
+def assert_too_large(status: int, headers: Mapping[str, str], body: bytes, limit: int) -> None:
+    """A JSON 413 ``payload_too_large`` naming ``limit`` (``headers``: lower-case names, or
+    a Django response's case-insensitive ones)."""
+    from anyreach_listen.body_limit import describe
+
+    assert status == 413, body[:300]
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["error"] == {
+        "code": "payload_too_large",
+        "message": f"The body is larger than {describe(limit)}.",
+    }
+
+
+def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    logged = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.exc_info]
+    assert logged == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def refused_for_size(
+    app: App,
+    world: Any,
+    name: str,
+    size: int,
+    *,
+    content_length: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> tuple[Endpoint, Answer]:
+    """Endpoint ``name`` (``ENDPOINTS``) sent a JSON body of ``size`` bytes through ``app``:
+    asserts the JSON 413 for its limit, logged without a traceback or an error."""
+    target = endpoint(world, name)
+    with caplog.at_level(logging.DEBUG):
+        answer = request(
+            app,
+            target.method,
+            target.path,
+            json_body(size),
+            headers=target.headers,
+            content_length=content_length,
+        )
+    assert_too_large(answer.status, answer.headers, answer.body, target.limit)
+    assert_no_traceback(caplog)
+    return target, answer
