@@ -9,13 +9,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from . import conversations, credentials, revocation
+from . import conversations, credentials, revocation, room_ownership
+from .conf import listen_settings
 from .errors import ApiError
 from .models import (
     ACTIVE_STATUSES,
@@ -94,21 +95,39 @@ class ConversationForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         status = data.get("status")
+        room = data.get("livekit_room")
         if self.instance._state.adding:
             if status not in ACTIVE_STATUSES:
                 self.add_error(
                     "status", "A new conversation starts triggered, ringing or in progress."
                 )
+            organization = data.get("organization")
+            if room and organization is not None:
+                self._check_claim(organization, room)
             return data
-        current = Conversation.objects.get(pk=self.instance.pk)
+        current = Conversation.objects.select_related("organization").get(pk=self.instance.pk)
         if status and not current.may_move_to(status):
             self.add_error(
                 "status", f"The conversation is {current.status}; it cannot move to {status}."
             )
-        room = data.get("livekit_room")
         if current.livekit_room and room != current.livekit_room:
             self.add_error("livekit_room", "The room is set once.")
+        elif room and not current.livekit_room:
+            if current.is_active:
+                self._check_claim(current.organization, room)
+            else:
+                self.add_error("livekit_room", "An ended conversation takes no room.")
         return data
+
+    def _check_claim(self, organization: Organization, room: str) -> None:
+        """The claim every door checks (prefix, another organization's recent use,
+        LiveKit's metadata), so a refusal is an error on the field and nothing is
+        saved. ``ConversationAdmin.changeform_view`` runs this outside any transaction:
+        it may wait on LiveKit."""
+        try:
+            room_ownership.check_claim(organization, room)
+        except ApiError as exc:
+            self.add_error("livekit_room", exc.message)
 
 
 @admin.register(Conversation)
@@ -142,6 +161,22 @@ class ConversationAdmin(admin.ModelAdmin):
         url = reverse("admin:anyreach_listen_conversation_listen", args=[obj.pk])
         return format_html('<a class="button" href="{}">Listen live</a>', url)
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Django's changeform_view is this body inside transaction.atomic for a POST. Not
+        # here: the form's claim check and the conversations service may ask LiveKit (up
+        # to seconds), which must not happen while a transaction holds the database
+        # (SQLite's IMMEDIATE mode takes the write lock when it starts). Every write goes
+        # through the service, which opens its own transactions; the log entry follows.
+        return self._changeform_view(  # type: ignore[attr-defined]  # not in django-stubs
+            request, object_id, form_url, extra_context
+        )
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The organization and the external id identify the call; the times are the service's.
         fixed = ["organization", "external_id"] if obj is not None else []
@@ -166,7 +201,9 @@ class ConversationAdmin(admin.ModelAdmin):
                 return
             changed = set(form.changed_data)
             conversations.update(
-                obj,
+                # The stored row, not the form's instance (which already names the new
+                # room): the service checks a room's claim as for every other door.
+                Conversation.objects.select_related("organization").get(pk=obj.pk),
                 status=data["status"] if "status" in changed else None,
                 room_name=data.get("livekit_room") if "livekit_room" in changed else None,
                 team=data.get("team"),
@@ -394,8 +431,37 @@ class TranscriptReadAdmin(ReadOnlyAdmin):
     date_hierarchy = "read_at"
 
 
+class AlertRuleForm(forms.ModelForm):
+    """The cap every door keeps (``alerts.create_rule``): at most ``MAX_ALERT_RULES``
+    live rules per organization, here for a new rule, one undeleted, or one moved."""
+
+    class Meta:
+        model = AlertRule
+        fields = ["organization", "team", "phrase", "role", "severity", "deleted_at"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        organization = data.get("organization")
+        if organization is None or data.get("deleted_at") is not None:
+            return data
+        if not self.instance._state.adding:
+            stored = AlertRule.objects.get(pk=self.instance.pk)
+            if stored.deleted_at is None and stored.organization_id == organization.pk:
+                return data  # live in this organization already: counted
+        limit = int(listen_settings.MAX_ALERT_RULES)
+        # As create_rule: the organization's row lock (held until the admin's transaction
+        # commits) orders concurrent creators.
+        list(Organization.objects.select_for_update().filter(pk=organization.pk).values("pk"))
+        if AlertRule.objects.live().filter(organization=organization).count() >= limit:
+            raise forms.ValidationError(
+                f"An organization may have at most {limit} active alert rules; delete one first."
+            )
+        return data
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
     list_display = ["phrase", "organization", "team", "role", "severity", "deleted_at"]
     list_filter = ["organization", "severity", "role"]
     search_fields = ["phrase"]
@@ -408,6 +474,39 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["conversation", "rule", "raised_at"]
+    """Which rule fired in which call, by severity and rule id: never the phrase.
+
+    A phrase next to a call tells what was said in it, which the app shows only
+    with an audit row (``transcripts.audit_glances``); here the phrase stays on the
+    rule's own page (its configuration), and an alert has no page of its own
+    (``Alert.__str__`` names the phrase, and a page's title and breadcrumbs use it).
+    """
+
+    list_display = ["conversation", "rule_id_link", "severity", "raised_at"]
+    list_display_links = None
     list_filter = ["rule__severity", "conversation__organization"]
+    list_select_related = ["conversation", "rule"]
     date_hierarchy = "raised_at"
+
+    @admin.display(description="Rule", ordering="rule_id")
+    def rule_id_link(self, obj: Alert) -> str:
+        url = reverse("admin:anyreach_listen_alertrule_change", args=[obj.rule_id])
+        return format_html('<a href="{}">{}</a>', url, obj.rule_id)
+
+    @admin.display(description="Severity", ordering="rule__severity")
+    def severity(self, obj: Alert) -> str:
+        return obj.rule.get_severity_display()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        raise Http404("Alerts are listed only.")
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        raise Http404("Alerts are listed only.")

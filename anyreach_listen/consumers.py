@@ -10,7 +10,10 @@ group checks the login session again and reloads the policy: a socket closes
 deactivated, and (4403) when the user lost a membership, so the page reconnects
 with what it may still see. What no signal reports (a session expiring, a bulk
 ``.update()`` of users or memberships) is caught by a re-check of the same every
-``recheck_interval`` seconds at most (60; one query while nothing changed).
+``recheck_interval`` seconds at most (60; one query while nothing changed). A
+socket whose re-check failed ``MAX_FAILED_RECHECKS`` times in a row (the
+database away) closes with 4403: its access can no longer be vouched for, and
+the page reconnects, which checks it afresh.
 ``session.ended`` closes the sockets of one signed-out session. Listener events
 (the audit) reach organization admins only. Alert events reach everyone who
 sees the call; the rule's phrase, the speaker's role and the segment id only
@@ -52,6 +55,10 @@ from .roles import LISTEN_ROLES
 
 SIGNED_OUT = 4401  # the browser stops reconnecting (events.js)
 ACCESS_LOST = 4403  # the browser reconnects, with what it may still see
+# Re-checks failing in a row before a socket closes (ACCESS_LOST, so the page reconnects
+# and connecting checks its access afresh): one failure is a blip, three an outage. With
+# each wait drawn at random, sockets opened together do not close together.
+MAX_FAILED_RECHECKS = 3
 # What of an alert reaches people who see the call but may not read its transcript.
 VIEWER_ALERT_FIELDS = ("id", "severity", "raised_at")
 
@@ -148,23 +155,38 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         """Re-check the socket's access every ``recheck_interval`` seconds at most.
 
         One query per round (``_access_fingerprint``); only when what it read changed
-        does the full check of ``access.changed`` run.
+        does the full check of ``access.changed`` run. ``MAX_FAILED_RECHECKS`` failed
+        rounds in a row close the socket (4403): it does not keep the access it had for
+        as long as the database is away.
         """
+        failures = 0
         while True:
             spread = random.uniform(0.5, 1.0)  # noqa: S311 (a spread, not a secret)
             await asyncio.sleep(self.recheck_interval * spread)
             try:
                 fingerprint = await self._access_fingerprint()
-                if fingerprint == self._fingerprint:
-                    continue
-                if await self._recheck():
-                    return
-                # Kept only once checked: a failed check is tried again next round.
-                self._fingerprint = fingerprint
+                if fingerprint != self._fingerprint:
+                    if await self._recheck():
+                        return
+                    # Kept only once checked: a failed check is tried again next round.
+                    self._fingerprint = fingerprint
             except Exception:
+                failures += 1
+                if failures >= MAX_FAILED_RECHECKS:
+                    logger.warning(
+                        "Could not re-check an event socket's access %d times in a row: "
+                        "closing it (%d), the page reconnects",
+                        failures,
+                        ACCESS_LOST,
+                        exc_info=True,
+                    )
+                    await self.close(code=ACCESS_LOST)
+                    return
                 # A database blip must not close every socket at once (their reconnects
                 # would hit it together): the next round tries again.
                 logger.warning("Could not re-check an event socket's access.", exc_info=True)
+            else:
+                failures = 0
 
     async def _access_fingerprint(self) -> tuple[Any, ...]:
         probe = database_sync_to_async(access_fingerprint)

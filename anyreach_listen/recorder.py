@@ -18,11 +18,23 @@ stored transcript is what a listener saw:
   segments are told apart by role and id.
 
 A text stream is bounded by what can be stored, whoever sends it: its interims
-are coalesced (at most one per ``INTERIM_INTERVAL``, the text joined only then, so
-the work is linear in the stream's size however small its chunks), and its text
-stops growing at ``MAX_SEGMENT_TEXT`` (the intake's limit) while the rest of the
-stream is still read to its end, so LiveKit is never held up. The stream's last
-update (its final) carries its whole text, as far as the limit.
+are coalesced, the text joined only for an update, so the work is linear in the
+stream's size however small its chunks, and its text stops growing at
+``MAX_SEGMENT_TEXT`` (the intake's limit) while the rest of the stream is still
+read to its end, so LiveKit is never held up. Exactly: a chunk makes an interim
+only when ``INTERIM_INTERVAL`` has passed since the segment's previous interim
+(the streams of one segment share that clock); the text of chunks held back goes
+out with the stream's next chunk past the interval, or with its last update.
+Each stream's last update (final or not) goes out whatever the interval, so it
+carries its whole text, as far as the limit: a segment sent as N streams at once
+can make N updates within one interval, one per stream, never one per chunk.
+
+A room's segments are bounded too, as the portal bounds a call's: the merger
+tracks at most ``MAX_SEGMENTS_PER_CALL`` of them (segment ids are the sender's to
+choose); updates of new segments past it are dropped, counted and logged once. A
+settled segment is remembered by its key alone (a final is never emitted again,
+whatever its text); only an open segment keeps its text (to drop repeats and
+steps back).
 
 ``transcripts.record`` applies the same rules again on the stored segments, so
 two recorders in one room (or a recorder and a push) store each segment once.
@@ -30,13 +42,15 @@ two recorders in one room (or a recorder and a push) store each segment once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .payloads import MAX_SEGMENT_TEXT
+from .conf import listen_settings
+from .payloads import MAX_LABEL, MAX_SEGMENT_TEXT
 from .transcripts import SegmentIn
 
 logger = logging.getLogger(__name__)
@@ -48,9 +62,11 @@ ATTR_TRACK_ID = "lk.transcribed_track_id"
 # The attribute LiveKit's server sets on every agent job's participant: the agent
 # name the worker registered with (clients cannot set it on an agent's token).
 ATTR_AGENT_NAME = "lk.agent_name"
-# Seconds between two interims of one text stream: a live view needs no more, and
-# a sender of tiny chunks cannot turn each into an update.
+# Seconds between two interims of one segment's text streams: a live view needs no
+# more, and a sender of tiny chunks cannot turn each into an update.
 INTERIM_INTERVAL = 0.1
+
+Key = tuple[str, str]  # (role, segment id): segments are told apart by both
 
 
 @dataclass(frozen=True)
@@ -101,25 +117,66 @@ def is_final(attributes: Mapping[str, str]) -> bool:
     return attributes.get(ATTR_FINAL) == "true"
 
 
-class Merger:
-    """One room's segments as the recorder has seen them so far."""
+def _key(speaker: Speaker, segment_id: str) -> Key:
+    """A segment's key, of bounded size: an id longer than the intake takes (which
+    refuses it) is kept as its digest, so a sender's long ids cost no memory."""
+    if len(segment_id) <= MAX_LABEL:
+        return (speaker.role, segment_id)
+    digest = hashlib.sha256(segment_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return (speaker.role, f"\x00{len(segment_id)}:{digest}")  # NUL: never a stored id
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], tuple[str, bool]] = {}
-        # When a segment's text streams may send their next interim (``stream``).
-        self._next_interim: dict[tuple[str, str], float] = {}
+
+class Merger:
+    """One room's segments as the recorder has seen them so far (at most
+    ``max_segments``, by default the portal's ``MAX_SEGMENTS_PER_CALL``)."""
+
+    def __init__(self, max_segments: int | None = None) -> None:
+        if max_segments is None:
+            max_segments = int(listen_settings.MAX_SEGMENTS_PER_CALL)
+        self.max_segments = max_segments
+        self.dropped = 0  # updates of new segments dropped past max_segments
+        self._open: dict[Key, str] = {}  # a segment not settled yet: its text so far
+        self._settled: set[Key] = set()  # a final was emitted: nothing more of it is
+        # When a segment's text streams may send their next interim (``stream``): open
+        # segments only.
+        self._next_interim: dict[Key, float] = {}
+
+    def _tracks(self, key: Key) -> bool:
+        """Whether ``key``'s updates may be emitted: a segment tracked already, or room
+        for a new one."""
+        return (
+            key in self._open
+            or key in self._settled
+            or len(self._open) + len(self._settled) < self.max_segments
+        )
 
     def offer(self, segment_id: str, speaker: Speaker, text: str, final: bool) -> SegmentIn | None:
-        """The update worth recording, or None (a repeat, a step back, a settled segment)."""
-        key = (speaker.role, segment_id)
-        previous = self._seen.get(key)
+        """The update worth recording, or None (a repeat, a step back, a settled segment,
+        a new segment past ``max_segments``)."""
+        key = _key(speaker, segment_id)
+        if key in self._settled:
+            return None
+        previous = self._open.get(key)
         if previous is not None:
-            prev_text, prev_final = previous
-            if prev_final or (not final and prev_text.startswith(text)):
+            if not final and previous.startswith(text):
                 return None
         elif not text and not final:
             return None
-        self._seen[key] = (text, final)
+        elif not self._tracks(key):
+            if not self.dropped:
+                logger.warning(
+                    "A room reached %d transcript segments: the recorder drops its new "
+                    "segments from now on (the portal stores no more of a call)",
+                    self.max_segments,
+                )
+            self.dropped += 1
+            return None
+        if final:
+            self._open.pop(key, None)
+            self._next_interim.pop(key, None)  # a settled segment has no interims to come
+            self._settled.add(key)
+        else:
+            self._open[key] = text
         return SegmentIn(segment_id, speaker.role, text, final)
 
     def segments(
@@ -140,9 +197,11 @@ class Merger:
         clock: Callable[[], float] = time.monotonic,
     ) -> AsyncIterator[SegmentIn]:
         """The updates of one ``lk.transcription`` text stream, as its chunks arrive:
-        at most one interim of the segment per ``interval`` seconds of ``clock``, then
-        the stream's last update (final or not, as its last attributes say) with its
-        whole text, of at most ``limit`` characters."""
+        an interim when a chunk comes ``interval`` seconds of ``clock`` or more after the
+        segment's previous interim (of any of its streams), then, always, the stream's
+        last update (final or not, as its last attributes say) with its whole text, of at
+        most ``limit`` characters. Held-back text waits for the next chunk past the
+        interval or the stream's end (no timer)."""
         # A stream final from its first attributes carries the whole text at once (user
         # speech): only its end is worth recording.
         final_at_start = is_final(attributes())
@@ -150,7 +209,7 @@ class Merger:
         # update (``text += chunk`` per chunk copies the whole text each time).
         parts: list[str] = []
         size = 0
-        key = (speaker.role, segment_id)
+        key = _key(speaker, segment_id)
         try:
             async for chunk in chunks:
                 if size >= limit:
@@ -163,6 +222,8 @@ class Merger:
                 now = clock()
                 if final_at_start or now < self._next_interim.get(key, now):
                     continue
+                if key in self._settled or not self._tracks(key):
+                    continue  # nothing to emit: only the stream's last update is offered
                 parts = ["".join(parts)]
                 self._next_interim[key] = now + interval
                 if (u := self.offer(segment_id, speaker, parts[0], False)) is not None:
@@ -173,7 +234,5 @@ class Merger:
         # the stream's last update goes out (the text since its last interim, if any).
         text = "".join(parts)
         final = is_final(attributes())
-        if final:
-            self._next_interim.pop(key, None)  # a settled segment has no interims to come
         if (u := self.offer(segment_id, speaker, text, final)) is not None:
             yield u

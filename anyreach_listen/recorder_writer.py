@@ -22,7 +22,10 @@ The queue is bounded in interims: with ``MAX_QUEUED`` updates waiting (the
 portal is slow or away), a new update makes room by dropping the oldest waiting
 interim (a later update of its segment, at least its final, carries the whole
 text again); an interim that finds only finals waiting is dropped itself. Finals
-always go in. Drops are logged, at most once per ``DROP_LOG_EVERY`` seconds.
+always go in: they are bounded where they are made, one per segment and at most
+``MAX_SEGMENTS_PER_CALL`` segments per room (``recorder.Merger``), each fitted to
+a request (``within_limits``). Drops are logged, at most once per
+``DROP_LOG_EVERY`` seconds.
 
 One bad update must not cost the others theirs: the intake refuses a whole body
 for one segment it cannot take (``payloads.transcript_updates``). So each update

@@ -301,3 +301,195 @@ def test_transcript_reads_and_alerts_are_read_only_audits_next_to_listens(
     for model in ("transcriptread", "alert", "listensession"):
         assert admin_client.get(f"/admin/anyreach_listen/{model}/add/").status_code == 403, model
     assert admin_client.get("/admin/anyreach_listen/alertrule/add/").status_code == 200
+
+
+# --- the admin door checks a room's claim as every door does (issue 17, item 1) ----------
+
+CONVERSATION_ADD = "/admin/anyreach_listen/conversation/add/"
+
+
+@pytest.fixture
+def livekit_asked(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``room_ownership.livekit_owner`` stubbed: ``owners`` (room -> the organization
+    LiveKit's metadata names) answers; ``depths`` records, per question, how many
+    transaction blocks were open beyond the test's own when LiveKit was asked."""
+    from django.db import connection
+
+    from anyreach_listen import room_ownership
+
+    state: dict[str, Any] = {"owners": {}, "depths": [], "base": len(connection.atomic_blocks)}
+
+    def owner(room_name: str) -> Any:
+        state["depths"].append(len(connection.atomic_blocks) - state["base"])
+        return state["owners"].get(room_name)
+
+    monkeypatch.setattr(room_ownership, "livekit_owner", owner)
+    return state
+
+
+def _room_errors(response: Any) -> list[str]:
+    assert response.status_code == 200, response.status_code  # the form again, not a redirect
+    return list(response.context["adminform"].form.errors.get("livekit_room", []))
+
+
+def test_a_room_outside_the_prefix_is_a_form_error_and_nothing_is_saved(
+    admin_client: Client, world: World, livekit_asked: dict[str, Any]
+) -> None:
+    world.org.room_prefix = "acme-"
+    world.org.save()
+    response = admin_client.post(
+        CONVERSATION_ADD,
+        _conversation_form(organization=world.org.pk, livekit_room="call-1", caller_label="sq"),
+    )
+    assert any("start with 'acme-'" in e for e in _room_errors(response))
+    assert not Conversation.objects.filter(caller_label="sq").exists()
+    assert "added successfully" not in response.content.decode()
+
+
+def test_a_room_another_organization_used_today_is_a_form_error(
+    admin_client: Client, world: World, livekit_asked: dict[str, Any]
+) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    # Other's call in room "call-9" ended an hour ago: not Acme's to take for 24 h.
+    ended = Conversation.objects.create(
+        organization=world.other_org,
+        status="completed",
+        livekit_room="call-9",
+        ended_at=timezone.now() - dt.timedelta(hours=1),
+    )
+    response = admin_client.post(
+        CONVERSATION_ADD,
+        _conversation_form(organization=world.org.pk, livekit_room="call-9", caller_label="sq"),
+    )
+    assert _room_errors(response) == ["An active conversation already uses this room."]
+    assert not Conversation.objects.filter(caller_label="sq").exists()
+    assert Conversation.objects.filter(livekit_room="call-9").get() == ended
+
+
+def test_a_room_livekit_gives_another_organization_is_a_form_error_asked_outside_a_transaction(
+    admin_client: Client, world: World, livekit_asked: dict[str, Any]
+) -> None:
+    livekit_asked["owners"]["call-77"] = world.other_org.pk
+    response = admin_client.post(
+        CONVERSATION_ADD,
+        _conversation_form(organization=world.org.pk, livekit_room="call-77", caller_label="sq"),
+    )
+    assert _room_errors(response) == ["This room belongs to another organization."]
+    assert not Conversation.objects.filter(caller_label="sq").exists()
+    # LiveKit was asked with no transaction of the admin's open (SQLite's IMMEDIATE
+    # transactions hold the write lock from their start).
+    assert livekit_asked["depths"] and set(livekit_asked["depths"]) == {0}
+
+
+def test_setting_a_room_on_an_existing_call_checks_the_claim_outside_a_transaction(
+    admin_client: Client, world: World, livekit_asked: dict[str, Any]
+) -> None:
+    call = world.conversations["no_room"]
+    url = f"/admin/anyreach_listen/conversation/{call.pk}/change/"
+    livekit_asked["owners"]["call-77"] = world.other_org.pk
+    refused = admin_client.post(url, _conversation_form(call, livekit_room="call-77"))
+    assert _room_errors(refused) == ["This room belongs to another organization."]
+    call.refresh_from_db()
+    assert call.livekit_room is None
+
+    livekit_asked["depths"].clear()
+    livekit_asked["owners"]["acme-5"] = world.org.pk
+    taken = admin_client.post(url, _conversation_form(call, livekit_room="acme-5"))
+    assert taken.status_code == 302
+    call.refresh_from_db()
+    assert call.livekit_room == "acme-5"
+    # The form's check and the service's, both outside any transaction.
+    assert livekit_asked["depths"] and set(livekit_asked["depths"]) == {0}
+
+
+def test_an_ordinary_edit_does_not_ask_livekit(
+    admin_client: Client, world: World, livekit_asked: dict[str, Any]
+) -> None:
+    ringing = world.conversations["ringing"]
+    url = f"/admin/anyreach_listen/conversation/{ringing.pk}/change/"
+    response = admin_client.post(url, _conversation_form(ringing, status="in_progress"))
+    assert response.status_code == 302
+    assert livekit_asked["depths"] == []
+
+
+# --- the admin keeps the alert rule cap (issue 17, item 5) ---------------------------------
+
+RULE_ADD = "/admin/anyreach_listen/alertrule/add/"
+
+
+def _rule_form(organization: Any, phrase: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "organization": organization.pk,
+        "team": "",
+        "phrase": phrase,
+        "role": "any",
+        "severity": "warning",
+        "deleted_at": "",
+        **fields,
+    }
+
+
+def test_the_admin_refuses_a_rule_past_the_cap(
+    admin_client: Client, world: World, settings: Any
+) -> None:
+    from anyreach_listen.models import AlertRule
+
+    settings.ANYREACH_LISTEN = {**settings.ANYREACH_LISTEN, "MAX_ALERT_RULES": 2}
+    AlertRule.objects.create(organization=world.org, phrase="one")
+    deleted = AlertRule.objects.create(organization=world.org, phrase="gone")
+    deleted.deleted_at = deleted.created_at
+    deleted.save()
+    assert admin_client.post(RULE_ADD, _rule_form(world.org, "two")).status_code == 302
+
+    refused = admin_client.post(RULE_ADD, _rule_form(world.org, "three"))
+    assert refused.status_code == 200
+    assert "at most 2 active alert rules" in refused.content.decode()
+    assert not AlertRule.objects.filter(phrase="three").exists()
+    # Another organization has its own cap.
+    assert admin_client.post(RULE_ADD, _rule_form(world.other_org, "three")).status_code == 302
+
+    # Undeleting a rule counts as adding one.
+    url = f"/admin/anyreach_listen/alertrule/{deleted.pk}/change/"
+    undelete = admin_client.post(url, _rule_form(world.org, "gone"))
+    assert "at most 2 active alert rules" in undelete.content.decode()
+    deleted.refresh_from_db()
+    assert deleted.deleted_at is not None
+    # Editing a live rule is not adding one.
+    live = AlertRule.objects.get(phrase="one")
+    edit = admin_client.post(
+        f"/admin/anyreach_listen/alertrule/{live.pk}/change/",
+        _rule_form(world.org, "one", severity="critical"),
+    )
+    assert edit.status_code == 302
+
+
+def test_the_alert_list_names_the_rule_by_id_and_severity_never_its_phrase(
+    admin_client: Client, world: World
+) -> None:
+    from anyreach_listen.models import Alert, AlertRule, TranscriptSegment
+
+    rule = AlertRule.objects.create(
+        organization=world.org, phrase="card number", severity="critical"
+    )
+    segment = TranscriptSegment.objects.create(
+        conversation=world.conversations["in_progress"],
+        segment_id="s1",
+        role="user",
+        text="my card number is 4111",
+        final=True,
+        position=1,
+    )
+    alert = Alert.objects.create(
+        conversation=world.conversations["in_progress"], rule=rule, segment=segment
+    )
+    page = admin_client.get("/admin/anyreach_listen/alert/").content.decode()
+    assert str(rule.pk) in page and "Critical" in page
+    assert "card number" not in page
+    # No page of its own (its title would name the phrase); the rule's page has it.
+    assert admin_client.get(f"/admin/anyreach_listen/alert/{alert.pk}/change/").status_code == 404
+    assert admin_client.get(f"/admin/anyreach_listen/alert/{alert.pk}/history/").status_code == 404
+    rule_page = admin_client.get(f"/admin/anyreach_listen/alertrule/{rule.pk}/change/")
+    assert "card number" in rule_page.content.decode()

@@ -391,3 +391,56 @@ async def test_the_recheck_task_stops_when_the_socket_closes_itself(
     await _closed_with(communicator, 4401)
     await _until(lambda: not _recheck_tasks(), "the re-check task ended")
     await communicator.disconnect()
+
+
+# --- a socket whose access cannot be re-checked does not keep it (issue 17, item 8) -------
+
+
+def _failing_fingerprints(monkeypatch: pytest.MonkeyPatch, *outcomes: bool) -> list[bool]:
+    """``access_fingerprint`` fails (False) or answers as before (True) in turn, then
+    fails for good; returns the outcomes of the calls made so far."""
+    from django.db import OperationalError
+
+    from anyreach_listen import consumers
+
+    real, plan, made = consumers.access_fingerprint, list(outcomes), []
+
+    def fingerprint(user_id: Any, session_key: str | None) -> tuple[Any, ...]:
+        ok = plan.pop(0) if plan else False
+        made.append(ok)
+        if not ok:
+            raise OperationalError("database is away")
+        return real(user_id, session_key)
+
+    monkeypatch.setattr(consumers, "access_fingerprint", fingerprint)
+    return made
+
+
+CLOSED_TO_RECONNECT = {"type": "websocket.close", "code": 4403}
+
+
+async def test_an_open_socket_closes_after_three_failed_rechecks_in_a_row(
+    world: World, quick_rechecks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    communicator, connected = await connect(world.users["supervisor"])
+    assert connected
+    made = _failing_fingerprints(monkeypatch)  # from now on the database is away
+    # 4403: the page reconnects, and connecting checks its access afresh.
+    # A deadline, not a timing: the rounds take 0.1-0.2 s each.
+    assert await communicator.receive_output(timeout=10) == CLOSED_TO_RECONNECT
+    assert made == [False, False, False]
+    await _until(lambda: not _recheck_tasks(), "the re-check task ended")
+    await communicator.disconnect()
+
+
+async def test_failed_rechecks_must_come_in_a_row_to_close_a_socket(
+    world: World, quick_rechecks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    communicator, connected = await connect(world.users["supervisor"])
+    assert connected
+    # Blips: two failures, an answer, two failures, an answer; then the outage.
+    made = _failing_fingerprints(monkeypatch, False, False, True, False, False, True)
+    # A deadline, not a timing: the rounds take 0.1-0.2 s each.
+    assert await communicator.receive_output(timeout=10) == CLOSED_TO_RECONNECT
+    assert made == [False, False, True, False, False, True, False, False, False]
+    await communicator.disconnect()

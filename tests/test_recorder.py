@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -231,3 +232,51 @@ def test_interims_are_coalesced_per_segment_across_its_streams() -> None:
         "Hi, I was charged twice.",
         "Hi, I was charged twice. Why?",
     ]
+
+
+# --- a room's segments are bounded on the recorder's side too -------------------------
+
+
+def test_the_merger_tracks_at_most_max_segments_new_ones_dropped_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    merger = Merger(max_segments=3)
+    with caplog.at_level("WARNING", logger="anyreach_listen.recorder"):
+        out = merger.segments(AGENT, [(f"s{i}", f"line {i}", i != 1) for i in range(10)])
+    # s0..s2 tracked (s1 still open), the seven after dropped; one log line.
+    assert [(u.id, u.final) for u in out] == [("s0", True), ("s1", False), ("s2", True)]
+    assert merger.dropped == 7
+    assert len([r for r in caplog.records if "drops its new segments" in r.message]) == 1
+    # A tracked segment goes on (s1 settles); a new one is still dropped, also from a stream.
+    assert merger.segments(AGENT, [("s1", "line 1.", True)]) == [
+        SegmentIn("s1", "agent", "line 1.", True)
+    ]
+    interim = {"lk.transcription_final": "false"}
+    assert _collect(merger, "s9", AGENT, _chunks(["a", "b"]), lambda: interim, interval=0) == []
+    assert merger.dropped == 8  # its interims were not even joined: only its end offered
+    # What it keeps stays bounded: no interim clock and no text of an untracked segment.
+    assert len(merger._next_interim) <= 3 and not merger._open
+
+
+def test_the_default_cap_is_the_portals_segments_per_call(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {**settings.ANYREACH_LISTEN, "MAX_SEGMENTS_PER_CALL": 7}
+    assert Merger().max_segments == 7
+
+
+def test_a_settled_segment_keeps_no_text_and_is_never_emitted_again() -> None:
+    merger = Merger()
+    long = "x" * MAX_SEGMENT_TEXT
+    assert merger.segments(CALLER, [("s1", long, False), ("s1", long + ".", True)]) == [
+        SegmentIn("s1", "user", long, False),
+        SegmentIn("s1", "user", long + ".", True),
+    ]
+    assert not merger._open  # only its key is kept: a final is never emitted again
+    assert merger.segments(CALLER, [("s1", "other", True), ("s1", "", False)]) == []
+
+
+def test_a_long_segment_id_is_kept_as_a_digest_and_told_apart() -> None:
+    merger = Merger()
+    first, second = "i" * 5_000 + "1", "i" * 5_000 + "2"
+    out = merger.segments(CALLER, [(first, "a", True), (second, "b", True), (first, "a", True)])
+    assert [u.id for u in out] == [first, second]  # emitted with the id the sender gave
+    assert all(len(key[1]) < 100 for key in merger._settled)

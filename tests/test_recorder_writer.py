@@ -301,6 +301,21 @@ def test_a_flood_of_interims_keeps_the_queue_at_its_bound_and_the_log_quiet(
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 2
 
 
+def test_finals_waiting_are_bounded_by_the_rooms_segment_cap() -> None:
+    """Finals are never dropped by the writer: what bounds them is the merger in front of
+    it, one final per segment and at most ``MAX_SEGMENTS_PER_CALL`` segments a room."""
+    from anyreach_listen.recorder import Merger, Speaker
+
+    merger = Merger(max_segments=50)
+    writer = Writer(PORTAL, "room-1", CONVERSATION_ID, max_queued=10)  # the portal is away
+    caller = Speaker("caller", False)
+    for i in range(5_000):  # a sender's ids, each a new segment, each final at once
+        for update in merger.segments(caller, [(f"s{i}", "x" * 100, True)]):
+            writer.put(update)
+    assert len(writer._queue) == 50 and writer.dropped == 0
+    assert merger.dropped == 4_950
+
+
 def test_batches_stay_under_the_portals_body_limit_in_order() -> None:
     big = [SegmentIn(f"a{i}", "agent", "x" * 9_000, True) for i in range(12)]
     portal = Portal()
