@@ -12,10 +12,10 @@ APT_PACKAGES := chromium espeak-ng sox postgresql redis-server
 BOOTSTRAP_PYTHON := $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help setup system-packages venv livekit-server js demo test lint wheel clean bench bench-tools
+.PHONY: help setup system-packages venv livekit-server js demo demo-banner test lint wheel clean bench bench-tools
 
 help:
-	@echo "make demo   run the portal with a live demo call"
+	@echo "make demo   run the portal with a live demo call (make demo-banner: its logins again)"
 	@echo "make test   run the whole test suite (and the linters)"
 	@echo "make setup  install everything (idempotent); make lint; make wheel"
 
@@ -55,6 +55,10 @@ js:
 demo: setup
 	$(PY) manage.py run_demo
 
+# The running demo's banner again (logins, keys): run_demo keeps it in var/demo/.
+demo-banner:
+	@cat var/demo/banner.txt 2>/dev/null || echo "No demo banner yet: start the demo with make demo."
+
 test: setup
 	$(MAKE) -s lint
 	$(PY) -m pytest
@@ -75,8 +79,10 @@ bench-tools:
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-wheel: setup
-	rm -rf dist && $(PY) -m build --wheel -o dist . >/dev/null && ls dist
+# The sdist, then the wheel built from it. setup.py's hook builds the JS bundles with
+# the npm toolchain pinned in js/package-lock.json: Node.js 18+ and npm, no `make setup`.
+wheel: venv
+	rm -rf dist && $(PY) -m build -o dist . >/dev/null && ls dist
 
 clean:
 	rm -rf $(VENV) .tools dist build js/node_modules

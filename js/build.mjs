@@ -2,7 +2,8 @@
 // the test-only frame bundle into js/dist-test/ (outside anything that ships).
 // `node build.mjs unit` instead compiles the unit tests (test/*.test.ts) for
 // Node's built-in runner into js/dist-test/unit/; `node build.mjs bench` builds
-// the benchmark's baselines (bench-src/) into js/dist-test/bench/.
+// the benchmark's baselines (bench-src/) into js/dist-test/bench/; `node build.mjs
+// shipped` builds only the two production bundles (the wheel's build hook, setup.py).
 import { readdirSync } from "node:fs";
 import { build } from "esbuild";
 
@@ -31,12 +32,17 @@ if (process.argv[2] === "unit") {
     ),
   );
 } else {
-  await Promise.all([
+  const bundles = [
     // The loader pages include: no livekit-client, as small as possible.
     build({ ...shipped, entryPoints: ["src/sdk.ts"], outfile: `${STATIC}/listen-sdk.js` }),
     // The hidden frame: the only code that imports livekit-client.
     build({ ...shipped, entryPoints: ["src/frame/main.ts"], outfile: `${STATIC}/listen-frame.js` }),
+  ];
+  if (process.argv[2] !== "shipped") {
     // Test only: the frame with the scriptable fake adapter instead of LiveKit.
-    build({ ...common, entryPoints: ["test-src/frame-test.ts"], outfile: "dist-test/listen-frame-test.js", target: "es2020" }),
-  ]);
+    bundles.push(
+      build({ ...common, entryPoints: ["test-src/frame-test.ts"], outfile: "dist-test/listen-frame-test.js", target: "es2020" }),
+    );
+  }
+  await Promise.all(bundles);
 }

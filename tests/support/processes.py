@@ -94,12 +94,25 @@ def managed_process(
 
 
 @contextlib.contextmanager
-def daphne_server(port: int, env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
-    """Serve the portal's ASGI app with a real daphne on 127.0.0.1:``port``."""
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    with managed_process([*args, "config.asgi:application"], env=env, log_path=log_path):
+def daphne_server(
+    port: int,
+    env: dict[str, str],
+    log_path: Path | None = None,
+    *,
+    application: str = "config.asgi:application",
+    python: str = sys.executable,
+    cwd: Path = ROOT,
+) -> Iterator[str]:
+    """Serve the portal's ASGI app (or ``application`` from ``cwd`` with another
+    virtualenv's ``python``) with a real daphne on 127.0.0.1:``port``."""
+    args = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    with managed_process([*args, application], env=env, log_path=log_path, cwd=cwd):
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{base}/core/openapi.json"), timeout=30, what="daphne")
+        try:
+            wait_until(lambda: http_ok(f"{base}/core/openapi.json"), timeout=30, what="daphne")
+        except TimeoutError as exc:
+            log = log_path.read_text(errors="replace")[-3000:] if log_path else ""
+            raise TimeoutError(f"{exc}\n--- daphne log ---\n{log}") from None
         yield base
 
 
