@@ -140,6 +140,15 @@ class Errors:
         PORTAL,
         RECORDER,
     )
+    UNSUPPORTED_MEDIA_TYPE = _kind(
+        415,
+        "unsupported_media_type",
+        "Send the body as JSON with Content-Type: application/json.",
+        "a request body whose `Content-Type` is not `application/json` (parameters such as "
+        "`; charset=utf-8` are fine; a request without a body needs none)",
+        API,
+        RECORDER,
+    )
     INVALID_JSON = _kind(
         400,
         "invalid_json",

@@ -34,7 +34,13 @@ _AUTH = [
     E.ORGANIZATION_MISMATCH,
     E.NOT_A_MEMBER,
 ]
-_BODY = [E.INVALID_JSON, E.UNKNOWN_FIELD, E.INVALID_FIELD, E.PAYLOAD_TOO_LARGE]
+_BODY = [
+    E.UNSUPPORTED_MEDIA_TYPE,
+    E.INVALID_JSON,
+    E.UNKNOWN_FIELD,
+    E.INVALID_FIELD,
+    E.PAYLOAD_TOO_LARGE,
+]
 
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},

@@ -3,7 +3,8 @@ conversations, transcript segments, alert rules and alerts.
 
 Bad input gets a clear error and changes nothing: a body that is not a JSON
 object (or holds ``NaN``/``Infinity``, or nests deeper than Python parses) is
-``invalid_json``, a field the endpoint does not take is ``unknown_field``, a
+``invalid_json``, a body not sent as ``application/json`` is ``unsupported_media_type``
+(415), a field the endpoint does not take is ``unknown_field``, a
 field of the wrong type or size is ``invalid_field`` (the message names the
 field), a body over 64 KB is ``payload_too_large`` (``body_limit.py``). Strings must be storable
 by every supported database: no NUL character, no lone surrogate.
@@ -29,12 +30,23 @@ MAX_LABEL = 200
 MAX_DEPTH = 32  # nesting of metadata (SQLite's JSON functions stop at 1,000)
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
 def read_object(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object body (an empty body is an empty object); over
-    MAX_BODY: ``BodyTooLarge`` (413), never read past it."""
+    """The request's JSON object body (an empty body is an empty object, whatever its
+    Content-Type); over MAX_BODY: ``BodyTooLarge`` (413), never read past it. A body
+    needs ``Content-Type: application/json`` (parameters allowed), else 415."""
     body = read_limited(request, MAX_BODY)
     if not body.strip():
         return {}
+    media_type = getattr(request, "content_type", None) or ""  # lower-cased, no parameters
+    if media_type != JSON_MEDIA_TYPE:
+        raise ApiError(
+            Errors.UNSUPPORTED_MEDIA_TYPE,
+            f"Send the body as JSON with Content-Type: {JSON_MEDIA_TYPE}, "
+            f"not {media_type or 'no Content-Type'}.",
+        )
     try:
         data = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError

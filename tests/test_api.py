@@ -185,6 +185,24 @@ def test_inactive_user_pat_is_401(client: Client, world: World) -> None:
     assert_error(response, 401, "invalid_credentials")
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"", None), (b"", "application/json"), (b"ignored", "text/plain")],
+)
+def test_minting_takes_no_body_and_needs_no_content_type(
+    client: Client, world: World, body: bytes, content_type: str | None
+) -> None:
+    # The endpoint reads no body: a bare POST (curl -X POST, httpx.post(url)) mints,
+    # and so does one whose unused body is not JSON.
+    conversation = world.conversations["in_progress"]
+    headers = {"Authorization": f"Bearer {world.secrets['ak_read_sensitive']}"}
+    response = client.generic(
+        "POST", URL.format(conversation.pk), body, content_type or "", headers=headers
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["room_name"] == conversation.livekit_room
+
+
 def test_success_response_and_jwt(client: Client, world: World) -> None:
     conversation = world.conversations["in_progress"]
     response = post(

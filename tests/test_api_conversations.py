@@ -12,7 +12,13 @@ from django.test import Client
 from openapi_schema_validator import OAS31Validator
 
 from anyreach_listen.credentials import issue_api_key
-from anyreach_listen.models import Conversation, ConversationStatus, Team
+from anyreach_listen.models import (
+    AlertRule,
+    Conversation,
+    ConversationStatus,
+    Team,
+    TranscriptSegment,
+)
 from anyreach_listen.openapi import build_document
 from tests.support.api import call
 from tests.support.world import TEST_LISTEN_SETTINGS, World
@@ -301,3 +307,86 @@ def test_a_content_length_of_unicode_digits_is_not_a_server_error(
     response = call(client, "post", COLLECTION, world.secrets["ak_manage"], {},
                     HTTP_CONTENT_LENGTH="²")  # fmt: skip
     assert response.status_code == 201, response.content
+
+
+# Every endpoint that reads a body (payloads.read_object) and a body it must refuse.
+WRITES = [
+    ("post", COLLECTION, lambda w: None),
+    ("patch", COLLECTION + "/{}", lambda w: w.conversations["ringing"].pk),
+    ("post", COLLECTION + "/{}/transcript", lambda w: w.conversations["in_progress"].pk),
+    ("post", "/core/alert-rules", lambda w: None),
+]
+NOT_JSON = [
+    ("text/plain", '{"agent_label": "x"}', "text/plain"),
+    ("text/plain; charset=utf-8", '{"agent_label": "x"}', "text/plain"),
+    ("application/x-www-form-urlencoded", "agent_label=x", "application/x-www-form-urlencoded"),
+    ("application/merge-patch+json", '{"agent_label": "x"}', "application/merge-patch+json"),
+    (None, '{"agent_label": "x"}', "no Content-Type"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "target"), WRITES)
+@pytest.mark.parametrize(("content_type", "body", "named"), NOT_JSON)
+def test_a_body_not_sent_as_application_json_is_415_and_changes_nothing(
+    client: Client,
+    world: World,
+    method: str,
+    path: str,
+    target: Any,
+    content_type: str | None,
+    body: str,
+    named: str,
+) -> None:
+    def state() -> tuple[list[Any], int, int]:
+        calls = Conversation.objects.order_by("pk").values_list("pk", "agent_label", "updated_at")
+        return list(calls), AlertRule.objects.count(), TranscriptSegment.objects.count()
+
+    before = state()
+    headers = {"Authorization": f"Bearer {world.secrets['ak_manage']}"}
+    # An empty content_type: no Content-Type at all (the test client's default is one).
+    response = client.generic(
+        method.upper(),
+        path.format(target(world)),
+        body.encode(),
+        content_type or "",
+        headers=headers,
+    )
+    assert_error(response, 415, "unsupported_media_type")
+    message = response.json()["error"]["message"]
+    assert "application/json" in message and named in message
+    assert state() == before
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/json;"]
+)
+def test_application_json_with_parameters_or_any_case_is_accepted(
+    client: Client, world: World, content_type: str
+) -> None:
+    response = client.post(
+        COLLECTION,
+        data=json.dumps({"agent_label": "Ada"}),
+        content_type=content_type,
+        headers={"Authorization": f"Bearer {world.secrets['ak_manage']}"},
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["agent_label"] == "Ada"
+
+
+def test_an_empty_body_needs_no_content_type(client: Client, world: World) -> None:
+    # Nothing to interpret: an empty body is the empty object, as before.
+    response = client.generic(
+        "POST", COLLECTION, b"", headers={"Authorization": f"Bearer {world.secrets['ak_manage']}"}
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_the_openapi_document_lists_415_for_every_operation_with_a_body() -> None:
+    paths = build_document()["paths"]
+    with_body = [op for ops in paths.values() for op in ops.values() if "requestBody" in op]
+    assert len(with_body) == 4
+    for operation in with_body:
+        codes = operation["responses"]["415"]["content"]["application/json"]["schema"]
+        assert codes["properties"]["error"]["properties"]["code"]["enum"] == [
+            "unsupported_media_type"
+        ]

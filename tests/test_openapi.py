@@ -96,6 +96,7 @@ def test_transcript_and_alert_operations_list_exactly_their_errors(client: Clien
         "404": ["conversation_not_found"],
         "409": ["transcript_closed"],
         "413": ["payload_too_large"],
+        "415": ["unsupported_media_type"],
     }
     # Pages: a query parameter other than limit and cursor is unknown_field, a limit out
     # of range or a cursor not given out invalid_field.
@@ -109,6 +110,7 @@ def test_transcript_and_alert_operations_list_exactly_their_errors(client: Clien
         "403": AUTH_403,
         "409": ["too_many_rules"],
         "413": ["payload_too_large"],
+        "415": ["unsupported_media_type"],
     }
     assert errors("/core/alert-rules", "get") == {**common, "400": page_400, "403": AUTH_403}
     assert errors("/core/alert-rules/{rule_id}", "delete") == {

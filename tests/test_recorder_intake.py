@@ -50,13 +50,15 @@ def body_of(call: Conversation, *segments: dict[str, Any], **extra: Any) -> byte
     return json.dumps(data).encode()
 
 
-def deliver(body: bytes, authorization: str | None = "sign") -> Any:
+def deliver(
+    body: bytes, authorization: str | None = "sign", content_type: str = "application/json"
+) -> Any:
     if authorization == "sign":
         key, secret = listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
         authorization = sign(body, key, secret)
     headers = {} if authorization is None else {"Authorization": authorization}
     client = Client(enforce_csrf_checks=True)  # like a recorder: no CSRF token
-    return client.post(URL, data=body, content_type="application/json", headers=headers)
+    return client.post(URL, data=body, content_type=content_type, headers=headers)
 
 
 def assert_error(response: Any, status: int, code: str) -> None:
@@ -239,6 +241,13 @@ def test_a_real_webhook_signature_is_refused(world: World) -> None:
 )  # fmt: skip
 def test_malformed_deliveries_are_400(world: World, body: bytes, code: str) -> None:
     assert_error(deliver(body), 400, code)
+
+
+def test_a_signed_delivery_not_sent_as_json_is_415_and_stores_nothing(world: World) -> None:
+    call = world.conversations["in_progress"]
+    response = deliver(body_of(call, GREETING), content_type="text/plain")
+    assert_error(response, 415, "unsupported_media_type")
+    assert stored(call) == []
 
 
 def test_an_unknown_room_or_a_conversation_of_another_room_is_404(world: World) -> None:

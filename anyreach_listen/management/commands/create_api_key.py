@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from anyreach_listen.credentials import issue_api_key
-from anyreach_listen.management.arguments import find_organization, parse_scopes
+from anyreach_listen.management.arguments import expiry, find_organization, parse_scopes
 
 
 class Command(BaseCommand):
@@ -19,10 +19,29 @@ class Command(BaseCommand):
             help="Scope to grant (repeatable or comma-separated), "
             "e.g. conversations:read_sensitive.",
         )
+        parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            default=None,
+            metavar="DAYS",
+            help="The key stops working after DAYS days (default: never).",
+        )
 
     def handle(
-        self, *args: Any, organization: str, name: str, scope: list[str], **options: Any
+        self,
+        *args: Any,
+        organization: str,
+        name: str,
+        scope: list[str],
+        expires_in_days: int | None,
+        **options: Any,
     ) -> None:
-        key, secret = issue_api_key(find_organization(organization), name, parse_scopes(scope))
-        self.stderr.write(f"Created API key {key.display_prefix}. The secret is shown only once:")
+        org = find_organization(organization)
+        scopes = parse_scopes(scope)
+        expires_at = expiry(expires_in_days)
+        key, secret = issue_api_key(org, name, scopes, expires_at=expires_at)
+        until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+        self.stderr.write(
+            f"Created API key {key.display_prefix}{until}. The secret is shown only once:"
+        )
         self.stdout.write(secret)

@@ -59,8 +59,9 @@ class Command(BaseCommand):
         conf = listen_settings.RECORDER
         if conf is None:
             raise CommandError(
-                "ANYREACH_LISTEN['RECORDER'] is None: no recorder is ever dispatched. Set it "
-                "(README, 'Recorder') to run one."
+                "ANYREACH_LISTEN['RECORDER'] is None (the default): no recorder is ever "
+                "dispatched. Set it, e.g. {'AGENT_NAME': 'anyreach-recorder', 'PER_ROOM': 2} "
+                "(README, 'Recorder'), to run one."
             )
         if not listen_settings.LIVEKIT_URL or not listen_settings.LIVEKIT_API_SECRET:
             raise CommandError("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are needed.")
@@ -90,8 +91,11 @@ class Command(BaseCommand):
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         for name in ("anyreach_listen", "livekit.agents"):
             log = logging.getLogger(name)
-            if not log.handlers:  # the project's LOGGING may route it already
+            # The project's LOGGING may route it already, on the logger itself or on an
+            # ancestor (the root): a handler of ours besides would print each line twice.
+            if not log.hasHandlers():
                 log.addHandler(handler)
+            if log.level == logging.NOTSET:  # a level the project chose is kept
                 log.setLevel(logging.INFO)
         self.stderr.write(
             f"Recorder worker for agent {conf['AGENT_NAME']!r} on {listen_settings.LIVEKIT_URL}, "

@@ -1,5 +1,5 @@
-"""The safety net: ``manage.py sweep_listeners [--every SECONDS]``: revocations, and
-transcript recorders missing from live calls."""
+"""The safety net: ``manage.py sweep_listeners [--every SECONDS]``: live calls whose
+LiveKit room is gone, revocations, and transcript recorders missing from live calls."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from anyreach_listen import recorder_dispatch
+from anyreach_listen import reconciliation, recorder_dispatch
 from anyreach_listen.revocation import sweep
 
 
 class Command(BaseCommand):
     help = (
-        "Revoke listen sessions whose right is gone (changes that bypassed the app, e.g. "
+        "End as failed (room_gone) the live calls whose LiveKit room has been gone for "
+        "more than ROOM_GONE_GRACE seconds, revoke "
+        "listen sessions whose right is gone (changes that bypassed the app, e.g. "
         "bulk updates), remove revoked listeners still in a LiveKit room, and dispatch "
         "transcript recorders to live calls that lack them. Once, or "
         "every SECONDS until stopped (SIGTERM/SIGINT)."
@@ -32,6 +34,26 @@ class Command(BaseCommand):
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
         while True:
+            # First the calls whose room is gone (a LiveKit restart, a lost room_finished):
+            # ended, so the steps below skip them. LiveKit away: logged, nothing closed.
+            try:
+                reconciled = reconciliation.reconcile()
+            except Exception as exc:  # the database away: try again next round
+                if every is None:
+                    raise
+                self.stderr.write(f"reconciliation failed: {type(exc).__name__}: {exc}")
+            else:
+                if not reconciled.checked:
+                    self.stderr.write("LiveKit did not list its rooms: no call closed")
+                elif reconciled.closed or every is None:
+                    self.stdout.write(
+                        f"closed {reconciled.closed} call(s) whose room is gone (room_gone)"
+                    )
+                if reconciled.lost:
+                    self.stdout.write(
+                        f"{reconciled.lost} call(s) lost their room to the organization "
+                        "its metadata names (room_not_owned)"
+                    )
             try:
                 result = sweep()
             except Exception as exc:  # LiveKit or the database away: try again next round
