@@ -79,8 +79,14 @@ DEFAULTS: dict[str, Any] = {
     #  records it, so workers need no database. run_recorder --portal-url overrides it}.
     # Two lose nothing when one dies (LiveKit notices a crashed one only after about
     # 20 s); run at least PER_ROOM workers. None: no recorder is dispatched (a platform
-    # that pushes its transcripts).
-    "RECORDER": {"AGENT_NAME": "anyreach-recorder", "PER_ROOM": 2},
+    # that pushes its transcripts, and the default: recorders are opt-in, so a site that
+    # runs none asks LiveKit for no dispatch). Typical: {"AGENT_NAME": "anyreach-recorder",
+    # "PER_ROOM": 2}.
+    "RECORDER": None,
+    # Seconds a live call's LiveKit room may be missing before the sweep
+    # (manage.py sweep_listeners, reconciliation.py) ends the call as failed
+    # (room_gone): the room must be seen missing on two sweeps this far apart.
+    "ROOM_GONE_GRACE": 60,
 }
 
 

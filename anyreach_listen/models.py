@@ -178,6 +178,9 @@ class Conversation(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # Transcript segments refused past MAX_SEGMENTS_PER_CALL.
     dropped_segments = models.PositiveIntegerField(default=0, editable=False)
+    # When the sweep first found the live call's LiveKit room missing (None: seen open,
+    # or not looked for yet); past ROOM_GONE_GRACE the call ends (reconciliation.py).
+    room_missing_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

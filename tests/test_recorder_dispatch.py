@@ -20,7 +20,7 @@ from anyreach_listen.livekit_service import ensure_agents, run_sync
 from anyreach_listen.models import Conversation, ConversationStatus
 from anyreach_listen.recorder_dispatch import Target
 from tests.support.livekit import deliver_webhook
-from tests.support.world import World
+from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 AGENT_NAME = "anyreach-recorder"
 
@@ -32,8 +32,9 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[Target]:
     return calls
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def recorder_on(settings: Any) -> None:
+    # Recorders are opt-in (RECORDER None by default): this module's calls have them.
     settings.ANYREACH_LISTEN = {
         **settings.ANYREACH_LISTEN,
         "RECORDER": {"AGENT_NAME": AGENT_NAME, "PER_ROOM": 2},
@@ -74,6 +75,32 @@ def test_recorder_none_dispatches_nothing(
         conversations.register(world.org, room_name="call-off")
     assert dispatched == []
     assert recorder_dispatch.sweep() == 0
+
+
+def test_with_recorder_unset_no_dispatch_is_requested(
+    world: World,
+    dispatched: list[Target],
+    settings: Any,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    # A site that configured no recorder (the default): LiveKit is never asked for one,
+    # so it logs no "no worker is available" for each room.
+    settings.ANYREACH_LISTEN = dict(TEST_LISTEN_SETTINGS)
+    asked: list[str] = []
+
+    async def ensure(room: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(room)
+
+    monkeypatch.setattr(recorder_dispatch, "ensure_agents", ensure)
+    with django_capture_on_commit_callbacks(execute=True):
+        call, _ = conversations.register(world.org, room_name="call-unset")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliver_webhook(client, _event("room_started", "call-unset")).status_code == 200
+    assert Conversation.objects.get(pk=call.pk).status == ConversationStatus.IN_PROGRESS
+    assert recorder_dispatch.sweep() == 0
+    assert (dispatched, asked) == ([], [])
 
 
 def _event(

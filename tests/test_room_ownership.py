@@ -334,8 +334,11 @@ def test_the_owner_registering_through_the_api_takes_the_room_from_a_squatter(
 
 
 def test_the_recorder_sweep_takes_a_room_whose_webhook_was_missed(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    # Recorders are opt-in; with them on, their sweep sees the room's metadata too.
+    recorder = {"AGENT_NAME": "anyreach-recorder", "PER_ROOM": 2}
+    settings.ANYREACH_LISTEN = {**settings.ANYREACH_LISTEN, "RECORDER": recorder}
     squatter, _ = conversations.register(world.org, room_name="call-77")
     metadata = metadata_of(world.other_org.pk)
 
