@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import router
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, SETTINGS_NAME, listen_settings
 from .origins import normalize_origin
 
 MIN_SECRET_LENGTH = 32
+DEV_SECRET = "secret"  # noqa: S105 - the public secret of `livekit-server --dev`
 MAX_RECORDERS_PER_ROOM = 5
 
 
@@ -61,9 +64,13 @@ def check_settings(
     if secret and secret_too_short(secret):  # an empty one is E002's
         messages.append(
             Error(
-                f"LIVEKIT_API_SECRET is shorter than {MIN_SECRET_LENGTH} characters.",
+                f"LIVEKIT_API_SECRET is shorter than {MIN_SECRET_LENGTH} characters"
+                + (" (the LiveKit dev server's 'secret')" if secret == DEV_SECRET else "")
+                + " and DEBUG is off.",
                 hint="Short secrets can be brute-forced from a token; LiveKit's own tooling "
-                "generates longer ones. Only the dev server's 'secret' is tolerated in DEBUG.",
+                "generates longer ones. Only the dev server's 'secret' is tolerated in DEBUG. "
+                "Set your LiveKit server's key and secret (the README's settings read "
+                "LIVEKIT_API_KEY and LIVEKIT_API_SECRET from the environment).",
                 id="anyreach_listen.E004",
             )
         )
@@ -191,9 +198,9 @@ def check_settings(
                 "RECORDER must be None or a dict with AGENT_NAME (a non-empty name), "
                 f"PER_ROOM (an integer from 1 to {MAX_RECORDERS_PER_ROOM}) and optionally "
                 "PORTAL_URL.",
-                hint="The default is {'AGENT_NAME': 'anyreach-recorder', 'PER_ROOM': 2}: "
-                "with two or more `manage.py run_recorder` processes no segment is lost "
-                "when a recorder dies.",
+                hint="None (the default) dispatches no recorder. To record transcripts: "
+                "{'AGENT_NAME': 'anyreach-recorder', 'PER_ROOM': 2}: with two or more "
+                "`manage.py run_recorder` processes no segment is lost when a recorder dies.",
                 id="anyreach_listen.E016",
             )
         )
@@ -206,6 +213,16 @@ def check_settings(
                 "<PORTAL_URL>/livekit/webhook), e.g. https://portal.example; empty: "
                 "`manage.py run_recorder --portal-url` gives it.",
                 id="anyreach_listen.E017",
+            )
+        )
+    grace = conf["ROOM_GONE_GRACE"]
+    if not isinstance(grace, int) or isinstance(grace, bool) or not 1 <= grace <= 86400:
+        messages.append(
+            Error(
+                f"ROOM_GONE_GRACE must be an integer from 1 to 86400 seconds, not {grace!r}.",
+                hint="The default is 60: a live call whose LiveKit room is seen missing on two "
+                "sweeps that far apart ends as failed (room_gone).",
+                id="anyreach_listen.E019",
             )
         )
     if not conf["CREDENTIAL_HASH_KEY"] and not settings.DEBUG:
@@ -258,3 +275,69 @@ def check_channel_layer(
             )
         ]
     return []
+
+
+# SQLite under concurrent writers (webhooks, mints, transcript pushes, the sweep): WAL
+# lets readers run beside the writer; IMMEDIATE takes the write lock when a transaction
+# begins, so a writer waits for it (up to the timeout) instead of failing "database is
+# locked" midway; the busy timeout is that wait (Python's default is 5 s, and writers
+# queue behind each other). What the README's settings and config/settings.py use:
+SQLITE_OPTIONS: dict[str, Any] = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+MIN_SQLITE_TIMEOUT = 10
+_SQLITE_ENGINES = ("sqlite3", "spatialite")
+_WAL = re.compile(r"\bjournal_mode\s*=\s*['\"]?wal\b", re.IGNORECASE)
+
+
+def sqlite_shortfalls(database: Mapping[str, object]) -> list[str]:
+    """What a SQLite ``DATABASES`` entry lacks of ``SQLITE_OPTIONS``' safety (W002);
+    empty for another engine, an in-memory database (one connection's, as in tests) or a
+    complete one."""
+    if str(database.get("ENGINE", "")).rsplit(".", 1)[-1] not in _SQLITE_ENGINES:
+        return []
+    name = str(database.get("NAME", ""))
+    if name == ":memory:" or "mode=memory" in name:
+        return []
+    given = database.get("OPTIONS")
+    options: Mapping[str, object] = given if isinstance(given, Mapping) else {}
+    missing = []
+    if str(options.get("transaction_mode") or "").upper() not in ("IMMEDIATE", "EXCLUSIVE"):
+        missing.append('"transaction_mode": "IMMEDIATE"')
+    timeout = options.get("timeout")
+    if (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or timeout < MIN_SQLITE_TIMEOUT
+    ):
+        missing.append(f'"timeout" of at least {MIN_SQLITE_TIMEOUT} (seconds)')
+    if not _WAL.search(str(options.get("init_command") or "")):
+        missing.append('"PRAGMA journal_mode=WAL" in "init_command"')
+    return missing
+
+
+@register()
+def check_sqlite(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Django's SQLite defaults answer two webhooks a few milliseconds apart with a 500
+    (``database is locked``): warn when the app's database runs on them."""
+    models = apps.get_app_config("anyreach_listen").get_models()
+    aliases = sorted({router.db_for_write(model) for model in models})
+    messages: list[CheckMessage] = []
+    for alias in aliases:
+        missing = sqlite_shortfalls(settings.DATABASES.get(alias, {}))
+        if missing:
+            messages.append(
+                Warning(
+                    f"The database {alias!r} is SQLite without {', '.join(missing)} in its "
+                    'OPTIONS: concurrent webhooks and token requests fail with "database is '
+                    'locked" (HTTP 500).',
+                    hint=f"Set DATABASES[{alias!r}]['OPTIONS'] = {SQLITE_OPTIONS!r} "
+                    "(Django 5.1 or later), or use PostgreSQL.",
+                    id="anyreach_listen.W002",
+                )
+            )
+    return messages

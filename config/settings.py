@@ -5,7 +5,7 @@ local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880), DEBUG on.
 Production overrides come from the environment: DATABASE_URL, REDIS_URL,
 LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG,
 ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, RECORDER_PER_ROOM, ANYREACH_PORTAL_URL
-(the recorders'), and behind a proxy
+(the recorders'), ROOM_GONE_GRACE, and behind a proxy
 SECURE_PROXY_SSL_HEADER. Any production setting (a LIVEKIT_URL off this machine
 among them) turns DEBUG off unless DEBUG=1 says otherwise; outside DEBUG the
 secure defaults (HTTPS redirect, HSTS, secure cookies) pass ``manage.py check
@@ -315,11 +315,34 @@ ANYREACH_LISTEN: dict[str, Any] = {
     }
     if RECORDERS_PER_ROOM
     else None,
+    # Seconds a live call's room may be missing from LiveKit before sweep_listeners
+    # ends the call as failed (room_gone; README, "The processes a deployment runs").
+    "ROOM_GONE_GRACE": int(os.environ.get("ROOM_GONE_GRACE", "60")),
 }
 
+# One handler, on the root logger, so each line is written once: daphne configures the
+# root logger itself (logging.basicConfig) before Django applies this, and a handler of
+# our own on "anyreach_listen" besides printed every line twice (once plain, once with
+# daphne's timestamp). Replacing the root's handlers ends that; the app's loggers and
+# Django's propagate to it. Other libraries: warnings and errors only.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"anyreach_listen": {"handlers": ["console"], "level": "INFO"}},
+    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "line"},
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "anyreach_listen": {"level": "INFO"},
+        # Django's default config gives "django" a console handler of its own (in DEBUG)
+        # while it also propagates to the root: a second copy of each line.
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+    },
 }

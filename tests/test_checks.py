@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.checks import WARNING
 
-from anyreach_listen.checks import check_channel_layer, check_settings
+from anyreach_listen.checks import (
+    check_channel_layer,
+    check_settings,
+    check_sqlite,
+    sqlite_shortfalls,
+)
+from anyreach_listen.conf import DEFAULTS
 from tests.support.world import TEST_LISTEN_SETTINGS
 
 RECORDER = {"AGENT_NAME": "rec", "PER_ROOM": 2}
@@ -76,6 +86,10 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"RECORDER": {**RECORDER, "PORTAL_URL": "portal.example"}}, False, "anyreach_listen.E017"),
         ({"RECORDER": {**RECORDER, "PORTAL_URL": "ftp://portal"}}, False, "anyreach_listen.E017"),
         ({"RECORDER": {**RECORDER, "PORTAL_URL": None}}, False, "anyreach_listen.E017"),
+        ({"ROOM_GONE_GRACE": 0}, False, "anyreach_listen.E019"),
+        ({"ROOM_GONE_GRACE": 86401}, False, "anyreach_listen.E019"),
+        ({"ROOM_GONE_GRACE": 1.5}, False, "anyreach_listen.E019"),
+        ({"ROOM_GONE_GRACE": True}, False, "anyreach_listen.E019"),
         ({"CREDENTIAL_HASH_KEY": ""}, False, "anyreach_listen.W001"),
     ],
 )
@@ -91,6 +105,12 @@ def test_a_secret_of_32_characters_is_long_enough_outside_debug(settings: Any) -
 
 def test_dev_secret_and_derived_hash_key_are_tolerated_in_debug(settings: Any) -> None:
     assert ids(settings, True, LIVEKIT_API_SECRET="secret", CREDENTIAL_HASH_KEY="") == set()
+
+
+def test_recorders_are_off_by_default() -> None:
+    # Opt-in: a site that runs no run_recorder asks LiveKit for no dispatch.
+    assert DEFAULTS["RECORDER"] is None
+    assert DEFAULTS["ROOM_GONE_GRACE"] == 60
 
 
 def test_recorder_may_be_turned_off_or_set(settings: Any) -> None:
@@ -123,3 +143,107 @@ def test_channel_layer_backend_must_import(
 ) -> None:
     settings.CHANNEL_LAYERS = layers
     assert {str(m.id) for m in check_channel_layer(None)} == expected
+
+
+SQLITE = "django.db.backends.sqlite3"
+SAFE_SQLITE = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+
+def sqlite_warnings(
+    monkeypatch: pytest.MonkeyPatch, engine: str, options: Any, name: str = "db.sqlite3"
+) -> list[Any]:
+    # A new entry, not the test database's (whose connection keeps its own dict).
+    database = {"ENGINE": engine, "NAME": name}
+    if options is not None:
+        database["OPTIONS"] = options
+    monkeypatch.setitem(django_settings.DATABASES, "default", database)
+    return check_sqlite(None)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (None, "transaction_mode"),  # startproject's: no OPTIONS at all
+        ({}, "journal_mode=WAL"),
+        ({**SAFE_SQLITE, "init_command": "PRAGMA synchronous=NORMAL;"}, "journal_mode=WAL"),
+        ({**SAFE_SQLITE, "init_command": "PRAGMA journal_mode=DELETE;"}, "journal_mode=WAL"),
+        ({**SAFE_SQLITE, "transaction_mode": "DEFERRED"}, "transaction_mode"),
+        ({k: v for k, v in SAFE_SQLITE.items() if k != "transaction_mode"}, "transaction_mode"),
+        ({k: v for k, v in SAFE_SQLITE.items() if k != "timeout"}, '"timeout"'),  # Python's 5 s
+        ({**SAFE_SQLITE, "timeout": 5}, '"timeout"'),
+        ({**SAFE_SQLITE, "timeout": "20"}, '"timeout"'),
+    ],
+)
+def test_w002_sqlite_without_wal_immediate_and_a_busy_timeout_warns(
+    monkeypatch: pytest.MonkeyPatch, options: Any, named: str
+) -> None:
+    messages = sqlite_warnings(monkeypatch, SQLITE, options)
+    assert [str(m.id) for m in messages] == ["anyreach_listen.W002"]
+    assert messages[0].level == WARNING
+    assert named in messages[0].msg and "'default'" in messages[0].msg
+    assert "'transaction_mode': 'IMMEDIATE'" in messages[0].hint  # what to paste
+
+
+@pytest.mark.parametrize(
+    ("engine", "options"),
+    [
+        (SQLITE, SAFE_SQLITE),
+        (SQLITE, {**SAFE_SQLITE, "transaction_mode": "exclusive", "timeout": 10.0}),
+        (SQLITE, {**SAFE_SQLITE, "init_command": "pragma JOURNAL_MODE = 'wal'"}),
+        ("django.db.backends.postgresql", None),
+    ],
+)
+def test_w002_is_quiet_with_the_options_or_another_database(
+    monkeypatch: pytest.MonkeyPatch, engine: str, options: Any
+) -> None:
+    assert sqlite_warnings(monkeypatch, engine, options) == []
+
+
+@pytest.mark.parametrize("name", [":memory:", "file:tests?mode=memory&cache=shared"])
+def test_w002_leaves_an_in_memory_database_alone(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    assert sqlite_warnings(monkeypatch, SQLITE, None, name) == []
+    assert sqlite_warnings(monkeypatch, SQLITE, None, "/srv/site/db.sqlite3") != []
+
+
+def test_our_own_settings_pass_w002() -> None:
+    # config/settings.py, which the tests run on (SQLite unless DATABASE_URL says otherwise).
+    assert check_sqlite(None) == []
+    assert sqlite_shortfalls(django_settings.DATABASES["default"]) == []
+
+
+def test_the_readme_settings_default_to_the_dev_server_and_pass_w002(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    # The README's "settings.py: append" block, run on what startproject writes.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(# settings\.py: append\n.*?)```", readme, flags=re.S)
+    assert block is not None
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    startproject: dict[str, Any] = {
+        "BASE_DIR": Path("/site"),
+        "INSTALLED_APPS": ["django.contrib.admin"],
+        "MIDDLEWARE": [],
+        "DATABASES": {"default": {"ENGINE": SQLITE, "NAME": Path("/site/db.sqlite3")}},
+    }
+    exec(block.group(1), startproject)  # noqa: S102 - our own README
+    listen = startproject["ANYREACH_LISTEN"]
+    assert listen == {
+        "LIVEKIT_URL": "ws://127.0.0.1:7880",
+        "LIVEKIT_API_KEY": "devkey",
+        "LIVEKIT_API_SECRET": "secret",
+    }
+    assert sqlite_shortfalls(startproject["DATABASES"]["default"]) == []
+    # In DEBUG the dev values pass; with DEBUG off the dev secret is refused, saying so.
+    settings.ANYREACH_LISTEN = {**listen, "CREDENTIAL_HASH_KEY": "k" * 40}
+    settings.DEBUG = True
+    assert check_settings(None) == []
+    settings.DEBUG = False
+    (refusal,) = check_settings(None)
+    assert refusal.id == "anyreach_listen.E004" and "dev server" in refusal.msg

@@ -97,3 +97,18 @@ def test_simulate_call_without_an_api_key_says_how_to_get_one(
     Organization.objects.create(name="Demo", slug="demo")
     with pytest.raises(CommandError, match=r"--api-key.*ANYREACH_API_KEY.*room-metadata"):
         call_command("simulate_call", "--api-key", "")
+
+
+@pytest.mark.django_db
+def test_seed_demo_reuses_its_live_call_after_the_webhooks_or_the_sweep_changed_it() -> None:
+    # room_started adds the room's sid to the metadata; the sweep may have ended the call
+    # (room_gone) while no demo ran. The next seed brings the same row back, live.
+    first = seed_json()["conversations"]["active"]
+    Conversation.objects.filter(pk=first).update(
+        status="failed",
+        metadata={"seed": "active", "livekit_room_sid": "RM_x", "ended_by": "room_gone"},
+    )
+    assert seed_json()["conversations"]["active"] == first
+    call = Conversation.objects.get(pk=first)
+    assert (call.status, call.metadata, call.ended_at) == ("in_progress", {"seed": "active"}, None)
+    assert Conversation.objects.count() == 3

@@ -6,6 +6,11 @@ loopback (webhooks pointing at the portal), daphne, the periodic
 of simulated calls that start and end one after the other, so the dashboard
 moves by itself.
 
+It prints its banner (logins, keys; kept in ``var/demo/banner.txt``: ``make
+demo-banner`` or Enter prints it again) and then only what a person should see
+(``demo/console.py``): calls starting and ending, alerts, errors. Every process's
+own output goes to its log in ``var/demo/`` (``--log-dir``).
+
 Ctrl-C (SIGINT), SIGTERM or SIGHUP stops it and every child process within
 ``STOP_DEADLINE`` seconds, whatever runs (calls, portal websockets): the children
 get SIGINT at once, their own stops are bounded (the recorder's drain, daphne's
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,11 @@ import httpx
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from livekit import api
+
+from anyreach_listen.livekit_service import livekit_api, run_sync
+from demo.console import Console, Watcher, read_enter, write_banner
+from demo.management.commands.seed_demo import DEMO_CONVERSATIONS
 
 CALLERS = ["+1 555 0142", "+1 555 0178", "+44 20 7946 0011", "+1 555 0123"]
 STOP_DEADLINE = 10.0  # seconds from the signal until every process of the demo is gone
@@ -41,6 +52,9 @@ RECORDER_DRAIN = 3.0  # seconds the recorder gets to deliver what it heard (--dr
 APPLICATION_CLOSE_TIMEOUT = 2  # seconds daphne gives a consumer whose client went away
 LIVEKIT_STOP_GRACE = 1.0  # seconds LiveKit waits for participants before it is told again
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The seeded in-progress call's room is opened for the demo's life (a call on hold), so
+# the sweep does not end it as room_gone and the banner's token works for it.
+SEEDED_ROOM_SECONDS = 24 * 3600
 
 
 def _port_free(port: int) -> bool:
@@ -66,6 +80,12 @@ class Command(BaseCommand):
         parser.add_argument("--livekit-port", type=int, default=7880)
         parser.add_argument("--lanes", type=int, default=2, help="Calls running at once.")
         parser.add_argument("--call-seconds", type=float, default=75.0)
+        parser.add_argument(
+            "--log-dir",
+            type=Path,
+            default=settings.BASE_DIR / "var" / "demo",
+            help="Where every process's log and the banner go (default: var/demo/).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # A process manager (SIGTERM) or a closed terminal (SIGHUP) stops the demo like
@@ -96,11 +116,13 @@ class Command(BaseCommand):
         }
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         webhook = f"http://127.0.0.1:{port}/livekit/webhook"
-        logs = settings.BASE_DIR / "var" / "demo"
+        logs: Path = options["log_dir"]
         logs.mkdir(parents=True, exist_ok=True)
         stop = threading.Event()
+        console = Console(self._say)
+        watcher = Watcher(console, logs)
         with _children(logs) as spawn:
-            spawn(
+            livekit = spawn(
                 [
                     *manage,
                     "livekit_dev",
@@ -115,8 +137,9 @@ class Command(BaseCommand):
                 env,
                 log="livekit.log",
             )
+            watcher.watch("LiveKit", livekit, "livekit.log")
             _wait_http(f"http://127.0.0.1:{lk_port}/", 30)
-            spawn(
+            daphne = spawn(
                 [
                     sys.executable,
                     "-m",
@@ -131,11 +154,15 @@ class Command(BaseCommand):
                     "config.asgi:application",
                 ],
                 env,
+                log="daphne.log",
             )
+            watcher.watch("daphne", daphne, "daphne.log")
             _wait_http(f"http://127.0.0.1:{port}/accounts/login/", 30)
+            self._open_seeded_room(lk_port)
             # The revocation safety net, as a deployment runs it (README, "Whoever loses
             # the right stops listening"); it also dispatches recorders a call lacks.
-            spawn([*manage, "sweep_listeners", "--every", "30"], env, log="sweep.log")
+            sweep = spawn([*manage, "sweep_listeners", "--every", "30"], env, log="sweep.log")
+            watcher.watch("sweep_listeners", sweep, "sweep.log")
             # One transcript recorder (README, "Recorder"): it stores every call's
             # transcript and runs the alert rules on it. The calls wait for it: a call
             # whose room opens before any recorder is up would wait for the sweep.
@@ -148,23 +175,29 @@ class Command(BaseCommand):
             )
             if not _wait_registered(recorder, recorder_log, start, 60):
                 self.stderr.write(
-                    "The recorder did not start (var/demo/recorder.log); calls run "
+                    f"The recorder did not start ({recorder_log}); calls run "
                     "without a recorded transcript."
                 )
+            else:
+                watcher.watch("run_recorder", recorder, "recorder.log")
+            banner = self._banner(port, seed, logs)
+            console.raw(banner)
+            read_enter(console, banner, stop)
+            watcher.start()
             for lane in range(options["lanes"]):
                 threading.Thread(
                     target=self._call_lane,
-                    args=(lane, manage, env, options["call_seconds"], stop, spawn),
+                    args=(lane, manage, env, options["call_seconds"], stop, spawn, console),
                     daemon=True,
                 ).start()
-            self._banner(port, seed)
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
-                self.stdout.write("\nStopping the demo…")
+                console.raw("\nStopping the demo…")
             finally:
                 stop.set()
+                watcher.stop()  # the stop's own noise (connections refused) is not news
 
     def _call_lane(
         self,
@@ -174,6 +207,7 @@ class Command(BaseCommand):
         seconds: float,
         stop: threading.Event,
         spawn: Any,
+        console: Console,
     ) -> None:
         """Back-to-back calls; lanes start staggered so calls overlap."""
         if stop.wait(lane * seconds / 2):
@@ -201,10 +235,41 @@ class Command(BaseCommand):
                 return
             while proc.poll() is None and not stop.wait(1):
                 pass
+            if proc.returncode and not stop.is_set():
+                console.say(
+                    f"error         a simulated call failed (code {proc.returncode}); "
+                    f"see calls-{lane}.log"
+                )
             if stop.wait(5):
                 return
 
-    def _banner(self, port: int, seed: dict[str, Any]) -> None:
+    def _say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def _open_seeded_room(self, lk_port: int) -> None:
+        """Open the seeded in-progress call's room, empty, for the demo's life."""
+        room = DEMO_CONVERSATIONS["active"]["livekit_room"]
+
+        async def create() -> None:
+            async with livekit_api(url=f"http://127.0.0.1:{lk_port}") as client:
+                await client.room.create_room(
+                    api.CreateRoomRequest(
+                        name=room,
+                        empty_timeout=SEEDED_ROOM_SECONDS,
+                        departure_timeout=SEEDED_ROOM_SECONDS,
+                    )
+                )
+
+        try:
+            with warnings.catch_warnings():
+                # The dev server's short secret: PyJWT warns on every token, on the terminal.
+                warnings.simplefilter("ignore")
+                run_sync(create())
+        except Exception as exc:
+            self.stderr.write(f"Could not open the seeded call's room {room}: {exc}")
+
+    def _banner(self, port: int, seed: dict[str, Any], logs: Path) -> str:
         base = f"http://127.0.0.1:{port}"
         lines = [
             "",
@@ -222,10 +287,21 @@ class Command(BaseCommand):
             "Register calls like a call platform would (README, 'Integrating your call "
             "platform'), with this conversations:manage key:",
             f"  API key manage   {seed['api_keys']['manage']}",
-            "Demo calls start and end by themselves (logs in var/demo/). Ctrl-C stops everything.",
+            f"Demo calls start and end by themselves; below: calls, alerts and errors (every "
+            f"process's log in {_shown(logs)}/).",
+            "Enter or `make demo-banner` prints this again. Ctrl-C stops everything.",
             "",
         ]
-        self.stdout.write("\n".join(lines))
+        text = "\n".join(lines)
+        write_banner(logs, text)
+        return text
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (var/demo)."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
 
 
 def _wait_registered(proc: subprocess.Popen[bytes], log: Path, start: int, timeout: float) -> bool:
@@ -288,6 +364,7 @@ def _children(log_dir: Path) -> Iterator[Any]:
                 args,
                 env=env,
                 start_new_session=True,
+                stdin=subprocess.DEVNULL,  # the terminal's Enter is the demo's
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
             )

@@ -127,17 +127,28 @@ def seed() -> dict[str, Any]:
     now = timezone.now()
     for name, fields in DEMO_CONVERSATIONS.items():
         finished = fields["status"] == ConversationStatus.COMPLETED
-        conversation, _ = Conversation.objects.update_or_create(
-            organization=org,
-            metadata={"seed": name},
-            defaults={
-                **fields,
-                "team": team,
-                "agent_label": "Ava (AI agent)",
-                "started_at": now,
-                "ended_at": now if finished else None,
-            },
+        values = {
+            **fields,
+            "team": team,
+            "agent_label": "Ava (AI agent)",
+            "started_at": now,
+            "ended_at": now if finished else None,
+            # Back to the seed's own: the webhooks and the sweep add keys (the room's sid,
+            # ended_by), and the seeded call may have ended meanwhile.
+            "metadata": {"seed": name},
+            "room_missing_since": None,
+        }
+        conversation = (
+            Conversation.objects.filter(organization=org, metadata__seed=name)
+            .order_by("-created_at")
+            .first()
         )
+        if conversation is None:
+            conversation = Conversation.objects.create(organization=org, **values)
+        else:
+            for field, value in values.items():
+                setattr(conversation, field, value)
+            conversation.save()
         conversations[name] = str(conversation.pk)
 
     # The first simulated caller says it: a newcomer sees a live alert at once.
