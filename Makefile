@@ -29,6 +29,12 @@ system-packages:
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
+	@# Node.js builds the SDK bundles; only when there is none (a Node.js of another origin stays).
+	@if ! command -v npm >/dev/null; then \
+		echo "Installing Debian packages: nodejs npm"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
 
 venv: $(VENV)/.installed
 

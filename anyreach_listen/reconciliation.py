@@ -22,7 +22,8 @@ or come back (a platform registers a call with its room before LiveKit opens it;
 restarted LiveKit re-creates a room its participants reconnect to). Triggered and
 ringing calls never end so: their room may open later, and ``room_started`` moves
 them to in progress when it does. LiveKit unreachable: nothing changes
-(logged); the next sweep asks again.
+(logged); the next sweep asks again. With ``REMOTE_MINT`` the calls mirror a remote
+platform's rooms: nothing is reconciled here.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ async def open_rooms(names: list[str]) -> dict[str, api.Room]:
 def reconcile(*, now: dt.datetime | None = None) -> Reconciled:
     """End the in-progress calls whose LiveKit room has been gone for more than the grace."""
     now = now or timezone.now()
+    if listen_settings.REMOTE_MINT:
+        # The calls here mirror a remote platform's, whose rooms this LiveKit need not hold.
+        return Reconciled(checked=False)
     live = Conversation.objects.active().exclude(livekit_room=None)
     rows = live.values_list("pk", "livekit_room", "organization_id", "status")
     calls = {pk: (room, str(org), status) for pk, room, org, status in rows if room}
@@ -101,11 +105,14 @@ def reconcile(*, now: dt.datetime | None = None) -> Reconciled:
         room_missing_since=now
     )
     cutoff = now - dt.timedelta(seconds=listen_settings.ROOM_GONE_GRACE)
-    closed = sum(_close_if_gone(pk, in_progress[pk], cutoff, now) for pk in missing)
+    due = Conversation.objects.filter(
+        pk__in=missing, room_missing_since__lte=cutoff, updated_at__lte=cutoff
+    ).values_list("pk", flat=True)
+    closed = sum(_close_if_gone(pk, in_progress[pk], cutoff) for pk in due)
     return Reconciled(checked=True, missing=len(missing), closed=closed, lost=len(lost))
 
 
-def _close_if_gone(pk: uuid.UUID, room: str, cutoff: dt.datetime, now: dt.datetime) -> bool:
+def _close_if_gone(pk: uuid.UUID, room: str, cutoff: dt.datetime) -> bool:
     with transaction.atomic():
         # Checked again on the locked row: another door may have ended or changed it.
         row = (
@@ -121,12 +128,13 @@ def _close_if_gone(pk: uuid.UUID, room: str, cutoff: dt.datetime, now: dt.dateti
         )
         if row is None or row.room_missing_since is None:
             return False
-        missing_for = (now - row.room_missing_since).total_seconds()
         logger.warning(
-            "Room %s of conversation %s has been gone from LiveKit for %.0f s: the call "
+            "Room %s of conversation %s has been gone from LiveKit since %s: the call "
             "ends as failed (room_gone)",
             room,
             pk,
-            missing_for,
+            row.room_missing_since.isoformat(),
         )
-        return conversations.finish(row, status=ConversationStatus.FAILED, at=now, by=ROOM_GONE)
+        # It ended when its room was first seen gone, not when the grace ran out.
+        at = row.room_missing_since
+        return conversations.finish(row, status=ConversationStatus.FAILED, at=at, by=ROOM_GONE)

@@ -106,7 +106,8 @@ def test_a_room_missing_on_two_sweeps_a_grace_apart_ends_the_call_as_failed_room
         result = reconciliation.reconcile(now=at)
     assert result == reconciliation.Reconciled(checked=True, missing=1, closed=1)
     row = _row(call)
-    assert (row.status, row.ended_at, row.metadata["ended_by"]) == (S.FAILED, at, "room_gone")
+    # It ended when its room was first seen gone.
+    assert (row.status, row.ended_at, row.metadata["ended_by"]) == (S.FAILED, first, "room_gone")
     assert published == [(str(call.pk), "room_gone")]  # the portal's dashboards follow
     # Its listener is revoked and taken out of the room (LiveKit says "not there").
     assert ListenSession.objects.get(pk=session.pk).revoked_at is not None
@@ -240,3 +241,20 @@ def _sweep() -> str:
     out = io.StringIO()
     call_command("sweep_listeners", stdout=out)
     return out.getvalue()
+
+
+def test_a_portal_minting_remotely_reconciles_nothing(
+    world: World, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its calls mirror a remote platform's rooms, which this LiveKit need not hold.
+    settings.ANYREACH_LISTEN = {
+        **settings.ANYREACH_LISTEN,
+        "REMOTE_MINT": {"URL": "https://platform.example", "API_KEY": "ak_x"},
+    }
+
+    async def no_rooms(names: list[str]) -> dict[str, Any]:
+        raise AssertionError("LiveKit must not be asked")
+
+    monkeypatch.setattr(reconciliation, "open_rooms", no_rooms)
+    assert reconciliation.reconcile() == reconciliation.Reconciled(checked=False)
+    assert Conversation.objects.filter(room_missing_since__isnull=False).count() == 0

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.utils import timezone
 
@@ -43,6 +44,17 @@ def find_team(organization: Organization, value: str) -> Team:
             f"{organization.name} has no team named {value!r} (nor with that id). Its teams: "
             f"{names}."
         )
+    return team
+
+
+def new_team(organization: Organization, name: str) -> Team:
+    """A new team of ``organization`` named ``name``, validated (``CommandError``)."""
+    team = Team(organization=organization, name=name)
+    try:
+        team.full_clean()
+    except ValidationError as exc:
+        raise CommandError(" ".join(exc.messages)) from None
+    team.save()
     return team
 
 

@@ -86,8 +86,10 @@ def test_the_demo_prints_its_banner_then_calls_and_alerts_once_and_logs_the_rest
     assert all(CONSOLE_LINE.match(line) for line in events), events
     assert not [line for line in events if " error " in f" {line[10:]}"], events
     kinds = [line[10:].split("  ")[0].strip() for line in events]
-    assert kinds == ["call started", "alert", "call ended"], events
-    assert "'charged twice'" in events[1], events
+    # One poll may see the alert and the call's end together: order only start and end.
+    assert sorted(kinds) == ["alert", "call ended", "call started"], events
+    assert kinds.index("call started") < kinds.index("call ended"), events
+    assert "'charged twice'" in events[kinds.index("alert")], events
     # Each line once: nothing printed twice, in the banner or after it.
     repeated = [
         line for line, n in collections.Counter(text.splitlines()).items() if n > 1 and line

@@ -30,7 +30,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from anyreach_listen.credentials import issue_api_key
-from anyreach_listen.management.arguments import find_user
+from anyreach_listen.management.arguments import find_user, new_team
 from anyreach_listen.models import ApiKey, Membership, Organization, Team
 from anyreach_listen.roles import Role, Scope
 
@@ -183,13 +183,7 @@ class Command(BaseCommand):
         existing = org.teams.filter(name=name).first()
         if existing is not None:
             return existing, False
-        team = Team(organization=org, name=name)
-        try:
-            team.full_clean()
-        except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from None
-        team.save()
-        return team, True
+        return new_team(org, name), True
 
     def _key(self, org: Organization, name: str, new: bool) -> tuple[ApiKey, str | None]:
         """A live manage key of that name (reused, no secret), or a new one and its secret."""

@@ -1,10 +1,8 @@
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from anyreach_listen.management.arguments import find_organization
-from anyreach_listen.models import Team
+from anyreach_listen.management.arguments import find_organization, new_team
 
 
 class Command(BaseCommand):
@@ -19,10 +17,4 @@ class Command(BaseCommand):
         existing = org.teams.filter(name=name).first()
         if existing is not None:
             raise CommandError(f"{org.name} already has a team named {name!r} (id {existing.pk}).")
-        team = Team(organization=org, name=name)
-        try:
-            team.full_clean()
-        except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from None
-        team.save()
-        self.stdout.write(str(team.pk))
+        self.stdout.write(str(new_team(org, name).pk))

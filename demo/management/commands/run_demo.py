@@ -194,6 +194,7 @@ class Command(BaseCommand):
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
+                watcher.stop()  # first: no event line may follow this one
                 console.raw("\nStopping the demo…")
             finally:
                 stop.set()
