@@ -229,6 +229,7 @@ def test_the_readme_settings_default_to_the_dev_server_and_pass_w002(
     for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
         monkeypatch.delenv(name, raising=False)
     startproject: dict[str, Any] = {
+        "DEBUG": True,
         "BASE_DIR": Path("/site"),
         "INSTALLED_APPS": ["django.contrib.admin"],
         "MIDDLEWARE": [],
