@@ -1,25 +1,9 @@
 """Alert rules and alerts: a phrase said in a call raises an alert, live.
 
-Matching runs on final segments only (interim text still changes), once per
-segment: ``transcripts.record`` calls ``raise_alerts`` with the segments it has
-just made final. A rule matches a segment when:
-
-- the rule is not deleted and belongs to the conversation's organization, with
-  no team or the conversation's team;
-- its role is ``any`` or the segment's speaker;
-- its phrase occurs in the text on word boundaries, ignoring case and
-  punctuation (``normalize``: "Charged twice!" matches "charged twice", "I was
-  charged—twice" too, "overcharged twice" does not).
-
-Each match creates one ``Alert`` (unique per rule and segment, so a retried
-push or a second recorder raises nothing new) and publishes ``alert.raised``
-to the organization's event stream once the transaction commits. The event
-never carries segment text; the consumer shows the phrase only to people who
-may read the transcript (``consumers.py``).
-
-Rules apply from their creation on: segments made final before are not matched
-again. An organization has at most ``MAX_ALERT_RULES`` live rules (``create_rule``):
-matching runs under the conversation's row lock, and the cap keeps it bounded.
+An organization's rules watch what is said, to warn the people who may see the call.
+``transcripts.record`` hands ``raise_alerts`` the segments it has just made final; each
+match is stored once as an ``Alert`` and published as ``alert.raised``. Matching rules
+and limits: README ("Transcripts and alerts") and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

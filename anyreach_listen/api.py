@@ -1,11 +1,8 @@
 """The REST API under ``/core/``: listener tokens (the contract), conversations, their
 transcripts and alerts, and alert rules.
 
-Every endpoint checks, in this order, each with its own status and stable code:
-credential (401) → organization header (400/403) → rate limit (429: minting and
-writes; transcript, alert and rule reads on their own limit) → scope (403) →
-conversation visible (404) → the operation's own rules.
-A scope is checked before any conversation is looked up, so a credential
+Every endpoint runs the same checks in the same order, each with its own status and
+stable code. A scope is checked before any conversation is looked up, so a credential
 without it learns nothing about which conversations exist.
 """
 

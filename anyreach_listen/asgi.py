@@ -1,29 +1,10 @@
 """ASGI middleware for the host project's ``asgi.py``: body limits enforced while the
 body arrives, before Django spools it.
 
-Django's ASGI handler reads the whole request body into a temporary file (memory,
-then disk) before any view runs, whatever its size. ``limit_body_size`` wraps the
-HTTP application and answers 413 as soon as the declared ``Content-Length`` or the
-bytes received pass the path's limit, and stops reading; a body within the limit is
-handed to Django whole:
-
-- a path that resolves to one of the app's JSON endpoints (an ``errors.endpoint``
-  view, which carries its ``max_body``): that limit, answered with the JSON 413
-  ``payload_too_large`` of the API's error contract;
-- every other path (portal pages and forms, the admin, the login, the host's own
-  views, unknown paths): ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB unless set; ``None``
-  turns this default off), answered with a plain-text 413. Those paths are read by
-  browsers and by clients that do not speak the API's JSON errors: a short sentence
-  is what a person shown the answer can read, and claims no API contract.
-
-The default applies to the whole body, as Django's own limit does for every body but
-multipart, whose files Django does not count: a host with file-upload views must
-raise it (or set it to ``None``) for them. This app has none.
-
-What comes before the application is the server's: daphne (Twisted) receives a
-whole body into its own temporary file before it calls the application, so under
-daphne this bounds Django's copy, not daphne's; a reverse proxy's body limit (nginx
-``client_max_body_size``) bounds what reaches daphne at all.
+Django's ASGI handler reads a whole request body into a temporary file before any view
+runs, whatever its size. ``limit_body_size`` refuses an oversized body (413) as it
+arrives instead: a JSON endpoint's body past that endpoint's limit, any other path's
+past ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
 """
 
 from __future__ import annotations

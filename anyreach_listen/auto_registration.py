@@ -1,18 +1,9 @@
-"""Conversations from LiveKit rooms alone: a platform that only points LiveKit's
-webhook at us gets its calls monitored.
+"""Conversations from LiveKit rooms alone, with no integration code on the platform's side.
 
-A room whose metadata is JSON with an ``anyreach`` object is registered when
-its ``room_started`` (or first ``participant_joined``) arrives::
-
-    {"anyreach": {"organization_id": "<uuid>", "team_id": "<uuid, optional>",
-                  "agent_label": "…", "caller_label": "…", "external_id": "…",
-                  "metadata": {…}}}
-
-Rooms without it are registered only when the ``AUTO_REGISTER`` setting maps
-their name prefix to an organization. An unknown organization, a team of
-another organization or malformed metadata is logged at warning level and the
-room is ignored. Duplicated or reordered webhooks never create two
-conversations: the database allows one active conversation per room.
+A platform that only points LiveKit's webhook at us gets its calls monitored: this module
+decides whether a room that has no conversation yet gets one, and for which organization,
+from the room's ``anyreach`` metadata or the ``AUTO_REGISTER`` setting. Its rules:
+docs/internals/calls.md.
 """
 
 from __future__ import annotations

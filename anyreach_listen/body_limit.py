@@ -1,15 +1,10 @@
 """Request bodies are bounded: each JSON endpoint takes a body up to its limit, and
-refuses a larger one (413 ``payload_too_large``, ``errors.endpoint``) with or without a
-``Content-Length`` (a chunked body has none), never reading past limit + 1 bytes of it.
+refuses a larger one (413 ``payload_too_large``), never reading past limit + 1 bytes.
 
-``read_limited`` is what ``errors.endpoint`` calls before every view: the declared
-length first, then at most limit + 1 bytes from the stream, kept as the request's
-body, so ``request.body`` answers them afterwards. Django's own ``request.body``
-would refuse a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB) with
-``RequestDataTooBig``: an exception inside the view, answered as a 500.
-
-Under ASGI, Django spools the whole body before any view runs; ``asgi.py``'s
-``limit_body_size`` refuses it while it arrives instead (see there).
+``read_limited`` does this for ``errors.endpoint`` before every view, because Django's
+own ``request.body`` refuses a body over its limit with an exception inside the view,
+answered as a 500. Under ASGI, ``asgi.py``'s ``limit_body_size`` refuses such a body
+earlier, while it arrives.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """The client's address: one rule for audit rows, rate limits, throttles and log lines.
 
-Without proxies (``TRUSTED_PROXY_COUNT`` 0, the default) the client is the socket's
-peer: ``REMOTE_ADDR`` (an ASGI scope's ``client``); ``X-Forwarded-For`` is ignored,
-since any client can send one. Behind N proxies that each append the address they
-received the request from to ``X-Forwarded-For``, the client is the Nth entry from
-the right, the one the outermost proxy wrote; entries further left are whatever the
-client sent and are never read. A header with fewer than N entries did not come
-through every proxy, so ``REMOTE_ADDR`` is used then.
-
-The answer is always an IP address or ``None``: a port and IPv6 brackets are
-stripped, ``::ffff:a.b.c.d`` is ``a.b.c.d``; a malformed entry falls back to
-``REMOTE_ADDR``, a malformed ``REMOTE_ADDR`` (a unix socket) gives ``None``.
-
-The ASGI server must not rewrite the peer address from the header itself: daphne's
-``--proxy-headers`` takes the *leftmost* entry, which the client writes.
+Without trusted proxies (``TRUSTED_PROXY_COUNT`` 0, the default) the client is the
+socket's peer; behind N proxies that append to ``X-Forwarded-For`` it is the entry the
+outermost proxy wrote. Entries the client writes are never read, so no client chooses
+its own address. The answer is always an IP address or ``None``.
 """
 
 from __future__ import annotations

@@ -1,33 +1,9 @@
 """Websocket consumer: conversation and listener events for the signed-in user.
 
-Joins the channel-layer group of every organization the user belongs to, and
-the user's own group. Each event carries its payload and the conversation's
-organization and team, so the consumer decides in memory whether its user may
-see it (``UserAccess.sees``): one event to many sockets costs no query each.
-When the user or their memberships change, ``access.changed`` on the user's
-group checks the login session again and reloads the policy: a socket closes
-(4401) when its session was signed out, its password changed or the user was
-deactivated, and (4403) when the user lost a membership, so the page reconnects
-with what it may still see. What no signal reports (a session expiring, a bulk
-``.update()`` of users or memberships) is caught by a re-check of the same every
-``recheck_interval`` seconds at most (60; one query while nothing changed). A
-socket whose re-check failed ``MAX_FAILED_RECHECKS`` times in a row (the
-database away) closes with 4403: its access can no longer be vouched for, and
-the page reconnects, which checks it afresh.
-``session.ended`` closes the sockets of one signed-out session. Listener events
-(the audit) reach organization admins only. Alert events reach everyone who
-sees the call; the rule's phrase, the speaker's role and the segment id only
-those who may read its transcript (never viewers), and each carries
-``can_listen``: whether this user may listen to the call (the dashboard's
-notice offers Listen only then). Final transcript lines
-(``transcript.segment``) reach only those who see the call and may read its
-transcript, and each, like an alert with its phrase, is a glance audited before
-it is sent (``transcripts.audit_glances``: a row the first time per hour per
-person and call; a viewer's alert discloses nothing and is not audited). The
-socket remembers the calls it audited, so only a call's first line or alert in
-the hour leaves the event loop (one cache read; an INSERT when no socket of the
-person saw the call within the hour): other events never touch the database or
-the cache.
+It carries the event stream every portal page holds, and decides in memory which
+events its user may see, so one event to many sockets costs no query each. It closes a
+socket whose login session or membership is gone, so an open page stops showing what
+its user may no longer see, and it audits the transcript lines and alerts it sends.
 """
 
 from __future__ import annotations

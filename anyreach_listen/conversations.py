@@ -1,18 +1,9 @@
 """Conversations: the one writer of a conversation's state, whichever door a change uses.
 
-The REST API (``api.py``), LiveKit webhooks (``webhooks.py``), the admin, the
-demo and host projects call these functions. Each change is made under a row
-lock and publishes one channel-layer event after it commits.
-
-    from anyreach_listen import conversations
-
-    call, created = conversations.register(org, room_name="call-42", external_id="42")
-    conversations.update(call, status="in_progress")
-    conversations.finish(call, status="completed")
-
-A room named by a registration is a claim, checked by ``room_ownership``; a
-room the platform assigned through its metadata is not. A conversation whose
-room the platform gives another organization loses it (``lose_room``).
+The REST API (``api.py``), LiveKit webhooks (``webhooks.py``), the admin, the demo and
+host projects call these functions, so the same rules apply at every door. Each change
+is made under a row lock and publishes one channel-layer event after it commits. Room
+claims and lost rooms: docs/internals/calls.md.
 """
 
 from __future__ import annotations

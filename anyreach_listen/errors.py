@@ -1,16 +1,9 @@
 """Errors as data: every error the app answers with, and the one JSON shape they take.
 
-``Errors`` is the registry: each entry has its status, stable code, default
-message and a sentence saying when it happens. Code raises an entry
-(``raise ApiError(Errors.CONVERSATION_NOT_FOUND)``); the OpenAPI document and the
-README's error table are generated from the registry (``python -m
-anyreach_listen.errors`` prints the table), so docs cannot drift from the code.
-
-``endpoint`` wraps every JSON endpoint (the API, the portal's token view, the
-webhook, the recorder intake): it checks the method and the body's size (a body
-over the endpoint's limit is 413 before the view runs, ``body_limit.py``), turns
-``ApiError`` into the JSON shape and any unexpected exception into a 500
-``internal_error`` without a traceback.
+``Errors`` is the registry (status, stable code, message, when it happens): code raises
+its entries through ``ApiError``, and the OpenAPI document and the README's error table
+are generated from it, so docs cannot drift from the code. ``endpoint`` wraps every JSON
+endpoint so that each answers in that shape, an unexpected failure included.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """JSON bodies of the REST API: reading them strictly, and the JSON forms of
 conversations, transcript segments, alert rules and alerts.
 
-Bad input gets a clear error and changes nothing: a body that is not a JSON
-object (or holds ``NaN``/``Infinity``, or nests deeper than Python parses) is
-``invalid_json``, a body not sent as ``application/json`` is ``unsupported_media_type``
-(415), a field the endpoint does not take is ``unknown_field``, a
-field of the wrong type or size is ``invalid_field`` (the message names the
-field), a body over 64 KB is ``payload_too_large`` (``body_limit.py``). Strings must be storable
-by every supported database: no NUL character, no lone surrogate.
+Reading is strict so that bad input gets a clear error and changes nothing, and so
+that every string stored is storable by every supported database.
 """
 
 from __future__ import annotations

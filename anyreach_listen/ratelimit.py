@@ -1,14 +1,9 @@
 """Fixed-window rate limits kept in Django's cache.
 
-Four limits use it: requests per credential (or per signed-in user: minting and
-writes), reads per credential (transcripts, alerts, rules: their own counter), failed
-bearer credentials per client address, which blocks an address that keeps guessing
-before any credential is looked up, and failed signatures of the webhook and the
-recorder intake per client address (a bucket of their own), which only ever turns a
-401 into a 429: a correctly signed delivery is never refused.
-
-With several workers the cache must be shared (Redis or memcached) for the
-limit to hold across them; the local-memory cache limits each process alone.
+One mechanism for four limits: requests per credential (or signed-in user), reads per
+credential, failed bearer credentials per client address, and failed webhook and
+recorder signatures per client address. With several workers the cache must be shared
+for a limit to hold across them.
 """
 
 from __future__ import annotations

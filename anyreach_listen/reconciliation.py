@@ -1,29 +1,10 @@
 """Reconciliation with LiveKit: a live call whose room is gone ends (``room_gone``).
 
 LiveKit tells the app that a room closed with its ``room_finished`` webhook. When it
-cannot (the server restarted or crashed with the room in memory, the webhook was
-lost), the call would stay ``in_progress`` for good. ``reconcile`` (run by
-``manage.py sweep_listeners``) asks LiveKit, in one ``ListRooms`` call naming them
-all, which rooms of the live calls are open:
-
-- an open room whose LiveKit metadata names another organization than its call's
-  is taken from the call (``conversations.lose_room``: the webhook that should have
-  done it was missed), whether recorders run or not;
-- a room open clears the call's ``room_missing_since``;
-- a room missing for the first time sets it (the call goes on);
-- a call whose room was already missing at a sweep at least ``ROOM_GONE_GRACE``
-  seconds ago, is still missing now, and that did not change for as long (no
-  update through any door, which a live call's platform or webhooks would make),
-  ends as ``failed`` with ``ended_by`` ``room_gone``
-  (``conversations.finish``: its listeners are revoked, the change is published).
-
-So a room has the whole grace, counted from the first sweep that missed it, to open
-or come back (a platform registers a call with its room before LiveKit opens it; a
-restarted LiveKit re-creates a room its participants reconnect to). Triggered and
-ringing calls never end so: their room may open later, and ``room_started`` moves
-them to in progress when it does. LiveKit unreachable: nothing changes
-(logged); the next sweep asks again. With ``REMOTE_MINT`` the calls mirror a remote
-platform's rooms: nothing is reconciled here.
+cannot (the server restarted or crashed with the room in memory, the webhook was lost),
+the call would stay ``in_progress`` for good. ``reconcile``, run by ``manage.py
+sweep_listeners``, asks LiveKit which rooms of the live calls are open and ends the calls
+whose room stayed gone. Its rules: docs/internals/calls.md.
 """
 
 from __future__ import annotations

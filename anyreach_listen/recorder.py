@@ -1,43 +1,10 @@
 """The recorder's merge of LiveKit's two transcript paths, pure (no LiveKit import).
 
-A recorder in the room (``recorder_agent.py``) hears every segment twice, as
-legacy transcription segments and as ``lk.transcription`` text streams, and
-turns both into one sequence of whole-text updates per segment, with the
-frame's rules (``js/src/frame/transcripts.ts`` and ``speaker.ts``), so the
-stored transcript is what a listener saw:
-
-- the role comes from who published, as LiveKit reports it: a participant of
-  kind AGENT is ``agent``, anyone else ``user``; never from what a sender says
-  about itself (identity, name, attributes);
-- a text stream naming a track (``lk.transcribed_track_id``) its sender does not
-  own is dropped unless the sender is an agent (LiveKit lets only agents send
-  under another identity); an agent speaks for the owner of the track it names;
-- ``text`` is the segment's whole text so far; an update that repeats it or goes
-  backwards is dropped unless it settles the segment; a final segment is never
-  emitted again; an empty interim of a new segment is not worth emitting;
-  segments are told apart by role and id.
-
-A text stream is bounded by what can be stored, whoever sends it: its interims
-are coalesced, the text joined only for an update, so the work is linear in the
-stream's size however small its chunks, and its text stops growing at
-``MAX_SEGMENT_TEXT`` (the intake's limit) while the rest of the stream is still
-read to its end, so LiveKit is never held up. Exactly: a chunk makes an interim
-only when ``INTERIM_INTERVAL`` has passed since the segment's previous interim
-(the streams of one segment share that clock); the text of chunks held back goes
-out with the stream's next chunk past the interval, or with its last update.
-Each stream's last update (final or not) goes out whatever the interval, so it
-carries its whole text, as far as the limit: a segment sent as N streams at once
-can make N updates within one interval, one per stream, never one per chunk.
-
-A room's segments are bounded too, as the portal bounds a call's: the merger
-tracks at most ``MAX_SEGMENTS_PER_CALL`` of them (segment ids are the sender's to
-choose); updates of new segments past it are dropped, counted and logged once. A
-settled segment is remembered by its key alone (a final is never emitted again,
-whatever its text); only an open segment keeps its text (to drop repeats and
-steps back).
-
-``transcripts.record`` applies the same rules again on the stored segments, so
-two recorders in one room (or a recorder and a push) store each segment once.
+A recorder in the room (``recorder_agent.py``) hears every segment twice, as legacy
+transcription segments and as ``lk.transcription`` text streams. ``Merger`` turns both
+into one sequence of whole-text updates per segment, with the frame's rules
+(``js/src/frame/transcripts.ts`` and ``speaker.ts``), so the stored transcript is what a
+listener saw. Rules and limits: README ("Recorder") and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """The recorder as a LiveKit agent worker (``manage.py run_recorder``).
 
-Needs the optional ``recorder`` extra (``pip install 'anyreach-listen[recorder]'``:
-livekit-agents, which brings the LiveKit client); nothing else in the app
-imports this module, so the app works without it.
-
-The worker registers with LiveKit for explicit dispatch under the
-``RECORDER["AGENT_NAME"]`` and joins a room only when dispatched there
-(``recorder_dispatch.py``). Its participant is hidden (never shown to the agent
-or the caller, not counted), may not publish anything, and subscribes to
-nothing: transcripts arrive as data packets and text streams, which reach every
-participant. Jobs run as threads of the worker process (a recorder's job is
-light and the worker has Django set up once); a worker takes at most one job
-per room, so ``PER_ROOM`` recorders of a room run in different processes.
+The worker registers with LiveKit for explicit dispatch and joins a call's room only when
+dispatched there (``recorder_dispatch.py``), to hear its transcripts. It needs the
+optional ``recorder`` extra (livekit-agents); nothing else in the app imports this
+module, so the app works without it. Details: docs/internals/recorder.md.
 """
 
 from __future__ import annotations

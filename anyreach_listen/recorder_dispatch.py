@@ -1,25 +1,10 @@
 """Sending transcript recorders to live calls' rooms, on LiveKit's agent dispatch.
 
 Every active conversation with an open LiveKit room gets ``RECORDER["PER_ROOM"]``
-recorders (``manage.py run_recorder`` workers; LiveKit picks the workers and
-balances the jobs). Dispatching is asked for, after the change commits and on
-a thread of its own (a LiveKit outage never holds up or fails the request), when:
-
-- a conversation gets a room (registered with one, through the API, in-process
-  or from room metadata, or given one later);
-- LiveKit reports ``room_started`` for an active conversation (a call registered
-  before its room opened);
-- a recorder's participant leaves an active call's room (``participant_left``):
-  its worker stopped or died, and LiveKit's server never re-dispatches a job
-  whose worker went away, so this is what replaces it at once;
-- a recorder worker registers with LiveKit (it tells the portal, which runs
-  ``sweep`` once: calls that opened while no worker was up get theirs now);
-- ``manage.py sweep_listeners`` runs (the safety net for anything missed: a
-  webhook lost, LiveKit down when asked, no worker free at the time).
-
-Each time, ``livekit_service.ensure_agents`` counts the recorders present and
-the dispatches still starting, deletes dispatches whose recorder is gone and
-creates only what is missing, so repeated triggers do not pile up recorders.
+recorders. Dispatching is asked for whenever a room may lack them, after the change
+commits and on a thread of its own, so a LiveKit outage never holds up or fails a
+request; ``livekit_service.ensure_agents`` creates only what is missing. The triggers:
+README ("Recorder", "When it is sent").
 """
 
 from __future__ import annotations

@@ -1,35 +1,10 @@
 """``POST /livekit/recorder``: the transcript recorders deliver their updates here.
 
-The recorder (``manage.py run_recorder``) is a process of its own, often on
-another machine. It does not write into the database: it posts what it heard
-to the portal, the way LiveKit posts webhooks, and the portal records it with
-``transcripts.record``. So the ``transcript.segment`` and ``alert.raised``
-events and the interim text in the cache happen in the portal's process, and
-reach its websockets whatever the channel layer and the cache are (the
-embedded defaults' in-memory layer included); recorders need LiveKit and this
-URL, no database.
-
-A delivery is signed like a LiveKit webhook, with the LiveKit API key and
-secret the app is configured with: ``Authorization: Bearer <JWT>``, HS256,
-issuer the API key, a ``sha256`` claim holding the body's base64 SHA-256, a
-TTL of ``TOKEN_TTL`` seconds. It is told from every other token made with the
-same secret (a listener's, a LiveKit webhook's) by its subject
-``RECORDER_IDENTITY``, its ``kind`` ``agent`` and having no video grant: a
-token minted for anything else is refused. A replayed delivery (within the
-TTL, same body) changes nothing: ``record`` is idempotent by segment.
-
-Body: ``{"room": <LiveKit room name>, "conversation_id": <uuid, optional>,
-"segments": [{"id", "role", "text", "final"}, …]}`` (segments checked as the
-push API checks them); or ``{"registered": <worker id>}`` from a worker that just
-registered with LiveKit: the portal then dispatches recorders to the live calls
-lacking them (202). The conversation is the one named, if its room matches,
-else the room's active one. Answers, JSON always: 200 ``{"recorded",
-"unchanged"}``; 413 ``payload_too_large`` for a body over 64 KB (checked before its
-signature, so an oversized body is never hashed, chunked or not); 429 ``rate_limited``
-before any check of the signature for an address that sent too many bad ones (they
-count with the API's failed credentials, ``ratelimit.py``); 401
-``invalid_signature``; 400 for a malformed body; 404 ``conversation_not_found``; 409
-``transcript_closed``; 500 (the recorder retries).
+The recorder (``manage.py run_recorder``) is a process of its own, often on another
+machine, with no database: it posts what it heard here, signed like a LiveKit webhook,
+and the portal records it with ``transcripts.record``. So the live events and interim
+text happen in the portal's process and reach its websockets whatever the channel layer
+and cache are. Wire format and answers: README ("Recorder"), docs/internals/recorder.md.
 """
 
 from __future__ import annotations

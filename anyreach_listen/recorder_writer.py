@@ -1,40 +1,10 @@
 """The recorder's writer: a room's segment updates delivered to the portal, in order, none lost.
 
-The recorder does not write into the database: it posts its updates to the
-portal's ``POST /livekit/recorder`` (``recorder_intake.py``), signed with the
-LiveKit API secret, and the portal records them. So the portal's process
-publishes the live events and keeps the interim text, whatever its channel
-layer and cache (README, "Recorder").
-
-The room's event handlers only queue updates (they must never wait on the
-network); one task per room delivers them in arrival order, one request at a
-time, batching what piled up while the previous request ran. A connection
-error, a 5xx or a 429 is retried with backoff until it succeeds: a final
-segment is never dropped while the recorder runs, and on shutdown the writer
-keeps trying for ``flush_timeout`` seconds (at most, a request in flight
-included) before it gives up and logs what it could not deliver. Any other 4xx
-(``transcript_closed``: the call ended too long ago; ``conversation_not_found``)
-cannot succeed on a retry: the batch is logged and dropped. Recording is
-idempotent by (role, segment id), so a retried batch, or a second recorder in
-the room, stores nothing twice.
-
-The queue is bounded in interims: with ``MAX_QUEUED`` updates waiting (the
-portal is slow or away), a new update makes room by dropping the oldest waiting
-interim (a later update of its segment, at least its final, carries the whole
-text again); an interim that finds only finals waiting is dropped itself. Finals
-always go in: they are bounded where they are made, one per segment and at most
-``MAX_SEGMENTS_PER_CALL`` segments per room (``recorder.Merger``), each fitted to
-a request (``within_limits``). Drops are logged, at most once per
-``DROP_LOG_EVERY`` seconds.
-
-One bad update must not cost the others theirs: the intake refuses a whole body
-for one segment it cannot take (``payloads.transcript_updates``). So each update
-is fitted to its limits before it is queued (``within_limits``: NUL characters
-and lone surrogates, which no database stores and UTF-8 cannot even encode, are
-removed or replaced; a text is cut to ``MAX_SEGMENT_TEXT`` characters and to
-what fits a request); and a batch of several refused with a 400 (or a 413) is
-sent again one update at a time, so only the update the intake refuses (e.g. an
-empty or over-long segment id) is dropped, with an error naming it.
+The recorder does not write into the database: a ``Writer`` per room posts its updates
+to the portal's ``POST /livekit/recorder`` (``recorder_intake.py``), signed with the
+LiveKit API secret, and the portal records them, so the portal's process publishes the
+live events whatever its channel layer and cache. Delivery, retries and the bounded
+queue: README ("Recorder") and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Minting through a remote Anyreach-compatible API (the contract's "mint from your backend").
 
-Enabled by ``ANYREACH_LISTEN["REMOTE_MINT"] = {"URL": ..., "API_KEY": ...}``. The
-API key stays on this server. Connection errors and 5xx answers are retried
-with exponential backoff; the remote's 404 and 409 become the same errors here.
-A usable answer is still checked by the grant (``minting.py``): its token must be
-for the conversation's room, name a listener never audited here and be a listener's
-token (``listener_grant_problem``: a ``listener-`` identity, subscribe-only and
-hidden, no privileged grant, a listener token's lifetime), or it is refused
-(``refused_answer``: 502 ``remote_mint_invalid``, no audit row, a warning logged).
-The signature is not ours to check (the remote's LiveKit secret signs it), but the
-audit row and the page trust what the claims say, so they must say a listen.
+The HTTP client for ``ANYREACH_LISTEN["REMOTE_MINT"]``; the API key stays on this server.
+A usable answer is still checked by the grant (``minting.py``): the signature is not
+ours to check (the remote's LiveKit secret signs it), but the audit row and the page
+trust what the claims say, so they must say a listen.
 """
 
 from __future__ import annotations

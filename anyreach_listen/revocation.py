@@ -1,22 +1,10 @@
 """Taking listeners out of live calls when their access goes away.
 
-A listener token cannot be recalled, and LiveKit refreshes a connected
-participant's token, so revoking access means removing the participant through
-LiveKit's RoomService. This happens when (receivers in ``signals.py``):
-
-- an API key or PAT is revoked, expires, loses its listen scope or is deleted;
-- a member is demoted, leaves a team, loses the membership, or the user is
-  deactivated or deleted (``revoke_lost_access``, ``revoke_membership``);
-- a call moves to another team;
-- an operator stops one listener (``stop_listener``, the admin action);
-- the periodic sweep (``manage.py sweep_listeners``) finds a session whose right
-  is gone (a change that bypassed the signals) or a revoked listener still in a room.
-
-Each affected session (revocable: not revoked, conversation active, joined or
-not) gets ``revoked_at`` and a ``revoked`` event; the participants are removed
-after the transaction commits, retried with backoff when LiveKit fails ("not
-found" is fine: the listener had not joined yet or already left; the
-``participant_joined`` webhook removes a revoked session that joins later).
+A listener token cannot be recalled, and LiveKit refreshes a connected participant's
+token, so revoking access means removing the participant through LiveKit's RoomService.
+The receivers in ``signals.py``, the admin's stop action and the periodic sweep
+(``manage.py sweep_listeners``) revoke through this module. When and how:
+docs/internals/calls.md.
 """
 
 from __future__ import annotations

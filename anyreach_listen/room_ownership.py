@@ -1,12 +1,9 @@
 """Who owns a LiveKit room: the organization its metadata names, never a tenant's claim.
 
-The platform writes a room's metadata with the LiveKit secret, which tenants
-never hold, so ``{"anyreach": {"organization_id": …}}`` there decides. A
-registration by a tenant (REST, Python, admin) is a claim, checked by
-``check_claim``; the webhooks take a room from a conversation of another
-organization when its metadata says so (``conversations.lose_room``). A
-conversation holds a room while its ``livekit_room`` names it: the mint, the
-webhooks and the recorder intake all resolve rooms by that column alone.
+The platform writes a room's metadata with the LiveKit secret, which tenants never hold,
+so ``{"anyreach": {"organization_id": …}}`` there decides. This module reads that owner
+and checks a tenant's registration of a room against it (``check_claim``). What counts
+as a claim and how a conversation holds a room: docs/internals/calls.md.
 """
 
 from __future__ import annotations

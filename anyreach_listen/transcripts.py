@@ -1,33 +1,10 @@
 """Transcripts: recording a conversation's segments, reading them (audited), and retention.
 
-Whoever records (a platform pushing through the API, or the recorder in the
-room) hands ``record`` whole-text segment updates, the same shape the SDK
-emits: ``id``, ``role``, ``text`` (the whole segment so far) and ``final``.
-The rules are the frame's (``js/src/frame/transcripts.ts``), so the stored
-transcript is what a listener saw:
-
-- segments are told apart by role and id (a caller reusing the agent's id can
-  neither settle nor hide the agent's segment);
-- a final segment is never changed again (a repeat or a late interim is dropped);
-- an interim that repeats the text so far or goes backwards (a prefix of it) is
-  dropped; an empty interim of a segment not seen yet is not worth storing.
-
-A segment is written twice: when first seen (its spoken position and time) and
-when final. Interim text in between lives in the cache, the latest per speaker,
-for live views; ``segments`` lays it over the stored text. Segments made final
-are published once on commit (``transcript.segment``, ``events.py``; interims never
-are) and run the alert rules (``alerts.py``).
-
-Reading is audited: ``read`` writes a ``TranscriptRead`` row before it returns the
-transcript. Live glances (a call's final lines as the event stream pushes them, and
-the dashboard's last line of each row) are audited by ``audit_glances``: at most one
-row, via the portal, per person and call per ``GLANCE_WINDOW``, remembered in the
-cache (so per cache: per process on the embedded defaults, shared with Redis).
-A portal read by a person (the conversation page, a wall tile, the listen dialog)
-starts that window too: the lines that follow it are that read going on. API reads
-(transcript pages, alert lists) follow the same rule per credential, client address
-and call (``audit_api_read``): a client walking the pages or polling writes one row
-an hour, not one per request (reads are rate-limited as well, ``ratelimit.py``).
+``record`` is the one writer of segments, for the push API and the recorder alike; it
+applies the frame's rules (``js/src/frame/transcripts.ts``), so the stored transcript
+is what a listener saw. Reads go through ``read`` and the audit helpers, so reads and
+live glances are on record; ``purge`` deletes transcripts past their retention. Rules:
+README ("Transcripts and alerts") and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,10 @@
 """``POST /livekit/webhook``: LiveKit's room and participant events, verified.
 
-LiveKit signs each delivery: the ``Authorization`` header (no ``Bearer``) holds
-a JWT made with the API secret whose ``sha256`` claim is the body's hash;
-``WebhookReceiver`` checks both. Events move the conversation matched by room
-name and fill the listen audit:
-
-- ``room_started``: in progress, ``started_at`` (if not set yet);
-- ``room_finished``: completed, ``ended_at`` (if still active); open listener
-  sessions get their ``left_at``;
-- ``participant_joined`` / ``participant_left`` of an AGENT: ``agent_joined`` /
-  ``agent_left`` events (the status is kept);
-- of a listener (identity ``listener-…``): ``ListenSession.joined_at`` /
-  ``left_at``. A listener whose session was revoked before it joined is removed;
-- of our transcript recorder (an agent dispatched under ``RECORDER["AGENT_NAME"]``):
-  not the call's agent; one that left a live call is replaced
-  (``recorder_dispatch.py``), as is a call's missing recorder on ``room_started``.
-
-A room without a conversation is registered when its metadata (or the
-``AUTO_REGISTER`` setting) says whose it is (``auto_registration.py``), else
-acknowledged and ignored. A room whose metadata names another organization than
-its conversation's is taken from that conversation (``conversations.lose_room``)
-and registered for its owner. Conversation changes go through ``conversations.py``.
-
-One event is applied in one transaction: a failure on our side (the database
-unavailable for a moment) changes nothing, publishes nothing and is answered
-``internal_error`` (500), so LiveKit delivers it again. Every handler is
-idempotent on its own (state guards under row locks), so the retry, a
-duplicate or a late copy of an event applies it at most once; the event ids
-remembered in the cache only spare the work. A revoked listener that joins is
-removed from its room after the commit, so no row lock waits on LiveKit.
+LiveKit's webhooks tell us when a call's room opens or closes and who joins or leaves it.
+Each delivery's signature is checked (``WebhookReceiver``); its event moves the
+conversation matched by room name (through ``conversations.py``), registers a room's
+conversation when its metadata says whose it is, and fills the listen audit. Events,
+outcomes and retries: docs/internals/calls.md.
 """
 
 from __future__ import annotations

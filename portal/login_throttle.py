@@ -1,17 +1,9 @@
 """Login throttling on top of django-axes: per account and per address, each with its own limit.
 
-axes records every failed sign-in (AccessAttempt rows: username, address) and
-compares one number with ``AXES_FAILURE_LIMIT``. With ``AXES_LOCKOUT_PARAMETERS =
-["username", "ip_address"]`` that number is the larger of the two counts, so
-both would share one limit. An address is often shared (an office behind one
-NAT), so it gets a higher limit than an account: this handler counts each
-parameter against its own entry in ``LOGIN_FAILURE_LIMITS`` and reports the
-lockout to axes when either is reached. The lockout page says which one it was.
-
-The address counted is the app's one client address
-(``anyreach_listen.client_address``, axes' ``AXES_CLIENT_IP_CALLABLE``): behind
-``TRUSTED_PROXY_COUNT`` proxies the entry that many from the right of
-X-Forwarded-For, never one the client wrote.
+axes alone holds both counts to one limit. An address is often shared (an office behind
+one NAT), so it gets a higher limit than an account: this handler counts each against
+its own limit and reports the lockout to axes when either is reached. The address is
+the app's one client address (``anyreach_listen.client_address``).
 """
 
 from __future__ import annotations

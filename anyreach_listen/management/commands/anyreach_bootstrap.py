@@ -1,19 +1,9 @@
-"""``manage.py anyreach_bootstrap --user USERNAME``: what a new site needs to call the API
-and listen, in one idempotent step.
+"""``manage.py anyreach_bootstrap --user USERNAME``: a new site's setup in one idempotent step.
 
-An organization (by slug), a team in it, an admin membership for the user (in that
-team), and a ``conversations:manage`` API key. Run again, it reuses all of them and
-mints no second key unless ``--new-key`` asks (the first key's secret was shown when it
-was made: the database holds only its hash). The user must exist, unless
-``--create-user``, which makes one with a generated password, printed once.
-
-``--json`` prints exactly one JSON object on stdout::
-
-    {"organization_id": "<uuid>", "team_id": "<uuid>", "user": "<username>",
-     "api_key": "ak_…" or null (reused), "api_key_prefix": "ak_<lookup>_…",
-     "password": "…" or null (only for a user made by --create-user),
-     "created": {"organization": bool, "team": bool, "user": bool,
-                 "membership": bool, "api_key": bool}}
+It makes what a new site needs to call the API and listen: an organization, a team in it,
+an admin membership for the user and a ``conversations:manage`` API key. Run again, it
+reuses all of them and mints no second key unless ``--new-key`` asks. Options, reuse rules
+and the ``--json`` output: README.md, "Operator commands".
 """
 
 from __future__ import annotations

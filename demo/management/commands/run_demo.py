@@ -1,22 +1,10 @@
 """``make demo``: the portal with live demo calls, on the embedded defaults.
 
-Migrates and seeds the SQLite database, starts a LiveKit dev server on
-loopback (webhooks pointing at the portal), daphne, the periodic
-``sweep_listeners``, one transcript recorder (``run_recorder``), and two lanes
-of simulated calls that start and end one after the other, so the dashboard
-moves by itself.
-
-It prints its banner (logins, keys; kept in ``var/demo/banner.txt``: ``make
-demo-banner`` or Enter prints it again) and then only what a person should see
-(``demo/console.py``): calls starting and ending, alerts, errors. Every process's
-own output goes to its log in ``var/demo/`` (``--log-dir``).
-
-Ctrl-C (SIGINT), SIGTERM or SIGHUP stops it and every child process within
-``STOP_DEADLINE`` seconds, whatever runs (calls, portal websockets): the children
-get SIGINT at once, their own stops are bounded (the recorder's drain, daphne's
-close timeout), and whichever is still there after ``STOP_GRACE`` seconds gets
-SIGKILL, its whole process group with it. A second signal (make forwards SIGTERM
-to run_demo, which then gets it twice) does not interrupt that.
+It starts the portal and what feeds it (a LiveKit dev server on loopback, daphne, the
+periodic ``sweep_listeners``, a transcript recorder and simulated calls) on a seeded
+SQLite database, so the dashboard moves by itself. It owns those child processes: it
+prints only what a person should see and stops them all together. What runs, what it
+prints and how it stops: docs/internals/calls.md.
 """
 
 from __future__ import annotations
