@@ -15,10 +15,13 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from . import conversations, credentials, revocation, room_ownership
-from .conf import listen_settings
-from .errors import ApiError
-from .models import (
+from anyreach_listen import conversations
+from anyreach_listen.access import credentials
+from anyreach_listen.api.errors import ApiError
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.listening import revocation
+from anyreach_listen.livekit import room_ownership
+from anyreach_listen.models import (
     ACTIVE_STATUSES,
     Alert,
     AlertRule,

@@ -17,10 +17,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .conf import listen_settings
-from .errors import ApiError, Errors
-from .events import publish_alert
-from .models import (
+from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.events import publish_alert
+from anyreach_listen.models import (
     Alert,
     AlertRole,
     AlertRule,

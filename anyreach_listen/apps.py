@@ -8,4 +8,5 @@ class AnyreachListenConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks and the revocation signal receivers.
-        from . import checks, signals  # noqa: F401
+        from anyreach_listen import checks  # noqa: F401
+        from anyreach_listen.listening import signals  # noqa: F401

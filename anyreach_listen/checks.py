@@ -14,8 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import router
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, SETTINGS_NAME, listen_settings
-from .origins import normalize_origin
+from anyreach_listen.access.origins import normalize_origin
+from anyreach_listen.conf import DEFAULTS, SETTINGS_NAME, listen_settings
 
 MIN_SECRET_LENGTH = 32
 DEV_SECRET = "secret"  # noqa: S105 - the public secret of `livekit-server --dev`

@@ -24,10 +24,11 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 from django.db.models import Subquery
 from django.utils import timezone
 
-from . import access, transcripts
-from .client_address import scope_client_address
-from .events import organization_group, session_fingerprint, user_group
-from .roles import LISTEN_ROLES
+from anyreach_listen import transcripts
+from anyreach_listen.access import policy as access
+from anyreach_listen.access.client_address import scope_client_address
+from anyreach_listen.access.roles import LISTEN_ROLES
+from anyreach_listen.events import organization_group, session_fingerprint, user_group
 
 SIGNED_OUT = 4401  # the browser stops reconnecting (events.js)
 ACCESS_LOST = 4403  # the browser reconnects, with what it may still see

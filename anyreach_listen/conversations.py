@@ -15,10 +15,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import recorder_dispatch, room_ownership
-from .errors import ApiError, Errors
-from .events import publish_conversation, publish_listener
-from .models import (
+from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.events import publish_conversation, publish_listener
+from anyreach_listen.listening.revocation import revoke_sessions
+from anyreach_listen.livekit import room_ownership
+from anyreach_listen.models import (
     TERMINAL_STATUSES,
     Conversation,
     ConversationStatus,
@@ -26,7 +27,7 @@ from .models import (
     Organization,
     Team,
 )
-from .revocation import revoke_sessions
+from anyreach_listen.recorder import dispatch as recorder_dispatch
 
 # Fields ``update`` changes directly; status and room have rules of their own.
 PLAIN_FIELDS = ("agent_label", "caller_label", "metadata")

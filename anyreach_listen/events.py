@@ -16,10 +16,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .conf import listen_settings
+from anyreach_listen.conf import listen_settings
 
 if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
-    from .models import Alert, Conversation, ListenSession, TranscriptSegment
+    from anyreach_listen.models import Alert, Conversation, ListenSession, TranscriptSegment
 
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"

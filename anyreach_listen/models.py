@@ -13,9 +13,9 @@ from django.db.models import F, OuterRef, Q, Subquery, Value
 from django.db.models.signals import m2m_changed
 from django.utils import timezone
 
-from .events import publish_conversation
-from .origins import validate_origin_list
-from .roles import ROLE_SCOPES, Role, Scope
+from anyreach_listen.access.origins import validate_origin_list
+from anyreach_listen.access.roles import ROLE_SCOPES, Role, Scope
+from anyreach_listen.events import publish_conversation
 
 
 class Organization(models.Model):

@@ -22,8 +22,8 @@ from django.utils.http import parse_etags
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_safe
 
-from .conf import listen_settings
-from .origins import normalize_origin
+from anyreach_listen.access.origins import normalize_origin
+from anyreach_listen.conf import listen_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "anyreach_listen"
 SDK_FILE = STATIC_DIR / "listen-sdk.js"

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .consumers import ConversationEventsConsumer
+from anyreach_listen.consumers import ConversationEventsConsumer
 
 EVENTS_ROUTE = "listen-events"
 

@@ -24,11 +24,17 @@ from django.db.models import F, Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from . import alerts, events
-from .client_address import client_address
-from .conf import listen_settings
-from .errors import ApiError, Errors
-from .models import Alert, Conversation, TranscriptRead, TranscriptSegment, TranscriptVia
+from anyreach_listen import alerts, events
+from anyreach_listen.access.client_address import client_address
+from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.models import (
+    Alert,
+    Conversation,
+    TranscriptRead,
+    TranscriptSegment,
+    TranscriptVia,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,12 @@
 
 from django.urls import path, re_path
 
-from . import api, errors, openapi, public, recorder_intake, user_tokens, webhooks
+from anyreach_listen import public
+from anyreach_listen.api import errors, openapi
+from anyreach_listen.api import views as api
+from anyreach_listen.listening import user_tokens
+from anyreach_listen.livekit import webhooks
+from anyreach_listen.recorder import intake as recorder_intake
 
 app_name = "anyreach_listen"
 

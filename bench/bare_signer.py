@@ -5,7 +5,7 @@
 Every POST answers what the listener-token endpoint answers (url, token,
 room_name, expires_at), signed with livekit-api's ``AccessToken`` with the
 same identity form, name, TTL, grants and metadata as
-``anyreach_listen.minting.sign_listener_token``; credentials from the same
+``anyreach_listen.listening.minting.sign_listener_token``; credentials from the same
 ``LIVEKIT_*`` environment variables. Nothing else: no credential check, no
 lookup, no audit row.
 """

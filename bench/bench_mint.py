@@ -4,7 +4,7 @@
 
 Prints the time per token of
   1. bare     livekit.api.AccessToken(...).to_jwt() with the listener grants
-  2. mint     anyreach_listen.minting.grant_listen (+ JWT read-back, audit row)
+  2. mint     anyreach_listen.listening.minting.grant_listen (+ JWT read-back, audit row)
   3. view     a bare Django view returning (1) as JSON, through the same middleware
   4. api      the whole POST /core/conversations/{id}/listener-token through Django
               (credential hash check, rate limit, scope, lookup, mint, audit, JSON)
@@ -38,8 +38,8 @@ from django.test import Client  # noqa: E402
 from django.urls import include, path  # noqa: E402
 from livekit.api import AccessToken  # noqa: E402
 
-from anyreach_listen.credentials import issue_api_key  # noqa: E402
-from anyreach_listen.minting import grant_listen, listener_grants  # noqa: E402
+from anyreach_listen.access.credentials import issue_api_key  # noqa: E402
+from anyreach_listen.listening.minting import grant_listen, listener_grants  # noqa: E402
 from anyreach_listen.models import Conversation, Organization  # noqa: E402
 
 

@@ -37,7 +37,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from anyreach_listen.credentials import issue_api_key  # noqa: E402
+from anyreach_listen.access.credentials import issue_api_key  # noqa: E402
+from anyreach_listen.access.roles import Role, Scope  # noqa: E402
 from anyreach_listen.models import (  # noqa: E402
     Conversation,
     ConversationStatus,
@@ -45,7 +46,6 @@ from anyreach_listen.models import (  # noqa: E402
     Organization,
     Team,
 )
-from anyreach_listen.roles import Role, Scope  # noqa: E402
 
 HOST = "127.0.0.1"
 

@@ -35,9 +35,9 @@ import django
 
 django.setup()
 
-from anyreach_listen import recorder_agent  # noqa: E402
-from anyreach_listen.recorder import Speaker  # noqa: E402
-from anyreach_listen.recorder_writer import Writer  # noqa: E402
+from anyreach_listen.recorder import agent as recorder_agent  # noqa: E402
+from anyreach_listen.recorder.merge import Speaker  # noqa: E402
+from anyreach_listen.recorder.writer import Writer  # noqa: E402
 from anyreach_listen.transcripts import SegmentIn  # noqa: E402
 
 

@@ -43,7 +43,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from anyreach_listen.asgi import limit_body_size  # noqa: E402
+from anyreach_listen.api.asgi import limit_body_size  # noqa: E402
 from anyreach_listen.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

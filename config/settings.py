@@ -181,7 +181,7 @@ AXES_LOCKOUT_CALLABLE = "portal.login_throttle.lockout_response"
 # The app's one rule for the client's address (ANYREACH_LISTEN's TRUSTED_PROXY_COUNT):
 # behind proxies the client's own address is counted, not the proxy's (which would
 # pause everyone's sign-in at once), and never one the client wrote.
-AXES_CLIENT_IP_CALLABLE = "anyreach_listen.client_address.client_address"
+AXES_CLIENT_IP_CALLABLE = "anyreach_listen.access.client_address.client_address"
 # A success does not wipe the failures: it would also wipe the address's count,
 # letting someone with one account reset it between guesses at others.
 AXES_RESET_ON_SUCCESS = False

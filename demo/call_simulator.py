@@ -40,7 +40,7 @@ from typing import Literal
 
 from livekit import api, rtc
 
-from anyreach_listen.livekit_service import delete_room, livekit_api
+from anyreach_listen.livekit.service import delete_room, livekit_api
 
 logger = logging.getLogger(__name__)
 

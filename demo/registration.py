@@ -20,7 +20,7 @@ from django.core.management.base import CommandError
 from livekit import api
 
 from anyreach_listen import conversations
-from anyreach_listen.livekit_service import livekit_api, run_sync
+from anyreach_listen.livekit.service import livekit_api, run_sync
 from anyreach_listen.models import Conversation, Organization, Team
 
 POLL_INTERVAL = 0.1

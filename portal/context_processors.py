@@ -2,7 +2,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest
 
-from anyreach_listen import access
+from anyreach_listen.access import policy as access
 
 
 def navigation(request: HttpRequest) -> dict[str, Callable[[], bool]]:

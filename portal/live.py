@@ -41,7 +41,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from anyreach_listen import transcripts
-from anyreach_listen.access import UserAccess
+from anyreach_listen.access.policy import UserAccess
 from anyreach_listen.models import (
     ACTIVE_STATUSES,
     Alert,

@@ -3,7 +3,7 @@
 axes alone holds both counts to one limit. An address is often shared (an office behind
 one NAT), so it gets a higher limit than an account: this handler counts each against
 its own limit and reports the lockout to axes when either is reached. The address is
-the app's one client address (``anyreach_listen.client_address``).
+the app's one client address (``anyreach_listen.access.client_address``).
 """
 
 from __future__ import annotations

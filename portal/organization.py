@@ -15,9 +15,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from anyreach_listen import access, alerts
-from anyreach_listen.credentials import issue_api_key
-from anyreach_listen.errors import ApiError, Errors
+from anyreach_listen import alerts
+from anyreach_listen.access import policy as access
+from anyreach_listen.access.credentials import issue_api_key
+from anyreach_listen.access.roles import Role, Scope
+from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.listening.revocation import revoke_credential
 from anyreach_listen.models import (
     AlertRole,
     AlertRule,
@@ -27,8 +30,6 @@ from anyreach_listen.models import (
     Organization,
     Team,
 )
-from anyreach_listen.revocation import revoke_credential
-from anyreach_listen.roles import Role, Scope
 
 
 class ApiKeyForm(forms.Form):

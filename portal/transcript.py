@@ -30,8 +30,9 @@ from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from anyreach_listen import access, transcripts
-from anyreach_listen.access import UserAccess
+from anyreach_listen import transcripts
+from anyreach_listen.access import policy as access
+from anyreach_listen.access.policy import UserAccess
 from anyreach_listen.models import Alert, Conversation, TranscriptRead, TranscriptVia
 from anyreach_listen.transcripts import SegmentOut
 

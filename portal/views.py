@@ -11,7 +11,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
-from anyreach_listen import access, transcripts
+from anyreach_listen import transcripts
+from anyreach_listen.access import policy as access
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,

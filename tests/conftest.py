@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from anyreach_listen import room_ownership
+from anyreach_listen.livekit import room_ownership
 from tests.support.world import TEST_LISTEN_SETTINGS, World, build_world
 
 
@@ -30,7 +30,7 @@ def _fresh_cache() -> None:
 @pytest.fixture(autouse=True)
 def _no_livekit_owner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     # A registration asks LiveKit whose room it is; outside the e2e layer no LiveKit
-    # runs, so it names no owner (tests/test_room_ownership.py stubs its answers).
+    # runs, so it names no owner (tests/livekit/test_room_ownership.py stubs its answers).
     if request.node.get_closest_marker("e2e") is None:
         monkeypatch.setattr(room_ownership, "livekit_owner", lambda room_name: None)
 

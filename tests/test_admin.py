@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from anyreach_listen.credentials import authenticate
-from anyreach_listen.minting import grant_listen
+from anyreach_listen.access.credentials import authenticate
+from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.models import ApiKey, Conversation, ListenSession, PersonalAccessToken
 from tests.support.world import World
 
@@ -315,7 +315,7 @@ def livekit_asked(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     transaction blocks were open beyond the test's own when LiveKit was asked."""
     from django.db import connection
 
-    from anyreach_listen import room_ownership
+    from anyreach_listen.livekit import room_ownership
 
     state: dict[str, Any] = {"owners": {}, "depths": [], "base": len(connection.atomic_blocks)}
 

@@ -15,8 +15,8 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError
 from django.utils import timezone
 
-from anyreach_listen.credentials import CredentialError, issue_api_key
-from anyreach_listen.credentials import authenticate as authenticate_credential
+from anyreach_listen.access.credentials import CredentialError, issue_api_key
+from anyreach_listen.access.credentials import authenticate as authenticate_credential
 from anyreach_listen.models import ApiKey, Membership, Organization, PersonalAccessToken, Team
 from tests.support.commands import run
 from tests.support.listeners import fake_remove_listeners, mint_session, world_api_key

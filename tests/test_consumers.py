@@ -111,7 +111,7 @@ async def test_admin_gets_every_team_and_no_other_org(world: World) -> None:
 
 async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> None:
     from anyreach_listen.events import publish_conversation, publish_listener
-    from anyreach_listen.minting import grant_listen
+    from anyreach_listen.listening.minting import grant_listen
 
     communicator, _ = await connect(world.users["qa"])
     conversation = world.conversations["in_progress"]
@@ -219,8 +219,8 @@ async def test_a_new_password_or_deactivation_closes_open_sockets(
 
 
 async def test_losing_one_of_two_memberships_closes_the_socket_to_reload(world: World) -> None:
+    from anyreach_listen.access.roles import Role
     from anyreach_listen.models import Membership
-    from anyreach_listen.roles import Role
 
     await Membership.objects.acreate(
         user=world.users["qa"], organization=world.other_org, role=Role.VIEWER
@@ -266,9 +266,9 @@ async def test_the_periodic_probe_is_one_query_and_sees_each_bulk_change(world: 
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
+    from anyreach_listen.access.roles import Role
     from anyreach_listen.consumers import access_fingerprint
     from anyreach_listen.models import Membership
-    from anyreach_listen.roles import Role
 
     client = await _signed_in("qa")
     key = client.cookies["sessionid"].value
@@ -352,8 +352,8 @@ async def test_a_membership_removed_without_a_signal_closes_an_open_socket(
 async def test_a_role_changed_by_a_bulk_update_reloads_the_policy(
     world: World, quick_rechecks: None
 ) -> None:
+    from anyreach_listen.access.roles import Role
     from anyreach_listen.models import Membership
-    from anyreach_listen.roles import Role
     from anyreach_listen.transcripts import SegmentIn, record
 
     communicator, _ = await connect(world.users["viewer"])

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from anyreach_listen import conversations
-from anyreach_listen.errors import ApiError
-from anyreach_listen.minting import grant_listen
+from anyreach_listen.api.errors import ApiError
+from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.models import Conversation, ConversationStatus, ListenVia, Team
 from tests.support.listeners import fake_remove_listeners
 from tests.support.world import World

@@ -39,7 +39,7 @@ import pytest
 import yaml
 from livekit import api, rtc
 
-from anyreach_listen.livekit_service import livekit_api, run_sync
+from anyreach_listen.livekit.service import livekit_api, run_sync
 from demo.devserver import DEV_API_KEY, DEV_API_SECRET, DevServerConfig
 from tests.e2e.listener import Listener
 from tests.support.livekit import LiveKitProcess, free_udp_port
@@ -180,7 +180,7 @@ def test_wheel_contents(wheel: Path) -> None:
         for n in names
         if n.startswith("anyreach_listen/") and n.endswith(".py")
     }
-    agent_module = "anyreach_listen/recorder_agent.py"
+    agent_module = "anyreach_listen/recorder/agent.py"
     assert "from livekit.agents import" in sources[agent_module]
     for forbidden in (
         "livekit.rtc",
@@ -193,12 +193,12 @@ def test_wheel_contents(wheel: Path) -> None:
         assert not [n for n, s in sources.items() if forbidden in s and n != agent_module], (
             forbidden
         )
-    imports = ("import recorder_agent", "from .recorder_agent", "anyreach_listen.recorder_agent")
+    imports = ("import agent as recorder_agent", "from .agent", "anyreach_listen.recorder.agent")
     importers = [n for n, s in sources.items() if any(i in s for i in imports)]
     assert importers == ["anyreach_listen/management/commands/run_recorder.py"], importers
     command = sources[importers[0]]
-    assert "import recorder_agent" in command
-    assert "\nfrom anyreach_listen import recorder_agent" not in command  # not at module top
+    assert "import agent as recorder_agent" in command
+    assert "\nfrom anyreach_listen.recorder import agent" not in command  # not at module top
     metadata = next(
         zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("METADATA")
     )

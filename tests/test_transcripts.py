@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from anyreach_listen import alerts, events, transcripts
-from anyreach_listen.errors import ApiError
+from anyreach_listen.api.errors import ApiError
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,

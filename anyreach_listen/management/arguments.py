@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from anyreach_listen.access.roles import ALL_SCOPES, Role
 from anyreach_listen.models import Organization, Team
-from anyreach_listen.roles import ALL_SCOPES, Role
 
 
 def find_organization(value: str, hint: str = "") -> Organization:

@@ -7,8 +7,8 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+import anyreach_listen.access.origins
 import anyreach_listen.models
-import anyreach_listen.origins
 
 
 class Migration(migrations.Migration):
@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
                         blank=True,
                         default=list,
                         help_text="Origins (scheme://host[:port]) whose pages may embed the listen frame. Empty: any origin.",
-                        validators=[anyreach_listen.origins.validate_origin_list],
+                        validators=[anyreach_listen.access.origins.validate_origin_list],
                     ),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

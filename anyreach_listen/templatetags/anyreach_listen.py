@@ -20,12 +20,12 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .. import access
-from ..models import Conversation
-from ..routing import events_path
+from anyreach_listen.access import policy as access
+from anyreach_listen.models import Conversation
+from anyreach_listen.routing import events_path
 
 if TYPE_CHECKING:
-    from ..transcripts import SegmentOut
+    from anyreach_listen.transcripts import SegmentOut
 
 register = template.Library()
 

@@ -17,7 +17,7 @@ import logging
 logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(levelname)-8s %(message)s")
 import django
 django.setup()
-logging.getLogger("anyreach_listen.webhooks").info("LiveKit webhook room_started")
+logging.getLogger("anyreach_listen.livekit.webhooks").info("LiveKit webhook room_started")
 logging.getLogger("django.request").warning("Not Found: /nope")
 logging.getLogger("some.library").info("a request line nobody needs")
 """
@@ -27,7 +27,7 @@ COMMAND = """
 import django
 django.setup()
 logging = __import__("logging")
-logging.getLogger("anyreach_listen.webhooks").info("LiveKit webhook room_started")
+logging.getLogger("anyreach_listen.livekit.webhooks").info("LiveKit webhook room_started")
 """
 
 
@@ -46,7 +46,7 @@ def test_each_line_is_written_once_with_its_level(script: str) -> None:
     lines = result.stderr.splitlines()
     ours = [line for line in lines if "LiveKit webhook room_started" in line]
     assert len(ours) == 1, result.stderr
-    assert " INFO anyreach_listen.webhooks: LiveKit webhook room_started" in ours[0]
+    assert " INFO anyreach_listen.livekit.webhooks: LiveKit webhook room_started" in ours[0]
     if script is DAPHNE_THEN_DJANGO:
         assert len([line for line in lines if "Not Found: /nope" in line]) == 1, result.stderr
         assert "a request line nobody needs" not in result.stderr

@@ -11,8 +11,8 @@ from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from anyreach_listen.credentials import CredentialError
-from anyreach_listen.credentials import authenticate as authenticate_credential
+from anyreach_listen.access.credentials import CredentialError
+from anyreach_listen.access.credentials import authenticate as authenticate_credential
 from anyreach_listen.models import ApiKey, Conversation, Organization
 from tests.support.commands import run
 

@@ -105,4 +105,6 @@ def test_the_demo_prints_its_banner_then_calls_and_alerts_once_and_logs_the_rest
     # The app's log lines are written once each, with their level and logger.
     webhooks = [line for line in daphne.splitlines() if "LiveKit webhook" in line]
     assert webhooks, daphne[-3000:]
-    assert all(" INFO anyreach_listen.webhooks: LiveKit webhook" in w for w in webhooks), webhooks
+    assert all(" INFO anyreach_listen.livekit.webhooks: LiveKit webhook" in w for w in webhooks), (
+        webhooks
+    )

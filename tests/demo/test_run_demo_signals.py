@@ -35,7 +35,7 @@ import httpx
 import pytest
 from livekit import api
 
-from anyreach_listen.livekit_service import run_sync
+from anyreach_listen.livekit.service import run_sync
 from demo.devserver import DEV_API_KEY, DEV_API_SECRET
 from demo.management.commands import run_demo
 from demo.management.commands.run_demo import STOP_DEADLINE, STOP_SIGNALS

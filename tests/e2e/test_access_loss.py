@@ -21,8 +21,8 @@ import httpx
 import jwt
 import pytest
 
-from anyreach_listen.access import ORG_HEADER
-from anyreach_listen.livekit_service import run_sync
+from anyreach_listen.access.policy import ORG_HEADER
+from anyreach_listen.livekit.service import run_sync
 from tests.e2e.listener import Listener
 from tests.support.processes import wait_until
 from tests.support.stack import Call, Stack, simulated_call

@@ -21,9 +21,10 @@ import jwt
 import pytest
 from livekit import api, rtc
 
+from anyreach_listen.listening.minting import listener_grants
+
 # run_sync, not asyncio.run: Playwright's sync API may keep a loop running in this thread.
-from anyreach_listen.livekit_service import livekit_api, run_sync
-from anyreach_listen.minting import listener_grants
+from anyreach_listen.livekit.service import livekit_api, run_sync
 from tests.e2e.listener import Heard, Listener
 from tests.support.processes import wait_until
 from tests.support.stack import Call, Stack, simulated_call
@@ -205,7 +206,7 @@ def test_revoking_the_api_key_removes_the_listener(stack: Stack) -> None:
         revoke = (
             "import json, time\n"
             "from anyreach_listen.models import ApiKey\n"
-            "from anyreach_listen.revocation import revoke_credential\n"
+            "from anyreach_listen.listening.revocation import revoke_credential\n"
             f"key = ApiKey.objects.get(name={name!r})\n"
             "start = time.time()\n"
             "sessions = revoke_credential(key)\n"

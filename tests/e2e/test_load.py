@@ -30,7 +30,7 @@ import pytest
 from livekit import api, rtc
 
 # run_sync, not asyncio.run: Playwright's sync API may keep a loop running in this thread.
-from anyreach_listen.livekit_service import livekit_api, run_sync
+from anyreach_listen.livekit.service import livekit_api, run_sync
 from tests.e2e.listener import Listener
 from tests.support.livekit import sign_webhook, webhook_event
 from tests.support.load import seeded_world

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from livekit import api
 
-from anyreach_listen.livekit_service import livekit_api, run_sync
+from anyreach_listen.livekit.service import livekit_api, run_sync
 from tests.e2e.listener import Listener
 from tests.e2e.rogue import RogueCaller
 from tests.support.processes import wait_until

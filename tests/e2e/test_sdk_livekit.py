@@ -28,7 +28,7 @@ import pytest
 from livekit import api
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from anyreach_listen.minting import listener_grants
+from anyreach_listen.listening.minting import listener_grants
 from demo.call_simulator import DEFAULT_SCRIPT
 from tests.browser.pages import EmbeddingSite
 from tests.e2e.sdk_pages import (
@@ -367,7 +367,7 @@ def test_revoking_the_api_key_removes_the_sdk_listener(
         revoke = (
             "import json, time\n"
             "from anyreach_listen.models import ApiKey\n"
-            "from anyreach_listen.revocation import revoke_credential\n"
+            "from anyreach_listen.listening.revocation import revoke_credential\n"
             f"sessions = revoke_credential(ApiKey.objects.get(name={name!r}))\n"
             "print(json.dumps({'end': time.time(), 'revoked': len(sessions)}))\n"
         )

@@ -13,13 +13,13 @@ from django.db.models import QuerySet
 from django.test import Client
 
 from anyreach_listen import alerts, transcripts
+from anyreach_listen.access.roles import Role
 from anyreach_listen.models import (
     Conversation,
     Membership,
     Team,
     TranscriptRead,
 )
-from anyreach_listen.roles import Role
 from anyreach_listen.transcripts import SegmentIn, record
 from portal.views import WALL_LIMIT
 from tests.support.floor import TalkingFloor, queries, same_count

@@ -6,7 +6,7 @@ import re
 
 from django.test import Client
 
-from anyreach_listen.credentials import authenticate
+from anyreach_listen.access.credentials import authenticate
 from anyreach_listen.models import ApiKey, Membership
 from tests.support.world import World, login
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.test import Client
 
-from anyreach_listen.access import ORG_HEADER
+from anyreach_listen.access.policy import ORG_HEADER
 
 
 def call(

@@ -144,7 +144,7 @@ ENDPOINTS = (
 def endpoint(world: Any, name: str) -> Endpoint:
     """One of ``ENDPOINTS``, with what gets a request past everything but its body's size
     (a valid API key, a CSRF cookie and header): refusing it is the limit's doing."""
-    from anyreach_listen.body_limit import MAX_BODY, WEBHOOK_MAX_BODY
+    from anyreach_listen.api.body_limit import MAX_BODY, WEBHOOK_MAX_BODY
 
     call = world.conversations["in_progress"]
     json_type = ("content-type", "application/json")
@@ -187,7 +187,7 @@ def json_body(size: int) -> bytes:
 def assert_too_large(status: int, headers: Mapping[str, str], body: bytes, limit: int) -> None:
     """A JSON 413 ``payload_too_large`` naming ``limit`` (``headers``: lower-case names, or
     a Django response's case-insensitive ones)."""
-    from anyreach_listen.body_limit import describe
+    from anyreach_listen.api.body_limit import describe
 
     assert status == 413, body[:300]
     assert headers["content-type"] == "application/json"

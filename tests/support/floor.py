@@ -9,6 +9,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from anyreach_listen import alerts
+from anyreach_listen.access.roles import Role
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,
@@ -16,7 +17,6 @@ from anyreach_listen.models import (
     Organization,
     Team,
 )
-from anyreach_listen.roles import Role
 from anyreach_listen.transcripts import SegmentIn, record
 from tests.support.world import make_conversation
 

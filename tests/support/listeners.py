@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from anyreach_listen import revocation
-from anyreach_listen.minting import grant_listen
+from anyreach_listen.listening import revocation
+from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.models import (
     ApiKey,
     Conversation,

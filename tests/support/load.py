@@ -18,7 +18,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from anyreach_listen.credentials import issue_api_key
+from anyreach_listen.access.credentials import issue_api_key
+from anyreach_listen.access.roles import Role, Scope
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,
@@ -26,7 +27,6 @@ from anyreach_listen.models import (
     Organization,
     Team,
 )
-from anyreach_listen.roles import Role, Scope
 from tests.support.processes import run_manage
 
 HOST = "127.0.0.1"

@@ -21,12 +21,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from anyreach_listen.credentials import issue_api_key
-from anyreach_listen.errors import ApiError
-from anyreach_listen.minting import grant_listen
+from anyreach_listen.access.credentials import issue_api_key
+from anyreach_listen.access.roles import Scope
+from anyreach_listen.api.errors import ApiError
+from anyreach_listen.listening.minting import grant_listen
+from anyreach_listen.listening.revocation import revoke_sessions
 from anyreach_listen.models import ApiKey, Conversation, ConversationStatus, Organization
-from anyreach_listen.revocation import revoke_sessions
-from anyreach_listen.roles import Scope
 
 WAIT = 15.0  # seconds: deadline for each side to reach its step
 

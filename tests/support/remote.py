@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.test import Client
 
+from anyreach_listen.access.roles import Role
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,
@@ -20,7 +21,6 @@ from anyreach_listen.models import (
     Organization,
     Team,
 )
-from anyreach_listen.roles import Role
 from tests.support.world import TEST_LISTEN_SETTINGS
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import User
 from django.test import Client
 
-from anyreach_listen.credentials import issue_api_key, issue_pat
+from anyreach_listen.access.credentials import issue_api_key, issue_pat
+from anyreach_listen.access.roles import Role, Scope
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,
@@ -19,7 +20,6 @@ from anyreach_listen.models import (
     Organization,
     Team,
 )
-from anyreach_listen.roles import Role, Scope
 
 TEST_LISTEN_SETTINGS = {
     "LIVEKIT_URL": "ws://127.0.0.1:7880",

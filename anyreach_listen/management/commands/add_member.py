@@ -10,9 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from anyreach_listen.access.roles import Role
 from anyreach_listen.management.arguments import find_organization, find_team, find_user, parse_role
 from anyreach_listen.models import Membership
-from anyreach_listen.roles import Role
 
 
 class Command(BaseCommand):

@@ -19,10 +19,10 @@ from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils.text import slugify
 
-from anyreach_listen.credentials import issue_api_key
+from anyreach_listen.access.credentials import issue_api_key
+from anyreach_listen.access.roles import Role, Scope
 from anyreach_listen.management.arguments import find_user, new_team
 from anyreach_listen.models import ApiKey, Membership, Organization, Team
-from anyreach_listen.roles import Role, Scope
 
 DEFAULT_ORGANIZATION = "Default"
 DEFAULT_TEAM = "Default"

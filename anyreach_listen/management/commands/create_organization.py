@@ -3,8 +3,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.text import slugify
 
+from anyreach_listen.access.origins import normalize_origin
 from anyreach_listen.models import Organization
-from anyreach_listen.origins import normalize_origin
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from anyreach_listen.credentials import issue_pat
+from anyreach_listen.access.credentials import issue_pat
 from anyreach_listen.management.arguments import expiry, find_user, parse_scopes
 
 

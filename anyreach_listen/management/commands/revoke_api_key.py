@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from anyreach_listen.listening.revocation import revoke_credential
 from anyreach_listen.management.arguments import find_organization
 from anyreach_listen.models import ApiKey
-from anyreach_listen.revocation import revoke_credential
 
 # ak_<lookup>_… as the admin and the commands show a key, the whole secret, or the lookup id.
 _LOOKUP = re.compile(r"^(?:ak_)?([0-9a-f]{12})(?:_.*)?$", re.S)

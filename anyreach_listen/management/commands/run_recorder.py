@@ -79,7 +79,7 @@ class Command(BaseCommand):
         try:
             # The optional extra, imported late: the app works without it. The import
             # takes seconds (livekit-agents pulls in openai, opentelemetry, av, ...).
-            from anyreach_listen import recorder_agent
+            from anyreach_listen.recorder import agent as recorder_agent
         except ImportError as exc:
             raise CommandError(
                 f"The recorder needs livekit-agents: pip install 'anyreach-listen[recorder]' "

@@ -9,8 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from anyreach_listen import reconciliation, recorder_dispatch
-from anyreach_listen.revocation import sweep
+from anyreach_listen.listening.revocation import sweep
+from anyreach_listen.livekit import reconciliation
+from anyreach_listen.recorder import dispatch as recorder_dispatch
 
 
 class Command(BaseCommand):

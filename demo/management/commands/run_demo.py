@@ -29,7 +29,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from livekit import api
 
-from anyreach_listen.livekit_service import livekit_api, run_sync
+from anyreach_listen.livekit.service import livekit_api, run_sync
 from demo.console import Console, Watcher, read_enter, write_banner
 from demo.management.commands.seed_demo import DEMO_CONVERSATIONS
 

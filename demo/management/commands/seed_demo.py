@@ -10,7 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from anyreach_listen import alerts
-from anyreach_listen.credentials import issue_api_key, issue_pat, rotate
+from anyreach_listen.access.credentials import issue_api_key, issue_pat, rotate
+from anyreach_listen.access.roles import Role, Scope
 from anyreach_listen.models import (
     AlertRule,
     AlertSeverity,
@@ -22,7 +23,6 @@ from anyreach_listen.models import (
     PersonalAccessToken,
     Team,
 )
-from anyreach_listen.roles import Role, Scope
 
 DEMO_SLUG = "demo"
 DEMO_TEAM = "Support"

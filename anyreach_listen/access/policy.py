@@ -1,0 +1,303 @@
+"""Who may see, listen to and manage what: one policy object per person or API caller.
+
+Every view, the token views, the websocket consumer, the admin's listen page and
+the API ask a policy object here; the visibility rule itself is one SQL
+expression, ``ConversationQuerySet.visible_to``.
+
+- ``for_request(request)`` / ``for_user(user)``: a signed-in person. Admins see
+  their whole organization; supervisors, QA analysts and viewers see their teams'
+  conversations. Listening needs a role whose scopes include a listen scope
+  (``roles.py``).
+- ``for_api_request(request)``: an API caller, built from its credential (after
+  the per-address limit on failed credentials, ``ratelimit.py``). An API
+  key acts in its own organization with its own scopes; a PAT acts in the
+  organization named by ``X-Anyreach-Org`` with its scopes intersected with its
+  owner's role there, and sees only what its owner sees.
+
+Like django-htmx's ``HtmxDetails``, a policy is built once and caches what it
+reads, so a page that renders many panels asks the database once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import cached_property
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpRequest
+
+from anyreach_listen.access import credentials, ratelimit
+from anyreach_listen.access.roles import (
+    ALL_SCOPES,
+    LISTEN_ROLES,
+    ROLE_SCOPES,
+    Role,
+    Scope,
+    can_listen,
+)
+from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.models import (
+    ApiKey,
+    Conversation,
+    ConversationQuerySet,
+    Membership,
+    Organization,
+    PersonalAccessToken,
+    Team,
+)
+
+UserLike = AbstractBaseUser | AnonymousUser
+
+ORG_HEADER = "X-Anyreach-Org"
+# Transcripts (and what alerts reveal of them) need one of these; viewers hold neither.
+TRANSCRIPT_SCOPES: frozenset[str] = frozenset({Scope.READ_SENSITIVE, Scope.MANAGE})
+_REQUEST_ATTRIBUTE = "_anyreach_listen_access"
+
+
+def parse_uuid(value: object) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+class UserAccess:
+    """What one signed-in person may do; cheap to ask repeatedly."""
+
+    def __init__(self, user: UserLike) -> None:
+        self.user = user
+
+    @cached_property
+    def memberships(self) -> dict[uuid.UUID, Membership]:
+        """The person's memberships by organization id (one query, organizations joined)."""
+        if not self.user.is_authenticated:
+            return {}
+        rows = Membership.objects.filter(user_id=self.user.pk).select_related("organization")
+        return {m.organization_id: m for m in rows}
+
+    @cached_property
+    def admin_organization_ids(self) -> frozenset[uuid.UUID]:
+        return frozenset(o for o, m in self.memberships.items() if m.role == Role.ADMIN)
+
+    @cached_property
+    def teams(self) -> frozenset[tuple[uuid.UUID, uuid.UUID]]:
+        """The person's teams as (organization id, team id), each inside its own
+        organization (one query)."""
+        if not self.user.is_authenticated:
+            return frozenset()
+        mine = Membership.objects.filter(user_id=self.user.pk)
+        rows = Team.objects.of_memberships(mine).values_list("organization_id", "pk")
+        return frozenset(rows)
+
+    def sees(self, organization_id: uuid.UUID, team_id: uuid.UUID | None) -> bool:
+        """``visible_to`` for one conversation known by its organization and team,
+        without a query: events reach many sockets at once."""
+        return (
+            organization_id in self.admin_organization_ids
+            or (organization_id, team_id) in self.teams
+        )
+
+    def conversations(self) -> ConversationQuerySet:
+        """Every conversation this person may see."""
+        if not self.user.is_authenticated:
+            return Conversation.objects.none()
+        return Conversation.objects.visible_to(self.user.pk).select_related("organization", "team")
+
+    def listenable(self) -> ConversationQuerySet:
+        """Every conversation this person may see and listen to."""
+        # viewer_role is visible_to's annotation, unknown to the type checker.
+        return self.conversations().filter(viewer_role__in=LISTEN_ROLES)  # type: ignore[misc]
+
+    def find(self, conversation_id: object) -> Conversation | None:
+        """A visible conversation by id; None for unknown, invisible or not-a-UUID ids."""
+        parsed = parse_uuid(conversation_id)
+        return self.conversations().filter(pk=parsed).first() if parsed else None
+
+    def _role_for(self, conversation: Conversation) -> str | None:
+        """The person's role where ``conversation`` is visible to them, else None."""
+        if getattr(conversation, "viewer_id", None) == self.user.pk:
+            return conversation.viewer_role  # type: ignore[attr-defined]
+        visible = self.find(conversation.pk)
+        return visible.viewer_role if visible else None  # type: ignore[attr-defined]
+
+    def listen_refusal(self, conversation: Conversation) -> str | None:
+        """Why this person may not listen to ``conversation``, or None when they may."""
+        if conversation.organization_id not in self.memberships:
+            return (
+                "Listening needs a membership of this organization (a role and a team). "
+                "Ask an administrator to add you."
+            )
+        role = self._role_for(conversation)
+        if role is None:
+            return "This call belongs to a team you are not part of."
+        if role not in LISTEN_ROLES:
+            return "Your role can see this call but not listen to it."
+        return None
+
+    def can_listen(self, conversation: Conversation) -> bool:
+        return self.listen_refusal(conversation) is None
+
+    def reads_transcripts_in(self, organization_id: uuid.UUID) -> bool:
+        """Whether the person's role in the organization may read transcripts (no query
+        once ``memberships`` is loaded: events ask this per socket)."""
+        membership = self.memberships.get(organization_id)
+        return membership is not None and reads_transcripts(membership.scopes)
+
+    def transcript_refusal(self, conversation: Conversation) -> str | None:
+        """Why this person may not read ``conversation``'s transcript (or its alerts'
+        phrases), or None when they may: they see the call and their role there has
+        ``conversations:read_sensitive`` (viewers never do)."""
+        if conversation.organization_id not in self.memberships:
+            return "Reading transcripts needs a membership of this organization."
+        role = self._role_for(conversation)
+        if role is None:
+            return "This call belongs to a team you are not part of."
+        if not reads_transcripts(ROLE_SCOPES.get(role, frozenset())):
+            return "Your role can see this call but not read its transcript."
+        return None
+
+    def can_read_transcript(self, conversation: Conversation) -> bool:
+        return self.transcript_refusal(conversation) is None
+
+    def can_manage(self, organization_id: uuid.UUID) -> bool:
+        """Org admins manage members and keys and read the organization's audit."""
+        return organization_id in self.admin_organization_ids
+
+    @property
+    def audit_fields(self) -> dict[str, Any]:
+        """Who a listen session of this person is recorded under."""
+        return {"user": self.user if self.user.is_authenticated else None}
+
+
+def reads_transcripts(scopes: frozenset[str] | set[str]) -> bool:
+    """The transcript rule: ``conversations:read_sensitive`` or ``conversations:manage``."""
+    return bool(TRANSCRIPT_SCOPES & set(scopes))
+
+
+def for_user(user: UserLike) -> UserAccess:
+    return UserAccess(user)
+
+
+def for_request(request: HttpRequest) -> UserAccess:
+    """The policy of the request's user, built once per request."""
+    policy = getattr(request, _REQUEST_ATTRIBUTE, None)
+    if policy is None or policy.user is not request.user:
+        policy = UserAccess(request.user)
+        setattr(request, _REQUEST_ATTRIBUTE, policy)
+    return policy
+
+
+class CredentialAccess:
+    """What an API caller may do: its credential, organization and effective scopes."""
+
+    def __init__(
+        self,
+        credential: ApiKey | PersonalAccessToken,
+        organization: Organization,
+        scopes: frozenset[str],
+    ) -> None:
+        self.credential = credential
+        self.organization = organization
+        self.scopes = scopes
+
+    @property
+    def rate_limit_bucket(self) -> str:
+        return f"{self.credential.PREFIX}:{self.credential.pk}"
+
+    def conversations(self) -> ConversationQuerySet:
+        if isinstance(self.credential, PersonalAccessToken):
+            # A PAT sees what its owner sees in the organization it names.
+            return Conversation.objects.visible_to(self.credential.user_id, self.organization.pk)
+        return Conversation.objects.filter(organization=self.organization)
+
+    def find(self, conversation_id: object) -> Conversation | None:
+        parsed = parse_uuid(conversation_id)
+        if parsed is None:
+            return None
+        # The hot path: no join, no ORDER BY; the caller's organization is the row's.
+        conversation = next(iter(self.conversations().filter(pk=parsed).order_by()), None)
+        if conversation is not None:
+            conversation.organization = self.organization
+        return conversation
+
+    @property
+    def can_read(self) -> bool:
+        """Any conversation scope reads conversations (not transcripts)."""
+        return bool(self.scopes & ALL_SCOPES)
+
+    @property
+    def can_listen(self) -> bool:
+        return can_listen(self.scopes)
+
+    @property
+    def can_manage(self) -> bool:
+        return Scope.MANAGE in self.scopes
+
+    @property
+    def can_read_transcripts(self) -> bool:
+        return reads_transcripts(self.scopes)
+
+    @property
+    def audit_fields(self) -> dict[str, Any]:
+        if isinstance(self.credential, PersonalAccessToken):
+            return {"user": self.credential.user, "personal_access_token": self.credential}
+        return {"api_key": self.credential}
+
+
+def _bearer_token(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise ApiError(Errors.MISSING_CREDENTIALS)
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiError(
+            Errors.INVALID_CREDENTIALS, "The Authorization header must be 'Bearer <token>'."
+        )
+    return value.strip()
+
+
+def _authenticate(request: HttpRequest) -> ApiKey | PersonalAccessToken:
+    """The request's credential. A client address that sent too many bad ones is
+    refused (429) before any lookup; each bad one counts, good ones never do."""
+    ratelimit.refuse_blocked_client(request)
+    try:
+        return credentials.authenticate(_bearer_token(request))
+    except ApiError as exc:
+        # No Authorization header at all guesses nothing; a malformed one does.
+        if exc.kind is not Errors.MISSING_CREDENTIALS:
+            ratelimit.count_failed_credential(request)
+        raise
+    except credentials.CredentialError as exc:
+        ratelimit.count_failed_credential(request)
+        raise ApiError(exc.error, exc.message) from None
+
+
+def for_api_request(request: HttpRequest) -> CredentialAccess:
+    """The caller of an API request; ``ApiError`` (429, 401, 400, 403) when it is refused."""
+    credential = _authenticate(request)
+
+    org_header = request.headers.get(ORG_HEADER)
+    org_id = parse_uuid(org_header) if org_header else None
+    if org_header and org_id is None:
+        raise ApiError(Errors.INVALID_ORGANIZATION)
+
+    if isinstance(credential, ApiKey):
+        if org_id is not None and org_id != credential.organization_id:
+            raise ApiError(Errors.ORGANIZATION_MISMATCH)
+        return CredentialAccess(credential, credential.organization, frozenset(credential.scopes))
+
+    if org_id is None:
+        raise ApiError(Errors.MISSING_ORGANIZATION)
+    membership = (
+        Membership.objects.select_related("organization")
+        .filter(user_id=credential.user_id, organization_id=org_id)
+        .first()
+    )
+    if membership is None:
+        raise ApiError(Errors.NOT_A_MEMBER)
+    # A PAT never grants more than its owner's role does in that organization.
+    scopes = frozenset(credential.scopes) & membership.scopes
+    return CredentialAccess(credential, membership.organization, scopes)

@@ -1,0 +1,624 @@
+"""The OpenAPI 3.1 document of the API, served at ``/core/openapi.json``.
+
+Each operation names its errors from the registry (``errors.Errors``); their
+descriptions, codes and headers come from there, and each error response's
+schema lists exactly the codes that operation answers with that status (a
+client can switch on them; ``tests/test_openapi_fuzz.py`` holds the API to
+it). Every operation may also answer ``internal_error`` (500), and unknown
+paths ``not_found``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+
+from anyreach_listen.access.policy import ORG_HEADER
+from anyreach_listen.api.errors import API, ErrorKind, Errors, endpoint
+from anyreach_listen.api.payloads import MAX_LABEL, MAX_SEGMENT_TEXT, MAX_SEGMENTS, SPEAKER_ROLES
+from anyreach_listen.api.views import MAX_READ_PAGE_SIZE, READ_PAGE_SIZE
+from anyreach_listen.models import ACTIVE_STATUSES, AlertRole, AlertSeverity, ConversationStatus
+
+E = Errors
+# Every operation authenticates the same way (after the per-address limit on
+# failed credentials, hence 429 everywhere).
+_AUTH = [
+    E.RATE_LIMITED,
+    E.MISSING_CREDENTIALS,
+    E.INVALID_CREDENTIALS,
+    E.CREDENTIALS_REVOKED,
+    E.CREDENTIALS_EXPIRED,
+    E.MISSING_ORGANIZATION,
+    E.INVALID_ORGANIZATION,
+    E.ORGANIZATION_MISMATCH,
+    E.NOT_A_MEMBER,
+]
+_BODY = [
+    E.UNSUPPORTED_MEDIA_TYPE,
+    E.INVALID_JSON,
+    E.UNKNOWN_FIELD,
+    E.INVALID_FIELD,
+    E.PAYLOAD_TOO_LARGE,
+]
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},
+    405: {"Allow": {"schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds until the limit resets.",
+        }
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error_responses(errors: list[ErrorKind]) -> dict[str, Any]:
+    by_status: dict[int, list[ErrorKind]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    responses: dict[str, Any] = {}
+    for status, kinds in sorted(by_status.items()):
+        response: dict[str, Any] = {
+            "description": "; ".join(f"`{e.code}`: {e.when}" for e in kinds) + ".",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "allOf": [_ref("Error")],
+                        "properties": {
+                            "error": {
+                                "properties": {"code": {"enum": [e.code for e in kinds]}},
+                            }
+                        },
+                    },
+                    "example": {"error": {"code": kinds[0].code, "message": kinds[0].message}},
+                }
+            },
+        }
+        if status in _HEADERS:
+            response["headers"] = _HEADERS[status]
+        responses[str(status)] = response
+    return responses
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    description: str,
+    ok: dict[str, Any],
+    errors: list[ErrorKind],
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "security": [{"apiKey": []}, {"personalAccessToken": []}],
+        "parameters": [*(parameters or []), _ORG_PARAMETER],
+        "responses": {
+            **ok,
+            **_error_responses([*errors, E.METHOD_NOT_ALLOWED, E.INTERNAL_ERROR]),
+        },
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return operation
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Cache-Control": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": _ref(schema)}},
+    }
+
+
+_ORG_PARAMETER = {
+    "name": ORG_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Organization id. Required with a `pat_` token; with an `ak_` key it must "
+    "name the key's organization. An empty value counts as absent.",
+    "schema": {"anyOf": [{"type": "string", "format": "uuid"}, {"type": "string", "maxLength": 0}]},
+}
+_ID_PARAMETER = {
+    "name": "conversation_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_READ = "Needs any conversation scope (`conversations:read`, `conversations:read_sensitive` or "
+_READ += "`conversations:manage`); a PAT sees what its owner's teams see."
+_MANAGE = "Needs `conversations:manage`; rate-limited per credential like minting."
+_SENSITIVE = "Needs `conversations:read_sensitive` or `conversations:manage` (a PAT: after "
+_SENSITIVE += "intersecting with its owner's role, so never a viewer's); a PAT sees what its "
+_SENSITIVE += "owner's teams see."
+_RULE_ID_PARAMETER = {
+    "name": "rule_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_UUID = {"type": "string", "format": "uuid"}
+_NEXT = {"type": ["string", "null"], "description": "The next page's URL; null on the last page."}
+# Transcripts, alerts and rules: pages of up to 500, rate-limited per credential on their own.
+_READ_PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "From a previous page's `next`.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": f"Page size (default {READ_PAGE_SIZE}).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_READ_PAGE_SIZE},
+    },
+]
+_METERED = (
+    " Cursor-paginated: follow `next`. Reads are rate-limited per credential apart from "
+    "minting and writes (`READ_RATE_LIMIT_REQUESTS` per `READ_RATE_LIMIT_WINDOW` seconds)."
+)
+_AUDITED = (
+    " Audited as a transcript read: one `TranscriptRead` row (via `api`) per credential, "
+    "client address and conversation per hour, whichever page or list is read."
+)
+_SPEAKER = {"type": "string", "enum": list(SPEAKER_ROLES)}
+
+_STRING = {"type": "string", "maxLength": MAX_LABEL}
+_NULLABLE_STRING = {"type": ["string", "null"], "maxLength": MAX_LABEL}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_METADATA = {"type": "object", "description": "A JSON object of at most 16 KB."}
+
+
+def _schemas() -> dict[str, Any]:
+    statuses = list(ConversationStatus.values)
+    return {
+        "ListenerToken": {
+            "type": "object",
+            "required": ["url", "token", "room_name", "expires_at"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "description": "LiveKit server URL."},
+                "token": {"type": "string", "description": "Subscribe-only listener JWT."},
+                "room_name": {"type": "string"},
+                "expires_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "ISO 8601, UTC; equals the JWT's exp.",
+                },
+            },
+        },
+        "Conversation": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "organization_id",
+                "team_id",
+                "status",
+                "room_name",
+                "agent_label",
+                "caller_label",
+                "metadata",
+                "external_id",
+                "started_at",
+                "ended_at",
+                "created_at",
+                "updated_at",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "organization_id": {"type": "string", "format": "uuid"},
+                "team_id": {"type": ["string", "null"], "format": "uuid"},
+                "status": {"type": "string", "enum": statuses},
+                "room_name": _NULLABLE_STRING,
+                "agent_label": {"type": "string"},
+                "caller_label": {"type": "string"},
+                "metadata": {"type": "object"},
+                "external_id": _NULLABLE_STRING,
+                "started_at": _TIME,
+                "ended_at": _TIME,
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "ConversationCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "room_name": {
+                    **_NULLABLE_STRING,
+                    "description": "Unique among active conversations.",
+                },
+                "status": {
+                    "type": "string",
+                    "enum": sorted(ACTIVE_STATUSES),
+                    "default": ConversationStatus.IN_PROGRESS,
+                },
+                "team_id": {"type": ["string", "null"], "format": "uuid"},
+                "agent_label": _STRING,
+                "caller_label": _STRING,
+                "metadata": _METADATA,
+                "external_id": {
+                    **_NULLABLE_STRING,
+                    "description": "Your id for the call: registering it again answers 200 "
+                    "with the existing conversation, unchanged.",
+                },
+            },
+        },
+        "ConversationUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "enum": statuses,
+                    "description": "Forward only: triggered → ringing → in_progress → "
+                    "completed | failed | canceled; triggered and ringing may end directly.",
+                },
+                "room_name": {**_NULLABLE_STRING, "description": "Only while none is set."},
+                "team_id": {"type": ["string", "null"], "format": "uuid"},
+                "agent_label": _STRING,
+                "caller_label": _STRING,
+                "metadata": _METADATA,
+            },
+        },
+        "ConversationPage": {
+            "type": "object",
+            "required": ["results", "next"],
+            "additionalProperties": False,
+            "properties": {
+                "results": {"type": "array", "items": _ref("Conversation")},
+                "next": {"type": ["string", "null"], "description": "The next page's URL."},
+            },
+        },
+        **_transcript_schemas(),
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "enum": sorted(e.code for e in E.on(API))},
+                        "message": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties) if required is None else required,
+        "properties": properties,
+    }
+
+
+def _transcript_schemas() -> dict[str, Any]:
+    rule_fields = {
+        "phrase": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_LABEL,
+            "description": "Matched on word boundaries, ignoring case and punctuation; "
+            "needs at least one word.",
+        },
+        "role": {"type": "string", "enum": list(AlertRole.values), "default": AlertRole.ANY},
+        "severity": {
+            "type": "string",
+            "enum": list(AlertSeverity.values),
+            "default": AlertSeverity.WARNING,
+        },
+        "team_id": {
+            "type": ["string", "null"],
+            "format": "uuid",
+            "description": "Only this team's calls; none: every call of the organization.",
+        },
+    }
+    return {
+        "TranscriptPush": _object(
+            {
+                "segments": {
+                    "type": "array",
+                    "maxItems": MAX_SEGMENTS,
+                    "items": _object(
+                        {
+                            "id": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL},
+                            "role": _SPEAKER,
+                            "text": {
+                                "type": "string",
+                                "maxLength": MAX_SEGMENT_TEXT,
+                                "description": "The whole segment so far, not a delta.",
+                            },
+                            "final": {"type": "boolean"},
+                        }
+                    ),
+                }
+            }
+        ),
+        "TranscriptPushResult": _object(
+            {
+                "recorded": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Updates that changed the transcript.",
+                },
+                "unchanged": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Updates already known (retries), older than what is "
+                    "stored, or for a segment already final.",
+                },
+                "alerts": {"type": "integer", "minimum": 0, "description": "Alerts raised."},
+            }
+        ),
+        "Transcript": _object(
+            {
+                "segments": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "id": {"type": "string"},
+                            "role": _SPEAKER,
+                            "text": {"type": "string"},
+                            "final": {"type": "boolean"},
+                            "at": {
+                                "type": "string",
+                                "format": "date-time",
+                                "description": "When the segment was first seen.",
+                            },
+                        }
+                    ),
+                },
+                "complete": {
+                    "type": "boolean",
+                    "description": "The conversation has ended.",
+                },
+                "next": _NEXT,
+            }
+        ),
+        "Alert": _object(
+            {
+                "id": _UUID,
+                "conversation_id": _UUID,
+                "rule_id": _UUID,
+                "phrase": {"type": "string"},
+                "severity": {"type": "string", "enum": list(AlertSeverity.values)},
+                "role": _SPEAKER,
+                "segment_id": {"type": "string"},
+                "raised_at": {"type": "string", "format": "date-time"},
+            }
+        ),
+        "AlertList": _object({"alerts": {"type": "array", "items": _ref("Alert")}, "next": _NEXT}),
+        "AlertRuleCreate": _object(rule_fields, required=["phrase"]),
+        "AlertRule": _object(
+            {
+                "id": _UUID,
+                "organization_id": _UUID,
+                **rule_fields,
+                "created_by": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "deleted_at": {"type": ["string", "null"], "format": "date-time"},
+            }
+        ),
+        "AlertRuleList": _object(
+            {"rules": {"type": "array", "items": _ref("AlertRule")}, "next": _NEXT}
+        ),
+    }
+
+
+def _transcript_paths() -> dict[str, Any]:
+    found = [*_AUTH, E.INSUFFICIENT_SCOPE, E.CONVERSATION_NOT_FOUND]
+    # A query parameter other than limit and cursor; a limit out of range, a cursor not
+    # given out.
+    paged = [E.UNKNOWN_FIELD, E.INVALID_FIELD]
+    page = [*found, *paged]
+    return {
+        "/core/conversations/{conversation_id}/transcript": {
+            "post": _operation(
+                "pushTranscript",
+                "Add transcript segments",
+                _MANAGE + " Idempotent by segment (role and id): interim updates carry the "
+                "whole text so far, a final one settles the segment and is never changed "
+                "again. Accepted until `TRANSCRIPT_LATE_SECONDS` after the call ended.",
+                {"200": _json("What the push changed.", "TranscriptPushResult")},
+                [*found, *_BODY, E.TRANSCRIPT_CLOSED],
+                parameters=[_ID_PARAMETER],
+                body="TranscriptPush",
+            ),
+            "get": _operation(
+                "getTranscript",
+                "The conversation's transcript, in spoken order",
+                _SENSITIVE + _METERED + _AUDITED + " Segments recorded while you page land "
+                "on later pages; none is answered twice.",
+                {"200": _json("A page of the transcript.", "Transcript")},
+                page,
+                parameters=[_ID_PARAMETER, *_READ_PAGE_PARAMETERS],
+            ),
+        },
+        "/core/conversations/{conversation_id}/alerts": {
+            "get": _operation(
+                "listAlerts",
+                "The alerts raised in a conversation",
+                _SENSITIVE + _METERED + _AUDITED,
+                {"200": _json("A page of its alerts, oldest first.", "AlertList")},
+                page,
+                parameters=[_ID_PARAMETER, *_READ_PAGE_PARAMETERS],
+            )
+        },
+        "/core/alert-rules": {
+            "post": _operation(
+                "createAlertRule",
+                "Create an alert rule",
+                _MANAGE + " An organization has at most `MAX_ALERT_RULES` (default 200) active "
+                "rules: delete one to make room.",
+                {"201": _json("Created.", "AlertRule")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, *_BODY, E.INVALID_TEAM, E.TOO_MANY_RULES],
+                body="AlertRuleCreate",
+            ),
+            "get": _operation(
+                "listAlertRules",
+                "The organization's alert rules",
+                "Needs `conversations:manage`." + _METERED,
+                {"200": _json("A page of its active rules, oldest first.", "AlertRuleList")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, *paged],
+                parameters=_READ_PAGE_PARAMETERS,
+            ),
+        },
+        "/core/alert-rules/{rule_id}": {
+            "delete": _operation(
+                "deleteAlertRule",
+                "Delete an alert rule",
+                _MANAGE + " The rule stops matching; alerts it raised stay.",
+                {"200": _json("The deleted rule.", "AlertRule")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, E.ALERT_RULE_NOT_FOUND],
+                parameters=[_RULE_ID_PARAMETER],
+            )
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    list_parameters = [
+        {
+            "name": "status",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["active", *ConversationStatus.values]},
+        },
+        {"name": "team_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+        {"name": "external_id", "in": "query", "schema": {"type": "string"}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+        },
+    ]
+    conversation = _json("The conversation.", "Conversation")
+    return {
+        "/core/conversations": {
+            "post": _operation(
+                "createConversation",
+                "Register a conversation",
+                _MANAGE,
+                {"201": _json("Registered.", "Conversation"), "200": conversation},
+                [
+                    *_AUTH,
+                    E.INSUFFICIENT_SCOPE,
+                    *_BODY,
+                    E.INVALID_TEAM,
+                    E.ROOM_NOT_OWNED,
+                    E.ROOM_IN_USE,
+                ],
+                body="ConversationCreate",
+            ),
+            "get": _operation(
+                "listConversations",
+                "List conversations, newest first",
+                _READ + " Cursor-paginated: follow `next`.",
+                {"200": _json("A page of conversations.", "ConversationPage")},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, E.INVALID_FIELD, E.INVALID_TEAM],
+                parameters=list_parameters,
+            ),
+        },
+        "/core/conversations/{conversation_id}": {
+            "get": _operation(
+                "getConversation",
+                "One conversation",
+                _READ,
+                {"200": conversation},
+                [*_AUTH, E.INSUFFICIENT_SCOPE, E.CONVERSATION_NOT_FOUND],
+                parameters=[_ID_PARAMETER],
+            ),
+            "patch": _operation(
+                "updateConversation",
+                "Change a conversation's state or labels",
+                _MANAGE + " Entering a terminal status sets `ended_at` and revokes every "
+                "listener of the call.",
+                {"200": conversation},
+                [
+                    *_AUTH,
+                    E.INSUFFICIENT_SCOPE,
+                    E.CONVERSATION_NOT_FOUND,
+                    *_BODY,
+                    E.INVALID_TEAM,
+                    E.ROOM_NOT_OWNED,
+                    E.ROOM_IN_USE,
+                    E.INVALID_TRANSITION,
+                ],
+                parameters=[_ID_PARAMETER],
+                body="ConversationUpdate",
+            ),
+        },
+        "/core/conversations/{conversation_id}/listener-token": {
+            "post": _operation(
+                "createListenerToken",
+                "Mint a listener token for a live conversation",
+                "Requires the `conversations:read_sensitive` or `conversations:manage` scope. "
+                f"Personal access tokens also need the `{ORG_HEADER}` header.",
+                {"200": _json("Everything the SDK needs.", "ListenerToken")},
+                [
+                    *_AUTH,
+                    E.INSUFFICIENT_SCOPE,
+                    E.CONVERSATION_NOT_FOUND,
+                    E.ROOM_NOT_FOUND,
+                    E.CONVERSATION_NOT_ACTIVE,
+                ],
+                parameters=[_ID_PARAMETER],
+            )
+        },
+        **_transcript_paths(),
+    }
+
+
+def build_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Anyreach live-listen API",
+            "version": "1.2.0",
+            "description": "Register and follow conversations, mint subscribe-only, hidden "
+            "listener tokens for live ones, record and read their transcripts, and manage "
+            "alert rules. Call it from your backend: the credential must "
+            "never reach a browser.",
+        },
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Organization API key `ak_…`.",
+                },
+                "personalAccessToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": f"User token `pat_…`; send `{ORG_HEADER}` too.",
+                },
+            },
+            "schemas": _schemas(),
+        },
+    }
+
+
+@endpoint("GET", "HEAD")
+def openapi_document(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(build_document(), json_dumps_params={"indent": 2})

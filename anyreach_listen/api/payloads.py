@@ -1,0 +1,260 @@
+"""JSON bodies of the REST API: reading them strictly, and the JSON forms of
+conversations, transcript segments, alert rules and alerts.
+
+Reading is strict so that bad input gets a clear error and changes nothing, and so
+that every string stored is storable by every supported database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+from anyreach_listen.api.body_limit import MAX_BODY, read_limited
+from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.models import Alert, AlertRule, Conversation
+from anyreach_listen.transcripts import SegmentIn, SegmentOut
+
+MAX_METADATA = 16 * 1024
+MAX_LABEL = 200
+MAX_DEPTH = 32  # nesting of metadata (SQLite's JSON functions stop at 1,000)
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def read_object(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object body (an empty body is an empty object, whatever its
+    Content-Type); over MAX_BODY: ``BodyTooLarge`` (413), never read past it. A body
+    needs ``Content-Type: application/json`` (parameters allowed), else 415."""
+    body = read_limited(request, MAX_BODY)
+    if not body.strip():
+        return {}
+    media_type = getattr(request, "content_type", None) or ""  # lower-cased, no parameters
+    if media_type != JSON_MEDIA_TYPE:
+        raise ApiError(
+            Errors.UNSUPPORTED_MEDIA_TYPE,
+            f"Send the body as JSON with Content-Type: {JSON_MEDIA_TYPE}, "
+            f"not {media_type or 'no Content-Type'}.",
+        )
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ApiError(Errors.INVALID_JSON, "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(Errors.INVALID_JSON)
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python accepts NaN and Infinity; JSON does not
+
+
+def storable(text: str) -> bool:
+    """Whether every supported database stores ``text`` as it is.
+
+    PostgreSQL refuses NUL in text and jsonb; a lone surrogate is not UTF-8.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_json(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(storable(k) and _storable_json(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable_json(item, depth + 1) for item in value)
+    return True
+
+
+@dataclass(frozen=True)
+class Field:
+    """One accepted field: a check that returns the clean value or says what is wrong."""
+
+    check: Callable[[Any], Any]
+    describe: str  # what a valid value is, for the error message
+
+
+def _string(max_length: int, *, nullable: bool = False) -> Field:
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str) or len(value) > max_length or not storable(value):
+            raise ValueError
+        return value
+
+    suffix = " or null" if nullable else ""
+    return Field(check, f"a string of at most {max_length} characters (no NUL){suffix}")
+
+
+def choice(choices: list[str]) -> Field:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return Field(check, "one of " + ", ".join(choices))
+
+
+def _json_object(max_bytes: int) -> Field:
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict) or not _storable_json(value):
+            raise ValueError
+        if len(json.dumps(value)) > max_bytes:
+            raise ValueError
+        return value
+
+    return Field(
+        check,
+        f"a JSON object of at most {max_bytes // 1024} KB, {MAX_DEPTH} levels deep, "
+        "without NUL characters",
+    )
+
+
+LABEL = _string(MAX_LABEL)
+ID = _string(MAX_LABEL, nullable=True)  # ids are checked against the database later
+METADATA = _json_object(MAX_METADATA)
+
+
+def clean(data: dict[str, Any], fields: dict[str, Field]) -> dict[str, Any]:
+    """``data`` checked against ``fields``: unknown names first, then each value."""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s): {', '.join(unknown)}.")
+    cleaned: dict[str, Any] = {}
+    for name, value in data.items():
+        try:
+            cleaned[name] = fields[name].check(value)
+        except ValueError:
+            raise ApiError(
+                Errors.INVALID_FIELD, f"{name} must be {fields[name].describe}."
+            ) from None
+    return cleaned
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z`` (microseconds kept: cursors compare them)."""
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.pk),
+        "organization_id": str(conversation.organization_id),
+        "team_id": str(conversation.team_id) if conversation.team_id else None,
+        "status": conversation.status,
+        "room_name": conversation.livekit_room,
+        "agent_label": conversation.agent_label,
+        "caller_label": conversation.caller_label,
+        "metadata": conversation.metadata,
+        "external_id": conversation.external_id,
+        "started_at": iso(conversation.started_at),
+        "ended_at": iso(conversation.ended_at),
+        "created_at": iso(conversation.created_at),
+        "updated_at": iso(conversation.updated_at),
+    }
+
+
+# --- transcripts and alerts --------------------------------------------------------------
+
+MAX_SEGMENTS = 200  # per push
+MAX_SEGMENT_TEXT = 10_000
+SEGMENT_FIELDS = ("id", "role", "text", "final")
+SPEAKER_ROLES = ("agent", "user")
+
+
+def transcript_updates(data: dict[str, Any]) -> list[SegmentIn]:
+    """``{"segments": [{"id", "role", "text", "final"}, …]}``, every segment checked
+    strictly (all four fields, exact types: ``final`` is a JSON boolean)."""
+    unknown = sorted(set(data) - {"segments"})
+    if unknown:
+        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s): {', '.join(unknown)}.")
+    items = data.get("segments")
+    if not isinstance(items, list) or len(items) > MAX_SEGMENTS:
+        raise ApiError(
+            Errors.INVALID_FIELD, f"segments must be a list of at most {MAX_SEGMENTS} segments."
+        )
+    return [_segment(index, item) for index, item in enumerate(items)]
+
+
+def _segment(index: int, item: Any) -> SegmentIn:
+    where = f"segments[{index}]"
+    if not isinstance(item, dict):
+        raise ApiError(Errors.INVALID_FIELD, f"{where} must be an object.")
+    unknown = sorted(set(item) - set(SEGMENT_FIELDS))
+    if unknown:
+        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s) in {where}: {', '.join(unknown)}.")
+    missing = [name for name in SEGMENT_FIELDS if name not in item]
+    if missing:
+        raise ApiError(Errors.INVALID_FIELD, f"{where} needs {', '.join(missing)}.")
+    segment_id, role, text, final = (item[name] for name in SEGMENT_FIELDS)
+    if not isinstance(segment_id, str) or not 1 <= len(segment_id) <= MAX_LABEL:
+        raise ApiError(
+            Errors.INVALID_FIELD, f"{where}.id must be a string of 1 to {MAX_LABEL} characters."
+        )
+    if role not in SPEAKER_ROLES:
+        raise ApiError(Errors.INVALID_FIELD, f"{where}.role must be agent or user.")
+    if not isinstance(text, str) or len(text) > MAX_SEGMENT_TEXT:
+        raise ApiError(
+            Errors.INVALID_FIELD,
+            f"{where}.text must be a string of at most {MAX_SEGMENT_TEXT} characters.",
+        )
+    if not storable(segment_id) or not storable(text):
+        raise ApiError(Errors.INVALID_FIELD, f"{where} must not contain NUL characters.")
+    if not isinstance(final, bool):
+        raise ApiError(Errors.INVALID_FIELD, f"{where}.final must be true or false.")
+    return SegmentIn(segment_id, role, text, final)
+
+
+def segment_json(segment: SegmentOut) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "role": segment.role,
+        "text": segment.text,
+        "final": segment.final,
+        "at": iso(segment.at),
+    }
+
+
+def alert_rule_json(rule: AlertRule) -> dict[str, Any]:
+    return {
+        "id": str(rule.pk),
+        "organization_id": str(rule.organization_id),
+        "team_id": str(rule.team_id) if rule.team_id else None,
+        "phrase": rule.phrase,
+        "role": rule.role,
+        "severity": rule.severity,
+        "created_by": rule.created_by_label or None,
+        "created_at": iso(rule.created_at),
+        "deleted_at": iso(rule.deleted_at),
+    }
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """An alert for readers of the transcript: its rule's phrase, never the segment text."""
+    return {
+        "id": str(alert.pk),
+        "conversation_id": str(alert.conversation_id),
+        "rule_id": str(alert.rule_id),
+        "phrase": alert.rule.phrase,
+        "severity": alert.rule.severity,
+        "role": alert.segment.role,
+        "segment_id": alert.segment.segment_id,
+        "raised_at": iso(alert.raised_at),
+    }

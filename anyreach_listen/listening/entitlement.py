@@ -1,0 +1,122 @@
+"""Whether a listen session is still backed by a right to listen.
+
+A listener token cannot be recalled, so every listen session stays answerable
+to the right it was minted under: its API key, its PAT and its owner's
+membership, or the signed-in person's membership. ``refusal`` re-reads those
+rows from the database, locking them (``SELECT … FOR UPDATE``), so that:
+
+- a mint that checks inside the transaction writing its audit row either
+  commits before a revocation looks for sessions (and is found by it) or waits
+  for the revocation and sees it (``minting.grant_listen``);
+- a revocation (``revocation.py``) that locks the same rows sees every session
+  minted before it.
+
+On SQLite the transaction itself is the lock (Django opens it ``IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from anyreach_listen.access import policy as access
+from anyreach_listen.access.roles import can_listen
+from anyreach_listen.models import (
+    ApiKey,
+    Conversation,
+    Credential,
+    ListenSession,
+    Membership,
+    PersonalAccessToken,
+)
+
+CREDENTIAL_GONE = "The credential this listen was granted under was revoked, expired or deleted."
+OWNER_INACTIVE = "The account this listen was granted to is no longer active."
+SCOPE_GONE = "The credential this listen was granted under may no longer listen."
+
+
+def _usable(credential: Credential | None) -> bool:
+    if credential is None or credential.revoked_at is not None:
+        return False
+    return credential.expires_at is None or credential.expires_at > timezone.now()
+
+
+def _locked_memberships(user_id: int) -> list[Membership]:
+    # Membership rows are what access changes touch (role, teams, deletion); a
+    # revocation locks them too, so the two cannot interleave.
+    rows = Membership.objects.select_for_update(of=("self",)).filter(user_id=user_id)
+    return list(rows.select_related("user", "organization"))
+
+
+def _without_visibility(conversation: Conversation) -> Conversation:
+    """The caller's copy may carry ``visible_to``'s annotations, read before the lock;
+    without them the policy asks the database again."""
+    plain = copy.copy(conversation)
+    for annotation in ("viewer_id", "viewer_role"):
+        plain.__dict__.pop(annotation, None)
+    return plain
+
+
+def refusal(session: ListenSession) -> str | None:
+    """Why ``session``'s holder may no longer listen to its call, or None.
+
+    Call inside a transaction: the rows read are locked until it ends.
+    """
+    conversation = session.conversation
+    if session.api_key_id is not None:
+        # The hot path (every API mint): the four columns it needs, no ORDER BY.
+        rows = (
+            ApiKey.objects.select_for_update()
+            .filter(pk=session.api_key_id)
+            .order_by()
+            .values_list("revoked_at", "expires_at", "organization_id", "scopes")
+        )
+        key = next(iter(rows), None)
+        if key is None:
+            return CREDENTIAL_GONE
+        revoked_at, expires_at, organization_id, scopes = key
+        if revoked_at is not None or (expires_at is not None and expires_at <= timezone.now()):
+            return CREDENTIAL_GONE
+        if organization_id != conversation.organization_id or not can_listen(scopes):
+            return SCOPE_GONE
+        return None
+
+    pat: PersonalAccessToken | None = None
+    if session.personal_access_token_id is not None:
+        pat = (
+            PersonalAccessToken.objects.select_for_update()
+            .filter(pk=session.personal_access_token_id)
+            .first()
+        )
+        if not _usable(pat):
+            return CREDENTIAL_GONE
+    elif session.credential_label:
+        # Minted with a credential that has since been deleted.
+        return CREDENTIAL_GONE
+
+    if session.user_id is None:
+        # No holder was recorded (a caller that vouched for the listen itself), or the
+        # user was deleted (their memberships' pre_delete revoked the sessions then).
+        return None
+    memberships = _locked_memberships(session.user_id)
+    user = (
+        memberships[0].user
+        if memberships
+        else get_user_model().objects.filter(pk=session.user_id).first()
+    )
+    if user is None or not user.is_active:
+        return OWNER_INACTIVE
+    policy = access.for_user(user)
+    # cached_property: the memberships just read under the lock are the policy's.
+    policy.__dict__["memberships"] = {m.organization_id: m for m in memberships}
+    reason = policy.listen_refusal(_without_visibility(conversation))
+    if reason is not None:
+        return reason
+    if pat is not None:
+        # A PAT never grants more than its owner's role does there.
+        role_scopes = policy.memberships[conversation.organization_id].scopes
+        if not can_listen(frozenset(pat.scopes) & role_scopes):
+            return SCOPE_GONE
+    return None

@@ -1,0 +1,231 @@
+"""Server-side calls to LiveKit's RoomService and AgentDispatchService, from sync and async code.
+
+``livekit.api.LiveKitAPI`` is aiohttp-based: it must be created inside a
+running event loop and closed in it. ``run_sync`` runs a coroutine from
+synchronous code (views, the admin, signal receivers) whether or not the
+calling thread already runs an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from livekit import api
+
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.listening.minting import LISTENER_IDENTITY_PREFIX
+
+logger = logging.getLogger(__name__)
+
+# RoomService calls are small; a dead server must not hang an admin request.
+REQUEST_TIMEOUT = 5.0
+
+
+@asynccontextmanager
+async def livekit_api(
+    url: str | None = None, api_key: str | None = None, api_secret: str | None = None
+) -> AsyncIterator[api.LiveKitAPI]:
+    """A ``LiveKitAPI`` for the configured server (or the one given), closed on exit."""
+    client = api.LiveKitAPI(
+        url or listen_settings.livekit_api_url,
+        api_key or listen_settings.LIVEKIT_API_KEY,
+        api_secret or listen_settings.LIVEKIT_API_SECRET,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        failover=False,
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _is_not_found(exc: api.TwirpError) -> bool:
+    return exc.code == api.TwirpErrorCode.NOT_FOUND or exc.status == 404
+
+
+async def remove_participant(room: str, identity: str, client: api.LiveKitAPI) -> bool:
+    """Remove ``identity`` from ``room``; False when it (or the room) is not there."""
+    try:
+        await client.room.remove_participant(
+            api.RoomParticipantIdentity(room=room, identity=identity)
+        )
+    except api.TwirpError as exc:
+        if _is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+async def remove_listeners(targets: Iterable[tuple[str, str]]) -> dict[str, bool | None]:
+    """Remove each ``(room, identity)``; returns identity -> True (removed), False (not
+    there) or None (the call failed, logged: the caller may retry)."""
+    results: dict[str, bool | None] = {}
+    targets = list(targets)
+    if not targets:
+        return results
+    async with livekit_api() as client:
+        for room, identity in targets:
+            try:
+                results[identity] = await remove_participant(room, identity, client)
+            except Exception:
+                logger.exception("Could not remove listener %s from room %s", identity, room)
+                results[identity] = None
+    return results
+
+
+async def list_listeners(rooms: Iterable[str]) -> dict[str, set[str]]:
+    """The listener identities (``listener-`` prefix) in each room that exists."""
+    found: dict[str, set[str]] = {}
+    async with livekit_api() as client:
+        for room in rooms:
+            try:
+                response = await client.room.list_participants(
+                    api.ListParticipantsRequest(room=room)
+                )
+            except api.TwirpError as exc:
+                if _is_not_found(exc):
+                    continue
+                raise
+            found[room] = {
+                p.identity
+                for p in response.participants
+                if p.identity.startswith(LISTENER_IDENTITY_PREFIX)
+            }
+    return found
+
+
+async def delete_room(room: str, client: api.LiveKitAPI | None = None) -> None:
+    """Close ``room`` for everyone in it (ignores a room that is already gone)."""
+    if client is None:
+        async with livekit_api() as own:
+            await delete_room(room, own)
+        return
+    try:
+        await client.room.delete_room(api.DeleteRoomRequest(room=room))
+    except api.TwirpError as exc:
+        if not _is_not_found(exc):
+            raise
+
+
+# The attribute LiveKit's server sets on an agent job's participant: the worker's agent name.
+AGENT_NAME_ATTRIBUTE = "lk.agent_name"
+# Seconds a dispatch may take to put its agent in the room (a worker accepting the job,
+# the agent connecting) before it counts as failed; a dispatch no worker took (it has
+# no job: LiveKit had no free worker then, and never tries again) fails sooner.
+DISPATCH_GRACE = 20.0
+UNASSIGNED_GRACE = 5.0
+
+
+def is_dispatched_agent(participant: api.ParticipantInfo, agent_name: str) -> bool:
+    """A job's participant of the workers registered as ``agent_name``. Both marks come
+    from LiveKit (the kind from the token it minted, the attribute set by the server)."""
+    return (
+        participant.kind == api.ParticipantInfo.Kind.AGENT
+        and participant.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
+    )
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What ``ensure_agents`` found and did in one room."""
+
+    room_open: bool
+    present: int = 0  # agents of that name in the room
+    created: int = 0  # new dispatches
+    deleted: int = 0  # dispatches whose agent is gone (or never came)
+    refused: bool = False  # ``accepts`` said no to the open room: nothing was done
+
+
+async def ensure_agents(
+    room: str,
+    agent_name: str,
+    count: int,
+    metadata: str,
+    client: api.LiveKitAPI,
+    *,
+    gone: Collection[str] = (),
+    grace: float = DISPATCH_GRACE,
+    accepts: Callable[[api.Room], bool] | None = None,
+) -> Dispatched:
+    """Make ``count`` dispatches of ``agent_name`` live in ``room`` (an open room only).
+
+    A dispatch is live while the participant of one of its jobs is in the room, or
+    for ``grace`` seconds after it was created (its agent is joining) unless its
+    participant is known to have left (``gone``: identities a webhook saw leave);
+    one with no job for ``UNASSIGNED_GRACE`` seconds (no worker took it) is not.
+    ``accepts``: whether the open room may get agents at all (its metadata).
+    Other dispatches (the agent died or left, or no worker took the job) are
+    deleted, so a room's dispatches do not pile up, and replaced. LiveKit's server
+    (v1.13) never re-dispatches a job whose worker went away.
+    """
+    rooms = await client.room.list_rooms(api.ListRoomsRequest(names=[room]))
+    if not rooms.rooms:
+        # Not open (yet): a dispatch would create it. room_started dispatches then.
+        return Dispatched(room_open=False)
+    if accepts is not None and not accepts(rooms.rooms[0]):
+        return Dispatched(room_open=True, refused=True)
+    participants = await client.room.list_participants(api.ListParticipantsRequest(room=room))
+    present = {p.identity for p in participants.participants if is_dispatched_agent(p, agent_name)}
+    now = time.time_ns()
+    live, deleted = 0, 0
+    for dispatch in await client.agent_dispatch.list_dispatch(room):
+        if dispatch.agent_name != agent_name:
+            continue
+        identities = {job.state.participant_identity for job in dispatch.state.jobs} - {""}
+        if dispatch.metadata != metadata:
+            # Dispatched for another conversation (the room was reused or changed hands):
+            # its agent would store this call under that one, so it leaves.
+            for identity in identities & present:
+                await remove_participant(room, identity, client)
+            deleted += await _delete_dispatch(dispatch.id, room, client)
+            continue
+        age = (now - dispatch.state.created_at) / 1e9
+        starting = not identities & set(gone) and (
+            age < UNASSIGNED_GRACE or (bool(identities) and age < grace)
+        )
+        if identities & present or starting:
+            live += 1
+            continue
+        deleted += await _delete_dispatch(dispatch.id, room, client)
+    created = 0
+    for _ in range(count - live):
+        await client.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
+        )
+        created += 1
+    return Dispatched(room_open=True, present=len(present), created=created, deleted=deleted)
+
+
+async def _delete_dispatch(dispatch_id: str, room: str, client: api.LiveKitAPI) -> int:
+    """Delete a dispatch; 1, or 0 when it was gone already."""
+    try:
+        await client.agent_dispatch.delete_dispatch(dispatch_id, room)
+    except api.TwirpError as exc:
+        if not _is_not_found(exc):
+            raise
+        return 0
+    return 1
+
+
+def run_sync[T](coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code.
+
+    Without a running loop in this thread (a sync view, the admin, a command, a
+    ``sync_to_async`` worker): ``asyncio.run``. Inside a running loop (sync code
+    called directly from a coroutine) a loop cannot be nested, so the coroutine
+    runs on a fresh loop in a helper thread while this thread waits.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
