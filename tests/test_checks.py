@@ -250,3 +250,28 @@ def test_the_readme_settings_default_to_the_dev_server_and_pass_w002(
     settings.DEBUG = False
     (refusal,) = check_settings(None)
     assert refusal.id == "anyreach_listen.E004" and "dev server" in refusal.msg
+
+
+def run_registered() -> list[str]:
+    """Our checks as Django's registry holds them (not the ``check_settings`` aggregate)."""
+    from django.core.checks.registry import registry
+
+    ours = [c for c in registry.get_checks() if c.__module__ == "anyreach_listen.checks"]
+    return [str(m.id) for check in ours for m in check(app_configs=None, databases=None)]
+
+
+def test_manage_py_check_runs_each_concern_once(settings: Any) -> None:
+    settings.DEBUG = False
+    settings.ANYREACH_LISTEN = {
+        **TEST_LISTEN_SETTINGS,
+        "CREDENTIAL_HASH_KEY": "",
+        "PAGE_SIZE": 0,
+        "LISTENER_TOKEN_TTL": 1,
+    }
+    found = sorted(run_registered())
+    assert found == ["anyreach_listen.E005", "anyreach_listen.E011", "anyreach_listen.W001"]
+
+
+def test_unknown_keys_silence_the_other_settings_checks(settings: Any) -> None:
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "PAGE_SIZ": 10, "PAGE_SIZE": 0}
+    assert run_registered() == ["anyreach_listen.E001"]
