@@ -1,16 +1,10 @@
 """The wheel's build hook: it builds the browser SDK's bundles, or fails saying why.
 
-pyproject.toml holds the metadata; setuptools runs this file for every build
-(``python -m build``, ``pip install``, ``make wheel``). Before the package's files
-are copied, ``build_py`` runs the pinned npm toolchain in ``js/`` (``npm ci`` from
-package-lock.json, then esbuild through ``node build.mjs shipped``), which writes
-``listen-sdk.js`` and ``listen-frame.js`` into ``anyreach_listen/static/anyreach_listen/``.
-Without Node.js and npm the build stops with a message naming them: a wheel never
-ships without its SDK. The sdist carries ``js/`` (MANIFEST.in) and not the built
-bundles, so a wheel built from it builds them the same way.
-
-Editable installs (``pip install -e .``) read the working tree, whose bundles
-``make js`` builds; they skip the hook, so the venv needs no Node.js.
+pyproject.toml holds the metadata; setuptools runs this file for every build. Before
+the package's files are copied, ``build_py`` builds the bundles from ``js/`` with the
+pinned npm toolchain, and without Node.js and npm it stops with a message naming them,
+so a wheel never ships without its SDK. The sdist carries ``js/`` and not the bundles,
+so a wheel built from it builds them the same way.
 """
 
 from __future__ import annotations
@@ -90,6 +84,8 @@ class BuildPyWithBundles(build_py):
 
     def run(self) -> None:
         if self.editable_mode:
+            # ``pip install -e .`` reads the working tree, whose bundles ``make js`` builds:
+            # no hook, so the venv needs no Node.js.
             super().run()
             return
         build_bundles()

@@ -2,12 +2,9 @@
 
     DJANGO_SETTINGS_MODULE=bench.settings daphne bench.bare_fanout:application
 
-The same channel layer as the app (in-memory, or Redis when REDIS_URL is set,
-from ``config.settings``), the same daphne, a message of the same shape as the
-app's ``conversation.updated``. What is left out is everything ours does per
-event and per client: no webhook verification, no database write, no session,
-no visibility check. ``POST /send`` makes one ``group_send``; every websocket
-connected to ``/ws/`` is in the group and forwards it as JSON.
+The app's channel layer and daphne and a message shaped like its ``conversation.updated``,
+minus everything ours does per event and per client (webhook check, database write,
+session, visibility check), so B4's ratio is the cost of that work (bench/README.md).
 """
 
 from __future__ import annotations
@@ -57,6 +54,7 @@ class BareConsumer(AsyncJsonWebsocketConsumer):
         )
 
 
+# ``POST /send`` makes one ``group_send``; every websocket on ``/ws/`` is in the group.
 async def send_view(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     while (await receive()).get("more_body"):
         pass

@@ -2,12 +2,9 @@
 
     daphne bench.bare_signer:application
 
-Every POST answers what the listener-token endpoint answers (url, token,
-room_name, expires_at), signed with livekit-api's ``AccessToken`` with the
-same identity form, name, TTL, grants and metadata as
-``anyreach_listen.listening.minting.sign_listener_token``; credentials from the same
-``LIVEKIT_*`` environment variables. Nothing else: no credential check, no
-lookup, no audit row.
+Every POST answers what the listener-token endpoint answers, with a JWT signed like
+``minting.sign_listener_token``'s from the same ``LIVEKIT_*`` variables, and nothing
+else (no credential check, lookup or audit row): B1's floor (bench/README.md).
 """
 
 from __future__ import annotations

@@ -2,29 +2,10 @@
 
     .venv/bin/python bench/bench_alerts.py [--quick] [--segments N]
 
-Starts its own stack on free loopback ports, like the end-to-end tests:
-livekit-server --dev, daphne on a seeded SQLite file (in-memory channel layer,
-the embedded defaults), one recorder (``manage.py run_recorder``) and one
-looping simulated call, so the recorder also carries a live call's ordinary
-transcript while it is measured. An alert rule on the phrase "probe ts" (agent,
-critical) is created through the REST API.
-
-A timestamping agent (``bench/sdk_probe.py``) publishes a final segment every
-``--interval`` seconds whose text is its wall-clock publish time ("probe-ts
-<epoch ms>", which the rule matches), as text streams. Measured from the first
-probe alert on the dashboard on (the warm-up: the recorder learns of a
-participant that speaks as it joins a moment late, and its first streams wait
-for it). Two pages of one Chromium, on one clock:
-
-- ours: a supervisor signed in on the dashboard; the time of the animation
-  frame after the ``anyreach:alert`` event for the segment (its handlers have
-  run: the badge and the notice are in the document, about to be painted);
-  the recorder in the room → ``transcripts.record`` → the alert's commit →
-  the channel layer → the websocket → the page;
-- bare: livekit-client on a page of its own (``js/bench-src/direct.ts``) getting
-  the same segment from the room: the floor any alert could reach.
-
-Stdout is markdown only (bench/run.py collects it); progress goes to stderr.
+Its own stack (LiveKit, daphne, a real recorder, a looping simulated call) carries a
+timestamping agent's segments, which an alert rule matches; one Chromium times each
+alert on a supervisor's dashboard against the same segment on a bare livekit-client
+page, the floor any alert could reach. How to run and read it: bench/README.md.
 """
 
 from __future__ import annotations

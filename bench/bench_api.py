@@ -2,14 +2,9 @@
 
     .venv/bin/python bench/bench_api.py [--quick]
 
-Ours: ``POST /core/conversations/{id}/listener-token`` with an API key, and the
-portal's ``POST /listen/conversations/{id}/token`` with a session cookie and a
-CSRF token, served by ``config.asgi`` under daphne with DEBUG off and the rate
-limit raised (``bench/settings.py``), on a SQLite file and on PostgreSQL.
-Baseline: ``bench/bare_signer.py`` under the same daphne, signing the same JWT.
-wrk drives each cell (closed loop, keep-alive, loopback) for 10 s (3 s with
---quick) at 1, 16 and 64 connections. Queries per request come from one
-Django test-client request per door with ``CaptureQueriesContext``.
+wrk drives both token doors (API key, portal session) under daphne on SQLite and on
+PostgreSQL, and ``bench/bare_signer.py`` under the same daphne, so the ratio is what
+our checks, lookup and audit row cost per token. How to read it: bench/README.md.
 """
 
 from __future__ import annotations

@@ -2,18 +2,10 @@
 
     .venv/bin/python bench/bench_fanout.py [--quick]
 
-Ours: a signed ``participant_joined`` webhook of an agent (signed like LiveKit
-signs it, ``tests/support/livekit.py``) POSTed to ``/livekit/webhook`` of the
-first worker; the conversations service saves it and publishes one
-``conversation.updated`` to the organization's group; each client's consumer
-checks that its user may see the call and forwards it. Clients: N websockets
-to ``/ws/listen/events/`` signed in as a supervisor of the call's team, split
-evenly over the workers. Baseline: ``bench/bare_fanout.py`` on the same daphne
-and channel layer, one ``group_send`` to N bare consumers per ``POST /send``.
-Latency: from just before the POST to each client's receipt of the message,
-all clients in one asyncio process (aiohttp). Configurations: the in-memory
-layer with one daphne on SQLite (the embedded default), and channels-redis
-with two daphne workers on PostgreSQL (the documented scale-out).
+A signed webhook goes through the whole path (save, publish, each consumer's visibility
+check) to supervisors' websockets, against ``bench/bare_fanout.py``'s bare broadcast on
+the same daphne and channel layer; once on the embedded default and once on the
+documented scale-out. How to read it: bench/README.md.
 """
 
 from __future__ import annotations

@@ -2,14 +2,9 @@
 
     .venv/bin/python bench/bench_mint.py [--n 2000]
 
-Prints the time per token of
-  1. bare     livekit.api.AccessToken(...).to_jwt() with the listener grants
-  2. mint     anyreach_listen.listening.minting.grant_listen (+ JWT read-back, audit row)
-  3. view     a bare Django view returning (1) as JSON, through the same middleware
-  4. api      the whole POST /core/conversations/{id}/listener-token through Django
-              (credential hash check, rate limit, scope, lookup, mint, audit, JSON)
-and each one's ratio to the bare baseline; "api" is also compared with "view",
-the framework's own floor. SQLite in memory, one process, Django's test client.
+Times one listener token four ways in one process (bare JWT, our mint, a bare Django
+view, the whole API request) so each ratio isolates one layer's cost; the four paths
+and how to read the ratios are in bench/README.md.
 """
 
 from __future__ import annotations

@@ -2,13 +2,9 @@
 
     .venv/bin/python bench/bench_pages.py [--quick]
 
-Two organizations in one database: a supervisor who sees 1,000 live calls of
-their team and one who sees 10 (the baseline). Each page is requested through
-Django's test client in-process (DEBUG off, the bench settings); server time
-is the median of 50 requests (10 with --quick) after 3 warm-up requests, and
-the query count comes from ``CaptureQueriesContext`` around one request. Run
-once on a SQLite file and once on PostgreSQL, each in its own process
-(``--worker``).
+A supervisor with many live calls and one with few share a database; their pages'
+server time and queries through Django's test client show whether the pages stay
+flat as calls grow. Once on SQLite and once on PostgreSQL: bench/README.md.
 """
 
 from __future__ import annotations

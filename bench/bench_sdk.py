@@ -2,33 +2,10 @@
 
     .venv/bin/python bench/bench_sdk.py [--quick] [--joins N] [--listen-seconds S]
 
-Starts its own stack on free loopback ports (livekit-server --dev, daphne, one
-looping ``simulate_call``), like the end-to-end tests, and an embedding site on
-another origin. Every join is a fresh page on the embedding origin with a
-freshly minted listener token; SDK and direct joins alternate (which one goes
-first alternates too). The direct baseline is ``js/bench-src/direct.ts``:
-livekit-client on the page itself, the frame's Room options and transcript
-merging, no frame.
-
-  B2  connect: click -> connect() resolved, two ways
-        chained    AnyReach.listen(...).connect() in the click handler
-                   vs new Room() + room.connect() in the click handler, livekit-client
-                   loaded with the page ("direct") or on the click ("lazy", as the frame)
-        prepared   listen() at page load, connect() on the click
-                   vs new Room() + prepareConnection(url) at page load, connect() on the click
-      transcripts: one page holding both an SDK session and a direct Room (one
-        clock): for every transcript update (id, text, final) both emit, the SDK
-        handler's arrival minus the direct one's; plus a timestamping agent
-        (bench/sdk_probe.py) whose segments carry their publish time, for
-        "agent publish -> handler" on both.
-  B3  click -> first audio at the listener: inbound-rtp audio bytesReceived > 0
-      (getStats, polled from the first audio track on, through an init script
-      in every document: the frame's RTCPeerConnection for the SDK).
-  B6  asset sizes: the loader gzipped; the frame bundle against livekit-client
-      alone (``import "livekit-client"`` with the same esbuild settings).
-
-Stdout is markdown only (bench/run.py collects it); progress and the
-per-phase profile of the joins go to stderr. Exit 0 when every measurement ran.
+B2 (connect and transcript latency), B3 (first audio) and B6 (asset sizes): what the
+SDK's hidden frame costs an embedding site over livekit-client on the page itself
+(``js/bench-src/direct.ts``), measured on its own stack with one looping simulated
+call. What each row compares and how to run it: bench/README.md.
 """
 
 from __future__ import annotations

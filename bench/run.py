@@ -2,15 +2,9 @@
 
     .venv/bin/python bench/run.py [--quick] [--output PATH]
 
-Runs each ``bench/bench_*.py`` as its own process, in a fixed order (B1, then
-B2/B3/B6, B4, B5, B7, then the in-process mint microbenchmark, then any other
-``bench_*.py``), with ``--quick`` passed through. Each prints markdown on
-stdout and diagnostics on stderr; stderr is echoed live. A benchmark that
-fails, is missing or runs out of time gets a section saying so (with the tail
-of its stderr) and the others still run. The report goes to stdout and to
-BENCHMARKS.md (a quick run writes ``var/bench/BENCHMARKS.quick.md`` instead, so
-a smoke run never replaces the committed numbers). Exit status: 1 if any
-benchmark failed.
+Each ``bench/bench_*.py`` runs as its own process, in a fixed order and then any
+other, so none is silently skipped and one that fails still leaves the others' numbers
+in the report. Where a quick run writes and what the exit status means: bench/README.md.
 """
 
 from __future__ import annotations

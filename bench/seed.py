@@ -3,12 +3,9 @@
     DJANGO_SETTINGS_MODULE=bench.settings DATABASE_URL=... python bench/seed.py [--live N]
         [--query-counts]
 
-Makes an organization with one team, a supervisor in it (signed in: a session
-cookie and a CSRF token are printed), an API key that may listen, and ``N``
-live conversations of that team with LiveKit rooms. ``--query-counts`` also
-counts the queries of one listener-token request through each door (API key
-and signed-in portal view) with Django's test client, after one warm-up
-request each.
+An organization with a signed-in supervisor, a listening API key and live calls, written
+by a process of its own (``support.seed``) into the database the benchmark's servers are
+then started on; what it makes and prints: bench/README.md.
 """
 
 from __future__ import annotations

@@ -2,18 +2,10 @@
 
     .venv/bin/python bench/transcript_stream.py [--size BYTES] [--chunk BYTES] [--spread S]
 
-Feeds ``recorder_agent._Job.consume`` (the recorder's handling of a text stream:
-the merger's updates, each fitted and queued by the writer) a fake reader of
-``--size`` characters in ``--chunk``-character chunks, then prints the updates
-put to the writer, the recorder's CPU seconds (``time.process_time``) and the
-characters of text the updates carried: each update's text is a string the
-recorder built from the chunks, so that is what it built (ASCII: bytes). No
-LiveKit, no network (the writer is not started; it only queues).
-
-``--spread S`` delivers the chunks over about S seconds (sleeping between
-slices, which costs no CPU), as a stream arriving over the network would; by
-default they arrive at once. Measure the code of another checkout (e.g. the one
-before a change) with ``PYTHONPATH=that/checkout``.
+Feeds ``recorder_agent._Job.consume`` a fake stream and counts what the recorder does
+with it (updates queued, CPU, characters of update text built), with no LiveKit and no
+network, so a change to the recorder's stream handling can be compared with the code
+before it. How to run it and its options: bench/README.md.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH: see above
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH=other/checkout
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django

@@ -1,15 +1,10 @@
 """Settings of the portal project (the Django project; its apps are ``portal`` and ``demo``).
 
-Embedded defaults need nothing: SQLite, the in-memory channel layer and the
-local LiveKit dev server (``devkey`` / ``secret`` on 127.0.0.1:7880), DEBUG on.
-Production overrides come from the environment: DATABASE_URL, REDIS_URL,
-LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SECRET_KEY, DEBUG,
-ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, CREDENTIAL_HASH_KEY, RECORDER_PER_ROOM, ANYREACH_PORTAL_URL
-(the recorders'), ROOM_GONE_GRACE, and behind a proxy
-SECURE_PROXY_SSL_HEADER. Any production setting (a LIVEKIT_URL off this machine
-among them) turns DEBUG off unless DEBUG=1 says otherwise; outside DEBUG the
-secure defaults (HTTPS redirect, HSTS, secure cookies) pass ``manage.py check
---deploy``, and a missing SECRET_KEY stops every process at start.
+With nothing set it runs locally (SQLite, in-memory channel layer, local LiveKit dev
+server, DEBUG on); a deployment configures it through environment variables, listed in
+docs/settings.md. Any production setting turns DEBUG off unless DEBUG=1 says otherwise,
+so half a production configuration never runs with development defaults; outside DEBUG
+the secure defaults apply and a missing SECRET_KEY stops every process at start.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """A realistic simulated call in a LiveKit room: an AI agent and a caller talking.
 
-Both sides publish real speech (espeak-ng, resampled to 48 kHz mono by sox,
-pushed as 10 ms frames in real time) and the agent publishes transcripts for
-both sides the way LiveKit agents do:
-
-- legacy transcriptions (``publish_transcription``) with interim segments and a
-  final one under the same segment id; the server forwards these only from
-  participants of kind AGENT, so the caller's are sent by the agent on the
-  caller's behalf (participant identity and track of the caller);
-- text streams on topic ``lk.transcription`` with the attributes
-  ``lk.segment_id``, ``lk.transcription_final`` and ``lk.transcribed_track_id``:
-  the agent's own speech as deltas in one stream per segment (final="true" in
-  the closing attributes), the caller's as a new full-text stream per interim
-  update and a last one marked final.
-
-``manage.py simulate_call`` registers the conversation through a public door
-(``registration.py``) and runs ``run_call``; the demo and the end-to-end tests
-use that command.
+Both sides publish real synthesized speech in real time, and the agent publishes both
+sides' transcripts in the two forms LiveKit agents use (legacy transcriptions and
+``lk.transcription`` text streams), so the portal is exercised by what a real agent
+sends. ``manage.py simulate_call`` registers the conversation through a public door
+(``registration.py``) and runs ``run_call``; the demo and the end-to-end tests use it.
 """
 
 from __future__ import annotations
@@ -280,6 +268,9 @@ class _Call:
     async def legacy(
         self, agent: _Speaker, speaker: _Speaker, sid: str, text: str, final: bool
     ) -> None:
+        # Interim segments, then a final one under the same id. The server forwards legacy
+        # transcriptions only from AGENT participants, so the agent sends the caller's too,
+        # under the caller's identity and track.
         segment = rtc.TranscriptionSegment(
             id=sid, text=text, start_time=0, end_time=0, language="en", final=final
         )

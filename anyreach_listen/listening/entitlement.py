@@ -1,17 +1,10 @@
 """Whether a listen session is still backed by a right to listen.
 
-A listener token cannot be recalled, so every listen session stays answerable
-to the right it was minted under: its API key, its PAT and its owner's
-membership, or the signed-in person's membership. ``refusal`` re-reads those
-rows from the database, locking them (``SELECT … FOR UPDATE``), so that:
-
-- a mint that checks inside the transaction writing its audit row either
-  commits before a revocation looks for sessions (and is found by it) or waits
-  for the revocation and sees it (``minting.grant_listen``);
-- a revocation (``revocation.py``) that locks the same rows sees every session
-  minted before it.
-
-On SQLite the transaction itself is the lock (Django opens it ``IMMEDIATE``).
+A listener token cannot be recalled, so every listen session stays answerable to the
+right it was minted under: its API key, or its holder's PAT and membership. ``refusal``
+re-reads those rows under a row lock, so a mint that checks inside its audit-row
+transaction (``minting.grant_listen``) and a revocation (``revocation.py``) that locks
+the same rows cannot miss each other. On SQLite the transaction itself is the lock.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Failed signatures of the LiveKit webhook and the recorder intake are throttled per
-client address (``ratelimit.signature_refusal``), without ever refusing a correctly
-signed delivery: the signature is checked first, a bad one counts in a bucket of its
-own (apart from the API's failed credentials), and past FAILED_AUTH_LIMIT bad ones the
-address's unsigned or badly signed deliveries get 429 ``rate_limited`` instead of 401.
-A good one from that address is applied as usual: LiveKit Cloud's egress, or every
-client behind an uncounted proxy, can share its address with whoever sends bad ones.
-
-Through the real endpoints and the Django test client.
+client address (``ratelimit.signature_refusal``), apart from the API's failed
+credentials, without ever refusing a correctly signed delivery: LiveKit Cloud's egress,
+or every client behind an uncounted proxy, can share its address with whoever sends bad
+ones. Through the real endpoints and the Django test client.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """The token endpoint under concurrent callers, on real daphne, on either database.
 
-- 512 mints, 64 at a time: sustained enough that a connection per daphne thread
-  exhausts PostgreSQL, and that SQLite's lock upgrades collide. The embedded
-  SQLite must take concurrent writers (WAL, IMMEDIATE transactions, a busy
-  timeout) and PostgreSQL must not run out of connections (Django's pool).
-- 200 mints at once from 20 credentials over a configured per-credential limit:
-  only 200s and that limit's 429s, and every 200 (no 429) audited exactly once,
-  under the credential that minted it.
-
-The servers run ``tests.support.load_settings`` (the project's settings over
-loopback HTTP, with the limit the test sets).
+Sustained concurrent mints must all succeed, so the embedded SQLite takes concurrent
+writers and PostgreSQL does not run out of connections; a burst over a per-credential
+rate limit must answer only successes and that limit's refusals, each success audited
+exactly once under the credential that minted it. The servers run
+``tests.support.load_settings`` (the project's settings over loopback HTTP).
 """
 
 from __future__ import annotations
@@ -32,6 +27,9 @@ from tests.support.datastores import postgres_server
 from tests.support.load import seeded_world
 from tests.support.processes import daphne_server, free_port, run_manage
 
+# Sustained enough that a connection per daphne thread exhausts PostgreSQL (without
+# Django's pool) and that SQLite's lock upgrades collide (without WAL, IMMEDIATE
+# transactions and a busy timeout).
 CONCURRENT = 64
 TOTAL = 512
 KEYS = 16  # 32 mints each

@@ -1,13 +1,9 @@
-"""Autoplay wiring.
+"""Autoplay wiring: the frame allows autoplay, startAudio() from a click on the parent
+page reaches the frame's adapter, and audioPlaybackChanged follows its playback state.
 
-Chromium under automation here does not enforce the autoplay policy: a
-cross-origin frame with allow="autoplay" plays without any gesture, and with
---autoplay-policy=user-gesture-required it never plays, even after a click on the
-parent, because that old policy ignores delegation. So these tests prove what can
-be proven: the frame carries allow="autoplay" (real Chrome then accepts the
-parent's user activation), startAudio() from a click on the parent page reaches
-the frame and calls the adapter's (LiveKit's) startAudio(), and the
-audioPlaybackChanged extension event follows the adapter's playback state.
+Chromium under automation cannot show the policy itself (it either plays without a
+gesture or, with the old user-gesture policy, ignores delegation and never plays), so
+these tests prove the wiring that lets real Chrome accept the parent's user activation.
 """
 
 from __future__ import annotations

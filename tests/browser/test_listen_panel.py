@@ -1,14 +1,10 @@
-"""The listen panel's transcript list (``static/anyreach_listen/panel/listen-panel.js``) in
-Chromium: a panel rendered with its recorded lines (``_transcript_lines.html`` inside the
-real ``listen_panel.html``) adopts them, and live segments merge by role and segment id.
+"""The listen panel's transcript list in Chromium: a panel adopts its server-rendered
+recorded lines and merges live segments by role and segment id. The SDK is a stand-in
+the test drives, so what is tested is the panel's list, not LiveKit.
 
-The SDK is a stand-in (``window.AnyReach.listen`` returning a session the test drives):
-what is tested is the panel's list, not LiveKit.
-
-Also the portal's dashboard dialog (``portal/static/portal/dashboard.js``) and listen wall
-(``portal/static/portal/wall.js``): a final line from the event stream
-(``anyreach:transcript``) said after the server rendered a panel and before its SDK
-session joined lands in that panel, once.
+Also the portal's dashboard dialog and listen wall: a final line from the event stream,
+said after the server rendered a panel and before its SDK session joined, lands in that
+panel once.
 """
 
 from __future__ import annotations

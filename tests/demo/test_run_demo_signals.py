@@ -1,19 +1,8 @@
-"""``make demo`` stopped the way people and machines stop it, with a call running and a
-supervisor's portal websocket open: every process of the demo (make, run_demo,
-LiveKit, daphne, the sweep, the recorder, the simulated calls) is gone within
-``STOP_DEADLINE`` seconds of the signal, and none of its ports stays taken.
-
-The last test drives run_demo's stop itself (``_children``), with a child that
-ignores SIGINT and a second signal in the middle of the stop.
-
-The signal goes to ``make demo``'s process group, as a terminal's Ctrl-C (SIGINT),
-a closed terminal (SIGHUP) or a process manager (SIGTERM, which make also forwards
-to run_demo: run_demo then gets it twice) sends it. run_demo's children run in
-sessions of their own, so the group signal reaches make and run_demo only.
-
-make runs a throwaway Makefile with run_demo on free ports and a throwaway SQLite
-file. Every process of the demo carries that file's URL in its environment, which
-is how the test finds them all, even one that outlives its parent.
+"""``make demo`` stopped the way people and machines stop it (Ctrl-C, a closed terminal,
+a process manager), with a call running and a supervisor's portal websocket open: every
+process of the demo is gone within ``STOP_DEADLINE`` of the signal and none of its ports
+stays taken, so a stopped demo never leaves a stray server behind. The last test drives
+run_demo's stop itself, with a child that ignores SIGINT and a second signal mid-stop.
 """
 
 from __future__ import annotations
@@ -154,6 +143,8 @@ def test_make_demo_stops_within_the_deadline_with_a_call_and_a_portal_socket_ope
         "DATABASE_URL": database,
         "PYTHONUNBUFFERED": "1",
     }
+    # Every process of the demo inherits this throwaway database's URL: that is how the
+    # test finds them all, even one that outlives its parent.
     marker = f"DATABASE_URL={database}\0".encode()
     run_demo = (
         f"{sys.executable} manage.py run_demo --port {port} --livekit-port {lk_port} "
@@ -201,6 +192,9 @@ def test_make_demo_stops_within_the_deadline_with_a_call_and_a_portal_socket_ope
         ):
             assert part in commands, commands
 
+        # To make's group, as a terminal or process manager sends it (make forwards SIGTERM
+        # too, so run_demo gets that one twice); run_demo's children run in sessions of
+        # their own, so this reaches make and run_demo only.
         os.killpg(make.pid, signum)
         signalled = time.monotonic()
         try:

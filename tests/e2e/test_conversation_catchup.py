@@ -1,13 +1,9 @@
 """Catch-up on a live call's conversation page, in real Chromium against the real stack.
 
-A supervisor who opens a call after the agent's greeting was recorded sees the
-greeting at once (server-rendered), then lines said after the page loaded arrive
-live, once each, whatever path brings them: the event stream
-(``anyreach:transcript``), the page's refetch when the stream opens, and the
-listen panel's own SDK transcript all merge by (role, segment id).
-
-The transcript is pushed through the API (``POST /core/conversations/{id}/transcript``,
-a manage key) as a platform would; the recorder stores the same way.
+A supervisor who opens a call after the agent's greeting was recorded sees it at once,
+then each later line exactly once, whichever of the page's paths (event stream, refetch,
+the listen panel's SDK transcript) brings it. The transcript is pushed through the API
+as a platform would; the recorder stores the same way.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Load with real parts: many hidden listeners on one call, many portal websockets on one worker.
 
-- 50 Python listeners (``livekit.rtc``, tokens minted by our API) join one
-  simulated call on a real ``livekit-server``: every one hears both sides and
-  gets both sides' transcripts, the server lists every one hidden and
-  publishing nothing, and the call itself is unaffected (agent and caller still
-  publish, and each sees only the other).
-- 500 signed-in portal websockets on one daphne worker (the embedded
-  in-memory channel layer on SQLite): one signed LiveKit webhook reaches each
-  socket exactly once.
-
-Counts, not times: nothing here asserts a latency.
+Many listeners minted by our API join one simulated call on a real ``livekit-server``:
+each hears and reads both sides, stays hidden and silent, and the call is unaffected.
+Many signed-in portal websockets on one daphne worker (the embedded defaults) each get
+one signed LiveKit webhook's event exactly once. Counts, not times: nothing here
+asserts a latency.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Live alerts and last lines on the dashboard and the wall, in real Chromium against the real
 stack (daphne, livekit-server --dev, a simulated call publishing real audio).
 
-A platform pushes the call's transcript through the API (``POST /core/conversations/
-{id}/transcript``, a manage key), as the recorder also stores it. A final line that says
-an alert rule's phrase raises an alert: the supervisor's dashboard shows the row's badge,
-the last line and a notice whose Listen opens the call's panel in a dialog and starts its
-audio in that one click; the wall, opened after the greeting, shows the greeting at once
-and highlights the tile. A viewer's dashboard shows the badge and a notice, and neither
-its page nor any frame of its websocket carries a word of the transcript or the phrase.
+A line pushed through the API that says a rule's phrase reaches a supervisor's dashboard
+and wall as an alert whose Listen starts the call's audio in one click, while a viewer
+gets the alert and not a word of the transcript or the phrase, on the page or the socket.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """The transcript recorder on the real stack: LiveKit's agent dispatch, real workers.
 
-``manage.py run_recorder`` workers (``tests/support/stack.py``) register with the
-stack's LiveKit; a simulated call registers through the REST API and its room
-opens, the app dispatches ``RECORDER["PER_ROOM"]`` recorders (2 in these
-settings) and they store both transcript paths. The transcript API then
-returns the whole script in spoken order. A worker killed outright mid-call
-(SIGKILL of its process group) loses nothing: the room's second recorder goes on
-and the app dispatches a replacement when LiveKit reports the dead recorder
-gone. The measured times are printed (run with ``-s``).
-
-The recorder delivers to daphne (``POST /livekit/recorder``), which records: on the
-embedded defaults (the in-memory channel layer) a signed-in supervisor's websocket
-still gets every recorded line (``transcript.segment``) and the seeded rule's alert.
+Recorders dispatched into a simulated call's room store its whole script in spoken
+order while staying hidden; one killed outright mid-call loses nothing and is replaced;
+on the embedded defaults a supervisor's websocket gets every recorded line and alert;
+and a huge stream in tiny chunks is recorded as one capped final. Measured times are
+printed (run with ``-s``).
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The recorder behind the portal, end to end: nothing is pushed by hand here.
 
-Real Chromium, daphne on the embedded defaults (SQLite, the in-memory channel
-layer), livekit-server --dev, a recorder worker (``manage.py run_recorder``) and a
-simulated call speaking ``DEFAULT_SCRIPT``, whose caller says the seeded rule's
-phrase ("charged twice", warning):
-
-- the alert the recorder raises reaches the supervisor's dashboard (notice, badge,
-  last line) and the notice's Listen plays the call; a viewer watching the same
-  call gets the alert but no word of the transcript, on the page or the websocket,
-  and a 403 from the transcript API;
-- a supervisor who opens the call after the greeting was recorded sees it at once,
-  and by the end of the call the page holds every recorded line once.
+In real Chromium on the embedded defaults, a real recorder hears a simulated call whose
+caller says the seeded rule's phrase: the alert reaches a supervisor's dashboard and its
+Listen plays the call, a viewer gets the alert but no word of the transcript, and a
+supervisor opening the call late sees the greeting at once and every line once.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """A room belongs to the organization its LiveKit metadata names, on the real stack.
 
-Acme (the seeded organization) registers a room name through the REST API before
-the platform starts that room for Bravo (room metadata naming Bravo, written with
-the LiveKit secret), and a caller joins and speaks. Bravo gets the call and its
-transcript; Acme's conversation ends as failed, its token is refused, nothing of
-Bravo's call is stored under it, it cannot claim the room again while Bravo's
-call runs, and the token it got before joins only to be removed. A room LiveKit
-reports with Bravo's metadata but no conversation yet is refused to Acme with 403
-``room_not_owned`` (LiveKit asked).
+An organization that registers a room name first cannot squat a room the platform then
+starts for another (its metadata, written with the LiveKit secret, names the owner):
+the owner gets the call and its transcript, and the squatter gets no token, no stored
+line, no second claim and no lasting seat in the room. A room LiveKit reports as another
+organization's is refused even before any conversation exists.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """The real SDK in real Chromium, against a real livekit-server and a simulated call.
 
-The embedding page is served from ``http://localhost:PORT`` (``EmbeddingSite``)
-and loads ``/public/listen-sdk`` from the stack's daphne on ``127.0.0.1``, so
-the SDK, its hidden frame and the page are cross-origin as in production. The
-listener token is minted through the real API with a read_sensitive API key and
-handed to the page by the embedder's "backend" (a JSON endpoint on its origin).
-
-Three tests observe one shared listener on one call (audio while it runs, then
-the whole transcript and the end of the call); the expired-token and revocation
-tests have calls of their own.
+The embedding page and the SDK's hidden frame are on different origins as in production,
+and the page gets its token from the embedder's "backend", minted through the real API.
+Audio, both roles' transcripts and the call's end reach the page through the frame; an
+expired token fails with a clear error and a revoked key's listener is removed. Three
+tests share one listener on one call; the others have calls of their own.
 """
 
 from __future__ import annotations

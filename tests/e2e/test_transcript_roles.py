@@ -1,12 +1,9 @@
 """Transcript roles come from who published, never from what a caller says about itself.
 
-A real simulated call (its agent minted with kind AGENT, its caller STANDARD)
-runs on the real stack while the SDK listens in Chromium. A second caller joins
-with the token a platform gives a caller and tries every trick it controls: an
-identity, a name and attributes that look like an agent's, and transcripts on
-every path LiveKit carries them, naming the agent's track. Each of its lines
-must reach the page's ``transcript`` handler as ``user``, or not at all when it
-claims a track it does not own; the real agent's lines stay ``agent``.
+While the SDK listens to a simulated call in Chromium, a second caller with a caller's
+token poses as the agent every way it controls (identity, name, attributes, transcripts
+naming the agent's track). Its lines reach the page as ``user``, or not at all when it
+claims a track it does not own, and the real agent's lines stay ``agent``.
 """
 
 from __future__ import annotations

@@ -3,11 +3,8 @@
 
     run_manage(env, "shell", "-c", "from tests.support.mint_race import main; main()")
 
-The worst interleaving: the revocation marks the API key revoked and looks for
-its sessions (finding none) but has not committed yet, while a mint authorized
-with the key as it was read before writes its session. Without a re-check on
-locked rows the mint commits a session the revocation never saw. With it, the
-mint waits for the key's row lock, sees the revocation and refuses. Prints JSON.
+It stages the worst interleaving, a revocation that found no sessions but has not
+committed while a mint authorized before it writes one, and prints JSON of the outcome.
 """
 
 from __future__ import annotations
@@ -74,6 +71,9 @@ def main() -> None:
         finally:
             connection.close()
 
+    # Without a re-check on locked rows the mint would commit a session the revocation
+    # never saw; with it, the mint waits for the key's row lock, sees the revocation and
+    # refuses.
     def mint() -> None:
         try:
             revocation_holds_lock.wait(WAIT)
