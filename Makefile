@@ -12,11 +12,12 @@ APT_PACKAGES := chromium espeak-ng sox postgresql redis-server
 BOOTSTRAP_PYTHON := $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help setup system-packages venv livekit-server js demo demo-banner test lint wheel clean bench bench-tools
+.PHONY: help setup system-packages venv livekit-server js demo demo-banner test lint docs wheel clean bench bench-tools
 
 help:
 	@echo "make demo   run the portal with a live demo call (make demo-banner: its logins again)"
 	@echo "make test   run the whole test suite (and the linters)"
+	@echo "make docs   build the documentation site (mkdocs --strict) into var/docs/"
 	@echo "make setup  install everything (idempotent); make lint; make wheel"
 
 setup: system-packages venv livekit-server js
@@ -73,6 +74,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy anyreach_listen config portal demo tests bench
+
+# The documentation site (docs/, mkdocs.yml) into var/docs/. --strict: a broken link or
+# anchor, or a page missing from the nav, fails the build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # Benchmarks, never part of `make test`: bench/run.py runs bench/bench_*.py and
 # writes BENCHMARKS.md. QUICK=1 makes it a smoke run (var/bench/BENCHMARKS.quick.md).

@@ -222,8 +222,9 @@ def test_our_own_settings_pass_w002() -> None:
 def test_the_readme_settings_default_to_the_dev_server_and_pass_w002(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    # The README's "settings.py: append" block, run on what startproject writes.
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    # The "settings.py: append" block (docs/integrators/django.md), run on what startproject writes.
+    page = Path(__file__).resolve().parents[1] / "docs" / "integrators" / "django.md"
+    readme = page.read_text()
     block = re.search(r"```python\n(# settings\.py: append\n.*?)```", readme, flags=re.S)
     assert block is not None
     for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):

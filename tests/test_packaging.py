@@ -4,8 +4,8 @@ The wheel is built the way a newcomer builds it, ``python -m build`` (the sdist,
 the wheel from the sdist) on a copy of the tree holding only what git would check out
 (uncommitted work included, nothing built, no ``js/node_modules``): setup.py's hook
 must build the browser SDK's bundles itself. The integration tests follow the
-README's "Adding anyreach_listen to an existing Django project" literally: they apply
-the README's own code blocks (read from README.md at test time) to a project made by
+docs' "Adding anyreach_listen to an existing Django project" literally: they apply
+the docs' own code blocks (read from docs/integrators/django.md at test time) to a project made by
 ``django-admin startproject`` in a new virtualenv holding only the wheel and its
 dependencies. The last one is the integrator: the bootstrap command, a real LiveKit
 configured with the README's ``webhook:`` block, a call registered through room
@@ -214,7 +214,7 @@ def test_wheel_contents(wheel: Path) -> None:
 
 
 def readme_section() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "integrators" / "django.md").read_text()
     section = text[text.index(SECTION) :]
     return section[: section.index("\n## ", len(SECTION))]
 

@@ -12,7 +12,7 @@ from anyreach_listen.access import policy as access
 from anyreach_listen.api.errors import API, Errors, markdown_table
 from tests.support.world import World
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ERRORS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "api" / "errors.md"
 
 
 def test_codes_are_unique_and_every_entry_is_described() -> None:
@@ -24,7 +24,7 @@ def test_codes_are_unique_and_every_entry_is_described() -> None:
 
 
 def test_readme_error_table_is_generated_from_the_registry() -> None:
-    assert markdown_table(API) in README.read_text()
+    assert markdown_table(API) in ERRORS_PAGE.read_text()
 
 
 @pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
