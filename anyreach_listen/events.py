@@ -3,7 +3,8 @@ organization.
 
 Publishers (the conversations service, webhooks, revocation) call these inside
 their transaction; the message is sent once it commits. The websocket consumer
-in ``consumers.py`` forwards it to the browsers of people who may see it.
+in ``consumers.py`` forwards it to the browsers of people who may see it. Each
+message is a shape declared below (its payloads: ``api/shapes.py``), sent as plain JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from anyreach_listen.api.shapes import LiveAlert, LiveConversation, LiveSegment, Shape
 from anyreach_listen.conf import listen_settings
 
 if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
@@ -34,7 +36,48 @@ def organization_group(organization_id: uuid.UUID | str) -> str:
     return f"{listen_settings.GROUP_PREFIX}.org.{organization_id}"
 
 
-def _send_on_commit(group: str, message: dict[str, Any]) -> None:
+class ConversationMessage(Shape):
+    """A ``conversation.updated`` group message: the payload and who may see it.
+
+    ``organization_id`` and ``team_id`` let each consumer decide visibility in
+    memory (``UserAccess.sees``), so one event to N sockets costs no query each.
+    """
+
+    type: str = CONVERSATION_UPDATED
+    event: str  # what happened or what ended the call, e.g. ``room_started``
+    conversation_id: uuid.UUID
+    organization_id: uuid.UUID
+    team_id: uuid.UUID | None
+    conversation: LiveConversation
+
+
+class ListenerMessage(ConversationMessage):
+    type: str = LISTENER_UPDATED
+    listen_session_id: uuid.UUID
+
+
+class AlertMessage(ConversationMessage):
+    type: str = ALERT_RAISED
+    alert: LiveAlert
+
+
+class SegmentMessage(ConversationMessage):
+    type: str = TRANSCRIPT_SEGMENT
+    segment: LiveSegment
+
+
+class AccessChangedMessage(Shape):
+    type: str = ACCESS_CHANGED
+
+
+class SessionEndedMessage(Shape):
+    type: str = SESSION_ENDED
+    session: str  # session_fingerprint of the login session
+
+
+def _send_on_commit(group: str, shape: Shape) -> None:
+    message = shape.as_json()  # plain JSON: any channel layer carries it
+
     def send() -> None:
         layer = get_channel_layer()
         if layer is not None:
@@ -45,89 +88,92 @@ def _send_on_commit(group: str, message: dict[str, Any]) -> None:
     transaction.on_commit(send, robust=True)
 
 
+def live_conversation(conversation: Conversation) -> LiveConversation:
+    return LiveConversation(
+        id=conversation.pk,
+        status=conversation.status,
+        status_display=conversation.get_status_display(),
+        is_active=conversation.is_active,
+        agent_label=conversation.agent_label,
+        caller_label=conversation.caller_label,
+        team=conversation.team.name if conversation.team else None,
+        started_at=conversation.started_at,
+        ended_at=conversation.ended_at,
+    )
+
+
 def conversation_payload(conversation: Conversation) -> dict[str, Any]:
     """What browsers get about a conversation (built once per event, not per socket)."""
+    return live_conversation(conversation).as_json()
+
+
+def _about(conversation: Conversation, event: str) -> dict[str, Any]:
+    """The fields every conversation message has."""
     return {
-        "id": str(conversation.pk),
-        "status": conversation.status,
-        "status_display": conversation.get_status_display(),
-        "is_active": conversation.is_active,
-        "agent_label": conversation.agent_label,
-        "caller_label": conversation.caller_label,
-        "team": conversation.team.name if conversation.team else None,
-        "started_at": conversation.started_at.isoformat() if conversation.started_at else None,
-        "ended_at": conversation.ended_at.isoformat() if conversation.ended_at else None,
+        "event": event,
+        "conversation_id": conversation.pk,
+        "organization_id": conversation.organization_id,
+        "team_id": conversation.team_id,
+        "conversation": live_conversation(conversation),
     }
 
 
 def conversation_message(conversation: Conversation, event: str) -> dict[str, Any]:
-    """A ``conversation.updated`` group message: the payload and who may see it.
-
-    ``organization_id`` and ``team_id`` let each consumer decide visibility in
-    memory (``UserAccess.sees``), so one event to N sockets costs no query each.
-    """
-    return {
-        "type": CONVERSATION_UPDATED,
-        "event": event,
-        "conversation_id": str(conversation.pk),
-        "organization_id": str(conversation.organization_id),
-        "team_id": str(conversation.team_id) if conversation.team_id else None,
-        "conversation": conversation_payload(conversation),
-    }
+    """A ``conversation.updated`` group message, as sent (see ``ConversationMessage``)."""
+    return ConversationMessage(**_about(conversation, event)).as_json()
 
 
 def publish_conversation(conversation: Conversation, event: str) -> None:
     """``event`` says what happened or what ended the call, e.g. ``room_started``."""
-    _send_on_commit(
-        organization_group(conversation.organization_id),
-        conversation_message(conversation, event),
-    )
+    message = ConversationMessage(**_about(conversation, event))
+    _send_on_commit(organization_group(conversation.organization_id), message)
 
 
 def publish_listener(session: ListenSession, event: str) -> None:
     """``event`` is ``joined``, ``left`` or ``revoked``."""
-    message = conversation_message(session.conversation, event)
-    message |= {"type": LISTENER_UPDATED, "listen_session_id": str(session.pk)}
-    _send_on_commit(organization_group(session.conversation.organization_id), message)
+    conversation = session.conversation
+    message = ListenerMessage(**_about(conversation, event), listen_session_id=session.pk)
+    _send_on_commit(organization_group(conversation.organization_id), message)
+
+
+def live_alert(alert: Alert) -> LiveAlert:
+    return LiveAlert(
+        id=alert.pk,
+        rule_id=alert.rule_id,
+        severity=alert.rule.severity,
+        phrase=alert.rule.phrase,
+        role=alert.segment.role,
+        segment_id=alert.segment.segment_id,
+        raised_at=alert.raised_at,
+    )
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:
-    """What browsers may get about an alert: never the segment's text. ``phrase``,
-    ``role`` and ``segment_id`` reach only people who may read the transcript
-    (the consumer drops them for the others)."""
-    return {
-        "id": str(alert.pk),
-        "rule_id": str(alert.rule_id),
-        "severity": alert.rule.severity,
-        "phrase": alert.rule.phrase,
-        "role": alert.segment.role,
-        "segment_id": alert.segment.segment_id,
-        "raised_at": alert.raised_at.isoformat(),
-    }
+    """What browsers may get about an alert (see ``LiveAlert``)."""
+    return live_alert(alert).as_json()
 
 
 def publish_alert(alert: Alert, conversation: Conversation) -> None:
     """An alert was raised in ``conversation`` (its team loaded: the payload names it)."""
-    message = conversation_message(conversation, "alert")
-    message |= {"type": ALERT_RAISED, "alert": alert_payload(alert)}
+    message = AlertMessage(**_about(conversation, "alert"), alert=live_alert(alert))
     _send_on_commit(organization_group(conversation.organization_id), message)
+
+
+def live_segment(segment: TranscriptSegment) -> LiveSegment:
+    return LiveSegment(
+        id=segment.segment_id, role=segment.role, text=segment.text, at=segment.first_seen_at
+    )
 
 
 def segment_payload(segment: TranscriptSegment) -> dict[str, Any]:
     """A final line as browsers get it (transcript readers only, ``consumers.py``)."""
-    return {
-        "id": segment.segment_id,
-        "role": segment.role,
-        "text": segment.text,
-        "at": segment.first_seen_at.isoformat(),
-    }
+    return live_segment(segment).as_json()
 
 
 def publish_segment(segment: TranscriptSegment, conversation: Conversation) -> None:
     """``segment`` was made final in ``conversation`` (its team loaded). Finals only:
     interim text changes word by word and would cost a message per word per socket."""
-    message = conversation_message(conversation, "transcript")
-    message |= {"type": TRANSCRIPT_SEGMENT, "segment": segment_payload(segment)}
+    message = SegmentMessage(**_about(conversation, "transcript"), segment=live_segment(segment))
     _send_on_commit(organization_group(conversation.organization_id), message)
 
 
@@ -138,7 +184,7 @@ def user_group(user_id: object) -> str:
 def publish_access_changed(user_id: object) -> None:
     """The user, their memberships or teams changed: their open sockets check
     their session again and reload what they may see."""
-    _send_on_commit(user_group(user_id), {"type": ACCESS_CHANGED})
+    _send_on_commit(user_group(user_id), AccessChangedMessage())
 
 
 def session_fingerprint(session_key: str) -> str:
@@ -148,6 +194,5 @@ def session_fingerprint(session_key: str) -> str:
 
 def publish_session_ended(user_id: object, session_key: str) -> None:
     """The user signed out of one session: its sockets close (others stay)."""
-    _send_on_commit(
-        user_group(user_id), {"type": SESSION_ENDED, "session": session_fingerprint(session_key)}
-    )
+    message = SessionEndedMessage(session=session_fingerprint(session_key))
+    _send_on_commit(user_group(user_id), message)

@@ -5,7 +5,8 @@ descriptions, codes and headers come from there, and each error response's
 schema lists exactly the codes that operation answers with that status (a
 client can switch on them; ``tests/test_openapi_fuzz.py`` holds the API to
 it). Every operation may also answer ``internal_error`` (500), and unknown
-paths ``not_found``.
+paths ``not_found``. Schemas are generated: answers from ``shapes.py``, request
+bodies from the views' field tables and ``recorder.wire``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,18 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 
 from anyreach_listen.access.policy import ORG_HEADER
+from anyreach_listen.api import shapes
 from anyreach_listen.api.errors import API, ErrorKind, Errors, endpoint
-from anyreach_listen.api.payloads import MAX_LABEL, MAX_SEGMENT_TEXT, MAX_SEGMENTS, SPEAKER_ROLES
-from anyreach_listen.api.views import MAX_READ_PAGE_SIZE, READ_PAGE_SIZE
-from anyreach_listen.models import ACTIVE_STATUSES, AlertRole, AlertSeverity, ConversationStatus
+from anyreach_listen.api.payloads import MAX_LABEL, Field
+from anyreach_listen.api.views import (
+    CREATE_FIELDS,
+    MAX_READ_PAGE_SIZE,
+    READ_PAGE_SIZE,
+    RULE_FIELDS,
+    UPDATE_FIELDS,
+)
+from anyreach_listen.models import AlertRole, AlertSeverity, ConversationStatus
+from anyreach_listen.recorder.wire import TranscriptPush
 
 E = Errors
 # Every operation authenticates the same way (after the per-address limit on
@@ -149,8 +158,6 @@ _RULE_ID_PARAMETER = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-_UUID = {"type": "string", "format": "uuid"}
-_NEXT = {"type": ["string", "null"], "description": "The next page's URL; null on the last page."}
 # Transcripts, alerts and rules: pages of up to 500, rate-limited per credential on their own.
 _READ_PAGE_PARAMETERS: list[dict[str, Any]] = [
     {
@@ -174,117 +181,62 @@ _AUDITED = (
     " Audited as a transcript read: one `TranscriptRead` row (via `api`) per credential, "
     "client address and conversation per hour, whichever page or list is read."
 )
-_SPEAKER = {"type": "string", "enum": list(SPEAKER_ROLES)}
+# What the field tables cannot say: descriptions and the defaults the views apply.
+_CONVERSATION_DOCS: dict[str, dict[str, Any]] = {
+    "room_name": {"description": "Unique among active conversations."},
+    "team_id": {"format": "uuid"},
+    "external_id": {
+        "description": "Your id for the call: registering it again answers 200 with the "
+        "existing conversation, unchanged."
+    },
+}
+_CREATE_DOCS = {**_CONVERSATION_DOCS, "status": {"default": ConversationStatus.IN_PROGRESS}}
+_UPDATE_DOCS = {
+    **_CONVERSATION_DOCS,
+    "status": {
+        "description": "Forward only: triggered → ringing → in_progress → completed | failed | "
+        "canceled; triggered and ringing may end directly."
+    },
+    "room_name": {"description": "Only while none is set."},
+}
+_RULE_DOCS: dict[str, dict[str, Any]] = {
+    "phrase": {
+        # RULE_FIELDS' phrase check (``alerts.valid_phrase``) carries no schema of its own.
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_LABEL,
+        "description": "Matched on word boundaries, ignoring case and punctuation; needs at "
+        "least one word.",
+    },
+    "role": {"default": AlertRole.ANY},
+    "severity": {"default": AlertSeverity.WARNING},
+    "team_id": {
+        "format": "uuid",
+        "description": "Only this team's calls; none: every call of the organization.",
+    },
+}
 
-_STRING = {"type": "string", "maxLength": MAX_LABEL}
-_NULLABLE_STRING = {"type": ["string", "null"], "maxLength": MAX_LABEL}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_METADATA = {"type": "object", "description": "A JSON object of at most 16 KB."}
+
+def _body(
+    fields: dict[str, Field], docs: dict[str, dict[str, Any]], required: list[str] | None = None
+) -> dict[str, Any]:
+    """A request body's schema from the table its view cleans it with."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: {**f.schema, **docs.get(name, {})} for name, f in fields.items()},
+    }
+    if required:
+        schema["required"] = required
+    return schema
 
 
 def _schemas() -> dict[str, Any]:
-    statuses = list(ConversationStatus.values)
     return {
-        "ListenerToken": {
-            "type": "object",
-            "required": ["url", "token", "room_name", "expires_at"],
-            "additionalProperties": False,
-            "properties": {
-                "url": {"type": "string", "description": "LiveKit server URL."},
-                "token": {"type": "string", "description": "Subscribe-only listener JWT."},
-                "room_name": {"type": "string"},
-                "expires_at": {
-                    "type": "string",
-                    "format": "date-time",
-                    "description": "ISO 8601, UTC; equals the JWT's exp.",
-                },
-            },
-        },
-        "Conversation": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": [
-                "id",
-                "organization_id",
-                "team_id",
-                "status",
-                "room_name",
-                "agent_label",
-                "caller_label",
-                "metadata",
-                "external_id",
-                "started_at",
-                "ended_at",
-                "created_at",
-                "updated_at",
-            ],
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "organization_id": {"type": "string", "format": "uuid"},
-                "team_id": {"type": ["string", "null"], "format": "uuid"},
-                "status": {"type": "string", "enum": statuses},
-                "room_name": _NULLABLE_STRING,
-                "agent_label": {"type": "string"},
-                "caller_label": {"type": "string"},
-                "metadata": {"type": "object"},
-                "external_id": _NULLABLE_STRING,
-                "started_at": _TIME,
-                "ended_at": _TIME,
-                "created_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-            },
-        },
-        "ConversationCreate": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "room_name": {
-                    **_NULLABLE_STRING,
-                    "description": "Unique among active conversations.",
-                },
-                "status": {
-                    "type": "string",
-                    "enum": sorted(ACTIVE_STATUSES),
-                    "default": ConversationStatus.IN_PROGRESS,
-                },
-                "team_id": {"type": ["string", "null"], "format": "uuid"},
-                "agent_label": _STRING,
-                "caller_label": _STRING,
-                "metadata": _METADATA,
-                "external_id": {
-                    **_NULLABLE_STRING,
-                    "description": "Your id for the call: registering it again answers 200 "
-                    "with the existing conversation, unchanged.",
-                },
-            },
-        },
-        "ConversationUpdate": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "status": {
-                    "type": "string",
-                    "enum": statuses,
-                    "description": "Forward only: triggered → ringing → in_progress → "
-                    "completed | failed | canceled; triggered and ringing may end directly.",
-                },
-                "room_name": {**_NULLABLE_STRING, "description": "Only while none is set."},
-                "team_id": {"type": ["string", "null"], "format": "uuid"},
-                "agent_label": _STRING,
-                "caller_label": _STRING,
-                "metadata": _METADATA,
-            },
-        },
-        "ConversationPage": {
-            "type": "object",
-            "required": ["results", "next"],
-            "additionalProperties": False,
-            "properties": {
-                "results": {"type": "array", "items": _ref("Conversation")},
-                "next": {"type": ["string", "null"], "description": "The next page's URL."},
-            },
-        },
-        **_transcript_schemas(),
+        **shapes.component_schemas(requests=[TranscriptPush]),
+        "ConversationCreate": _body(CREATE_FIELDS, _CREATE_DOCS),
+        "ConversationUpdate": _body(UPDATE_FIELDS, _UPDATE_DOCS),
+        "AlertRuleCreate": _body(RULE_FIELDS, _RULE_DOCS, required=["phrase"]),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -300,128 +252,6 @@ def _schemas() -> dict[str, Any]:
                 }
             },
         },
-    }
-
-
-def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(properties) if required is None else required,
-        "properties": properties,
-    }
-
-
-def _transcript_schemas() -> dict[str, Any]:
-    rule_fields = {
-        "phrase": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_LABEL,
-            "description": "Matched on word boundaries, ignoring case and punctuation; "
-            "needs at least one word.",
-        },
-        "role": {"type": "string", "enum": list(AlertRole.values), "default": AlertRole.ANY},
-        "severity": {
-            "type": "string",
-            "enum": list(AlertSeverity.values),
-            "default": AlertSeverity.WARNING,
-        },
-        "team_id": {
-            "type": ["string", "null"],
-            "format": "uuid",
-            "description": "Only this team's calls; none: every call of the organization.",
-        },
-    }
-    return {
-        "TranscriptPush": _object(
-            {
-                "segments": {
-                    "type": "array",
-                    "maxItems": MAX_SEGMENTS,
-                    "items": _object(
-                        {
-                            "id": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL},
-                            "role": _SPEAKER,
-                            "text": {
-                                "type": "string",
-                                "maxLength": MAX_SEGMENT_TEXT,
-                                "description": "The whole segment so far, not a delta.",
-                            },
-                            "final": {"type": "boolean"},
-                        }
-                    ),
-                }
-            }
-        ),
-        "TranscriptPushResult": _object(
-            {
-                "recorded": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "Updates that changed the transcript.",
-                },
-                "unchanged": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "Updates already known (retries), older than what is "
-                    "stored, or for a segment already final.",
-                },
-                "alerts": {"type": "integer", "minimum": 0, "description": "Alerts raised."},
-            }
-        ),
-        "Transcript": _object(
-            {
-                "segments": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "id": {"type": "string"},
-                            "role": _SPEAKER,
-                            "text": {"type": "string"},
-                            "final": {"type": "boolean"},
-                            "at": {
-                                "type": "string",
-                                "format": "date-time",
-                                "description": "When the segment was first seen.",
-                            },
-                        }
-                    ),
-                },
-                "complete": {
-                    "type": "boolean",
-                    "description": "The conversation has ended.",
-                },
-                "next": _NEXT,
-            }
-        ),
-        "Alert": _object(
-            {
-                "id": _UUID,
-                "conversation_id": _UUID,
-                "rule_id": _UUID,
-                "phrase": {"type": "string"},
-                "severity": {"type": "string", "enum": list(AlertSeverity.values)},
-                "role": _SPEAKER,
-                "segment_id": {"type": "string"},
-                "raised_at": {"type": "string", "format": "date-time"},
-            }
-        ),
-        "AlertList": _object({"alerts": {"type": "array", "items": _ref("Alert")}, "next": _NEXT}),
-        "AlertRuleCreate": _object(rule_fields, required=["phrase"]),
-        "AlertRule": _object(
-            {
-                "id": _UUID,
-                "organization_id": _UUID,
-                **rule_fields,
-                "created_by": {"type": ["string", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "deleted_at": {"type": ["string", "null"], "format": "date-time"},
-            }
-        ),
-        "AlertRuleList": _object(
-            {"rules": {"type": "array", "items": _ref("AlertRule")}, "next": _NEXT}
-        ),
     }
 
 

@@ -1,27 +1,37 @@
-"""JSON bodies of the REST API: reading them strictly, and the JSON forms of
-conversations, transcript segments, alert rules and alerts.
+"""JSON bodies of the REST API: reading them strictly, and answering with the shapes of
+``shapes.py`` (conversations, transcript segments, alert rules, alerts, their pages).
 
 Reading is strict so that bad input gets a clear error and changes nothing, and so
-that every string stored is storable by every supported database.
+that every string stored is storable by every supported database. Each ``Field``
+carries its JSON Schema: the OpenAPI request bodies come from the same tables.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.http import HttpRequest
 
-from anyreach_listen.api.body_limit import MAX_BODY, read_limited
+from anyreach_listen.api import shapes
+from anyreach_listen.api.body_limit import MAX_BODY as MAX_BODY
+from anyreach_listen.api.body_limit import read_limited
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.models import Alert, AlertRule, Conversation
+
+# The limits and ``storable`` live in ``recorder.wire`` (the worker shares them).
+from anyreach_listen.recorder.wire import MAX_LABEL as MAX_LABEL
+from anyreach_listen.recorder.wire import MAX_SEGMENT_TEXT as MAX_SEGMENT_TEXT
+from anyreach_listen.recorder.wire import MAX_SEGMENTS as MAX_SEGMENTS
+from anyreach_listen.recorder.wire import SEGMENT_FIELDS as SEGMENT_FIELDS
+from anyreach_listen.recorder.wire import SPEAKER_ROLES as SPEAKER_ROLES
+from anyreach_listen.recorder.wire import storable as storable
 from anyreach_listen.transcripts import SegmentIn, SegmentOut
 
 MAX_METADATA = 16 * 1024
-MAX_LABEL = 200
 MAX_DEPTH = 32  # nesting of metadata (SQLite's JSON functions stop at 1,000)
 
 
@@ -55,20 +65,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python accepts NaN and Infinity; JSON does not
 
 
-def storable(text: str) -> bool:
-    """Whether every supported database stores ``text`` as it is.
-
-    PostgreSQL refuses NUL in text and jsonb; a lone surrogate is not UTF-8.
-    """
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _storable_json(value: Any, depth: int = 0) -> bool:
     if depth > MAX_DEPTH:
         return False
@@ -87,6 +83,7 @@ class Field:
 
     check: Callable[[Any], Any]
     describe: str  # what a valid value is, for the error message
+    schema: dict[str, Any] = field(default_factory=dict)  # the same rule, as JSON Schema
 
 
 def _string(max_length: int, *, nullable: bool = False) -> Field:
@@ -98,7 +95,8 @@ def _string(max_length: int, *, nullable: bool = False) -> Field:
         return value
 
     suffix = " or null" if nullable else ""
-    return Field(check, f"a string of at most {max_length} characters (no NUL){suffix}")
+    schema = {"type": ["string", "null"] if nullable else "string", "maxLength": max_length}
+    return Field(check, f"a string of at most {max_length} characters (no NUL){suffix}", schema)
 
 
 def choice(choices: list[str]) -> Field:
@@ -107,7 +105,7 @@ def choice(choices: list[str]) -> Field:
             raise ValueError
         return value
 
-    return Field(check, "one of " + ", ".join(choices))
+    return Field(check, "one of " + ", ".join(choices), {"type": "string", "enum": list(choices)})
 
 
 def _json_object(max_bytes: int) -> Field:
@@ -118,10 +116,12 @@ def _json_object(max_bytes: int) -> Field:
             raise ValueError
         return value
 
-    return Field(
-        check,
+    describe = (
         f"a JSON object of at most {max_bytes // 1024} KB, {MAX_DEPTH} levels deep, "
-        "without NUL characters",
+        "without NUL characters"
+    )
+    return Field(
+        check, describe, {"type": "object", "description": describe[0].upper() + describe[1:] + "."}
     )
 
 
@@ -147,36 +147,40 @@ def clean(data: dict[str, Any], fields: dict[str, Field]) -> dict[str, Any]:
 
 
 def iso(moment: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC with ``Z`` (microseconds kept: cursors compare them)."""
-    if moment is None:
-        return None
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    """``shapes.utc_iso``, None for no time."""
+    return None if moment is None else shapes.utc_iso(moment)
+
+
+def conversation_shape(conversation: Conversation) -> shapes.Conversation:
+    return shapes.Conversation(
+        id=conversation.pk,
+        organization_id=conversation.organization_id,
+        team_id=conversation.team_id,
+        status=conversation.status,
+        room_name=conversation.livekit_room,
+        agent_label=conversation.agent_label,
+        caller_label=conversation.caller_label,
+        metadata=conversation.metadata,
+        external_id=conversation.external_id,
+        started_at=conversation.started_at,
+        ended_at=conversation.ended_at,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+    )
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "id": str(conversation.pk),
-        "organization_id": str(conversation.organization_id),
-        "team_id": str(conversation.team_id) if conversation.team_id else None,
-        "status": conversation.status,
-        "room_name": conversation.livekit_room,
-        "agent_label": conversation.agent_label,
-        "caller_label": conversation.caller_label,
-        "metadata": conversation.metadata,
-        "external_id": conversation.external_id,
-        "started_at": iso(conversation.started_at),
-        "ended_at": iso(conversation.ended_at),
-        "created_at": iso(conversation.created_at),
-        "updated_at": iso(conversation.updated_at),
-    }
+    return conversation_shape(conversation).as_json()
+
+
+def conversation_page_json(
+    conversations: Iterable[Conversation], next_url: str | None
+) -> dict[str, Any]:
+    results = [conversation_shape(c) for c in conversations]
+    return shapes.ConversationPage(results=results, next=next_url).as_json()
 
 
 # --- transcripts and alerts --------------------------------------------------------------
-
-MAX_SEGMENTS = 200  # per push
-MAX_SEGMENT_TEXT = 10_000
-SEGMENT_FIELDS = ("id", "role", "text", "final")
-SPEAKER_ROLES = ("agent", "user")
 
 
 def transcript_updates(data: dict[str, Any]) -> list[SegmentIn]:
@@ -222,39 +226,69 @@ def _segment(index: int, item: Any) -> SegmentIn:
     return SegmentIn(segment_id, role, text, final)
 
 
+def segment_shape(segment: SegmentOut) -> shapes.TranscriptSegment:
+    return shapes.TranscriptSegment(
+        id=segment.id, role=segment.role, text=segment.text, final=segment.final, at=segment.at
+    )
+
+
 def segment_json(segment: SegmentOut) -> dict[str, Any]:
-    return {
-        "id": segment.id,
-        "role": segment.role,
-        "text": segment.text,
-        "final": segment.final,
-        "at": iso(segment.at),
-    }
+    return segment_shape(segment).as_json()
+
+
+def transcript_page_json(
+    segments: Iterable[SegmentOut], *, complete: bool, next_url: str | None
+) -> dict[str, Any]:
+    page = [segment_shape(s) for s in segments]
+    return shapes.Transcript(segments=page, complete=complete, next=next_url).as_json()
+
+
+def push_result_json(recorded: int, unchanged: int, alerts: int) -> dict[str, Any]:
+    result = shapes.TranscriptPushResult(recorded=recorded, unchanged=unchanged, alerts=alerts)
+    return result.as_json()
+
+
+def alert_rule_shape(rule: AlertRule) -> shapes.AlertRule:
+    return shapes.AlertRule(
+        id=rule.pk,
+        organization_id=rule.organization_id,
+        team_id=rule.team_id,
+        phrase=rule.phrase,
+        role=rule.role,
+        severity=rule.severity,
+        created_by=rule.created_by_label or None,
+        created_at=rule.created_at,
+        deleted_at=rule.deleted_at,
+    )
 
 
 def alert_rule_json(rule: AlertRule) -> dict[str, Any]:
-    return {
-        "id": str(rule.pk),
-        "organization_id": str(rule.organization_id),
-        "team_id": str(rule.team_id) if rule.team_id else None,
-        "phrase": rule.phrase,
-        "role": rule.role,
-        "severity": rule.severity,
-        "created_by": rule.created_by_label or None,
-        "created_at": iso(rule.created_at),
-        "deleted_at": iso(rule.deleted_at),
-    }
+    return alert_rule_shape(rule).as_json()
+
+
+def alert_rule_list_json(rules: Iterable[AlertRule], next_url: str | None) -> dict[str, Any]:
+    page = [alert_rule_shape(r) for r in rules]
+    return shapes.AlertRuleList(rules=page, next=next_url).as_json()
+
+
+def alert_shape(alert: Alert) -> shapes.Alert:
+    """Its rule's phrase (``select_related("rule", "segment")``), never the segment text."""
+    return shapes.Alert(
+        id=alert.pk,
+        conversation_id=alert.conversation_id,
+        rule_id=alert.rule_id,
+        phrase=alert.rule.phrase,
+        severity=alert.rule.severity,
+        role=alert.segment.role,
+        segment_id=alert.segment.segment_id,
+        raised_at=alert.raised_at,
+    )
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
-    """An alert for readers of the transcript: its rule's phrase, never the segment text."""
-    return {
-        "id": str(alert.pk),
-        "conversation_id": str(alert.conversation_id),
-        "rule_id": str(alert.rule_id),
-        "phrase": alert.rule.phrase,
-        "severity": alert.rule.severity,
-        "role": alert.segment.role,
-        "segment_id": alert.segment.segment_id,
-        "raised_at": iso(alert.raised_at),
-    }
+    return alert_shape(alert).as_json()
+
+
+def alert_list_json(alerts: Iterable[Alert], next_url: str | None) -> dict[str, Any]:
+    page = [alert_shape(a) for a in alerts]
+    return shapes.AlertList(alerts=page, next=next_url).as_json()

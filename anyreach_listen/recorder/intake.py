@@ -9,19 +9,12 @@ and cache are. Wire format and answers: README ("Recorder"), docs/internals/reco
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-import hmac
 import logging
-import time
 import uuid
-from typing import Any, Final
+from typing import Any
 
-import jwt
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
-from livekit.api import AccessToken, TokenVerifier
 
 from anyreach_listen import transcripts
 from anyreach_listen.access import ratelimit
@@ -32,32 +25,22 @@ from anyreach_listen.api.errors import ApiError, Errors, endpoint
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.models import Conversation
 from anyreach_listen.recorder import dispatch as recorder_dispatch
+from anyreach_listen.recorder.wire import (
+    DELIVERY_FIELDS,
+    MAX_ROOM_NAME,
+    REGISTERED,
+    DeliveryResult,
+    refusal,
+)
+
+# Their home is ``wire``; still importable from here.
+from anyreach_listen.recorder.wire import RECORDER_IDENTITY as RECORDER_IDENTITY
+from anyreach_listen.recorder.wire import body_hash as body_hash
+from anyreach_listen.recorder.wire import sign as sign
 
 logger = logging.getLogger(__name__)
 
-RECORDER_IDENTITY = "anyreach-recorder"  # the token's subject: a recorder's delivery
-DELIVERY_KIND: Final = "agent"
-TOKEN_TTL = 60  # seconds a delivery's token is valid
-LEEWAY = 10  # seconds of clock skew tolerated between a recorder's machine and ours
-MAX_ROOM_NAME = 256
-BODY_FIELDS = frozenset({"room", "conversation_id", "segments"})
-
-
-def body_hash(body: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(body).digest()).decode()
-
-
-def sign(body: bytes, api_key: str, api_secret: str, *, ttl: int = TOKEN_TTL) -> str:
-    """The ``Authorization`` header value of a delivery of ``body`` (the recorder's half)."""
-    token = (
-        AccessToken(api_key, api_secret)
-        .with_identity(RECORDER_IDENTITY)
-        .with_kind(DELIVERY_KIND)
-        .with_sha256(body_hash(body))
-        .with_ttl(dt.timedelta(seconds=ttl))
-        .to_jwt()
-    )
-    return f"Bearer {token}"
+BODY_FIELDS = DELIVERY_FIELDS
 
 
 def _refused(request: HttpRequest, why: str) -> ApiError:
@@ -71,28 +54,14 @@ def _refused(request: HttpRequest, why: str) -> ApiError:
 
 
 def _verify(request: HttpRequest, body: bytes) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _refused(request, "no bearer token")
-    token = token.strip()
-    verifier = TokenVerifier(
+    why = refusal(
+        request.headers.get("Authorization", ""),
+        body,
         listen_settings.LIVEKIT_API_KEY,
         listen_settings.LIVEKIT_API_SECRET,
-        leeway=dt.timedelta(seconds=LEEWAY),
     )
-    try:
-        claims = verifier.verify(token)  # signature, issuer, exp (required)
-        # Already verified; read the raw claims the Claims object does not keep.
-        raw: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    except Exception as exc:
-        raise _refused(request, type(exc).__name__) from None
-    if claims.identity != RECORDER_IDENTITY or claims.kind != DELIVERY_KIND or "video" in raw:
-        raise _refused(request, "not a recorder delivery token")
-    if not isinstance(raw.get("exp"), int) or raw["exp"] > time.time() + TOKEN_TTL + LEEWAY:
-        raise _refused(request, "token lifetime too long")  # a short-lived token only
-    if not claims.sha256 or not hmac.compare_digest(claims.sha256, body_hash(body)):
-        raise _refused(request, "body hash mismatch")
+    if why is not None:
+        raise _refused(request, why)
 
 
 def _room(data: dict[str, Any]) -> str:
@@ -138,7 +107,7 @@ def recorder_delivery(request: HttpRequest) -> JsonResponse:
     # signed delivery is never refused for its address's bad ones.
     _verify(request, body)
     data = payloads.read_object(request)
-    if "registered" in data:
+    if REGISTERED in data:
         return _registered(data)
     unknown = sorted(set(data) - BODY_FIELDS)
     if unknown:
@@ -152,14 +121,15 @@ def recorder_delivery(request: HttpRequest) -> JsonResponse:
         # Nothing was stored (one transaction): a 5xx makes the recorder retry.
         logger.warning("Recorder delivery for room %s not stored: %s", room, type(exc).__name__)
         raise ApiError(Errors.INTERNAL_ERROR) from None
-    return JsonResponse({"recorded": result.recorded, "unchanged": result.unchanged})
+    answer = DeliveryResult(recorded=result.recorded, unchanged=result.unchanged)
+    return JsonResponse(answer.model_dump())
 
 
 def _registered(data: dict[str, Any]) -> JsonResponse:
     """``{"registered": <worker id>}``: a recorder worker registered with LiveKit. The
     calls that lack recorders (opened while no worker was up) get them now, not at the
     next sweep; on the dispatch thread, so the worker does not wait for LiveKit."""
-    if set(data) != {"registered"} or not isinstance(data["registered"], str):
+    if set(data) != {REGISTERED} or not isinstance(data[REGISTERED], str):
         raise ApiError(Errors.INVALID_FIELD, "registered must be the only field, a string.")
     recorder_dispatch.sweep_in_background()
     return JsonResponse({"sweep": "queued"}, status=202)

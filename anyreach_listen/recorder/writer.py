@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import httpx
 
-from anyreach_listen.api.payloads import MAX_SEGMENT_TEXT, storable
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.recorder.intake import sign
-from anyreach_listen.transcripts import SegmentIn
+from anyreach_listen.recorder.wire import (
+    DELIVERY_PATH,
+    MAX_SEGMENT_TEXT,
+    Segment,
+    SegmentIn,
+    delivery_body,
+    registered_body,
+    segment_json,
+    sign,
+    storable,
+)
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_PATH = "/livekit/recorder"  # under the portal URL, next to /livekit/webhook
 RETRY_DELAYS: Sequence[float] = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)  # the last one repeats
 MAX_BATCH = 100
 MAX_BATCH_BYTES = 48 * 1024  # the portal takes bodies up to 64 KB
@@ -40,16 +45,12 @@ def delivery_url(portal_url: str) -> str:
     return portal_url.rstrip("/") + DELIVERY_PATH
 
 
-def _segment_json(update: SegmentIn) -> dict[str, Any]:
-    return {"id": update.id, "role": update.role, "text": update.text, "final": update.final}
-
-
 def _size(update: SegmentIn) -> int:
-    return len(json.dumps(_segment_json(update), ensure_ascii=False).encode())
+    return len(json.dumps(segment_json(update), ensure_ascii=False).encode())
 
 
 def _storable(text: str, nul: str) -> str:
-    """``text`` as every supported database stores it (``payloads.storable``): each NUL
+    """``text`` as every supported database stores it (``wire.storable``): each NUL
     character replaced by ``nul``, a lone surrogate by U+FFFD (a split pair joined).
     Also what can be encoded in a request at all (UTF-8 has no lone surrogates)."""
     if storable(text):
@@ -58,22 +59,20 @@ def _storable(text: str, nul: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def within_limits(update: SegmentIn) -> SegmentIn:
+def within_limits(update: Segment) -> SegmentIn:
     """``update`` as the intake takes it: its text storable (NUL removed), at most
     ``MAX_SEGMENT_TEXT`` characters and small enough for a request of its own; its id
     storable (NUL as U+FFFD: an id keeps its length, so it cannot become another). An
     id the intake still refuses (empty, too long) gets that update, alone, refused."""
     segment_id = _storable(update.id, "\ufffd")
     text = _storable(update.text, "")[:MAX_SEGMENT_TEXT]
-    if (segment_id, text) != (update.id, update.text):
-        update = dataclasses.replace(update, id=segment_id, text=text)
-    size = _size(update)
-    while size > MAX_BATCH_BYTES and update.text:  # escaped control characters: 6 bytes each
-        update = dataclasses.replace(
-            update, text=update.text[: len(update.text) * MAX_BATCH_BYTES // size]
-        )
-        size = _size(update)
-    return update
+    fitted = SegmentIn(segment_id, update.role, text, update.final)
+    size = _size(fitted)
+    while size > MAX_BATCH_BYTES and fitted.text:  # escaped control characters: 6 bytes each
+        text = fitted.text[: len(fitted.text) * MAX_BATCH_BYTES // size]
+        fitted = SegmentIn(segment_id, update.role, text, update.final)
+        size = _size(fitted)
+    return fitted
 
 
 class _Backlog:
@@ -166,9 +165,9 @@ class Writer:
             self._client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
         self._task = asyncio.create_task(self._run(), name=f"transcript-writer-{self.room}")
 
-    def put(self, update: SegmentIn) -> None:
+    def put(self, update: Segment) -> None:
         fitted = within_limits(update)
-        if fitted.final and fitted != update:
+        if fitted.final and (fitted.id, fitted.text) != (update.id, update.text):
             logger.warning(
                 "Room %s: final segment %r (%s) fitted to the portal's limits (no NUL, no "
                 "lone surrogate, %d characters of text at most): recorded as %r, %d of its "
@@ -260,10 +259,7 @@ class Writer:
                 self._queue.put(None)
 
     def _body(self, batch: list[SegmentIn]) -> bytes:
-        data: dict[str, Any] = {"room": self.room, "segments": [_segment_json(u) for u in batch]}
-        if self.conversation_id:
-            data["conversation_id"] = self.conversation_id
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return delivery_body(self.room, batch, self.conversation_id)
 
     async def _post(self, body: bytes) -> httpx.Response:
         assert self._client is not None
@@ -389,7 +385,7 @@ def announce_registered(portal_url: str, worker_id: str, *, attempts: int = 5) -
     """Tell the portal a worker registered with LiveKit: it then dispatches recorders to
     the live calls lacking them (``recorder_dispatch.sweep``, on the portal's side, the
     one with the database). Best effort: ``sweep_listeners`` is the safety net."""
-    body = json.dumps({"registered": worker_id}).encode()
+    body = registered_body(worker_id)
     for attempt in range(attempts):
         authorization = sign(
             body, listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET

@@ -34,7 +34,7 @@ from anyreach_listen.listening.minting import listener_grants, sign_listener_tok
 from anyreach_listen.models import Alert, Conversation, TranscriptSegment
 from anyreach_listen.recorder import dispatch as recorder_dispatch
 from anyreach_listen.recorder import intake as recorder_intake
-from anyreach_listen.recorder.intake import RECORDER_IDENTITY, body_hash, sign
+from anyreach_listen.recorder.wire import RECORDER_IDENTITY, body_hash, sign
 from anyreach_listen.transcripts import latest_interim
 from tests.support.livekit import sign_webhook
 from tests.support.world import World

@@ -24,7 +24,7 @@ from anyreach_listen.api.errors import ApiError
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.livekit.service import run_sync
 from anyreach_listen.models import Conversation, TranscriptSegment
-from anyreach_listen.recorder.intake import RECORDER_IDENTITY, body_hash
+from anyreach_listen.recorder.wire import RECORDER_IDENTITY, body_hash
 from anyreach_listen.recorder.writer import MAX_BATCH_BYTES, Writer
 from anyreach_listen.transcripts import SegmentIn
 from tests.support.world import World

@@ -1,0 +1,282 @@
+"""Every JSON shape the app answers or publishes, each declared once (pydantic models).
+
+A shape gives the JSON (``Shape.json``), the live events' payloads (``events.py``) and
+the OpenAPI schemas (``component_schemas``). Every time is written by ``utc_iso``. No
+model import here: ``models`` imports ``events``, which imports this module, so model
+choices are read only when a schema is made (``OneOf``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, PlainSerializer, WithJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import CoreSchema, core_schema
+
+from anyreach_listen.recorder.wire import SPEAKER_ROLES
+
+
+def utc_iso(moment: dt.datetime) -> str:
+    """The one written form of a time: ISO 8601 in UTC with ``Z``, microseconds kept
+    when there are any (cursors compare them)."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+UtcTime = Annotated[
+    dt.datetime,
+    PlainSerializer(utc_iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class OneOf:
+    """``enum`` in the schema, from ``values`` called when the schema is made."""
+
+    def __init__(self, values: Callable[[], Iterable[str]]) -> None:
+        self.values = values
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "enum": list(self.values())}
+
+
+def _statuses() -> list[str]:
+    from anyreach_listen.models import ConversationStatus
+
+    return list(ConversationStatus.values)
+
+
+def _severities() -> list[str]:
+    from anyreach_listen.models import AlertSeverity
+
+    return list(AlertSeverity.values)
+
+
+def _rule_roles() -> list[str]:
+    from anyreach_listen.models import AlertRole
+
+    return list(AlertRole.values)
+
+
+Status = Annotated[str, OneOf(_statuses)]
+Severity = Annotated[str, OneOf(_severities)]
+Speaker = Annotated[str, OneOf(lambda: SPEAKER_ROLES)]
+NextUrl = Annotated[
+    str | None,
+    WithJsonSchema(
+        {"type": ["string", "null"], "description": "The next page's URL; null on the last page."}
+    ),
+]
+
+
+class Shape(BaseModel):
+    """A JSON object with exactly these fields, all always present."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    def as_json(self) -> dict[str, Any]:
+        """The plain JSON object (UUIDs and times as strings): for answers and the
+        channel layer alike."""
+        return self.model_dump(mode="json")
+
+
+# --- the REST API's answers --------------------------------------------------------------
+
+
+class ListenerToken(Shape):
+    """The listener-token response: the contract's four fields (spec/listen-sdk.md)."""
+
+    url: Annotated[str, WithJsonSchema({"type": "string", "description": "LiveKit server URL."})]
+    token: Annotated[
+        str, WithJsonSchema({"type": "string", "description": "Subscribe-only listener JWT."})
+    ]
+    room_name: str
+    expires_at: Annotated[
+        dt.datetime,
+        PlainSerializer(utc_iso, return_type=str),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "format": "date-time",
+                "description": "ISO 8601, UTC; equals the JWT's exp.",
+            }
+        ),
+    ]
+
+
+class Conversation(Shape):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    team_id: uuid.UUID | None
+    status: Status
+    room_name: str | None
+    agent_label: str
+    caller_label: str
+    metadata: dict[str, Any]
+    external_id: str | None
+    started_at: UtcTime | None
+    ended_at: UtcTime | None
+    created_at: UtcTime
+    updated_at: UtcTime
+
+
+class ConversationPage(Shape):
+    results: list[Conversation]
+    next: NextUrl
+
+
+class LiveSegment(Shape):
+    """A final line as browsers get it live (transcript readers only)."""
+
+    id: str
+    role: Speaker
+    text: str
+    at: Annotated[
+        dt.datetime,
+        PlainSerializer(utc_iso, return_type=str),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "format": "date-time",
+                "description": "When the segment was first seen.",
+            }
+        ),
+    ]
+
+
+class TranscriptSegment(LiveSegment):
+    final: bool
+
+
+class Transcript(Shape):
+    segments: list[TranscriptSegment]
+    complete: Annotated[
+        bool, WithJsonSchema({"type": "boolean", "description": "The conversation has ended."})
+    ]
+    next: NextUrl
+
+
+def _count(description: str) -> Any:
+    return WithJsonSchema({"type": "integer", "minimum": 0, "description": description})
+
+
+class TranscriptPushResult(Shape):
+    recorded: Annotated[int, _count("Updates that changed the transcript.")]
+    unchanged: Annotated[
+        int,
+        _count(
+            "Updates already known (retries), older than what is stored, or for a segment "
+            "already final."
+        ),
+    ]
+    alerts: Annotated[int, _count("Alerts raised.")]
+
+
+class LiveAlert(Shape):
+    """An alert as browsers get it: never the segment's text. ``phrase``, ``role`` and
+    ``segment_id`` reach only transcript readers (``consumers.py`` drops them)."""
+
+    id: uuid.UUID
+    rule_id: uuid.UUID
+    severity: Severity
+    phrase: str
+    role: Speaker
+    segment_id: str
+    raised_at: UtcTime
+
+
+class Alert(LiveAlert):
+    """An alert for readers of the transcript: its rule's phrase, never the segment text."""
+
+    conversation_id: uuid.UUID
+
+
+class AlertList(Shape):
+    alerts: list[Alert]
+    next: NextUrl
+
+
+class AlertRule(Shape):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    team_id: uuid.UUID | None
+    phrase: str
+    role: Annotated[str, OneOf(_rule_roles)]
+    severity: Severity
+    created_by: str | None
+    created_at: UtcTime
+    deleted_at: UtcTime | None
+
+
+class AlertRuleList(Shape):
+    rules: list[AlertRule]
+    next: NextUrl
+
+
+# --- what browsers get live (``events.py`` wraps these in its messages) -------------------
+
+
+class LiveConversation(Shape):
+    """What browsers get about a conversation (built once per event, not per socket)."""
+
+    id: uuid.UUID
+    status: Status
+    status_display: str
+    is_active: bool
+    agent_label: str
+    caller_label: str
+    team: str | None  # the team's name
+    started_at: UtcTime | None
+    ended_at: UtcTime | None
+
+
+# --- OpenAPI -----------------------------------------------------------------------------
+
+ANSWERS: tuple[type[Shape], ...] = (
+    ListenerToken,
+    Conversation,
+    ConversationPage,
+    Transcript,
+    TranscriptPushResult,
+    Alert,
+    AlertList,
+    AlertRule,
+    AlertRuleList,
+)
+
+
+class _OpenApiSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, OpenAPI 3.1 style: no generated titles, and a nullable
+    scalar as ``"type": [..., "null"]`` (clients read that more easily than anyOf)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        inner = self.generate_inner(schema["schema"])
+        if isinstance(inner.get("type"), str) and not {"enum", "$ref", "const"} & set(inner):
+            return {**inner, "type": [inner["type"], "null"]}
+        return super().nullable_schema(schema)
+
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def component_schemas(requests: Iterable[type[BaseModel]] = ()) -> dict[str, Any]:
+    """``components.schemas``: the answers, the ``requests`` bodies and every shape
+    they contain, by class name."""
+    _, top = models_json_schema(
+        [(shape, "serialization") for shape in ANSWERS]
+        + [(body, "validation") for body in requests],
+        ref_template=REF_TEMPLATE,
+        schema_generator=_OpenApiSchema,
+    )
+    schemas: dict[str, Any] = top.get("$defs", {})
+    for schema in schemas.values():
+        schema.pop("title", None)
+    return schemas
