@@ -177,3 +177,6 @@ export function isEvent(value: unknown): value is EventMessage {
 export type CommandHandlers = {
   [N in CommandName]: (args: CommandArgs<N>) => Promise<CommandReply<N>>;
 };
+
+/** The SDK's side of every event: tsc checks that each has its handler and its data. */
+export type EventHandlers = { [N in EventName]: (data: EventMap[N]) => void };

@@ -5,7 +5,9 @@ import { describe, mock, test } from "node:test";
 
 import type { AdapterSink, ListenAdapter, LiveKitState } from "../src/frame/adapter";
 import { run } from "../src/frame/channel";
-import { disconnectMessage, frameSession, reconnectMessage, wireState } from "../src/frame/session";
+import { disconnectMessage, reconnectMessage } from "../src/frame/errors";
+import { frameSession } from "../src/frame/session";
+import { wireState } from "../src/frame/state";
 import type { CommandHandlers, CommandMessage } from "../src/protocol";
 
 describe("run", () => {

@@ -2,7 +2,7 @@
 // under @ts-expect-error must be a type error, else tsc reports the unused
 // directive. They pin what the typed protocol catches at compile time.
 import type { ParentChannel } from "../src/frame/channel";
-import type { CommandHandlers } from "../src/protocol";
+import type { CommandHandlers, EventHandlers } from "../src/protocol";
 import type { FrameChannel } from "../src/sdk/channel";
 
 export function sdkSide(frame: FrameChannel): Promise<unknown>[] {
@@ -48,4 +48,23 @@ export const incomplete: CommandHandlers = {
   connect: async () => {},
   disconnect: async () => {},
   setMuted: async () => {},
+};
+
+export const listener: EventHandlers = {
+  state: ({ state }) => void state,
+  transcript: ({ id, role, text, final }) => void [id, role, text, final],
+  agentDisconnected: ({ participantIdentity }) => void participantIdentity,
+  audioPlaybackChanged: ({ playing }) => void playing,
+  error: ({ message }) => void message,
+  // @ts-expect-error: closed's data has no playing
+  closed: ({ playing }) => void playing,
+};
+
+// @ts-expect-error: every event needs a handler (closed is missing)
+export const deaf: EventHandlers = {
+  state: () => {},
+  transcript: () => {},
+  agentDisconnected: () => {},
+  audioPlaybackChanged: () => {},
+  error: () => {},
 };

@@ -15,6 +15,7 @@ import {
   type ReplyMessage,
   VERSION,
 } from "../protocol";
+import { errorMessage } from "./errors";
 
 export interface ParentChannel {
   /** The parent's origin, learned from the browser with its init ("" before). */
@@ -23,10 +24,6 @@ export interface ParentChannel {
   send<N extends EventName>(name: N, data: EventMap[N]): void;
   /** Starts the handshake; commands then run on these handlers. */
   listen(handlers: CommandHandlers): void;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Why a command envelope is refused (an unknown name or malformed arguments). */

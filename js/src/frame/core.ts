@@ -2,6 +2,7 @@
 // on a LiveKit adapter (session.ts), and reports its own failures to the page.
 import type { AdapterFactory } from "./adapter";
 import { parentChannel } from "./channel";
+import { errorMessage } from "./errors";
 import { frameSession } from "./session";
 
 export interface FrameOptions {
@@ -27,9 +28,7 @@ export function startFrame(options: FrameOptions): void {
   const report = (what: string) =>
     channel.send("error", { message: `AnyReach: the listen frame failed: ${what}` });
   window.addEventListener("error", (event) => report(event.message));
-  window.addEventListener("unhandledrejection", (event) =>
-    report(event.reason instanceof Error ? event.reason.message : String(event.reason)),
-  );
+  window.addEventListener("unhandledrejection", (event) => report(errorMessage(event.reason)));
   channel.listen(session.commands);
   // After "ready" is on its way: the handshake's round trip overlaps this work.
   session.prepare();

@@ -8,7 +8,8 @@ import {
   setLogLevel,
   Track,
 } from "livekit-client";
-import type { AdapterFactory, ParticipantRef } from "./adapter";
+import type { AdapterFactory, AdapterSink, ParticipantRef } from "./adapter";
+import { errorMessage } from "./errors";
 import { streamSpeaker } from "./speaker";
 
 const TOPIC = "lk.transcription";
@@ -32,8 +33,44 @@ function describeConnectError(error: unknown, url: string): string {
         return "AnyReach: the connection attempt was cancelled.";
     }
   }
-  const detail = error instanceof Error ? error.message : String(error);
-  return `AnyReach: could not connect to the live conversation: ${detail}`;
+  return `AnyReach: could not connect to the live conversation: ${errorMessage(error)}`;
+}
+
+const ref = (p: { identity: string; isAgent: boolean }): ParticipantRef => ({
+  identity: p.identity,
+  isAgent: p.isAgent,
+});
+
+/** A Room, subscribe-only, that reports everything to `sink`. */
+function newRoom(sink: AdapterSink): Room {
+  const r = new Room({ adaptiveStream: false, dynacast: false, webAudioMix: false });
+  r.on(RoomEvent.ConnectionStateChanged, (state) => sink.state(state));
+  r.on(RoomEvent.Disconnected, (reason) =>
+    sink.closed(reason === undefined ? "UNKNOWN_REASON" : DisconnectReason[reason] || String(reason)),
+  );
+  r.on(RoomEvent.TrackSubscribed, (track) => {
+    if (track.kind === Track.Kind.Audio) sink.audioElement(track.attach(), true);
+  });
+  r.on(RoomEvent.TrackUnsubscribed, (track) => {
+    for (const el of track.detach()) sink.audioElement(el, false);
+  });
+  // LiveKit forwards legacy transcriptions from agents only; the participant is the
+  // one the agent names as transcribed (its own speech, or the user's).
+  r.on(RoomEvent.TranscriptionReceived, (segments, participant) => {
+    sink.segments(participant ? ref(participant) : { identity: "", isAgent: false }, segments);
+  });
+  r.on(RoomEvent.ParticipantDisconnected, (participant) => sink.participantLeft(ref(participant)));
+  r.on(RoomEvent.AudioPlaybackStatusChanged, (playing: boolean) => sink.playback(playing));
+  r.registerTextStreamHandler(TOPIC, (reader, info) => {
+    const attributes = () => reader.info.attributes || {};
+    const trackSid = attributes()["lk.transcribed_track_id"];
+    const speaker = streamSpeaker(r.remoteParticipants, info.identity, trackSid);
+    // A participant claiming a track it does not own: never shown, not even as the user's.
+    if (!speaker) return;
+    const segmentId = attributes()["lk.segment_id"] || reader.info.id;
+    sink.textStream({ segmentId, speaker, chunks: reader, attributes });
+  });
+  return r;
 }
 
 export const createLiveKitAdapter: AdapterFactory = (sink) => {
@@ -41,45 +78,9 @@ export const createLiveKitAdapter: AdapterFactory = (sink) => {
   // Built by prepare() before any token: the first connect() uses it.
   let spare: Room | null = null;
 
-  const ref = (p: { identity: string; isAgent: boolean }): ParticipantRef => ({
-    identity: p.identity,
-    isAgent: p.isAgent,
-  });
-
-  function newRoom(): Room {
-    const r = new Room({ adaptiveStream: false, dynacast: false, webAudioMix: false });
-    r.on(RoomEvent.ConnectionStateChanged, (state) => sink.state(state));
-    r.on(RoomEvent.Disconnected, (reason) =>
-      sink.closed(reason === undefined ? "UNKNOWN_REASON" : DisconnectReason[reason] || String(reason)),
-    );
-    r.on(RoomEvent.TrackSubscribed, (track) => {
-      if (track.kind === Track.Kind.Audio) sink.audioElement(track.attach(), true);
-    });
-    r.on(RoomEvent.TrackUnsubscribed, (track) => {
-      for (const el of track.detach()) sink.audioElement(el, false);
-    });
-    // LiveKit forwards legacy transcriptions from agents only; the participant is the
-    // one the agent names as transcribed (its own speech, or the user's).
-    r.on(RoomEvent.TranscriptionReceived, (segments, participant) => {
-      sink.segments(participant ? ref(participant) : { identity: "", isAgent: false }, segments);
-    });
-    r.on(RoomEvent.ParticipantDisconnected, (participant) => sink.participantLeft(ref(participant)));
-    r.on(RoomEvent.AudioPlaybackStatusChanged, (playing: boolean) => sink.playback(playing));
-    r.registerTextStreamHandler(TOPIC, (reader, info) => {
-      const attributes = () => reader.info.attributes || {};
-      const trackSid = attributes()["lk.transcribed_track_id"];
-      const speaker = streamSpeaker(r.remoteParticipants, info.identity, trackSid);
-      // A participant claiming a track it does not own: never shown, not even as the user's.
-      if (!speaker) return;
-      const segmentId = attributes()["lk.segment_id"] || reader.info.id;
-      sink.textStream({ segmentId, speaker, chunks: reader, attributes });
-    });
-    return r;
-  }
-
   return {
     prepare(url) {
-      spare = spare || newRoom();
+      spare = spare || newRoom(sink);
       // A HEAD request to the server (DNS, TCP, TLS) with no token; it logs and
       // swallows its own failures.
       void spare.prepareConnection(url);
@@ -89,7 +90,7 @@ export const createLiveKitAdapter: AdapterFactory = (sink) => {
         room.removeAllListeners();
         await room.disconnect();
       }
-      const r = spare || newRoom();
+      const r = spare || newRoom(sink);
       spare = null;
       room = r;
       try {

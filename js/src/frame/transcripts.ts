@@ -9,6 +9,7 @@
 // reusing the id of the agent's segment can neither settle nor hide it.
 import type { ListenTranscript } from "../../../anyreach_listen/static/anyreach_listen/listen-sdk";
 import type { ParticipantRef, SegmentIn, TranscriptStream } from "./adapter";
+import { errorMessage } from "./errors";
 
 /** The attribute that says a text stream's segment is settled ("true"/"false"). */
 export const FINAL_ATTRIBUTE = "lk.transcription_final";
@@ -56,10 +57,7 @@ export function createTranscripts(
           if (!finalAtStart) offer(id, stream.speaker, text, false);
         }
       } catch (error) {
-        warn(
-          "AnyReach: a transcript stream broke off: " +
-            (error instanceof Error ? error.message : String(error)),
-        );
+        warn(`AnyReach: a transcript stream broke off: ${errorMessage(error)}`);
       }
       // Read again: the final flag may arrive in the stream's trailer.
       offer(id, stream.speaker, text, stream.attributes()[FINAL_ATTRIBUTE] === "true");

@@ -1,12 +1,14 @@
-// The SDK's end of the channel: inject the hidden frame, wait for its "ready"
-// (source, then shape, then origin), answer with "init" and a transferred
-// MessagePort sent to the frame's concrete origin, then carry commands (with
-// ids, settled by replies) and events over that port. Closing is idempotent.
+// The SDK's end of the channel, its transport: inject the hidden frame, wait for
+// its "ready" (source, then shape, then origin), answer with "init" and a
+// transferred MessagePort sent to the frame's concrete origin, then carry
+// commands (with ids, settled by replies) and events over that port. Closing is
+// idempotent.
 import {
   type CommandArgs,
   type CommandName,
   type CommandOf,
   type CommandReply,
+  type EventHandlers,
   type EventMessage,
   handshake,
   isEvent,
@@ -31,6 +33,114 @@ export interface FrameChannel {
   close(): void;
 }
 
+/** Hands one event to its own handler. An explicit allow-list: nothing is looked up by name. */
+export function deliver(handlers: EventHandlers, msg: EventMessage): void {
+  switch (msg.name) {
+    case "state":
+      return handlers.state(msg.data);
+    case "transcript":
+      return handlers.transcript(msg.data);
+    case "agentDisconnected":
+      return handlers.agentDisconnected(msg.data);
+    case "audioPlaybackChanged":
+      return handlers.audioPlaybackChanged(msg.data);
+    case "error":
+      return handlers.error(msg.data);
+    case "closed":
+      return handlers.closed(msg.data);
+  }
+  msg satisfies never; // every event has its case
+}
+
+/** The iframe, configured and hidden, not yet in the document. */
+function hiddenFrame(frameUrl: URL): HTMLIFrameElement {
+  const el = document.createElement("iframe");
+  el.src = frameUrl.href;
+  el.allow = "autoplay";
+  el.title = "Anyreach live listen";
+  el.tabIndex = -1;
+  el.setAttribute("aria-hidden", "true");
+  const style = el.style;
+  style.position = "fixed";
+  style.width = style.height = "1px";
+  style.left = style.top = "-10px";
+  style.border = "0";
+  style.opacity = "0";
+  style.pointerEvents = "none";
+  return el;
+}
+
+function versionError(version: unknown): Error {
+  return new Error(
+    `AnyReach: the listen frame speaks protocol version ${String(version)}, ` +
+      `this SDK speaks ${VERSION}. Reload the page to load matching versions.`,
+  );
+}
+
+function notStartedError(frameUrl: URL): Error {
+  return new Error(
+    `AnyReach: the listen frame ${frameUrl.href} did not start. Check that the ` +
+      `host is reachable and allows this page's origin (${location.origin}) to ` +
+      "embed it (its EMBED_ORIGINS setting).",
+  );
+}
+
+interface Handshake {
+  /** Resolves once `open` has the port; rejects if the frame never starts. */
+  readonly ready: Promise<void>;
+  /** The handshake failed before the port opened: it never will. */
+  failed(): boolean;
+  /** Stops listening; with an error, also fails `ready` (if still pending). */
+  stop(error?: Error): void;
+}
+
+/** Inserts `el` and runs the handshake with the frame inside it. */
+function startHandshake(
+  el: HTMLIFrameElement,
+  frameUrl: URL,
+  origin: string,
+  open: (port: MessagePort) => void,
+): Handshake {
+  let opened = false;
+  let failed = false;
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  let stop: (error?: Error) => void = () => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    const onMessage = (message: MessageEvent) => {
+      // Source first, then shape, then origin.
+      if (!el.contentWindow || message.source !== el.contentWindow) return;
+      const msg: unknown = message.data;
+      if (!isReady(msg)) return;
+      if (message.origin !== origin || opened) return;
+      if (msg.version !== VERSION) return stop(versionError(msg.version));
+      const channel = new MessageChannel();
+      opened = true;
+      open(channel.port1);
+      // The concrete origin, never "*": the port will carry the token.
+      el.contentWindow.postMessage(handshake("init"), origin, [channel.port2]);
+      stop();
+      resolve();
+    };
+    const onLoad = () => {
+      if (!opened && grace === undefined) {
+        grace = setTimeout(() => stop(notStartedError(frameUrl)), FRAME_GRACE_MS);
+      }
+    };
+    stop = (error) => {
+      clearTimeout(grace);
+      window.removeEventListener("message", onMessage);
+      el.removeEventListener("load", onLoad);
+      if (error && !opened) failed = true;
+      if (error) reject(error);
+    };
+    window.addEventListener("message", onMessage);
+    el.addEventListener("load", onLoad);
+    (document.body || document.documentElement).appendChild(el);
+  });
+  ready.catch(() => {});
+  return { ready, failed: () => failed, stop };
+}
+
 interface Pending {
   resolve: (result: unknown) => void;
   reject: (error: Error) => void;
@@ -41,13 +151,12 @@ export function openFrameChannel(
   origin: string,
   onEvent: (event: EventMessage) => void,
 ): FrameChannel {
-  let iframe: HTMLIFrameElement | null = document.createElement("iframe");
+  let iframe: HTMLIFrameElement | null = hiddenFrame(frameUrl);
   let port: MessagePort | null = null;
   let nextId = 1;
+  let closed = false;
   const pending = new Map<number, Pending>();
   const ended = () => new Error("AnyReach: the session has ended.");
-  let dead = false;
-  let stopHandshake: (error?: Error) => void = () => {};
 
   function onPortMessage(message: MessageEvent) {
     const msg: unknown = message.data;
@@ -62,75 +171,15 @@ export function openFrameChannel(
     }
   }
 
-  const ready = new Promise<void>((resolve, reject) => {
-    const el = iframe as HTMLIFrameElement;
-    let grace: ReturnType<typeof setTimeout> | undefined;
-    const onMessage = (message: MessageEvent) => {
-      // Source first, then shape, then origin.
-      if (!el.contentWindow || message.source !== el.contentWindow) return;
-      const msg: unknown = message.data;
-      if (!isReady(msg)) return;
-      if (message.origin !== origin || port) return;
-      if (msg.version !== VERSION) {
-        return stopHandshake(
-          new Error(
-            `AnyReach: the listen frame speaks protocol version ${String(msg.version)}, ` +
-              `this SDK speaks ${VERSION}. Reload the page to load matching versions.`,
-          ),
-        );
-      }
-      const channel = new MessageChannel();
-      port = channel.port1;
-      port.onmessage = onPortMessage;
-      // The concrete origin, never "*": the port will carry the token.
-      el.contentWindow.postMessage(handshake("init"), origin, [channel.port2]);
-      stopHandshake();
-      resolve();
-    };
-    const onLoad = () => {
-      if (!port && grace === undefined) {
-        grace = setTimeout(
-          () =>
-            stopHandshake(
-              new Error(
-                `AnyReach: the listen frame ${frameUrl.href} did not start. Check that the ` +
-                  `host is reachable and allows this page's origin (${location.origin}) to ` +
-                  "embed it (its EMBED_ORIGINS setting).",
-              ),
-            ),
-          FRAME_GRACE_MS,
-        );
-      }
-    };
-    stopHandshake = (error) => {
-      clearTimeout(grace);
-      window.removeEventListener("message", onMessage);
-      el.removeEventListener("load", onLoad);
-      if (error && !port) dead = true;
-      if (error) reject(error);
-    };
-    window.addEventListener("message", onMessage);
-    el.addEventListener("load", onLoad);
-    el.src = frameUrl.href;
-    el.allow = "autoplay";
-    el.title = "Anyreach live listen";
-    el.tabIndex = -1;
-    el.setAttribute("aria-hidden", "true");
-    const style = el.style;
-    style.position = "fixed";
-    style.width = style.height = "1px";
-    style.left = style.top = "-10px";
-    style.border = "0";
-    style.opacity = "0";
-    style.pointerEvents = "none";
-    (document.body || document.documentElement).appendChild(el);
+  const shake = startHandshake(iframe, frameUrl, origin, (opened) => {
+    port = opened;
+    port.onmessage = onPortMessage;
   });
-  ready.catch(() => {});
 
   return {
-    ready,
+    ready: shake.ready,
     isOpen: () => port !== null,
-    isDead: () => dead,
+    isDead: () => closed || shake.failed(),
     command(name, args) {
       return new Promise((resolve, reject) => {
         if (!port) return reject(new Error("AnyReach: the listen frame is not connected."));
@@ -141,8 +190,8 @@ export function openFrameChannel(
       });
     },
     close() {
-      dead = true;
-      stopHandshake(ended());
+      closed = true;
+      shake.stop(ended());
       for (const p of pending.values()) p.reject(ended());
       pending.clear();
       if (port) {
