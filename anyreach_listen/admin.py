@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.cache import patch_cache_control
 from django.utils.html import format_html
 
 from anyreach_listen import conversations
@@ -300,7 +301,7 @@ class CredentialAdmin(admin.ModelAdmin):
             "done_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
         }
         response = TemplateResponse(request, "anyreach_listen/admin/secret_once.html", context)
-        response["Cache-Control"] = "no-store"
+        patch_cache_control(response, no_store=True)
         return response
 
 

@@ -13,12 +13,13 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
 
 from anyreach_listen import alerts
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.credentials import issue_api_key
-from anyreach_listen.access.roles import Role, Scope
+from anyreach_listen.access.roles import Capability, Role, Scope
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.listening.revocation import revoke_credential
 from anyreach_listen.models import (
@@ -65,9 +66,14 @@ class AlertRuleForm(forms.Form):
         return phrase
 
 
-def _administered(request: HttpRequest, organization_id: uuid.UUID) -> Organization:
+def _administered(
+    request: HttpRequest,
+    organization_id: uuid.UUID,
+    capability: Capability = Capability.MANAGE_ORGANIZATION,
+) -> Organization:
+    """The organization, when the user's role there has ``capability``; else 404."""
     policy = access.for_request(request)
-    if not policy.can_manage(organization_id):
+    if not policy.can(capability, organization_id):
         raise Http404("No organization you administer.")
     return policy.memberships[organization_id].organization
 
@@ -97,8 +103,8 @@ def _page(
             "rule_form": rule_form or AlertRuleForm(org),
         },
     )
-    if new_secret:
-        response["Cache-Control"] = "no-store"
+    if new_secret:  # shown once: never kept by a cache
+        patch_cache_control(response, no_store=True)
     return response
 
 
@@ -107,7 +113,8 @@ def organizations(request: HttpRequest) -> HttpResponse:
     """The first organization the user administers."""
     policy = access.for_request(request)
     administered = [
-        policy.memberships[org_id].organization for org_id in policy.admin_organization_ids
+        policy.memberships[org_id].organization
+        for org_id in policy.organizations_with(Capability.MANAGE_ORGANIZATION)
     ]
     if not administered:
         raise Http404("You do not administer an organization.")
@@ -184,7 +191,7 @@ def remove_member(
 @login_required
 @require_POST
 def create_alert_rule(request: HttpRequest, organization_id: uuid.UUID) -> HttpResponse:
-    org = _administered(request, organization_id)
+    org = _administered(request, organization_id, Capability.MANAGE_RULES)
     form = AlertRuleForm(org, request.POST)
     if not form.is_valid():
         return _page(request, org, rule_form=form)
@@ -212,6 +219,6 @@ def delete_alert_rule(
     request: HttpRequest, organization_id: uuid.UUID, rule_id: uuid.UUID
 ) -> HttpResponse:
     """Stop the rule matching; the alerts it raised stay and still name its phrase."""
-    org = _administered(request, organization_id)
+    org = _administered(request, organization_id, Capability.MANAGE_RULES)
     alerts.delete_rule(get_object_or_404(AlertRule.objects.live(), pk=rule_id, organization=org))
     return redirect("portal:organization", org.pk)

@@ -9,10 +9,13 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.cache import patch_cache_control
+from django.views.decorators.cache import cache_control
 from django_htmx.middleware import HtmxDetails
 
 from anyreach_listen import transcripts
 from anyreach_listen.access import policy as access
+from anyreach_listen.access.roles import Capability
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,
@@ -79,30 +82,27 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         # The "Last line" column only for people who may read some call's transcript.
         "reads_transcripts": bool(live.readable_organizations(policy)),
     }
-    if request.htmx:
-        return _no_store(render(request, "portal/_conversation_rows.html", context), context)
-    visible = policy.conversations()
-    context.update(
-        {
-            "statuses": ConversationStatus.choices,
-            # order_by: Team's default ordering would add columns to the DISTINCT.
-            "teams": Team.objects.filter(conversations__in=visible)
-            .order_by("name")
-            .values_list("name", flat=True)
-            .distinct(),
-            "agents": visible.exclude(agent_label="")
-            .order_by("agent_label")
-            .values_list("agent_label", flat=True)
-            .distinct(),
-            "live_count": visible.active().count(),
-        }
-    )
-    return _no_store(render(request, "portal/dashboard.html", context), context)
-
-
-def _no_store(response: HttpResponse, context: dict[str, Any]) -> HttpResponse:
-    if context.get("reads_transcripts"):
-        response["Cache-Control"] = "no-store"  # what was said: never kept by a cache
+    if not request.htmx:  # the whole page: its filters too
+        visible = policy.conversations()
+        context.update(
+            {
+                "statuses": ConversationStatus.choices,
+                # order_by: Team's default ordering would add columns to the DISTINCT.
+                "teams": Team.objects.filter(conversations__in=visible)
+                .order_by("name")
+                .values_list("name", flat=True)
+                .distinct(),
+                "agents": visible.exclude(agent_label="")
+                .order_by("agent_label")
+                .values_list("agent_label", flat=True)
+                .distinct(),
+                "live_count": visible.active().count(),
+            }
+        )
+    template = "portal/_conversation_rows.html" if request.htmx else "portal/dashboard.html"
+    response = render(request, template, context)
+    if context["reads_transcripts"]:  # what was said: never kept by a cache
+        patch_cache_control(response, no_store=True)
     return response
 
 
@@ -125,7 +125,7 @@ def listen_dialog(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespo
         "portal/_listen_dialog.html",
         {"conversation": conversation, "transcript": segments},
     )
-    response["Cache-Control"] = "no-store"
+    patch_cache_control(response, no_store=True)  # the transcript so far
     return response
 
 
@@ -150,8 +150,8 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
             "transcript_reads": transcript.reads_for_admins(policy, conversation),
         },
     )
-    if shown is not None:
-        response["Cache-Control"] = "no-store"  # what was said: never kept by a cache
+    if shown is not None:  # what was said: never kept by a cache
+        patch_cache_control(response, no_store=True)
     return response
 
 
@@ -162,29 +162,27 @@ def _wall_conversations(request: HttpRequest) -> QuerySet[Conversation]:
 
 
 @login_required
+@cache_control(no_store=True)  # the tiles' transcripts
 def wall(request: HttpRequest) -> HttpResponse:
     policy = access.for_request(request)
     tiles = live.wall_tiles(request, policy, list(_wall_conversations(request)[:WALL_LIMIT]))
-    response = render(request, "portal/wall.html", {"tiles": tiles, "limit": WALL_LIMIT})
-    response["Cache-Control"] = "no-store"  # the tiles' transcripts
-    return response
+    return render(request, "portal/wall.html", {"tiles": tiles, "limit": WALL_LIMIT})
 
 
 @login_required
+@cache_control(no_store=True)
 def wall_tile(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """One tile, fetched by the wall's script when a new call starts."""
     conversation = _wall_conversations(request).filter(pk=conversation_id).first()
     if conversation is None:
         raise Http404("Not a live call you may hear.")
     (tile,) = live.wall_tiles(request, access.for_request(request), [conversation])
-    response = render(request, "portal/_wall_tile.html", {"tile": tile})
-    response["Cache-Control"] = "no-store"
-    return response
+    return render(request, "portal/_wall_tile.html", {"tile": tile})
 
 
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
-    admin_orgs = access.for_request(request).admin_organization_ids
+    admin_orgs = access.for_request(request).organizations_with(Capability.MANAGE_ORGANIZATION)
     sessions = ListenSession.objects.filter(
         Q(user=request.user) | Q(conversation__organization_id__in=admin_orgs)
     ).select_related("conversation", "user", "api_key")[:200]

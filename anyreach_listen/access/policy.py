@@ -6,7 +6,7 @@ expression, ``ConversationQuerySet.visible_to``.
 
 - ``for_request(request)`` / ``for_user(user)``: a signed-in person. Admins see
   their whole organization; supervisors, QA analysts and viewers see their teams'
-  conversations. Listening needs a role whose scopes include a listen scope
+  conversations. What each role and scope may do is the capability table
   (``roles.py``).
 - ``for_api_request(request)``: an API caller, built from its credential (after
   the per-address limit on failed credentials, ``ratelimit.py``). An API
@@ -29,12 +29,11 @@ from django.http import HttpRequest
 
 from anyreach_listen.access import credentials, ratelimit
 from anyreach_listen.access.roles import (
-    ALL_SCOPES,
-    LISTEN_ROLES,
-    ROLE_SCOPES,
+    Capability,
     Role,
-    Scope,
-    can_listen,
+    capabilities_of,
+    role_has,
+    roles_with,
 )
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.models import (
@@ -50,8 +49,6 @@ from anyreach_listen.models import (
 UserLike = AbstractBaseUser | AnonymousUser
 
 ORG_HEADER = "X-Anyreach-Org"
-# Transcripts (and what alerts reveal of them) need one of these; viewers hold neither.
-TRANSCRIPT_SCOPES: frozenset[str] = frozenset({Scope.READ_SENSITIVE, Scope.MANAGE})
 _REQUEST_ATTRIBUTE = "_anyreach_listen_access"
 
 
@@ -80,7 +77,18 @@ class UserAccess:
 
     @cached_property
     def admin_organization_ids(self) -> frozenset[uuid.UUID]:
+        # Visibility, not a capability: admins see their whole organization, as the SQL
+        # of ``visible_to`` says.
         return frozenset(o for o, m in self.memberships.items() if m.role == Role.ADMIN)
+
+    def can(self, capability: Capability, organization_id: uuid.UUID) -> bool:
+        """Whether the person's role in the organization has ``capability`` (no query
+        once ``memberships`` is loaded: events ask this per socket)."""
+        membership = self.memberships.get(organization_id)
+        return membership is not None and role_has(membership.role, capability)
+
+    def organizations_with(self, capability: Capability) -> frozenset[uuid.UUID]:
+        return frozenset(o for o in self.memberships if self.can(capability, o))
 
     @cached_property
     def teams(self) -> frozenset[tuple[uuid.UUID, uuid.UUID]]:
@@ -109,7 +117,8 @@ class UserAccess:
     def listenable(self) -> ConversationQuerySet:
         """Every conversation this person may see and listen to."""
         # viewer_role is visible_to's annotation, unknown to the type checker.
-        return self.conversations().filter(viewer_role__in=LISTEN_ROLES)  # type: ignore[misc]
+        listen_roles = roles_with(Capability.LISTEN)
+        return self.conversations().filter(viewer_role__in=listen_roles)  # type: ignore[misc]
 
     def find(self, conversation_id: object) -> Conversation | None:
         """A visible conversation by id; None for unknown, invisible or not-a-UUID ids."""
@@ -123,58 +132,55 @@ class UserAccess:
         visible = self.find(conversation.pk)
         return visible.viewer_role if visible else None  # type: ignore[attr-defined]
 
-    def listen_refusal(self, conversation: Conversation) -> str | None:
-        """Why this person may not listen to ``conversation``, or None when they may."""
+    def _refusal(
+        self, conversation: Conversation, capability: Capability, not_member: str, denied: str
+    ) -> str | None:
+        """Why this person may not use ``capability`` on ``conversation``, or None when
+        they may: a membership of its organization, the call visible, the role's grant."""
         if conversation.organization_id not in self.memberships:
-            return (
-                "Listening needs a membership of this organization (a role and a team). "
-                "Ask an administrator to add you."
-            )
+            return not_member
         role = self._role_for(conversation)
         if role is None:
             return "This call belongs to a team you are not part of."
-        if role not in LISTEN_ROLES:
-            return "Your role can see this call but not listen to it."
-        return None
+        return None if role_has(role, capability) else denied
+
+    def listen_refusal(self, conversation: Conversation) -> str | None:
+        """Why this person may not listen to ``conversation``, or None when they may."""
+        return self._refusal(
+            conversation,
+            Capability.LISTEN,
+            "Listening needs a membership of this organization (a role and a team). "
+            "Ask an administrator to add you.",
+            "Your role can see this call but not listen to it.",
+        )
 
     def can_listen(self, conversation: Conversation) -> bool:
         return self.listen_refusal(conversation) is None
 
     def reads_transcripts_in(self, organization_id: uuid.UUID) -> bool:
-        """Whether the person's role in the organization may read transcripts (no query
-        once ``memberships`` is loaded: events ask this per socket)."""
-        membership = self.memberships.get(organization_id)
-        return membership is not None and reads_transcripts(membership.scopes)
+        return self.can(Capability.READ_TRANSCRIPTS, organization_id)
 
     def transcript_refusal(self, conversation: Conversation) -> str | None:
         """Why this person may not read ``conversation``'s transcript (or its alerts'
-        phrases), or None when they may: they see the call and their role there has
-        ``conversations:read_sensitive`` (viewers never do)."""
-        if conversation.organization_id not in self.memberships:
-            return "Reading transcripts needs a membership of this organization."
-        role = self._role_for(conversation)
-        if role is None:
-            return "This call belongs to a team you are not part of."
-        if not reads_transcripts(ROLE_SCOPES.get(role, frozenset())):
-            return "Your role can see this call but not read its transcript."
-        return None
+        phrases), or None when they may (viewers never do)."""
+        return self._refusal(
+            conversation,
+            Capability.READ_TRANSCRIPTS,
+            "Reading transcripts needs a membership of this organization.",
+            "Your role can see this call but not read its transcript.",
+        )
 
     def can_read_transcript(self, conversation: Conversation) -> bool:
         return self.transcript_refusal(conversation) is None
 
     def can_manage(self, organization_id: uuid.UUID) -> bool:
-        """Org admins manage members and keys and read the organization's audit."""
-        return organization_id in self.admin_organization_ids
+        """Manage members and keys and read the organization's audit (org admins)."""
+        return self.can(Capability.MANAGE_ORGANIZATION, organization_id)
 
     @property
     def audit_fields(self) -> dict[str, Any]:
         """Who a listen session of this person is recorded under."""
         return {"user": self.user if self.user.is_authenticated else None}
-
-
-def reads_transcripts(scopes: frozenset[str] | set[str]) -> bool:
-    """The transcript rule: ``conversations:read_sensitive`` or ``conversations:manage``."""
-    return bool(TRANSCRIPT_SCOPES & set(scopes))
 
 
 def for_user(user: UserLike) -> UserAccess:
@@ -223,22 +229,16 @@ class CredentialAccess:
             conversation.organization = self.organization
         return conversation
 
-    @property
-    def can_read(self) -> bool:
-        """Any conversation scope reads conversations (not transcripts)."""
-        return bool(self.scopes & ALL_SCOPES)
+    @cached_property
+    def capabilities(self) -> frozenset[Capability]:
+        return capabilities_of(self.scopes)
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
 
     @property
     def can_listen(self) -> bool:
-        return can_listen(self.scopes)
-
-    @property
-    def can_manage(self) -> bool:
-        return Scope.MANAGE in self.scopes
-
-    @property
-    def can_read_transcripts(self) -> bool:
-        return reads_transcripts(self.scopes)
+        return self.can(Capability.LISTEN)
 
     @property
     def audit_fields(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 transcripts and alerts, and alert rules.
 
 Every endpoint runs the same checks in the same order, each with its own status and
-stable code. A scope is checked before any conversation is looked up, so a credential
+stable code. Each view declares what it needs (``@requires``: a capability of the table
+in ``roles.py``), checked before any conversation is looked up, so a credential
 without it learns nothing about which conversations exist.
 """
 
@@ -11,18 +12,23 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import uuid
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec
 
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.cache import cache_control
 
 from anyreach_listen import alerts, conversations, transcripts
 from anyreach_listen.access import policy as access
 from anyreach_listen.access import ratelimit
 from anyreach_listen.access.policy import CredentialAccess
+from anyreach_listen.access.roles import Capability, scopes_granting
 from anyreach_listen.api import payloads
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
 from anyreach_listen.api.payloads import MAX_LABEL, Field, conversation_json
@@ -47,29 +53,69 @@ READ_PAGE_SIZE = 200
 MAX_READ_PAGE_SIZE = 500
 
 
-def _no_store(body: dict[str, Any], status: int = 200) -> JsonResponse:
-    response = JsonResponse(body, status=status)
-    response["Cache-Control"] = "no-store"
-    return response
+P = ParamSpec("P")
 
 
-def _writer(request: HttpRequest) -> CredentialAccess:
-    caller = access.for_api_request(request)
-    ratelimit.enforce(caller.rate_limit_bucket, "requests for this credential")
-    if not caller.can_manage:
-        raise ApiError(Errors.INSUFFICIENT_SCOPE, "Needs the conversations:manage scope.")
-    return caller
+def _per_credential(bucket: str) -> None:
+    ratelimit.enforce(bucket, "requests for this credential")
 
 
-def _reader(request: HttpRequest) -> CredentialAccess:
-    caller = access.for_api_request(request)
-    if not caller.can_read:
-        raise ApiError(
-            Errors.INSUFFICIENT_SCOPE,
-            "Needs the conversations:read, conversations:read_sensitive or "
-            "conversations:manage scope.",
-        )
-    return caller
+@dataclass(frozen=True)
+class Needs:
+    """What an endpoint needs of its caller, as data (DRF's permission classes): a
+    capability, and the rate limit counted before it is checked. The order is the
+    API's: credential, rate limit, scope; a refusal names the scopes that would do."""
+
+    capability: Capability
+    rate_limit: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not scopes_granting(self.capability):
+            raise ValueError(f"No API scope grants {self.capability}.")
+
+    @property
+    def refusal(self) -> str:
+        *others, last = scopes_granting(self.capability)
+        either = f"{', '.join(others)} or {last}" if others else last
+        return f"Needs the {either} scope."
+
+    def check(self, request: HttpRequest) -> CredentialAccess:
+        caller = access.for_api_request(request)
+        if self.rate_limit is not None:
+            self.rate_limit(caller.rate_limit_bucket)
+        if not caller.can(self.capability):
+            raise ApiError(Errors.INSUFFICIENT_SCOPE, self.refusal)
+        return caller
+
+
+# What the endpoints need. Conversation reads count against no rate limit; transcript,
+# alert and rule reads against the read limit; everything else the per-credential one.
+LISTEN = Needs(Capability.LISTEN, _per_credential)
+READ = Needs(Capability.VIEW_CALLS)
+WRITE = Needs(Capability.WRITE_CALLS, _per_credential)
+READ_TRANSCRIPTS = Needs(Capability.READ_TRANSCRIPTS, ratelimit.enforce_reads)
+READ_RULES = Needs(Capability.MANAGE_RULES, ratelimit.enforce_reads)
+WRITE_RULES = Needs(Capability.MANAGE_RULES, _per_credential)
+
+
+CallerView = Callable[Concatenate[HttpRequest, CredentialAccess, P], JsonResponse]
+RequestView = Callable[Concatenate[HttpRequest, P], JsonResponse]
+
+
+def requires(**needs: Needs) -> Callable[[CallerView[P]], RequestView[P]]:
+    """What each HTTP method of a view needs (``@requires(GET=READ, POST=WRITE)``), under
+    ``@endpoint`` (which refuses other methods first); the view gets the checked caller
+    after the request."""
+
+    def decorate(view: CallerView[P]) -> RequestView[P]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> JsonResponse:
+            caller = needs[str(request.method)].check(request)
+            return view(request, caller, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:
@@ -80,16 +126,16 @@ def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:
 
 
 @endpoint("POST")
-def listener_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    caller = access.for_api_request(request)
-    ratelimit.enforce(caller.rate_limit_bucket, "requests for this credential")
-    if not caller.can_listen:
-        raise ApiError(Errors.INSUFFICIENT_SCOPE)
+@cache_control(no_store=True)
+@requires(POST=LISTEN)
+def listener_token(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
     conversation = _found(caller, conversation_id)
     grant = grant_listen(
         conversation, via=ListenVia.API, audit=caller.audit_fields, request=request
     )
-    return _no_store(grant.as_response())
+    return JsonResponse(grant.as_response())
 
 
 # --- conversations -----------------------------------------------------------------------
@@ -127,31 +173,35 @@ def _team(caller: CredentialAccess, team_id: str | None) -> Team | None:
 
 
 @endpoint("GET", "POST")
-def conversation_collection(request: HttpRequest) -> JsonResponse:
+@cache_control(no_store=True)
+@requires(GET=READ, POST=WRITE)
+def conversation_collection(request: HttpRequest, caller: CredentialAccess) -> JsonResponse:
     if request.method == "GET":
-        return _list(request)
-    caller = _writer(request)
+        return _list(request, caller)
     data = payloads.clean(payloads.read_object(request), CREATE_FIELDS)
     team = _team(caller, data.pop("team_id", None))
     conversation, created = conversations.register(
         caller.organization, team=team, **{k: v for k, v in data.items() if v is not None}
     )
-    return _no_store(conversation_json(conversation), status=201 if created else 200)
+    return JsonResponse(conversation_json(conversation), status=201 if created else 200)
 
 
 @endpoint("GET", "PATCH")
-def conversation_detail(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    if request.method == "GET":
-        return _no_store(conversation_json(_found(_reader(request), conversation_id)))
-    caller = _writer(request)
+@cache_control(no_store=True)
+@requires(GET=READ, PATCH=WRITE)
+def conversation_detail(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
     conversation = _found(caller, conversation_id)
+    if request.method == "GET":
+        return JsonResponse(conversation_json(conversation))
     data = payloads.clean(payloads.read_object(request), UPDATE_FIELDS)
     set_team = "team_id" in data
     team = _team(caller, data.pop("team_id", None))
     if data.get("room_name") is None:
         data.pop("room_name", None)
     updated = conversations.update(conversation, team=team, set_team=set_team, **data)
-    return _no_store(conversation_json(updated))
+    return JsonResponse(conversation_json(updated))
 
 
 def _page_size(
@@ -224,8 +274,7 @@ def _read_page(
     return page[:size], _next_url(request, _keyset_cursor(getattr(last, moment), last.pk))
 
 
-def _list(request: HttpRequest) -> JsonResponse:
-    caller = _reader(request)
+def _list(request: HttpRequest, caller: CredentialAccess) -> JsonResponse:
     rows = caller.conversations()
     status = request.GET.get("status")
     if status == "active":
@@ -253,21 +302,10 @@ def _list(request: HttpRequest) -> JsonResponse:
     if len(page) > size:
         page = page[:size]
         next_url = _next_url(request, _next_cursor(page[-1]))
-    return _no_store({"results": [conversation_json(c) for c in page], "next": next_url})
+    return JsonResponse({"results": [conversation_json(c) for c in page], "next": next_url})
 
 
 # --- transcripts -------------------------------------------------------------------------
-
-
-def _transcript_reader(request: HttpRequest) -> CredentialAccess:
-    caller = access.for_api_request(request)
-    ratelimit.enforce_reads(caller.rate_limit_bucket)
-    if not caller.can_read_transcripts:
-        raise ApiError(
-            Errors.INSUFFICIENT_SCOPE,
-            "Needs the conversations:read_sensitive or conversations:manage scope.",
-        )
-    return caller
 
 
 # A transcript page resumes after a spoken position (segments are numbered 1, 2, … per
@@ -302,9 +340,9 @@ def _audit_read(caller: CredentialAccess, conversation: Conversation, request: H
     )
 
 
-def _transcript_page(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    caller = _transcript_reader(request)
-    conversation = _found(caller, conversation_id)
+def _transcript_page(
+    request: HttpRequest, caller: CredentialAccess, conversation: Conversation
+) -> JsonResponse:
     size = _read_page_size(request)
     after = _position(request.GET["cursor"]) if "cursor" in request.GET else 0
     _audit_read(caller, conversation, request)
@@ -313,7 +351,7 @@ def _transcript_page(request: HttpRequest, conversation_id: str) -> JsonResponse
     if len(segments) > size:
         segments = segments[:size]
         next_url = _next_url(request, _position_cursor(segments[-1].position))
-    return _no_store(
+    return JsonResponse(
         {
             "segments": [payloads.segment_json(s) for s in segments],
             "complete": not conversation.is_active,
@@ -323,28 +361,34 @@ def _transcript_page(request: HttpRequest, conversation_id: str) -> JsonResponse
 
 
 @endpoint("GET", "POST")
-def transcript(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    if request.method == "GET":
-        return _transcript_page(request, conversation_id)
-    caller = _writer(request)
+@cache_control(no_store=True)
+@requires(GET=READ_TRANSCRIPTS, POST=WRITE)
+def transcript(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
     conversation = _found(caller, conversation_id)
+    if request.method == "GET":
+        return _transcript_page(request, caller, conversation)
     updates = payloads.transcript_updates(payloads.read_object(request))
     result = transcripts.record(conversation, updates)
-    return _no_store(
+    return JsonResponse(
         {"recorded": result.recorded, "unchanged": result.unchanged, "alerts": len(result.alerts)}
     )
 
 
 @endpoint("GET")
-def conversation_alerts(request: HttpRequest, conversation_id: str) -> JsonResponse:
-    caller = _transcript_reader(request)
+@cache_control(no_store=True)
+@requires(GET=READ_TRANSCRIPTS)
+def conversation_alerts(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
     conversation = _found(caller, conversation_id)
     rows = Alert.objects.filter(conversation=conversation).select_related("rule", "segment")
     # A bad limit or cursor is refused here, before any audit: it disclosed nothing.
     page, next_url = _read_page(request, rows, "raised_at")
     # Audited even when empty ("nothing was said that matched" is about the call too).
     _audit_read(caller, conversation, request)
-    return _no_store({"alerts": [payloads.alert_json(a) for a in page], "next": next_url})
+    return JsonResponse({"alerts": [payloads.alert_json(a) for a in page], "next": next_url})
 
 
 # --- alert rules -------------------------------------------------------------------------
@@ -366,16 +410,6 @@ RULE_FIELDS: dict[str, Field] = {
 }
 
 
-def _rule_manager(request: HttpRequest) -> CredentialAccess:
-    if request.method != "GET":
-        return _writer(request)
-    caller = access.for_api_request(request)
-    ratelimit.enforce_reads(caller.rate_limit_bucket)
-    if not caller.can_manage:
-        raise ApiError(Errors.INSUFFICIENT_SCOPE, "Needs the conversations:manage scope.")
-    return caller
-
-
 def _created_by(caller: CredentialAccess) -> tuple[Any, str]:
     """The user (for a PAT) and the words that name who created a rule."""
     credential = caller.credential
@@ -385,12 +419,15 @@ def _created_by(caller: CredentialAccess) -> tuple[Any, str]:
 
 
 @endpoint("GET", "POST")
-def alert_rule_collection(request: HttpRequest) -> JsonResponse:
-    caller = _rule_manager(request)
+@cache_control(no_store=True)
+@requires(GET=READ_RULES, POST=WRITE_RULES)
+def alert_rule_collection(request: HttpRequest, caller: CredentialAccess) -> JsonResponse:
     if request.method == "GET":
         rules = AlertRule.objects.live().filter(organization=caller.organization)
         page, next_url = _read_page(request, rules, "created_at")
-        return _no_store({"rules": [payloads.alert_rule_json(r) for r in page], "next": next_url})
+        return JsonResponse(
+            {"rules": [payloads.alert_rule_json(r) for r in page], "next": next_url}
+        )
     data = payloads.clean(payloads.read_object(request), RULE_FIELDS)
     if "phrase" not in data:
         raise ApiError(Errors.INVALID_FIELD, "phrase is required.")
@@ -405,12 +442,13 @@ def alert_rule_collection(request: HttpRequest) -> JsonResponse:
         created_by=user,
         created_by_label=label,
     )
-    return _no_store(payloads.alert_rule_json(rule), status=201)
+    return JsonResponse(payloads.alert_rule_json(rule), status=201)
 
 
 @endpoint("DELETE")
-def alert_rule_detail(request: HttpRequest, rule_id: str) -> JsonResponse:
-    caller = _rule_manager(request)
+@cache_control(no_store=True)
+@requires(DELETE=WRITE_RULES)
+def alert_rule_detail(request: HttpRequest, caller: CredentialAccess, rule_id: str) -> JsonResponse:
     parsed = access.parse_uuid(rule_id)
     rule = (
         AlertRule.objects.live().filter(pk=parsed, organization=caller.organization).first()
@@ -419,4 +457,4 @@ def alert_rule_detail(request: HttpRequest, rule_id: str) -> JsonResponse:
     )
     if rule is None:
         raise ApiError(Errors.ALERT_RULE_NOT_FOUND)
-    return _no_store(payloads.alert_rule_json(alerts.delete_rule(rule)))
+    return JsonResponse(payloads.alert_rule_json(alerts.delete_rule(rule)))

@@ -8,6 +8,7 @@ so the listen panel can show the message.
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import cache_control
 
 from anyreach_listen.access import policy as access
 from anyreach_listen.access import ratelimit
@@ -17,6 +18,7 @@ from anyreach_listen.models import ListenVia
 
 
 @endpoint("POST", csrf=True)
+@cache_control(no_store=True)
 def listen_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
     if not request.user.is_authenticated:
         raise ApiError(Errors.NOT_AUTHENTICATED)
@@ -37,6 +39,4 @@ def listen_token(request: HttpRequest, conversation_id: str) -> JsonResponse:
         audit=policy.audit_fields,
         request=request,
     )
-    response = JsonResponse(grant.as_response())
-    response["Cache-Control"] = "no-store"
-    return response
+    return JsonResponse(grant.as_response())

@@ -105,6 +105,7 @@ def listen_panel(
         "compact": compact,
         "autoconnect": autoconnect and conversation.is_active,
         # Only in a panel that may listen: whoever may listen may read transcripts
-        # (the same scopes), and a read-only panel has no transcript list.
+        # (the capability table grants both to the same roles), and a read-only panel
+        # has no transcript list.
         "transcript": transcript if refusal is None else None,
     }
