@@ -24,7 +24,7 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 from django.db.models import Subquery
 from django.utils import timezone
 
-from anyreach_listen import transcripts
+from anyreach_listen import disclosure
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.client_address import scope_client_address
 from anyreach_listen.access.roles import LISTEN_ROLES
@@ -266,7 +266,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
     async def _glance(self, conversation_id: str) -> bool:
         """Whether a line or alert phrase of the call may be shown to this socket's
         person now: covered by their audited glance or read within the hour, or audited
-        now (``transcripts.audit_glances``). False when the row could not be written."""
+        now (``disclosure.audit_glances``). False when the row could not be written."""
         until = self.glanced.get(conversation_id)
         if until is not None and time.time() < until:
             return True
@@ -287,7 +287,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _audit_glance(self, conversation_id: str) -> dict[str, float]:
-        return transcripts.audit_glances(
+        return disclosure.audit_glances(
             self.policy.user, [conversation_id], client_ip=scope_client_address(self.scope)
         )
 

@@ -16,14 +16,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from anyreach_listen.api.errors import ApiError, Errors
-from anyreach_listen.events import publish_conversation, publish_listener
+from anyreach_listen.events import publish_conversation
+from anyreach_listen.listening import sessions
 from anyreach_listen.listening.revocation import revoke_sessions
 from anyreach_listen.livekit import room_ownership
 from anyreach_listen.models import (
     TERMINAL_STATUSES,
     Conversation,
     ConversationStatus,
-    ListenSession,
     Organization,
     Team,
 )
@@ -229,15 +229,10 @@ def _finish_locked(
     row: Conversation, *, at: dt.datetime, by: str, status: str, room_closed: bool
 ) -> bool:
     finished = row.finish(at, by=by, status=status)
+    if finished:
+        publish_conversation(row, by)  # ``by`` names the event (e.g. ``room_finished``)
     if room_closed:
-        # Listeners still in the room when it closed have left with it.
-        open_sessions = ListenSession.objects.select_for_update().filter(
-            conversation=row, joined_at__isnull=False, left_at__isnull=True
-        )
-        for session in open_sessions:
-            session.left_at = max(at, session.joined_at) if session.joined_at else at
-            session.save(update_fields=["left_at"])
-            publish_listener(session, "left")
+        sessions.close_room(row, at)
     elif finished:
         revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
     return finished
@@ -263,8 +258,9 @@ def lose_room(conversation: Conversation, *, at: dt.datetime) -> bool:
     row.livekit_room = None
     row.metadata = {**row.metadata, "lost_room": room}
     row.save(update_fields=["livekit_room", "metadata", "updated_at"])
-    if not row.finish(at, by="room_not_owned", status=ConversationStatus.FAILED):
-        publish_conversation(row, "room_not_owned")
+    # Ended now or before: either way, one event says the call lost its room.
+    row.finish(at, by="room_not_owned", status=ConversationStatus.FAILED)
+    publish_conversation(row, "room_not_owned")
     return True
 
 

@@ -1,10 +1,15 @@
 """Data model: organizations and members, conversations, credentials, the listen audit,
-transcripts (and their read audit), alert rules and alerts."""
+transcripts (and their read audit), alert rules and alerts.
+
+Rows only: events are published by the services that change them (``conversations.py``),
+so this module imports no publisher.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,7 +20,6 @@ from django.utils import timezone
 
 from anyreach_listen.access.origins import validate_origin_list
 from anyreach_listen.access.roles import ROLE_SCOPES, Role, Scope
-from anyreach_listen.events import publish_conversation
 
 
 class Organization(models.Model):
@@ -227,9 +231,9 @@ class Conversation(models.Model):
     ) -> bool:
         """End the call at ``at`` in ``status`` unless it already ended; False when it had.
 
-        ``by`` (e.g. ``room_finished``) is kept in the metadata and names the
-        published event. Call it inside a transaction on a row locked with
-        ``select_for_update``, so two doors cannot both finish the call.
+        ``by`` (e.g. ``room_finished``) is kept in the metadata. Call it inside a
+        transaction on a row locked with ``select_for_update``, so two doors cannot both
+        finish the call; the caller publishes the change (``conversations.py``).
         """
         if not self.is_active:
             return False
@@ -237,7 +241,6 @@ class Conversation(models.Model):
         self.ended_at = at
         self.metadata = {**self.metadata, "ended_by": by}
         self.save(update_fields=["status", "ended_at", "metadata", "updated_at"])
-        publish_conversation(self, by)
         return True
 
 
@@ -326,6 +329,58 @@ class ListenVia(models.TextChoices):
     ADMIN = "admin", "Admin site"
 
 
+class _DisclosureKey(models.ForeignKey[Any, Any]):
+    """A foreign key of ``Disclosure``: each concrete model names its reverse accessor
+    (``DISCLOSURE_RELATED_NAME``), as its own keys did before the base existed, so the
+    field and its migrations stay a plain ``ForeignKey``."""
+
+    def contribute_to_class(self, cls: Any, name: str, *args: Any, **kwargs: Any) -> None:
+        # Migration states render models without class attributes, but their fields
+        # carry the name given (``deconstruct``): only the real models need it here.
+        named = getattr(cls, "DISCLOSURE_RELATED_NAME", None)
+        if not cls._meta.abstract and self.remote_field.related_name is None and named:
+            self.remote_field.related_name = named
+        super().contribute_to_class(cls, name, *args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        if self.remote_field.related_name:
+            kwargs["related_name"] = self.remote_field.related_name
+        return name, "django.db.models.ForeignKey", args, kwargs
+
+
+class Disclosure(models.Model):
+    """A call disclosed to someone (heard: ``ListenSession``; read: ``TranscriptRead``)
+    and who that was, in the same columns (``disclosure.who_columns`` fills them)."""
+
+    DISCLOSURE_RELATED_NAME: ClassVar[str]  # the reverse accessor of each key below
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = _DisclosureKey(Conversation, on_delete=models.CASCADE)
+    user = _DisclosureKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    api_key = _DisclosureKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    personal_access_token = _DisclosureKey(
+        PersonalAccessToken, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Who, in words: the audit still names a credential after it is deleted (its foreign
+    # key is then null).
+    credential_label = models.CharField(max_length=300, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def who(self) -> str:
+        if self.user_id is not None:
+            return str(self.user)
+        if self.api_key_id is not None:
+            return f"API key {self.api_key}"
+        return self.credential_label or "unknown"
+
+
 class ListenSessionQuerySet(models.QuerySet["ListenSession"]):
     def revocable(self) -> ListenSessionQuerySet:
         """Unrevoked sessions of calls still going on, including listeners that left:
@@ -337,38 +392,16 @@ class ListenSessionQuerySet(models.QuerySet["ListenSession"]):
         return self.revocable().filter(left_at__isnull=True)
 
 
-class ListenSession(models.Model):
-    """Audit row written for every listener token minted."""
+class ListenSession(Disclosure):
+    """Audit row written for every listener token minted; its state changes in
+    ``listening/sessions.py`` only."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="listen_sessions"
-    )
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="listen_sessions",
-    )
-    api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="listen_sessions"
-    )
-    personal_access_token = models.ForeignKey(
-        PersonalAccessToken,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="listen_sessions",
-    )
-    # Who minted it, in words: the audit still names a credential after it is deleted
-    # (its foreign key is then null).
-    credential_label = models.CharField(max_length=300, blank=True)
+    DISCLOSURE_RELATED_NAME = "listen_sessions"
+
     listener_identity = models.CharField(max_length=100, unique=True)
     via = models.CharField(max_length=10, choices=ListenVia.choices)
     minted_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     joined_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
@@ -383,14 +416,6 @@ class ListenSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.listener_identity} on {self.conversation_id}"
-
-    @property
-    def who(self) -> str:
-        if self.user_id is not None:
-            return str(self.user)
-        if self.api_key_id is not None:
-            return f"API key {self.api_key}"
-        return self.credential_label or "unknown"
 
     @property
     def listening_seconds(self) -> float | None:
@@ -467,35 +492,13 @@ class TranscriptVia(models.TextChoices):
     PORTAL = "portal", "Portal"
 
 
-class TranscriptRead(models.Model):
-    """Audit row written for every transcript read."""
+class TranscriptRead(Disclosure):
+    """Audit row written for every transcript read (``disclosure.py`` writes them all)."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="transcript_reads"
-    )
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="transcript_reads",
-    )
-    api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="transcript_reads"
-    )
-    personal_access_token = models.ForeignKey(
-        PersonalAccessToken,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="transcript_reads",
-    )
-    # The credential in words, kept after the credential is deleted (as ListenSession's).
-    credential_label = models.CharField(max_length=300, blank=True)
+    DISCLOSURE_RELATED_NAME = "transcript_reads"
+
     via = models.CharField(max_length=10, choices=TranscriptVia.choices)
     read_at = models.DateTimeField(default=timezone.now)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         ordering = ["-read_at"]

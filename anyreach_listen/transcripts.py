@@ -1,55 +1,42 @@
 """Transcripts: recording a conversation's segments, reading them (audited), and retention.
 
 ``record`` is the one writer of segments, for the push API and the recorder alike; it
-applies the frame's rules (``js/src/frame/transcripts.ts``), so the stored transcript
-is what a listener saw. Reads go through ``read`` and the audit helpers, so reads and
-live glances are on record; ``purge`` deletes transcripts past their retention. Rules:
-README ("Transcripts and alerts") and docs/internals/recorder.md.
+applies the frame's rule (``recorder/merge.py``'s ``is_news``), so the stored transcript
+is what a listener saw. ``read`` puts a read on record (``disclosure.py``) before it
+returns the lines; ``purge`` deletes transcripts past their retention. Rules: README
+("Transcripts and alerts") and docs/internals/recorder.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from anyreach_listen import alerts, events
-from anyreach_listen.access.client_address import client_address
+from anyreach_listen import alerts, disclosure, events
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.models import (
-    Alert,
-    Conversation,
-    TranscriptRead,
-    TranscriptSegment,
-    TranscriptVia,
+
+# Re-exported: the API's read audit is disclosure's; api/views.py calls it from here.
+from anyreach_listen.models import Alert, Conversation, TranscriptSegment
+from anyreach_listen.recorder.merge import is_news
+from anyreach_listen.recorder.wire import (
+    SegmentIn as SegmentIn,  # the push API's and recorder's update
 )
 
 logger = logging.getLogger(__name__)
 
 INTERIM_TTL = 60 * 60  # seconds a speaker's interim text is kept without an update
-GLANCE_WINDOW = 60 * 60  # seconds one audited glance (or portal read) covers a person's lines
-
-
-@dataclass(frozen=True)
-class SegmentIn:
-    """One update of a segment: its whole text so far."""
-
-    id: str
-    role: str  # "agent" or "user"
-    text: str
-    final: bool
+ROLES = ("agent", "user")
 
 
 @dataclass(frozen=True)
@@ -122,7 +109,7 @@ def record(
         for update in updates:
             segment = batch.stored.get((update.role, update.id))
             if segment is None:
-                if not update.text and not update.final:
+                if not _is_news(None, update):
                     batch.result.unchanged += 1
                     continue
                 if position > int(listen_settings.MAX_SEGMENTS_PER_CALL):
@@ -179,6 +166,11 @@ def _count_dropped(row: Conversation, dropped: int) -> None:
     row.dropped_segments += dropped
 
 
+def _is_news(so_far: str | None, update: SegmentIn) -> bool:
+    """The recorder's rule (``recorder/merge.py``), the one the frame keeps."""
+    return is_news(so_far, update.text, update.final)
+
+
 class _Batch:
     """One ``record`` call's view: the stored segments it names and the speakers'
     interim texts as it leaves them (None: cleared)."""
@@ -202,17 +194,13 @@ class _Batch:
         return latest_interim(self.row.pk, role)
 
     def stale(self, segment: TranscriptSegment, update: SegmentIn) -> bool:
-        """Nothing to take: the segment is final, or an interim repeats the text so
-        far or goes backwards (the frame's rule)."""
+        """Nothing to take: the segment is final, or the update is no news to the text
+        shown so far (the frame's rule, ``_is_news``)."""
         if segment.final:
             return True
-        if update.final:
-            return False
-        latest = self._latest(segment.role)
-        so_far = segment.text
-        if latest is not None and latest.get("id") == segment.segment_id:
-            so_far = latest.get("text", so_far)
-        return so_far.startswith(update.text)
+        # A final is news whatever came before: no cache read for it.
+        so_far = segment.text if update.final else _text_shown(segment, self._latest(segment.role))
+        return not _is_news(so_far, update)
 
     def take_interim(self, update: SegmentIn) -> None:
         self.interims[update.role] = {"id": update.id, "text": update.text}
@@ -259,22 +247,43 @@ def _interims_of_known_segments(
     return batch.result
 
 
+def _text_shown(segment: TranscriptSegment, latest: object) -> str:
+    """The segment's text as a reader sees it: one not final yet shows its speaker's
+    latest interim text (``latest``, as cached) when that is of this segment."""
+    if not segment.final and isinstance(latest, dict) and latest.get("id") == segment.segment_id:
+        return latest.get("text", segment.text)
+    return segment.text
+
+
+def _shown(s: TranscriptSegment, latest: object) -> SegmentOut:
+    text = _text_shown(s, latest)
+    return SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at, s.position)
+
+
 def segments(
     conversation: Conversation, *, after: int = 0, limit: int | None = None
 ) -> list[SegmentOut]:
     """The transcript in spoken order, each interim segment with its latest text: the
     segments after position ``after``, at most ``limit`` of them (a page of the API)."""
-    interims = {role: latest_interim(conversation.pk, role) for role in ("agent", "user")}
+    interims = {role: latest_interim(conversation.pk, role) for role in ROLES}
     rows = conversation.transcript_segments.filter(position__gt=after).order_by("position")
     if limit is not None:
         rows = rows[:limit]
-    out = []
+    return [_shown(s, interims.get(s.role)) for s in rows]
+
+
+def segments_of(conversations: Sequence[Conversation]) -> dict[uuid.UUID, list[SegmentOut]]:
+    """Several calls' transcripts, each as ``segments`` shows it: one query for all their
+    segments, one cache read for all their interim texts (the wall's tiles)."""
+    keys = {(c.pk, role): interim_key(c.pk, role) for c in conversations for role in ROLES}
+    interims = cache.get_many(list(keys.values()))
+    out: dict[uuid.UUID, list[SegmentOut]] = {c.pk: [] for c in conversations}
+    rows = TranscriptSegment.objects.filter(conversation__in=conversations).order_by(
+        "conversation", "position"
+    )
     for s in rows:
-        text = s.text
-        latest = interims.get(s.role)
-        if not s.final and latest is not None and latest.get("id") == s.segment_id:
-            text = latest.get("text", text)
-        out.append(SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at, s.position))
+        key = keys.get((s.conversation_id, s.role))
+        out[s.conversation_id].append(_shown(s, interims.get(key) if key else None))
     return out
 
 
@@ -282,155 +291,21 @@ def read(
     conversation: Conversation,
     *,
     via: str,
-    audit: dict[str, Any],
-    credential_label: str = "",
+    audit: Mapping[str, Any],
+    credential_label: str | None = None,
     request: HttpRequest | None = None,
 ) -> list[SegmentOut]:
-    """The transcript, after writing the read's audit row (who: ``audit``, a policy's
-    ``audit_fields``). Callers check the right to read first (``access.py``)."""
-    client_ip = request_ip(request) if request is not None else None
-    read_row(
-        conversation.pk,
+    """The transcript, after its read is on record (``disclosure.record_reads``; who:
+    ``audit``, a policy's ``audit_fields``; ``credential_label`` None: the credential's
+    own words). Callers check the right to read first (``access/policy.py``)."""
+    disclosure.record_reads(
+        [conversation.pk],
         via=via,
         audit=audit,
         credential_label=credential_label,
-        client_ip=client_ip,
-    ).save(force_insert=True)
-    note_portal_reads(via, audit, [conversation.pk])
+        request=request,
+    )
     return segments(conversation)
-
-
-def request_ip(request: HttpRequest) -> str | None:
-    return client_address(request)  # never an X-Forwarded-For entry the client wrote
-
-
-def read_row(
-    conversation_id: uuid.UUID,
-    *,
-    via: str,
-    audit: dict[str, Any],
-    credential_label: str = "",
-    client_ip: str | None = None,
-) -> TranscriptRead:
-    """A read's audit row, not saved yet (``read`` saves one, others ``bulk_create``)."""
-    return TranscriptRead(
-        conversation_id=conversation_id,
-        via=via,
-        credential_label=credential_label,
-        client_ip=client_ip or None,
-        **audit,
-    )
-
-
-def glance_key(user_pk: object, conversation_id: uuid.UUID | str) -> str:
-    """The cache key of a person's audit window for a call; its value is when the
-    window opened (``time.time()``), its timeout the window."""
-    return f"anyreach_listen:glanced:{user_pk}:{conversation_id}"
-
-
-def note_portal_reads(
-    via: str, audit: dict[str, Any], conversation_ids: Sequence[uuid.UUID | str]
-) -> None:
-    """A person's audited portal read of these calls covers their glances at them for
-    ``GLANCE_WINDOW`` (the conversation page's pushed lines are that read going on)."""
-    user = audit.get("user")
-    if via != TranscriptVia.PORTAL or user is None or not conversation_ids:
-        return
-    now = time.time()
-    cache.set_many({glance_key(user.pk, c): now for c in conversation_ids}, timeout=GLANCE_WINDOW)
-
-
-def audit_glances(
-    user: AbstractBaseUser | AnonymousUser,
-    conversation_ids: Iterable[uuid.UUID | str],
-    *,
-    client_ip: str | None = None,
-) -> dict[str, float]:
-    """Audit the live lines of these calls just shown to ``user`` (the event stream's
-    final lines and alert phrases, the dashboard's last lines): one ``TranscriptRead`` row, via the
-    portal, per call not glanced at (nor read in the portal) by this person within
-    ``GLANCE_WINDOW``. One cache read when every call is covered (the common case: no
-    query); else one INSERT for the rest. Callers check the right to read first.
-
-    A call is claimed in the cache (``add``, atomic) before its row is written, so two
-    sockets of the person seeing the same line at once write one row; a failed INSERT
-    releases its claims and raises (the caller then shows nothing).
-
-    Returns when each call's audit window ends (``time.time()`` seconds, by call id as
-    a string): until then, lines of the call are covered."""
-    if not user.is_authenticated:
-        return {}
-    keys = {glance_key(user.pk, c): str(c) for c in conversation_ids}
-    return _audit_windows(
-        keys,
-        lambda conversation_id: read_row(
-            conversation_id, via=TranscriptVia.PORTAL, audit={"user": user}, client_ip=client_ip
-        ),
-    )
-
-
-def api_read_key(reader: str, client_ip: str | None, conversation_id: uuid.UUID | str) -> str:
-    """The cache key of a credential's API read window for a call, from one address."""
-    return f"anyreach_listen:api-read:{reader}:{client_ip or '-'}:{conversation_id}"
-
-
-def audit_api_read(
-    conversation_id: uuid.UUID,
-    *,
-    reader: str,
-    audit: dict[str, Any],
-    credential_label: str,
-    request: HttpRequest,
-) -> None:
-    """Audit an API read of a call's transcript (a page of it) or of its alerts, by the
-    glance rule: one ``TranscriptRead`` row, via the API, per credential (``reader``),
-    client address and call per ``GLANCE_WINDOW``; later reads in the window are that
-    read going on (walking the pages, polling). The address is part of the window so
-    that a credential used from a second place is recorded again at once. Raises when
-    the row cannot be written (the caller then answers 500 and shows nothing)."""
-    client_ip = request_ip(request)
-    key = api_read_key(reader, client_ip, conversation_id)
-    _audit_windows(
-        {key: str(conversation_id)},
-        lambda call_id: read_row(
-            call_id,
-            via=TranscriptVia.API,
-            audit=audit,
-            credential_label=credential_label,
-            client_ip=client_ip,
-        ),
-    )
-
-
-def _audit_windows(
-    keys: dict[str, str], row: Callable[[uuid.UUID], TranscriptRead]
-) -> dict[str, float]:
-    """The glance rule: for each audit window (cache key -> call id) not open yet, claim
-    it and write ``row(call id)``; one cache read when every window is open, one INSERT
-    for the rest. Returns when each call's window ends (``time.time()`` seconds)."""
-    if not keys:
-        return {}
-    now = time.time()
-    covered = cache.get_many(list(keys))
-    until: dict[str, float] = {}
-    claimed: list[str] = []
-    for key, conversation_id in keys.items():
-        opened = covered.get(key)
-        if isinstance(opened, (int, float)):
-            until[conversation_id] = opened + GLANCE_WINDOW
-            continue
-        if cache.add(key, now, timeout=GLANCE_WINDOW):
-            claimed.append(key)
-        # else another socket or request claimed it a moment ago: its row covers this.
-        until[conversation_id] = now + GLANCE_WINDOW
-    if claimed:
-        rows = [row(uuid.UUID(keys[key])) for key in claimed]
-        try:
-            TranscriptRead.objects.bulk_create(rows)
-        except BaseException:
-            cache.delete_many(claimed)
-            raise
-    return until
 
 
 @dataclass(frozen=True)

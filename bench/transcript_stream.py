@@ -29,8 +29,8 @@ django.setup()
 
 from anyreach_listen.recorder import agent as recorder_agent  # noqa: E402
 from anyreach_listen.recorder.merge import Speaker  # noqa: E402
+from anyreach_listen.recorder.wire import Segment  # noqa: E402
 from anyreach_listen.recorder.writer import Writer  # noqa: E402
-from anyreach_listen.transcripts import SegmentIn  # noqa: E402
 
 
 class Reader:
@@ -64,9 +64,9 @@ class CountingWriter(Writer):
         self.puts = 0
         self.finals = 0
         self.text_chars = 0
-        self.last: SegmentIn | None = None
+        self.last: Segment | None = None
 
-    def put(self, update: SegmentIn) -> None:
+    def put(self, update: Segment) -> None:
         self.puts += 1
         self.finals += update.final
         self.text_chars += len(update.text)

@@ -1,27 +1,18 @@
 """What the dashboard and the wall show of calls in progress: alerts and transcript lines.
 
-- Dashboard rows carry their alert count, their highest alert severity and, for
-  calls whose transcript the user may read, the last final line and who said it:
-  subqueries of the one rows query, so a page of 1,000 calls costs what a page
-  of 10 does. Rows of calls the user may not read (a viewer's, or the user's
-  organizations where they are a viewer) get no line from the database at all.
-  A rendered last line is a glance, audited as the event stream's lines are
-  (``transcripts.audit_glances``): one ``TranscriptRead`` row, via the portal,
-  per person and call per hour, for all the page's rows at once (a cache read,
-  and one INSERT when some call is new to the person within the hour).
-- Wall tiles open with the transcript so far: one query for every tile's
-  segments, one for their audit rows (``TranscriptRead``, via the portal; each
-  tile's read, every time, and it opens the hour's glance window as well).
+Dashboard rows carry their alert counts and, where the user may read the transcript,
+the last final line (subqueries of the one rows query; no line at all leaves the
+database for calls they may not read); a rendered line is a glance, audited by
+``disclosure.audit_glances``. Wall tiles open with the transcript so far
+(``transcripts.segments_of``), each an audited read (``disclosure.record_reads``).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
 from django.db.models import (
     BooleanField,
     Case,
@@ -40,14 +31,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
-from anyreach_listen import transcripts
+from anyreach_listen import disclosure, transcripts
 from anyreach_listen.access.policy import UserAccess
 from anyreach_listen.models import (
     ACTIVE_STATUSES,
     Alert,
     AlertSeverity,
     Conversation,
-    TranscriptRead,
     TranscriptSegment,
     TranscriptVia,
 )
@@ -128,7 +118,7 @@ def audit_last_lines(request: HttpRequest, rows: Sequence[Conversation]) -> None
         c.pk for c in rows if getattr(c, "shows_lines", False) and getattr(c, "last_text", None)
     ]
     if shown:
-        transcripts.audit_glances(request.user, shown, client_ip=transcripts.request_ip(request))
+        disclosure.audit_glances(request.user, shown, client_ip=disclosure.request_ip(request))
 
 
 @dataclass
@@ -147,36 +137,8 @@ def wall_tiles(
     calls = [c for c in conversations if policy.reads_transcripts_in(c.organization_id)]
     if not calls:
         return [Tile(c) for c in conversations]
-    by_call: dict[uuid.UUID, list[TranscriptSegment]] = defaultdict(list)
-    rows = TranscriptSegment.objects.filter(conversation__in=calls).order_by(
-        "conversation", "position"
+    disclosure.record_reads(
+        [c.pk for c in calls], via=TranscriptVia.PORTAL, audit=policy.audit_fields, request=request
     )
-    for row in rows:
-        by_call[row.conversation_id].append(row)
-    roles = ("agent", "user")
-    keys = {(c.pk, role): transcripts.interim_key(c.pk, role) for c in calls for role in roles}
-    interims = cache.get_many(list(keys.values()))
-    client_ip = transcripts.request_ip(request)
-    TranscriptRead.objects.bulk_create(
-        transcripts.read_row(
-            c.pk, via=TranscriptVia.PORTAL, audit=policy.audit_fields, client_ip=client_ip
-        )
-        for c in calls
-    )
-    transcripts.note_portal_reads(TranscriptVia.PORTAL, policy.audit_fields, [c.pk for c in calls])
-    readable = {c.pk for c in calls}
-    tiles = []
-    for c in conversations:
-        if c.pk not in readable:
-            tiles.append(Tile(c))
-            continue
-        lines = []
-        for s in by_call[c.pk]:
-            text = s.text
-            latest = interims.get(keys[(c.pk, s.role)])
-            # As transcripts.segments: the latest interim text over a segment not final yet.
-            if not s.final and isinstance(latest, dict) and latest.get("id") == s.segment_id:
-                text = latest.get("text", text)
-            lines.append(SegmentOut(s.segment_id, s.role, text, s.final, s.first_seen_at))
-        tiles.append(Tile(c, lines))
-    return tiles
+    history = transcripts.segments_of(calls)
+    return [Tile(c, history.get(c.pk, [])) for c in conversations]

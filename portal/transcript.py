@@ -1,21 +1,10 @@
 """The conversation page's transcript: catch-up, post-call review and the read audit.
 
-Every disclosure of a transcript in the portal is a read (``transcripts.read``
-writes a ``TranscriptRead`` row, via "portal"), but a page that stays open
-should not write a row each time its event stream reconnects. So:
-
-- the page view is audited once and hands the page a *read token*: a signed
-  (user, conversation) pair, stamped with the audited read's time;
-- the page refetches the transcript (``conversation_transcript``, a fragment of
-  lines) when its event stream (re)opens, to close the gap between the render
-  and the socket. A refetch carrying a token of the same person and call less
-  than ``READ_CONTINUATION`` old continues that audited read and writes no row
-  (the live segments the socket pushes in between are not audited either:
-  they are the same read going on); without one, or with an older one, the
-  refetch is a read of its own: a row, and a new token.
-
-So an org admin sees at least one row per page view and per hour a page stays
-open, never one per reconnect.
+The page view is an audited read that hands the page a *read token*; the page's
+refetch when its event stream (re)opens (``conversation_transcript``) sends it back
+and, within ``disclosure.READ_CONTINUATION``, continues that read instead of writing
+a row per reconnect (``disclosure.portal_read``). So an org admin sees at least one
+row per page view and per hour a page stays open, never one per reconnect.
 """
 
 from __future__ import annotations
@@ -26,18 +15,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.contrib.auth.decorators import login_required
-from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.cache import patch_cache_control
 
-from anyreach_listen import transcripts
+from anyreach_listen import disclosure, transcripts
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.policy import UserAccess
-from anyreach_listen.models import Alert, Conversation, TranscriptRead, TranscriptVia
+from anyreach_listen.models import Alert, Conversation, TranscriptRead
 from anyreach_listen.transcripts import SegmentOut
 
-READ_CONTINUATION = dt.timedelta(hours=1)
-_SALT = "portal.transcript-read"
 READ_HEADER = "X-Anyreach-Read-Token"
 
 
@@ -61,32 +48,12 @@ class TranscriptView:
         return [line.segment for line in self.lines]
 
 
-def read_token(user_pk: object, conversation_id: uuid.UUID) -> str:
-    """A token saying this person was just shown this call's transcript (and audited)."""
-    return signing.TimestampSigner(salt=_SALT).sign_object(
-        {"u": str(user_pk), "c": str(conversation_id)}
-    )
-
-
-def continues_read(token: str, user_pk: object, conversation_id: uuid.UUID) -> bool:
-    """Whether ``token`` is this person's audited read of this call, recent enough."""
-    try:
-        value = signing.TimestampSigner(salt=_SALT).unsign_object(token, max_age=READ_CONTINUATION)
-    except signing.BadSignature:  # also expired (SignatureExpired)
-        return False
-    return value == {"u": str(user_pk), "c": str(conversation_id)}
-
-
 def _read(
     request: HttpRequest, policy: UserAccess, conversation: Conversation, token: str = ""
 ) -> tuple[list[SegmentOut], str]:
     """The segments and the token to carry on; audited unless ``token`` continues a read."""
-    if token and continues_read(token, request.user.pk, conversation.pk):
-        return transcripts.segments(conversation), token
-    segments = transcripts.read(
-        conversation, via=TranscriptVia.PORTAL, audit=policy.audit_fields, request=request
-    )
-    return segments, read_token(request.user.pk, conversation.pk)
+    token = disclosure.portal_read(request, policy.audit_fields, conversation.pk, token)
+    return transcripts.segments(conversation), token
 
 
 def _offset(conversation: Conversation, at: dt.datetime) -> str:
@@ -149,7 +116,7 @@ def conversation_transcript(request: HttpRequest, conversation_id: uuid.UUID) ->
         {"segments": segments, "conversation": conversation},
     )
     response[READ_HEADER] = token
-    response["Cache-Control"] = "no-store"  # a transcript: never kept by a cache
+    patch_cache_control(response, no_store=True)  # a transcript: never kept by a cache
     return response
 
 

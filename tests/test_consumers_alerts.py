@@ -21,7 +21,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from anyreach_listen import alerts, transcripts
+from anyreach_listen import alerts, disclosure
 from anyreach_listen.events import publish_alert
 from anyreach_listen.models import Alert, Conversation, TranscriptRead, TranscriptSegment
 from anyreach_listen.routing import websocket_urlpatterns
@@ -173,13 +173,13 @@ async def test_an_alert_to_a_reader_is_a_glance_audited_once_an_hour(
     reader, watcher = await connect(supervisor), await connect(viewer)
     call = world.conversations["in_progress"]
     asked: list[object] = []
-    real = transcripts.audit_glances
+    real = disclosure.audit_glances
 
     def counted(user: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
         asked.append(user)
         return real(user, *args, **kwargs)
 
-    monkeypatch.setattr(transcripts, "audit_glances", counted)
+    monkeypatch.setattr(disclosure, "audit_glances", counted)
     await raise_alone(world, call, "u1", 1)
     assert phrases(await everything(reader)) == ["charged twice u1"]
     assert await reads(supervisor) == [(str(call.pk), "portal")]
@@ -193,7 +193,7 @@ async def test_an_alert_to_a_reader_is_a_glance_audited_once_an_hour(
     assert phrases(await everything(watcher)) == [None, None]
     assert await reads(viewer) == []
 
-    later = time.time() + transcripts.GLANCE_WINDOW + 1
+    later = time.time() + disclosure.GLANCE_WINDOW + 1
     monkeypatch.setattr(time, "time", lambda: later)
     await raise_alone(world, call, "u3", 3)
     assert phrases(await everything(reader)) == ["charged twice u3"]
@@ -208,16 +208,16 @@ async def test_an_alert_whose_glance_cannot_be_audited_is_not_sent_to_a_reader(
     supervisor = world.users["supervisor"]
     reader, watcher = await connect(supervisor), await connect(world.users["viewer"])
     call = world.conversations["in_progress"]
-    real = transcripts.audit_glances
+    real = disclosure.audit_glances
 
     def broken(*args: Any, **kwargs: Any) -> dict[str, float]:
         raise RuntimeError("the database is away")
 
-    monkeypatch.setattr(transcripts, "audit_glances", broken)
+    monkeypatch.setattr(disclosure, "audit_glances", broken)
     await raise_alone(world, call, "u1", 1)
     assert await everything(reader) == []
     assert phrases(await everything(watcher)) == [None]  # the viewer's needs no row
-    monkeypatch.setattr(transcripts, "audit_glances", real)
+    monkeypatch.setattr(disclosure, "audit_glances", real)
     await raise_alone(world, call, "u2", 2)  # the next alert tries again
     assert phrases(await everything(reader)) == ["charged twice u2"]
     assert len(await reads(supervisor)) == 1

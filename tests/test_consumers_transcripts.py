@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
-from anyreach_listen import transcripts
+from anyreach_listen import disclosure, transcripts
 from anyreach_listen.events import publish_alert, publish_conversation
 from anyreach_listen.models import (
     Conversation,
@@ -183,7 +183,7 @@ async def test_after_the_hour_a_line_is_audited_again(
     call = world.conversations["in_progress"]
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
     await everything(socket)
-    now = time.time() + transcripts.GLANCE_WINDOW + 1
+    now = time.time() + disclosure.GLANCE_WINDOW + 1
     monkeypatch.setattr(time, "time", lambda: now)
     await say(call, SegmentIn("u1", "user", "Hi.", True))
     assert texts(await everything(socket)) == ["Hi."]
@@ -201,13 +201,13 @@ async def test_a_socket_asks_nobody_again_for_a_call_it_audited_within_the_hour(
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
     await everything(socket)
     asked: list[object] = []
-    real = transcripts.audit_glances
+    real = disclosure.audit_glances
 
     def counted(*args: Any, **kwargs: Any) -> dict[str, float]:
         asked.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transcripts, "audit_glances", counted)
+    monkeypatch.setattr(disclosure, "audit_glances", counted)
     await say(call, SegmentIn("u1", "user", "Hi.", True))
     await say(world.conversations["ringing"], SegmentIn("a1", "agent", "Hello there.", True))
     assert texts(await everything(socket)) == ["Hi.", "Hello there."]
@@ -221,15 +221,15 @@ async def test_a_line_that_cannot_be_audited_is_not_sent(
     supervisor = world.users["supervisor"]
     socket = await connect(supervisor)
     call = world.conversations["in_progress"]
-    real = transcripts.audit_glances
+    real = disclosure.audit_glances
 
     def broken(*args: Any, **kwargs: Any) -> dict[str, float]:
         raise RuntimeError("the database is away")
 
-    monkeypatch.setattr(transcripts, "audit_glances", broken)
+    monkeypatch.setattr(disclosure, "audit_glances", broken)
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
     assert await everything(socket) == []
-    monkeypatch.setattr(transcripts, "audit_glances", real)
+    monkeypatch.setattr(disclosure, "audit_glances", real)
     await say(call, SegmentIn("u1", "user", "Hi.", True))  # the next line tries again
     assert texts(await everything(socket)) == ["Hi."]
     assert len(await reads(supervisor)) == 1
@@ -250,7 +250,7 @@ async def test_status_changes_and_a_viewers_alerts_ask_for_no_audit(
         asked.append(args)
         return {}
 
-    monkeypatch.setattr(transcripts, "audit_glances", counted)
+    monkeypatch.setattr(disclosure, "audit_glances", counted)
     await sync_to_async(publish_conversation)(call, "room_started")
     assert [m["type"] for m in await everything(socket)] == ["conversation.updated"]
     alert = await sync_to_async(alert_without_its_line)(world, call)

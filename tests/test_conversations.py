@@ -32,10 +32,7 @@ FORWARD = {
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     events: list[str] = []
-    from anyreach_listen import models
-
-    for module in (conversations, models):
-        monkeypatch.setattr(module, "publish_conversation", lambda c, e: events.append(e))
+    monkeypatch.setattr(conversations, "publish_conversation", lambda c, e: events.append(e))
     return events
 
 

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from anyreach_listen import alerts, events, transcripts
+from anyreach_listen import alerts, disclosure, events, transcripts
 from anyreach_listen.api.errors import ApiError
 from anyreach_listen.models import (
     Conversation,
@@ -334,22 +334,22 @@ def test_glances_write_one_row_per_call_and_person_an_hour(
     supervisor, qa = world.users["supervisor"], world.users["qa"]
     one, two = world.conversations["in_progress"], world.conversations["ringing"]
     with CaptureQueriesContext(connection) as first:
-        transcripts.audit_glances(supervisor, [one.pk, two.pk, one.pk], client_ip="203.0.113.9")
+        disclosure.audit_glances(supervisor, [one.pk, two.pk, one.pk], client_ip="203.0.113.9")
     assert len(first.captured_queries) == 1  # one INSERT for both calls
     assert sorted(glance_rows(world)) == sorted(
         [(str(one.pk), "portal", "203.0.113.9"), (str(two.pk), "portal", "203.0.113.9")]
     )
     with CaptureQueriesContext(connection) as again:
-        transcripts.audit_glances(supervisor, [one.pk, str(two.pk)])
+        disclosure.audit_glances(supervisor, [one.pk, str(two.pk)])
     assert again.captured_queries == []  # within the hour: the cache says so, no query
     assert len(glance_rows(world)) == 2
-    transcripts.audit_glances(qa, [one.pk])  # another person: a row of their own
+    disclosure.audit_glances(qa, [one.pk])  # another person: a row of their own
     assert glance_rows(world, "qa") == [(str(one.pk), "portal", None)]
     later(monkeypatch, 59 * 60)
-    transcripts.audit_glances(supervisor, [one.pk])
+    disclosure.audit_glances(supervisor, [one.pk])
     assert len(glance_rows(world)) == 2
     later(monkeypatch, 61 * 60)
-    transcripts.audit_glances(supervisor, [one.pk, two.pk])
+    disclosure.audit_glances(supervisor, [one.pk, two.pk])
     assert len(glance_rows(world)) == 4
 
 
@@ -357,11 +357,11 @@ def test_glances_say_until_when_their_call_is_covered(world: World) -> None:
     supervisor = world.users["supervisor"]
     call = world.conversations["in_progress"]
     before = time.time()
-    until = transcripts.audit_glances(supervisor, [call.pk])
+    until = disclosure.audit_glances(supervisor, [call.pk])
     assert set(until) == {str(call.pk)}
-    assert before + transcripts.GLANCE_WINDOW <= until[str(call.pk)] <= time.time() + 3600
+    assert before + disclosure.GLANCE_WINDOW <= until[str(call.pk)] <= time.time() + 3600
     # A later glance is covered by the first: the same end, not a new hour.
-    assert transcripts.audit_glances(supervisor, [str(call.pk)]) == until
+    assert disclosure.audit_glances(supervisor, [str(call.pk)]) == until
 
 
 def test_a_portal_read_by_a_person_opens_their_glance_window_an_api_read_does_not(
@@ -369,11 +369,11 @@ def test_a_portal_read_by_a_person_opens_their_glance_window_an_api_read_does_no
 ) -> None:
     supervisor = world.users["supervisor"]
     transcripts.read(call, via=TranscriptVia.PORTAL, audit={"user": supervisor})
-    transcripts.audit_glances(supervisor, [call.pk])
+    disclosure.audit_glances(supervisor, [call.pk])
     assert TranscriptRead.objects.filter(conversation=call).count() == 1  # the read's row
     qa = world.users["qa"]
     transcripts.read(call, via=TranscriptVia.API, audit={"user": qa})
-    transcripts.audit_glances(qa, [call.pk])
+    disclosure.audit_glances(qa, [call.pk])
     assert sorted(TranscriptRead.objects.filter(user=qa).values_list("via", flat=True)) == [
         "api",
         "portal",
@@ -383,8 +383,8 @@ def test_a_portal_read_by_a_person_opens_their_glance_window_an_api_read_does_no
 def test_glances_of_nobody_or_nothing_write_nothing(world: World, call: Conversation) -> None:
     from django.contrib.auth.models import AnonymousUser
 
-    assert transcripts.audit_glances(AnonymousUser(), [call.pk]) == {}
-    assert transcripts.audit_glances(world.users["supervisor"], []) == {}
+    assert disclosure.audit_glances(AnonymousUser(), [call.pk]) == {}
+    assert disclosure.audit_glances(world.users["supervisor"], []) == {}
     assert not TranscriptRead.objects.exists()
 
 
@@ -399,8 +399,8 @@ def test_a_glance_whose_row_fails_is_not_taken_as_audited(
     with monkeypatch.context() as patch:
         patch.setattr(TranscriptRead.objects, "bulk_create", broken)
         with pytest.raises(RuntimeError):
-            transcripts.audit_glances(supervisor, [call.pk])
-    transcripts.audit_glances(supervisor, [call.pk])
+            disclosure.audit_glances(supervisor, [call.pk])
+    disclosure.audit_glances(supervisor, [call.pk])
     assert glance_rows(world) == [(str(call.pk), "portal", None)]
 
 
@@ -411,8 +411,8 @@ def test_two_sockets_racing_for_the_same_glance_write_one_row(
     supervisor = world.users["supervisor"]
     with monkeypatch.context() as patch:  # both read the cache before either wrote
         patch.setattr(caches["default"], "get_many", lambda keys: {})
-        transcripts.audit_glances(supervisor, [call.pk])
-        transcripts.audit_glances(supervisor, [call.pk])
+        disclosure.audit_glances(supervisor, [call.pk])
+        disclosure.audit_glances(supervisor, [call.pk])
     assert glance_rows(world) == [(str(call.pk), "portal", None)]
 
 

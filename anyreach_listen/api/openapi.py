@@ -18,7 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from anyreach_listen.access.policy import ORG_HEADER
 from anyreach_listen.api import shapes
 from anyreach_listen.api.errors import API, ErrorKind, Errors, endpoint
-from anyreach_listen.api.payloads import MAX_LABEL, Field
+from anyreach_listen.api.payloads import Field
 from anyreach_listen.api.views import (
     CREATE_FIELDS,
     MAX_READ_PAGE_SIZE,
@@ -201,10 +201,6 @@ _UPDATE_DOCS = {
 }
 _RULE_DOCS: dict[str, dict[str, Any]] = {
     "phrase": {
-        # RULE_FIELDS' phrase check (``alerts.valid_phrase``) carries no schema of its own.
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_LABEL,
         "description": "Matched on word boundaries, ignoring case and punctuation; needs at "
         "least one word.",
     },

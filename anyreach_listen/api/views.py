@@ -33,7 +33,8 @@ from anyreach_listen.api import payloads
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
 from anyreach_listen.api.payloads import MAX_LABEL, Field, conversation_json
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.listening.minting import credential_label, grant_listen
+from anyreach_listen.disclosure import audit_api_read, credential_label
+from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.models import (
     ACTIVE_STATUSES,
     Alert,
@@ -302,7 +303,7 @@ def _list(request: HttpRequest, caller: CredentialAccess) -> JsonResponse:
     if len(page) > size:
         page = page[:size]
         next_url = _next_url(request, _next_cursor(page[-1]))
-    return JsonResponse({"results": [conversation_json(c) for c in page], "next": next_url})
+    return JsonResponse(payloads.conversation_page_json(page, next_url))
 
 
 # --- transcripts -------------------------------------------------------------------------
@@ -331,7 +332,7 @@ def _position(value: str) -> int:
 def _audit_read(caller: CredentialAccess, conversation: Conversation, request: HttpRequest) -> None:
     """A transcript page or alert list is a read of what was said (``transcripts``)."""
     audit = caller.audit_fields
-    transcripts.audit_api_read(
+    audit_api_read(
         conversation.pk,
         reader=caller.rate_limit_bucket,
         audit=audit,
@@ -351,12 +352,9 @@ def _transcript_page(
     if len(segments) > size:
         segments = segments[:size]
         next_url = _next_url(request, _position_cursor(segments[-1].position))
+    complete = not conversation.is_active
     return JsonResponse(
-        {
-            "segments": [payloads.segment_json(s) for s in segments],
-            "complete": not conversation.is_active,
-            "next": next_url,
-        }
+        payloads.transcript_page_json(segments, complete=complete, next_url=next_url)
     )
 
 
@@ -372,7 +370,7 @@ def transcript(
     updates = payloads.transcript_updates(payloads.read_object(request))
     result = transcripts.record(conversation, updates)
     return JsonResponse(
-        {"recorded": result.recorded, "unchanged": result.unchanged, "alerts": len(result.alerts)}
+        payloads.push_result_json(result.recorded, result.unchanged, len(result.alerts))
     )
 
 
@@ -388,7 +386,7 @@ def conversation_alerts(
     page, next_url = _read_page(request, rows, "raised_at")
     # Audited even when empty ("nothing was said that matched" is about the call too).
     _audit_read(caller, conversation, request)
-    return JsonResponse({"alerts": [payloads.alert_json(a) for a in page], "next": next_url})
+    return JsonResponse(payloads.alert_list_json(page, next_url))
 
 
 # --- alert rules -------------------------------------------------------------------------
@@ -403,7 +401,11 @@ def _phrase(value: Any) -> Any:
 
 
 RULE_FIELDS: dict[str, Field] = {
-    "phrase": Field(_phrase, f"a string of at most {MAX_LABEL} characters with a word in it"),
+    "phrase": Field(
+        _phrase,
+        f"a string of at most {MAX_LABEL} characters with a word in it",
+        {"type": "string", "minLength": 1, "maxLength": MAX_LABEL},
+    ),
     "role": payloads.choice(AlertRole.values),
     "severity": payloads.choice(AlertSeverity.values),
     "team_id": payloads.ID,
@@ -425,9 +427,7 @@ def alert_rule_collection(request: HttpRequest, caller: CredentialAccess) -> Jso
     if request.method == "GET":
         rules = AlertRule.objects.live().filter(organization=caller.organization)
         page, next_url = _read_page(request, rules, "created_at")
-        return JsonResponse(
-            {"rules": [payloads.alert_rule_json(r) for r in page], "next": next_url}
-        )
+        return JsonResponse(payloads.alert_rule_list_json(page, next_url))
     data = payloads.clean(payloads.read_object(request), RULE_FIELDS)
     if "phrase" not in data:
         raise ApiError(Errors.INVALID_FIELD, "phrase is required.")

@@ -2,9 +2,9 @@
 
 ``grant_listen`` signs a listener token in-process, or, for portal and admin
 listens when ``REMOTE_MINT`` is configured, asks the remote Anyreach-compatible
-API for one; either way it writes the one ``ListenSession`` audit row. Callers
-authenticate and authorize first (``access.py``); this module only refuses what
-would make an invalid token.
+API for one; either way it opens the one ``ListenSession`` audit row
+(``listening/sessions.py``). Callers authenticate and authorize first
+(``access.py``); this module only refuses what would make an invalid token.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from livekit.api import AccessToken, VideoGrants
 
-from anyreach_listen.access.client_address import client_address
 from anyreach_listen.api.errors import ApiError, ErrorKind, Errors
+from anyreach_listen.api.shapes import ListenerToken
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.listening import entitlement
+
+# Re-exported: disclosure words the credential; api/views.py imports it from here.
+from anyreach_listen.listening import entitlement, sessions
 from anyreach_listen.listening.remote_minting import (
     listener_grant_problem,
     mint_remotely,
@@ -32,7 +34,6 @@ from anyreach_listen.listening.remote_minting import (
 from anyreach_listen.models import ACTIVE_STATUSES, Conversation, ListenSession, ListenVia
 
 LISTENER_IDENTITY_PREFIX = "listener-"
-USER_AGENT_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,9 @@ class ListenerGrant:
 
     def as_response(self) -> dict[str, str]:
         """The four fields of the contract's response."""
-        return {
-            "url": self.url,
-            "token": self.token,
-            "room_name": self.room_name,
-            "expires_at": format_utc(self.expires_at),
-        }
-
-
-def format_utc(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return ListenerToken(
+            url=self.url, token=self.token, room_name=self.room_name, expires_at=self.expires_at
+        ).as_json()
 
 
 def ensure_listenable(conversation: Conversation) -> None:
@@ -105,16 +99,6 @@ def sign_listener_token(conversation: Conversation, identity: str) -> str:
     )
 
 
-def request_details(request: HttpRequest | None) -> dict[str, Any]:
-    """Where a listen came from, for the audit."""
-    if request is None:
-        return {"client_ip": None, "user_agent": ""}
-    return {
-        "client_ip": client_address(request),  # behind TRUSTED_PROXY_COUNT proxies too
-        "user_agent": request.headers.get("User-Agent", "")[:USER_AGENT_MAX],
-    }
-
-
 def _refusal_kind(via: str, refusal: str) -> ErrorKind:
     """The error an entitlement refusal is reported as, in the caller's own terms."""
     if via != ListenVia.API:
@@ -122,15 +106,6 @@ def _refusal_kind(via: str, refusal: str) -> ErrorKind:
     if refusal == entitlement.CREDENTIAL_GONE:
         return Errors.CREDENTIALS_REVOKED
     return Errors.INSUFFICIENT_SCOPE
-
-
-def credential_label(audit: dict[str, Any]) -> str:
-    """The credential in words, kept on the audit row even after it is deleted."""
-    for field, kind in (("api_key", "API key"), ("personal_access_token", "PAT")):
-        credential = audit.get(field)
-        if credential is not None:
-            return f"{kind} {credential}"[:300]
-    return ""
 
 
 @dataclass(frozen=True)
@@ -222,13 +197,12 @@ def grant_listen(
         minted = _mint_remotely(conversation, remote)
     else:
         minted = _mint_here(conversation)
-    row = {
-        "conversation": conversation,
+    row: dict[str, Any] = {
+        "identity": minted.identity,
         "via": via,
         "expires_at": minted.expires_at,
-        "credential_label": credential_label(audit or {}),
-        **(audit or {}),
-        **request_details(request),
+        "audit": audit or {},
+        "request": request,
     }
     with transaction.atomic():
         if minted.session_id is None:
@@ -237,7 +211,7 @@ def grant_listen(
             # must not be taken over. The unique index decides, so a race cannot either.
             try:
                 with transaction.atomic():
-                    session = ListenSession.objects.create(listener_identity=minted.identity, **row)
+                    session = sessions.create(conversation, **row)
             except IntegrityError:
                 if not ListenSession.objects.filter(listener_identity=minted.identity).exists():
                     raise
@@ -246,9 +220,7 @@ def grant_listen(
                 ) from None
         else:
             _still_in_room(conversation, minted.room_name)
-            session = ListenSession.objects.create(
-                id=minted.session_id, listener_identity=minted.identity, **row
-            )
+            session = sessions.create(conversation, session_id=minted.session_id, **row)
         # Checked again inside the transaction that writes the audit row, on
         # locked rows: a revocation that raced the caller's authorization wins.
         refusal = entitlement.refusal(session)

@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from anyreach_listen.events import publish_listener
 from anyreach_listen.listening import entitlement
+from anyreach_listen.listening import sessions as session_state
 from anyreach_listen.livekit.service import list_listeners, remove_listeners, run_sync
 from anyreach_listen.models import (
     ApiKey,
@@ -41,17 +41,13 @@ Target = tuple[str, str]  # (room, listener identity)
 
 def revoke_sessions(sessions: QuerySet[ListenSession]) -> list[ListenSession]:
     """Mark ``sessions`` revoked and remove their participants once committed."""
-    now = timezone.now()
     with transaction.atomic():
-        # Lock only the session rows: the webhooks lock conversation, then sessions.
-        revoked = list(sessions.select_for_update(of=("self",)).select_related("conversation"))
-        targets: list[Target] = []
-        for session in revoked:
-            session.revoked_at = now
-            session.save(update_fields=["revoked_at"])
-            publish_listener(session, "revoked")
-            if session.conversation.livekit_room:
-                targets.append((session.conversation.livekit_room, session.listener_identity))
+        revoked = session_state.revoke(sessions)
+        targets: list[Target] = [
+            (session.conversation.livekit_room, session.listener_identity)
+            for session in revoked
+            if session.conversation.livekit_room
+        ]
         if targets:
             transaction.on_commit(lambda: remove_with_retries(targets))
     return revoked

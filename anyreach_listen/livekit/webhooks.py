@@ -3,8 +3,8 @@
 LiveKit's webhooks tell us when a call's room opens or closes and who joins or leaves it.
 Each delivery's signature is checked (``WebhookReceiver``); its event moves the
 conversation matched by room name (through ``conversations.py``), registers a room's
-conversation when its metadata says whose it is, and fills the listen audit. Events,
-outcomes and retries: docs/internals/calls.md.
+conversation when its metadata says whose it is, and moves listen sessions
+(``listening/sessions.py``). Events, outcomes and retries: docs/internals/calls.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from anyreach_listen.access.client_address import client_address
 from anyreach_listen.api.body_limit import WEBHOOK_MAX_BODY
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.events import publish_listener
+from anyreach_listen.listening import sessions
 from anyreach_listen.listening.minting import LISTENER_IDENTITY_PREFIX
 from anyreach_listen.livekit import auto_registration, room_ownership
 from anyreach_listen.livekit.service import remove_listeners, run_sync
@@ -206,20 +206,5 @@ def _listener(
             # Revoked while its token was still unredeemed: take it out again (after commit).
             removals.append((event.room.name, identity))
             return "listener_revoked"
-        if session.joined_at is None:
-            session.joined_at = at
-            session.save(update_fields=["joined_at"])
-            publish_listener(session, "joined")
-            return "listener_joined"
-        if session.left_at is not None and at > session.left_at:
-            session.left_at = None  # rejoined with the same token
-            session.save(update_fields=["left_at"])
-            publish_listener(session, "joined")
-            return "listener_joined"
-        return "unchanged"
-    if session.left_at is None or at > session.left_at:
-        session.left_at = at
-        session.save(update_fields=["left_at"])
-        publish_listener(session, "left")
-        return "listener_left"
-    return "unchanged"
+        return "listener_joined" if sessions.join(session, at) else "unchanged"
+    return "listener_left" if sessions.leave(session, at) else "unchanged"

@@ -16,9 +16,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, I
 from dataclasses import dataclass
 from typing import Protocol
 
-from anyreach_listen.api.payloads import MAX_LABEL, MAX_SEGMENT_TEXT
 from anyreach_listen.conf import listen_settings
-from anyreach_listen.transcripts import SegmentIn
+from anyreach_listen.recorder.wire import MAX_LABEL, MAX_SEGMENT_TEXT, SegmentIn
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +83,16 @@ def is_final(attributes: Mapping[str, str]) -> bool:
     return attributes.get(ATTR_FINAL) == "true"
 
 
+def is_news(so_far: str | None, text: str, final: bool) -> bool:
+    """The frame's rule for an update of a segment not settled yet (``so_far``: its text
+    so far; None: a segment not seen before): whether it is worth recording. A final
+    always is; an interim is unless it repeats the text so far or goes backwards, or,
+    of a new segment, is empty. ``transcripts.record`` stores by the same rule."""
+    if so_far is None:
+        return final or bool(text)
+    return final or not so_far.startswith(text)
+
+
 def _key(speaker: Speaker, segment_id: str) -> Key:
     """A segment's key, of bounded size: an id longer than the intake takes (which
     refuses it) is kept as its digest, so a sender's long ids cost no memory."""
@@ -124,12 +133,9 @@ class Merger:
         if key in self._settled:
             return None
         previous = self._open.get(key)
-        if previous is not None:
-            if not final and previous.startswith(text):
-                return None
-        elif not text and not final:
+        if not is_news(previous, text, final):
             return None
-        elif not self._tracks(key):
+        if previous is None and not self._tracks(key):
             if not self.dropped:
                 logger.warning(
                     "A room reached %d transcript segments: the recorder drops its new "

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from anyreach_listen import alerts, transcripts
+from anyreach_listen import alerts, disclosure
 from anyreach_listen.models import AlertRule, Conversation, TranscriptRead
 from anyreach_listen.transcripts import SegmentIn, record
 from tests.api.test_views_transcripts import RULES, assert_error, transcript_of, validate
@@ -272,7 +272,7 @@ def test_api_reads_write_one_row_an_hour_per_credential_address_and_call(
     ]
     assert api_reads(other) == [("API key rs", "127.0.0.1", "api")]
 
-    later = time.time() + transcripts.GLANCE_WINDOW + 1
+    later = time.time() + disclosure.GLANCE_WINDOW + 1
     monkeypatch.setattr(time, "time", lambda: later)
     send(client, "get", transcript_of(call), secret)
     assert len(api_reads(call)) == 4  # the next hour: a row again

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from anyreach_listen.listening import revocation
+from anyreach_listen.listening import revocation, sessions
 from anyreach_listen.models import ConversationStatus, ListenSession, PersonalAccessToken
 from tests.support.listeners import fake_remove_listeners, mint_session, world_api_key
 from tests.support.world import World
@@ -24,7 +24,7 @@ def removed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     events: list[str] = []
     monkeypatch.setattr(
-        revocation, "publish_listener", lambda s, e: events.append(f"{s.listener_identity}:{e}")
+        sessions, "publish_listener", lambda s, e: events.append(f"{s.listener_identity}:{e}")
     )
     return events
 

@@ -69,9 +69,11 @@ def livekit(monkeypatch: pytest.MonkeyPatch) -> FakeLiveKit:
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     events: list[tuple[str, str]] = []
-    from anyreach_listen import models
+    from anyreach_listen import conversations
 
-    monkeypatch.setattr(models, "publish_conversation", lambda c, e: events.append((str(c.pk), e)))
+    monkeypatch.setattr(
+        conversations, "publish_conversation", lambda c, e: events.append((str(c.pk), e))
+    )
     return events
 
 

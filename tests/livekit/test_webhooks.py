@@ -19,10 +19,11 @@ from django.db import OperationalError
 from django.test import Client
 from livekit import api
 
-from anyreach_listen import conversations, models
+from anyreach_listen import conversations
 from anyreach_listen.api.errors import Errors
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.events import organization_group
+from anyreach_listen.listening import sessions
 from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.livekit import webhooks
 from anyreach_listen.models import Conversation, ConversationStatus, ListenSession, ListenVia
@@ -39,15 +40,11 @@ post = deliver_webhook
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
-    # The conversations service (and Conversation.finish) publishes conversation changes.
-    for publisher in (conversations, models):
-        monkeypatch.setattr(
-            publisher, "publish_conversation", lambda c, e: calls.append(("conversation", e))
-        )
-    for publisher in (conversations, webhooks):
-        monkeypatch.setattr(
-            publisher, "publish_listener", lambda s, e: calls.append(("listener", e))
-        )
+    # The conversations service publishes conversation changes, sessions listener ones.
+    monkeypatch.setattr(
+        conversations, "publish_conversation", lambda c, e: calls.append(("conversation", e))
+    )
+    monkeypatch.setattr(sessions, "publish_listener", lambda s, e: calls.append(("listener", e)))
     return calls
 
 
@@ -287,7 +284,7 @@ def _joined_listener(world: World) -> ListenSession:
 def _case_room_finished(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
     session = _joined_listener(world)
     # Fails after the call was marked finished and the session's left_at written.
-    monkeypatch.setattr(conversations, "publish_listener", FailOnce(conversations.publish_listener))
+    monkeypatch.setattr(sessions, "publish_listener", FailOnce(sessions.publish_listener))
     body = event("room_finished", session.conversation.livekit_room or "")
     return body, ["conversation.updated:room_finished", "listener.updated:left"]
 
@@ -302,7 +299,7 @@ def _case_registration(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[s
 
 def _case_listener_left(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
     session = _joined_listener(world)
-    monkeypatch.setattr(webhooks, "publish_listener", FailOnce(webhooks.publish_listener))
+    monkeypatch.setattr(sessions, "publish_listener", FailOnce(sessions.publish_listener))
     room = session.conversation.livekit_room or ""
     return event("participant_left", room, identity=session.listener_identity), [
         "listener.updated:left"

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from anyreach_listen import alerts, transcripts
+from anyreach_listen import alerts, disclosure, transcripts
 from anyreach_listen.models import (
     AlertSeverity,
     Conversation,
@@ -20,7 +20,6 @@ from anyreach_listen.models import (
     TranscriptVia,
 )
 from anyreach_listen.transcripts import SegmentIn
-from portal import transcript as portal_transcript
 from portal.transcript import READ_HEADER
 from tests.support.world import World, login
 
@@ -188,7 +187,7 @@ def test_a_token_of_another_person_call_or_hour_is_a_new_read(
     assert reads(live) == [("qa", "portal")] + [("supervisor", "portal")] * 3
 
     own = client.get(fragment_url(live))[READ_HEADER]
-    monkeypatch.setattr(portal_transcript, "READ_CONTINUATION", dt.timedelta(seconds=-1))
+    monkeypatch.setattr(disclosure, "READ_CONTINUATION", dt.timedelta(seconds=-1))
     renewed = refetch(client, live, own)  # past the hour: audited again
     assert len(reads(live)) == 6 and renewed[READ_HEADER]
 

@@ -12,7 +12,7 @@ import pytest
 from django.db.models import QuerySet
 from django.test import Client
 
-from anyreach_listen import alerts, transcripts
+from anyreach_listen import alerts, disclosure
 from anyreach_listen.access.roles import Role
 from anyreach_listen.models import (
     Conversation,
@@ -148,7 +148,7 @@ def test_each_shown_last_line_is_an_audited_glance_once_an_hour(
         quiet.pk,
     }
     # After the hour, each shown line is a read again.
-    now = time.time() + transcripts.GLANCE_WINDOW + 1
+    now = time.time() + disclosure.GLANCE_WINDOW + 1
     monkeypatch.setattr(time, "time", lambda: now)
     client.get("/")
     assert reads().count() == 6

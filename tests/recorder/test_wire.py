@@ -46,18 +46,13 @@ def _loaded_by(module: str) -> list[str]:
     return loaded
 
 
-# merge.py still takes its limits from api.payloads and SegmentIn from transcripts (both
-# load the ORM); strict: once it imports recorder.wire instead, drop the marks.
-_ORM_VIA_MERGE = pytest.mark.xfail(strict=True, reason="merge.py imports api.payloads")
-
-
 @pytest.mark.parametrize(
     "module",
     [
         "anyreach_listen.recorder.wire",
         "anyreach_listen.recorder.writer",
-        pytest.param("anyreach_listen.recorder.merge", marks=_ORM_VIA_MERGE),
-        pytest.param("anyreach_listen.recorder.agent", marks=_ORM_VIA_MERGE),
+        "anyreach_listen.recorder.merge",
+        "anyreach_listen.recorder.agent",
     ],
 )
 def test_the_worker_modules_never_load_the_orm(module: str) -> None:
