@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, ClassVar
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -329,45 +329,54 @@ class ListenVia(models.TextChoices):
     ADMIN = "admin", "Admin site"
 
 
-class _DisclosureKey(models.ForeignKey[Any, Any]):
-    """A foreign key of ``Disclosure``: each concrete model names its reverse accessor
-    (``DISCLOSURE_RELATED_NAME``), as its own keys did before the base existed, so the
-    field and its migrations stay a plain ``ForeignKey``."""
-
-    def contribute_to_class(self, cls: Any, name: str, *args: Any, **kwargs: Any) -> None:
-        # Migration states render models without class attributes, but their fields
-        # carry the name given (``deconstruct``): only the real models need it here.
-        named = getattr(cls, "DISCLOSURE_RELATED_NAME", None)
-        if not cls._meta.abstract and self.remote_field.related_name is None and named:
-            self.remote_field.related_name = named
-        super().contribute_to_class(cls, name, *args, **kwargs)
-
-    def deconstruct(self) -> Any:
-        name, _path, args, kwargs = super().deconstruct()
-        if self.remote_field.related_name:
-            kwargs["related_name"] = self.remote_field.related_name
-        return name, "django.db.models.ForeignKey", args, kwargs
+def disclosure_keys(
+    related_name: str,
+) -> tuple[
+    models.ForeignKey[Any, Any],
+    models.ForeignKey[Any, Any],
+    models.ForeignKey[Any, Any],
+    models.ForeignKey[Any, Any],
+]:
+    """The call and who (user, API key, PAT) of a ``Disclosure``, declared once; each
+    model keeps the reverse accessor it always had (``conversation.listen_sessions``)."""
+    return (
+        models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name=related_name),
+        models.ForeignKey(
+            settings.AUTH_USER_MODEL,
+            null=True,
+            blank=True,
+            on_delete=models.SET_NULL,
+            related_name=related_name,
+        ),
+        models.ForeignKey(
+            ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name=related_name
+        ),
+        models.ForeignKey(
+            PersonalAccessToken,
+            null=True,
+            blank=True,
+            on_delete=models.SET_NULL,
+            related_name=related_name,
+        ),
+    )
 
 
 class Disclosure(models.Model):
     """A call disclosed to someone (heard: ``ListenSession``; read: ``TranscriptRead``)
-    and who that was, in the same columns (``disclosure.who_columns`` fills them)."""
-
-    DISCLOSURE_RELATED_NAME: ClassVar[str]  # the reverse accessor of each key below
+    and who that was, in the same columns (``disclosure.who_columns`` fills them; the keys
+    come from ``disclosure_keys``)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = _DisclosureKey(Conversation, on_delete=models.CASCADE)
-    user = _DisclosureKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    api_key = _DisclosureKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
-    personal_access_token = _DisclosureKey(
-        PersonalAccessToken, null=True, blank=True, on_delete=models.SET_NULL
-    )
     # Who, in words: the audit still names a credential after it is deleted (its foreign
     # key is then null).
     credential_label = models.CharField(max_length=300, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    # The keys each model declares with ``disclosure_keys``, as ``who`` reads them.
+    user: Any
+    user_id: Any
+    api_key: Any
+    api_key_id: Any
 
     class Meta:
         abstract = True
@@ -396,7 +405,7 @@ class ListenSession(Disclosure):
     """Audit row written for every listener token minted; its state changes in
     ``listening/sessions.py`` only."""
 
-    DISCLOSURE_RELATED_NAME = "listen_sessions"
+    conversation, user, api_key, personal_access_token = disclosure_keys("listen_sessions")
 
     listener_identity = models.CharField(max_length=100, unique=True)
     via = models.CharField(max_length=10, choices=ListenVia.choices)
@@ -495,7 +504,7 @@ class TranscriptVia(models.TextChoices):
 class TranscriptRead(Disclosure):
     """Audit row written for every transcript read (``disclosure.py`` writes them all)."""
 
-    DISCLOSURE_RELATED_NAME = "transcript_reads"
+    conversation, user, api_key, personal_access_token = disclosure_keys("transcript_reads")
 
     via = models.CharField(max_length=10, choices=TranscriptVia.choices)
     read_at = models.DateTimeField(default=timezone.now)
