@@ -1,12 +1,14 @@
 """The app's settings: one ``ANYREACH_LISTEN`` dict, read lazily.
 
-Every key has a documented default below. Unknown keys are rejected so a typo
-never silently falls back to a default. The cache is dropped whenever Django's
+Every key has its default and its one-line doc below (``python -m anyreach_listen.conf``
+prints the docs' table). Unknown keys are rejected so a typo never silently falls back
+to a default. The cache is dropped whenever Django's
 ``setting_changed`` signal fires (tests use ``override_settings``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -16,78 +18,92 @@ from django.dispatch import receiver
 
 SETTINGS_NAME = "ANYREACH_LISTEN"
 
-DEFAULTS: dict[str, Any] = {
-    # LiveKit server URL handed to browsers (ws:// or wss://). The server-side
-    # API URL is derived from it (http:// or https://) unless LIVEKIT_API_URL is set.
-    "LIVEKIT_URL": "",
-    "LIVEKIT_API_URL": "",
-    "LIVEKIT_API_KEY": "",
-    "LIVEKIT_API_SECRET": "",
-    # Lifetime of a listener token in seconds. LiveKit refreshes the token of a
-    # connected participant, so this only bounds how long a token can be redeemed.
-    "LISTENER_TOKEN_TTL": 300,
-    # Per-credential rate limit of the listener-token API: requests per window.
-    "RATE_LIMIT_REQUESTS": 60,
-    "RATE_LIMIT_WINDOW": 60,
-    # Failed bearer credentials (unknown, malformed, revoked, expired), and failed
-    # signatures of the webhook and the recorder intake, per client address
-    # (client_address.py; an IPv6 /64) per window in seconds. An address over the
-    # limit gets 429 on every API request, webhook and recorder delivery until the
-    # window ends, before any lookup or signature check.
-    "FAILED_AUTH_LIMIT": 30,
-    "FAILED_AUTH_WINDOW": 300,
-    # Reverse proxies in front of the app that append to X-Forwarded-For. 0: the
-    # client's address is REMOTE_ADDR. N: the Nth entry from the right of
-    # X-Forwarded-For (the one the outermost trusted proxy wrote), so no client can
-    # choose its own address (client_address.py). Count only proxies that append, and
-    # let clients reach the app only through them.
-    "TRUSTED_PROXY_COUNT": 0,
-    # Per-credential limit of the transcript, alert and rule reads (GET), apart from
-    # the listener-token limit: requests per window in seconds.
-    "READ_RATE_LIMIT_REQUESTS": 120,
-    "READ_RATE_LIMIT_WINDOW": 60,
-    # Active alert rules an organization may have (409 too_many_rules past it).
-    "MAX_ALERT_RULES": 200,
-    # Transcript segments stored per call; later ones are dropped, counted on the
-    # conversation (dropped_segments) and logged once.
-    "MAX_SEGMENTS_PER_CALL": 5000,
-    # Key for the keyed hash of API keys and PATs. Empty: derived from SECRET_KEY.
-    "CREDENTIAL_HASH_KEY": "",
-    # Origins that may embed the hidden frame (CSP frame-ancestors). ["*"]: any
-    # origin, as in the hosted product (the listener token is the capability).
-    "EMBED_ORIGINS": ["*"],
-    # Mint through a remote Anyreach-compatible API instead of in-process:
-    # {"URL": "https://api.example", "API_KEY": "ak_...", "TIMEOUT": 5, "RETRIES": 2}.
-    "REMOTE_MINT": None,
-    # Channel-layer group prefix for conversation events.
-    "GROUP_PREFIX": "anyreach-listen",
-    # Default page size of GET /core/conversations (a request's ?limit= goes up to 200).
-    "PAGE_SIZE": 50,
-    # Register rooms without "anyreach" metadata by name prefix:
-    # {"ROOM_PREFIX": "call-", "ORGANIZATION": "<uuid>", "TEAM": "<uuid>" or None}.
-    "AUTO_REGISTER": None,
-    # Seconds after a conversation ended during which transcript segments may still be
-    # pushed (the last words often arrive after the hang-up); later pushes get 409.
-    "TRANSCRIPT_LATE_SECONDS": 300,
-    # Days a transcript is kept after its conversation ended (manage.py purge_transcripts).
-    "TRANSCRIPT_RETENTION_DAYS": 30,
-    # The transcript recorder (manage.py run_recorder, a LiveKit agent worker):
-    # {"AGENT_NAME": the name workers register under and rooms are dispatched to,
-    #  "PER_ROOM": recorders per live room, each in another worker process,
-    #  "PORTAL_URL" (optional): where the workers deliver what they hear, the URL
-    #  this app's views are served at (its POST /livekit/recorder); the portal
-    #  records it, so workers need no database. run_recorder --portal-url overrides it}.
-    # Two lose nothing when one dies (LiveKit notices a crashed one only after about
-    # 20 s); run at least PER_ROOM workers. None: no recorder is dispatched (a platform
-    # that pushes its transcripts, and the default: recorders are opt-in, so a site that
-    # runs none asks LiveKit for no dispatch). Typical: {"AGENT_NAME": "anyreach-recorder",
-    # "PER_ROOM": 2}.
-    "RECORDER": None,
-    # Seconds a live call's LiveKit room may be missing before the sweep
-    # (manage.py sweep_listeners, reconciliation.py) ends the call as failed
-    # (room_gone): the room must be seen missing on two sweeps this far apart.
-    "ROOM_GONE_GRACE": 60,
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    doc: str  # one sentence for the settings table (docs/settings.md), with its check ids
+
+
+SETTINGS: dict[str, Setting] = {
+    "LIVEKIT_URL": Setting(
+        "", "LiveKit server URL handed to browsers, `ws://` or `wss://` (E002, E003)."
+    ),
+    "LIVEKIT_API_URL": Setting(
+        "", "LiveKit's server API (`http(s)://`); empty: derived from `LIVEKIT_URL`."
+    ),
+    "LIVEKIT_API_KEY": Setting("", "LiveKit API key (E002)."),
+    "LIVEKIT_API_SECRET": Setting(
+        "", "LiveKit API secret: 32 characters or more outside DEBUG (E002, E004)."
+    ),
+    # LiveKit refreshes a connected participant's token: this bounds only redemption.
+    "LISTENER_TOKEN_TTL": Setting(300, "Seconds a listener token may be redeemed (E005)."),
+    "RATE_LIMIT_REQUESTS": Setting(60, "Listener-token requests per credential per window (E006)."),
+    "RATE_LIMIT_WINDOW": Setting(60, "That window, in seconds (E006)."),
+    # Failed credentials and failed webhook/recorder signatures, per client address (an
+    # IPv6 /64): over the limit, every request gets 429 before any lookup or check.
+    "FAILED_AUTH_LIMIT": Setting(
+        30, "Failed credentials or signatures per client address per window (E013)."
+    ),
+    "FAILED_AUTH_WINDOW": Setting(300, "That window, in seconds; then 429 until it ends (E013)."),
+    # Nth entry from the right of X-Forwarded-For, so no client chooses its own address.
+    "TRUSTED_PROXY_COUNT": Setting(
+        0, "Reverse proxies in front of the app that append to X-Forwarded-For (E018)."
+    ),
+    "READ_RATE_LIMIT_REQUESTS": Setting(
+        120, "Transcript, alert and rule reads per credential per window."
+    ),
+    "READ_RATE_LIMIT_WINDOW": Setting(60, "That window, in seconds."),
+    "MAX_ALERT_RULES": Setting(
+        200, "Active alert rules per organization (409 `too_many_rules` past it)."
+    ),
+    "MAX_SEGMENTS_PER_CALL": Setting(
+        5000, "Transcript segments stored per call; later new ones are dropped and counted."
+    ),
+    "CREDENTIAL_HASH_KEY": Setting(
+        "", "Key of the credential hash; empty: derived from `SECRET_KEY` (W001)."
+    ),
+    # ["*"]: any origin, as in the hosted product (the listener token is the capability).
+    "EMBED_ORIGINS": Setting(
+        ["*"], "Origins that may embed the hidden frame (CSP `frame-ancestors`) (E007)."
+    ),
+    "REMOTE_MINT": Setting(
+        None,
+        "Mint through a remote API: `{URL, API_KEY, TIMEOUT, RETRIES}`; None: in-process (E008).",
+    ),
+    "GROUP_PREFIX": Setting("anyreach-listen", "Prefix of the channel-layer group names."),
+    "PAGE_SIZE": Setting(
+        50, "Default page of `GET /core/conversations`; `?limit=` up to 200 (E011)."
+    ),
+    "AUTO_REGISTER": Setting(
+        None,
+        "Register rooms without metadata by name: `{ROOM_PREFIX, ORGANIZATION, TEAM}` (E012).",
+    ),
+    # The last words often arrive after the hang-up.
+    "TRANSCRIPT_LATE_SECONDS": Setting(
+        300, "Seconds after a call ended that segments are still accepted (E014)."
+    ),
+    "TRANSCRIPT_RETENTION_DAYS": Setting(
+        30, "Days a transcript is kept after its call ended (`purge_transcripts`) (E015)."
+    ),
+    # Recorders are opt-in: a site that runs none asks LiveKit for no dispatch. Two per
+    # room lose nothing when one dies (LiveKit notices a crash only after about 20 s).
+    "RECORDER": Setting(
+        None,
+        "The transcript recorder: `{AGENT_NAME, PER_ROOM, PORTAL_URL}`; None: none (E016, E017).",
+    ),
+    # Seen missing on two sweeps this far apart: the call ends as failed (room_gone).
+    "ROOM_GONE_GRACE": Setting(
+        60, "Seconds a live call's LiveKit room may be missing before it ends (E019)."
+    ),
 }
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
+
+
+def markdown_table() -> str:
+    """The settings table of docs/settings.md (a test keeps the page in step)."""
+    rows = [f"| `{name}` | `{s.default!r}` | {s.doc} |" for name, s in SETTINGS.items()]
+    return "\n".join(["| Key | Default | What it sets |", "|---|---|---|", *rows])
 
 
 class ListenSettings:
@@ -142,3 +158,7 @@ listen_settings = ListenSettings()
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTINGS_NAME:
         listen_settings.clear()
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from anyreach_listen import conf
 from anyreach_listen.conf import DEFAULTS, listen_settings
 
 
@@ -56,3 +58,18 @@ def test_the_transcript_settings_have_documented_defaults(settings: Any) -> None
         0,
         7,
     )
+
+
+SETTINGS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
+
+
+def test_the_docs_settings_table_is_generated_from_the_settings() -> None:
+    assert conf.markdown_table() in SETTINGS_PAGE.read_text()
+
+
+def test_every_setting_has_a_default_and_a_one_line_doc() -> None:
+    assert list(conf.DEFAULTS) == list(conf.SETTINGS)
+    assert all(s.doc.strip() and "\n" not in s.doc for s in conf.SETTINGS.values())
+    # A table row per key, nothing else (the page cannot hide a key).
+    rows = conf.markdown_table().splitlines()[2:]
+    assert [row.split("`")[1] for row in rows] == list(conf.SETTINGS)
