@@ -481,7 +481,7 @@ class AlertAdmin(ReadOnlyAdmin):
     """Which rule fired in which call, by severity and rule id: never the phrase.
 
     A phrase next to a call tells what was said in it, which the app shows only
-    with an audit row (``transcripts.audit_glances``); here the phrase stays on the
+    with an audit row (``disclosure.audit_glances``); here the phrase stays on the
     rule's own page (its configuration), and an alert has no page of its own
     (``Alert.__str__`` names the phrase, and a page's title and breadcrumbs use it).
     """

@@ -3,7 +3,7 @@
 An organization's rules watch what is said, to warn the people who may see the call.
 ``transcripts.record`` hands ``raise_alerts`` the segments it has just made final; each
 match is stored once as an ``Alert`` and published as ``alert.raised``. Matching rules
-and limits: README ("Transcripts and alerts") and docs/internals/recorder.md.
+and limits: docs/api/transcripts.md ("Alert rules") and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

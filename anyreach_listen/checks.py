@@ -106,8 +106,9 @@ def check_livekit(conf: dict[str, Any]) -> Iterator[CheckMessage]:
             + " and DEBUG is off.",
             hint="Short secrets can be brute-forced from a token; LiveKit's own tooling "
             "generates longer ones. Only the dev server's 'secret' is tolerated in DEBUG. "
-            "Set your LiveKit server's key and secret (the README's settings read "
-            "LIVEKIT_API_KEY and LIVEKIT_API_SECRET from the environment).",
+            "Set your LiveKit server's key and secret (the settings in "
+            "docs/integrators/django.md read LIVEKIT_API_KEY and LIVEKIT_API_SECRET from the "
+            "environment).",
             id="anyreach_listen.E004",
         )
 
@@ -342,7 +343,7 @@ def check_channel_layer(
 # lets readers run beside the writer; IMMEDIATE takes the write lock when a transaction
 # begins, so a writer waits for it (up to the timeout) instead of failing "database is
 # locked" midway; the busy timeout is that wait (Python's default is 5 s, and writers
-# queue behind each other). What the README's settings and config/settings.py use:
+# queue behind each other). What docs/integrators/django.md and config/settings.py use:
 SQLITE_OPTIONS: dict[str, Any] = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 20,

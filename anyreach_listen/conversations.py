@@ -1,6 +1,6 @@
 """Conversations: the one writer of a conversation's state, whichever door a change uses.
 
-The REST API (``api.py``), LiveKit webhooks (``webhooks.py``), the admin, the demo and
+The REST API (``api/views.py``), LiveKit webhooks (``livekit/webhooks.py``), the admin, the demo and
 host projects call these functions, so the same rules apply at every door. Each change
 is made under a row lock and publishes one channel-layer event after it commits. Room
 claims and lost rooms: docs/internals/calls.md.

@@ -20,7 +20,8 @@ from django.db import transaction
 from anyreach_listen.api.shapes import LiveAlert, LiveConversation, LiveSegment, Shape
 from anyreach_listen.conf import listen_settings
 
-if TYPE_CHECKING:  # models publish events themselves (Conversation.finish)
+if TYPE_CHECKING:  # annotations only: models publish nothing (conversations.py and the
+    # other services do), and this module needs no model at import time
     from anyreach_listen.models import Alert, Conversation, ListenSession, TranscriptSegment
 
 CONVERSATION_UPDATED = "conversation.updated"

@@ -134,7 +134,7 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
     def visible_to(
         self, user_id: int, organization_id: uuid.UUID | None = None
     ) -> ConversationQuerySet:
-        """The visibility rule, the only place it is written (``access.py`` asks here).
+        """The visibility rule, the only place it is written (``access/policy.py`` asks here).
 
         A member sees every conversation of an organization where they are an
         admin, and the conversations of their teams elsewhere (``Team.objects.

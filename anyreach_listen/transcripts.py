@@ -3,8 +3,8 @@
 ``record`` is the one writer of segments, for the push API and the recorder alike; it
 applies the frame's rule (``recorder/merge.py``'s ``is_news``), so the stored transcript
 is what a listener saw. ``read`` puts a read on record (``disclosure.py``) before it
-returns the lines; ``purge`` deletes transcripts past their retention. Rules: README
-("Transcripts and alerts") and docs/internals/recorder.md.
+returns the lines; ``purge`` deletes transcripts past their retention. Rules:
+docs/api/transcripts.md and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

@@ -297,10 +297,11 @@ ANYREACH_LISTEN: dict[str, Any] = {
     "LIVEKIT_API_KEY": os.environ.get("LIVEKIT_API_KEY", "devkey" if DEBUG else ""),
     "LIVEKIT_API_SECRET": os.environ.get("LIVEKIT_API_SECRET", "secret" if DEBUG else ""),
     "CREDENTIAL_HASH_KEY": os.environ.get("CREDENTIAL_HASH_KEY", ""),
-    # Proxies in front of the portal that append to X-Forwarded-For (README, "Behind a proxy").
+    # Proxies in front of the portal that append to X-Forwarded-For (docs/operations/
+    # production.md, "The client's address behind a proxy").
     "TRUSTED_PROXY_COUNT": int(os.environ.get("TRUSTED_PROXY_COUNT", "0")),
     # Transcript recorders per live room (manage.py run_recorder workers): 2 lose
-    # nothing when a recorder dies (README, "Recorder"); 0 dispatches none.
+    # nothing when a recorder dies (docs/operations/recorder.md); 0 dispatches none.
     # The portal's URL, where run_recorder workers deliver what they hear (the
     # portal records it: workers need no database).
     "RECORDER": {
@@ -311,7 +312,7 @@ ANYREACH_LISTEN: dict[str, Any] = {
     if RECORDERS_PER_ROOM
     else None,
     # Seconds a live call's room may be missing from LiveKit before sweep_listeners
-    # ends the call as failed (room_gone; README, "The processes a deployment runs").
+    # ends the call as failed (room_gone; docs/operations/processes.md).
     "ROOM_GONE_GRACE": int(os.environ.get("ROOM_GONE_GRACE", "60")),
 }
 

@@ -1,7 +1,7 @@
 """Errors as data: every error the app answers with, and the one JSON shape they take.
 
 ``Errors`` is the registry (status, stable code, message, when it happens): code raises
-its entries through ``ApiError``, and the OpenAPI document and the README's error table
+its entries through ``ApiError``, and the OpenAPI document and docs/api/errors.md's table
 are generated from it, so docs cannot drift from the code. ``endpoint`` wraps every JSON
 endpoint so that each answers in that shape, an unexpected failure included.
 """
@@ -409,7 +409,7 @@ def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
 
 
 def markdown_table(surface: str = API) -> str:
-    """The README's error table for ``surface``."""
+    """The error table for ``surface``, as docs/api/errors.md holds it (a test compares)."""
     lines = ["| Status | Code | When |", "|---|---|---|"]
     lines += [f"| {e.status} | `{e.code}` | {e.when} |" for e in Errors.on(surface)]
     return "\n".join(lines)

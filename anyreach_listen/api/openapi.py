@@ -3,7 +3,7 @@
 Each operation names its errors from the registry (``errors.Errors``); their
 descriptions, codes and headers come from there, and each error response's
 schema lists exactly the codes that operation answers with that status (a
-client can switch on them; ``tests/test_openapi_fuzz.py`` holds the API to
+client can switch on them; ``tests/api/test_openapi_fuzz.py`` holds the API to
 it). Every operation may also answer ``internal_error`` (500), and unknown
 paths ``not_found``. Schemas are generated: answers from ``shapes.py``, request
 bodies from the views' field tables and ``recorder.wire``.

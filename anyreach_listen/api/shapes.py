@@ -1,22 +1,21 @@
 """Every JSON shape the app answers or publishes, each declared once (pydantic models).
 
 A shape gives the JSON (``Shape.json``), the live events' payloads (``events.py``) and
-the OpenAPI schemas (``component_schemas``). Every time is written by ``utc_iso``. No
-model import here: ``models`` imports ``events``, which imports this module, so model
-choices are read only when a schema is made (``OneOf``).
+the OpenAPI schemas (``component_schemas``). Every time is written by ``utc_iso``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, PlainSerializer, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import CoreSchema, core_schema
 
+from anyreach_listen.models import AlertRole, AlertSeverity, ConversationStatus
 from anyreach_listen.recorder.wire import SPEAKER_ROLES
 
 
@@ -34,38 +33,20 @@ UtcTime = Annotated[
 
 
 class OneOf:
-    """``enum`` in the schema, from ``values`` called when the schema is made."""
+    """``enum`` in the schema: the values a string field takes."""
 
-    def __init__(self, values: Callable[[], Iterable[str]]) -> None:
-        self.values = values
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = list(values)
 
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {**handler(schema), "enum": list(self.values())}
+        return {**handler(schema), "enum": self.values}
 
 
-def _statuses() -> list[str]:
-    from anyreach_listen.models import ConversationStatus
-
-    return list(ConversationStatus.values)
-
-
-def _severities() -> list[str]:
-    from anyreach_listen.models import AlertSeverity
-
-    return list(AlertSeverity.values)
-
-
-def _rule_roles() -> list[str]:
-    from anyreach_listen.models import AlertRole
-
-    return list(AlertRole.values)
-
-
-Status = Annotated[str, OneOf(_statuses)]
-Severity = Annotated[str, OneOf(_severities)]
-Speaker = Annotated[str, OneOf(lambda: SPEAKER_ROLES)]
+Status = Annotated[str, OneOf(ConversationStatus.values)]
+Severity = Annotated[str, OneOf(AlertSeverity.values)]
+Speaker = Annotated[str, OneOf(SPEAKER_ROLES)]
 NextUrl = Annotated[
     str | None,
     WithJsonSchema(
@@ -206,7 +187,7 @@ class AlertRule(Shape):
     organization_id: uuid.UUID
     team_id: uuid.UUID | None
     phrase: str
-    role: Annotated[str, OneOf(_rule_roles)]
+    role: Annotated[str, OneOf(AlertRole.values)]
     severity: Severity
     created_by: str | None
     created_at: UtcTime

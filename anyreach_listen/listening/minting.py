@@ -4,7 +4,7 @@
 listens when ``REMOTE_MINT`` is configured, asks the remote Anyreach-compatible
 API for one; either way it opens the one ``ListenSession`` audit row
 (``listening/sessions.py``). Callers authenticate and authorize first
-(``access.py``); this module only refuses what would make an invalid token.
+(``access/policy.py``); this module only refuses what would make an invalid token.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The recorder as a LiveKit agent worker (``manage.py run_recorder``).
 
 The worker registers with LiveKit for explicit dispatch and joins a call's room only when
-dispatched there (``recorder_dispatch.py``), to hear its transcripts. It needs the
+dispatched there (``recorder/dispatch.py``), to hear its transcripts. It needs the
 optional ``recorder`` extra (livekit-agents); nothing else in the app imports this
 module, so the app works without it. Details: docs/internals/recorder.md.
 """
@@ -85,7 +85,7 @@ def _speaker(participant: rtc.Participant | None) -> Speaker:
 
 
 def _conversation_id(metadata: str) -> str | None:
-    """The conversation the dispatch names (``recorder_dispatch.Target.metadata``); None:
+    """The conversation the dispatch names (``recorder/dispatch.py``'s ``Target.metadata``); None:
     the portal takes the room's active one."""
     try:
         wanted = json.loads(metadata).get("conversation_id") if metadata else None
@@ -281,7 +281,7 @@ def run(
 
     No waiting for calls to end: a call can last an hour. Leaving is a clean
     participant_left, on which the app dispatches another recorder to the room
-    (``recorder_dispatch.py``). The drain is what was heard being delivered, for at
+    (``recorder/dispatch.py``). The drain is what was heard being delivered, for at
     most ``drain_timeout`` seconds (what is left undelivered then is logged); the
     process exits ``LEAVE_MARGIN`` seconds later at the latest, whatever still runs.
     """

@@ -3,8 +3,8 @@
 Every active conversation with an open LiveKit room gets ``RECORDER["PER_ROOM"]``
 recorders. Dispatching is asked for whenever a room may lack them, after the change
 commits and on a thread of its own, so a LiveKit outage never holds up or fails a
-request; ``livekit_service.ensure_agents`` creates only what is missing. The triggers:
-README ("Recorder", "When it is sent").
+request; ``livekit/service.py``'s ``ensure_agents`` creates only what is missing. The triggers:
+docs/operations/recorder.md ("When it is sent").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The recorder (``manage.py run_recorder``) is a process of its own, often on anot
 machine, with no database: it posts what it heard here, signed like a LiveKit webhook,
 and the portal records it with ``transcripts.record``. So the live events and interim
 text happen in the portal's process and reach its websockets whatever the channel layer
-and cache are. Wire format and answers: README ("Recorder"), docs/internals/recorder.md.
+and cache are. Wire format and answers: docs/operations/recorder.md, docs/internals/recorder.md.
 """
 
 from __future__ import annotations

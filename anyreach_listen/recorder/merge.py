@@ -1,10 +1,10 @@
 """The recorder's merge of LiveKit's two transcript paths, pure (no LiveKit import).
 
-A recorder in the room (``recorder_agent.py``) hears every segment twice, as legacy
+A recorder in the room (``recorder/agent.py``) hears every segment twice, as legacy
 transcription segments and as ``lk.transcription`` text streams. ``Merger`` turns both
 into one sequence of whole-text updates per segment, with the frame's rules
 (``js/src/frame/transcripts.ts`` and ``speaker.ts``), so the stored transcript is what a
-listener saw. Rules and limits: README ("Recorder") and docs/internals/recorder.md.
+listener saw. Rules and limits: docs/operations/recorder.md and docs/internals/recorder.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The recorder's writer: a room's segment updates delivered to the portal, in order, none lost.
 
 The recorder does not write into the database: a ``Writer`` per room posts its updates
-to the portal's ``POST /livekit/recorder`` (``recorder_intake.py``), signed with the
+to the portal's ``POST /livekit/recorder`` (``recorder/intake.py``), signed with the
 LiveKit API secret, and the portal records them, so the portal's process publishes the
 live events whatever its channel layer and cache. Delivery, retries and the bounded
-queue: README ("Recorder") and docs/internals/recorder.md.
+queue: docs/operations/recorder.md and docs/internals/recorder.md.
 """
 
 from __future__ import annotations
@@ -383,7 +383,7 @@ def _retry_after(response: httpx.Response) -> float:
 
 def announce_registered(portal_url: str, worker_id: str, *, attempts: int = 5) -> bool:
     """Tell the portal a worker registered with LiveKit: it then dispatches recorders to
-    the live calls lacking them (``recorder_dispatch.sweep``, on the portal's side, the
+    the live calls lacking them (``recorder/dispatch.py``'s ``sweep``, on the portal's side, the
     one with the database). Best effort: ``sweep_listeners`` is the safety net."""
     body = registered_body(worker_id)
     for attempt in range(attempts):

@@ -3,7 +3,7 @@
 It makes what a new site needs to call the API and listen: an organization, a team in it,
 an admin membership for the user and a ``conversations:manage`` API key. Run again, it
 reuses all of them and mints no second key unless ``--new-key`` asks. Options, reuse rules
-and the ``--json`` output: README.md, "Operator commands".
+and the ``--json`` output: docs/operations/commands.md.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "ANYREACH_LISTEN['RECORDER'] is None (the default): no recorder is ever "
                 "dispatched. Set it, e.g. {'AGENT_NAME': 'anyreach-recorder', 'PER_ROOM': 2} "
-                "(README, 'Recorder'), to run one."
+                "(docs/operations/recorder.md), to run one."
             )
         if not listen_settings.LIVEKIT_URL or not listen_settings.LIVEKIT_API_SECRET:
             raise CommandError("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are needed.")
@@ -70,7 +70,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "The recorder needs the portal's URL to deliver transcripts to: pass "
                 "--portal-url or set ANYREACH_LISTEN['RECORDER']['PORTAL_URL'] (the portal "
-                "project reads ANYREACH_PORTAL_URL). README, 'Recorder'."
+                "project reads ANYREACH_PORTAL_URL). See docs/operations/recorder.md."
             )
         if urlsplit(portal_url).scheme not in ("http", "https"):
             raise CommandError(f"--portal-url {portal_url!r} is not an http:// or https:// URL.")

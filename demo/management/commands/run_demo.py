@@ -147,11 +147,11 @@ class Command(BaseCommand):
             watcher.watch("daphne", daphne, "daphne.log")
             _wait_http(f"http://127.0.0.1:{port}/accounts/login/", 30)
             self._open_seeded_room(lk_port)
-            # The revocation safety net, as a deployment runs it (README, "Whoever loses
-            # the right stops listening"); it also dispatches recorders a call lacks.
+            # The revocation safety net, as a deployment runs it (docs/operations/audit.md,
+            # "Whoever loses the right stops listening"); it also dispatches recorders a call lacks.
             sweep = spawn([*manage, "sweep_listeners", "--every", "30"], env, log="sweep.log")
             watcher.watch("sweep_listeners", sweep, "sweep.log")
-            # One transcript recorder (README, "Recorder"): it stores every call's
+            # One transcript recorder (docs/operations/recorder.md): it stores every call's
             # transcript and runs the alert rules on it. The calls wait for it: a call
             # whose room opens before any recorder is up would wait for the sweep.
             recorder_log = logs / "recorder.log"
@@ -273,8 +273,8 @@ class Command(BaseCommand):
             "Mint a listener token like an integrator would:",
             f"  curl -X POST {base}/core/conversations/{seed['conversations']['active']}"
             f"/listener-token -H 'Authorization: Bearer {key}'",
-            "Register calls like a call platform would (README, 'Integrating your call "
-            "platform'), with this conversations:manage key:",
+            "Register calls like a call platform would (docs/platforms.md), with this "
+            "conversations:manage key:",
             f"  API key manage   {seed['api_keys']['manage']}",
             f"Demo calls start and end by themselves; below: calls, alerts and errors (every "
             f"process's log in {_shown(logs)}/).",
