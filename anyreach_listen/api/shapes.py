@@ -1,6 +1,6 @@
 """Every JSON shape the app answers or publishes, each declared once (pydantic models).
 
-A shape gives the JSON (``Shape.json``), the live events' payloads (``events.py``) and
+A shape gives the JSON (``Shape.as_json``), the live events' payloads (``events.py``) and
 the OpenAPI schemas (``component_schemas``). Every time is written by ``utc_iso``.
 """
 
@@ -70,7 +70,7 @@ class Shape(BaseModel):
 
 
 class ListenerToken(Shape):
-    """The listener-token response: the contract's four fields (spec/listen-sdk.md)."""
+    """The listener-token response: the contract's four fields (docs/listen-sdk.md)."""
 
     url: Annotated[str, WithJsonSchema({"type": "string", "description": "LiveKit server URL."})]
     token: Annotated[

@@ -12,12 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import functools
 import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
@@ -26,12 +23,19 @@ from django.views.decorators.cache import cache_control
 
 from anyreach_listen import alerts, conversations, transcripts
 from anyreach_listen.access import policy as access
-from anyreach_listen.access import ratelimit
 from anyreach_listen.access.policy import CredentialAccess
-from anyreach_listen.access.roles import Capability, scopes_granting
 from anyreach_listen.api import payloads
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
 from anyreach_listen.api.payloads import MAX_LABEL, Field, conversation_json
+from anyreach_listen.api.permissions import (
+    LISTEN,
+    READ,
+    READ_RULES,
+    READ_TRANSCRIPTS,
+    WRITE,
+    WRITE_RULES,
+    requires,
+)
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.disclosure import audit_api_read, credential_label
 from anyreach_listen.listening.minting import grant_listen
@@ -52,71 +56,6 @@ MAX_PAGE_SIZE = 200
 # Pages of a transcript, a call's alerts and the alert rules: default and largest size.
 READ_PAGE_SIZE = 200
 MAX_READ_PAGE_SIZE = 500
-
-
-P = ParamSpec("P")
-
-
-def _per_credential(bucket: str) -> None:
-    ratelimit.enforce(bucket, "requests for this credential")
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What an endpoint needs of its caller, as data (DRF's permission classes): a
-    capability, and the rate limit counted before it is checked. The order is the
-    API's: credential, rate limit, scope; a refusal names the scopes that would do."""
-
-    capability: Capability
-    rate_limit: Callable[[str], None] | None = None
-
-    def __post_init__(self) -> None:
-        if not scopes_granting(self.capability):
-            raise ValueError(f"No API scope grants {self.capability}.")
-
-    @property
-    def refusal(self) -> str:
-        *others, last = scopes_granting(self.capability)
-        either = f"{', '.join(others)} or {last}" if others else last
-        return f"Needs the {either} scope."
-
-    def check(self, request: HttpRequest) -> CredentialAccess:
-        caller = access.for_api_request(request)
-        if self.rate_limit is not None:
-            self.rate_limit(caller.rate_limit_bucket)
-        if not caller.can(self.capability):
-            raise ApiError(Errors.INSUFFICIENT_SCOPE, self.refusal)
-        return caller
-
-
-# What the endpoints need. Conversation reads count against no rate limit; transcript,
-# alert and rule reads against the read limit; everything else the per-credential one.
-LISTEN = Needs(Capability.LISTEN, _per_credential)
-READ = Needs(Capability.VIEW_CALLS)
-WRITE = Needs(Capability.WRITE_CALLS, _per_credential)
-READ_TRANSCRIPTS = Needs(Capability.READ_TRANSCRIPTS, ratelimit.enforce_reads)
-READ_RULES = Needs(Capability.MANAGE_RULES, ratelimit.enforce_reads)
-WRITE_RULES = Needs(Capability.MANAGE_RULES, _per_credential)
-
-
-CallerView = Callable[Concatenate[HttpRequest, CredentialAccess, P], JsonResponse]
-RequestView = Callable[Concatenate[HttpRequest, P], JsonResponse]
-
-
-def requires(**needs: Needs) -> Callable[[CallerView[P]], RequestView[P]]:
-    """What each HTTP method of a view needs (``@requires(GET=READ, POST=WRITE)``), under
-    ``@endpoint`` (which refuses other methods first); the view gets the checked caller
-    after the request."""
-
-    def decorate(view: CallerView[P]) -> RequestView[P]:
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> JsonResponse:
-            caller = needs[str(request.method)].check(request)
-            return view(request, caller, *args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:

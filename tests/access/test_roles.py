@@ -12,7 +12,7 @@ import pytest
 from anyreach_listen.access import roles
 from anyreach_listen.access.roles import Capability, Role, Scope
 from anyreach_listen.api.errors import Errors
-from anyreach_listen.api.views import Needs
+from anyreach_listen.api.permissions import Needs
 
 COLUMNS = (
     Capability.VIEW_CALLS,

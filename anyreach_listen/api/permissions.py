@@ -1,0 +1,83 @@
+"""What each API endpoint needs of its caller, declared as data (like DRF's permission
+classes): a capability of the table in ``access/roles.py`` and the rate limit counted
+before it is checked. Views say it in one line: ``@requires(GET=READ, POST=WRITE)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Concatenate, ParamSpec
+
+from django.http import HttpRequest, JsonResponse
+
+from anyreach_listen.access import policy as access
+from anyreach_listen.access import ratelimit
+from anyreach_listen.access.policy import CredentialAccess
+from anyreach_listen.access.roles import Capability, scopes_granting
+from anyreach_listen.api.errors import ApiError, Errors
+
+P = ParamSpec("P")
+
+
+def _per_credential(bucket: str) -> None:
+    ratelimit.enforce(bucket, "requests for this credential")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an endpoint needs of its caller, as data (DRF's permission classes): a
+    capability, and the rate limit counted before it is checked. The order is the
+    API's: credential, rate limit, scope; a refusal names the scopes that would do."""
+
+    capability: Capability
+    rate_limit: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not scopes_granting(self.capability):
+            raise ValueError(f"No API scope grants {self.capability}.")
+
+    @property
+    def refusal(self) -> str:
+        *others, last = scopes_granting(self.capability)
+        either = f"{', '.join(others)} or {last}" if others else last
+        return f"Needs the {either} scope."
+
+    def check(self, request: HttpRequest) -> CredentialAccess:
+        caller = access.for_api_request(request)
+        if self.rate_limit is not None:
+            self.rate_limit(caller.rate_limit_bucket)
+        if not caller.can(self.capability):
+            raise ApiError(Errors.INSUFFICIENT_SCOPE, self.refusal)
+        return caller
+
+
+# What the endpoints need. Conversation reads count against no rate limit; transcript,
+# alert and rule reads against the read limit; everything else the per-credential one.
+LISTEN = Needs(Capability.LISTEN, _per_credential)
+READ = Needs(Capability.VIEW_CALLS)
+WRITE = Needs(Capability.WRITE_CALLS, _per_credential)
+READ_TRANSCRIPTS = Needs(Capability.READ_TRANSCRIPTS, ratelimit.enforce_reads)
+READ_RULES = Needs(Capability.MANAGE_RULES, ratelimit.enforce_reads)
+WRITE_RULES = Needs(Capability.MANAGE_RULES, _per_credential)
+
+
+CallerView = Callable[Concatenate[HttpRequest, CredentialAccess, P], JsonResponse]
+RequestView = Callable[Concatenate[HttpRequest, P], JsonResponse]
+
+
+def requires(**needs: Needs) -> Callable[[CallerView[P]], RequestView[P]]:
+    """What each HTTP method of a view needs (``@requires(GET=READ, POST=WRITE)``), under
+    ``@endpoint`` (which refuses other methods first); the view gets the checked caller
+    after the request."""
+
+    def decorate(view: CallerView[P]) -> RequestView[P]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> JsonResponse:
+            caller = needs[str(request.method)].check(request)
+            return view(request, caller, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
