@@ -1,15 +1,11 @@
 """The wheel: built from a clean copy of the tree, what it carries, and that it works alone.
 
-The wheel is built the way a newcomer builds it, ``python -m build`` (the sdist, then
-the wheel from the sdist) on a copy of the tree holding only what git would check out
-(uncommitted work included, nothing built, no ``js/node_modules``): setup.py's hook
-must build the browser SDK's bundles itself. The integration tests follow the
-docs' "Adding anyreach_listen to an existing Django project" literally: they apply
-the docs' own code blocks (read from docs/integrators/django.md at test time) to a project made by
-``django-admin startproject`` in a new virtualenv holding only the wheel and its
-dependencies. The last one is the integrator: the bootstrap command, a real LiveKit
-configured with the README's ``webhook:`` block, a call registered through room
-metadata, a token minted with the bootstrap's key and a Python listener hearing it.
+Built as a newcomer builds it (``python -m build``: the sdist, then the wheel from it)
+from what git would check out, so setup.py's hook must build the SDK's bundles itself.
+The integration tests apply docs/integrators/django.md's code blocks, read at test time,
+to a ``django-admin startproject`` project in a new virtualenv holding only the wheel;
+the last adds the bootstrap command, a real LiveKit with the page's ``webhook:`` block,
+a room-metadata call and a Python listener hearing it. More: tests/README.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Who may see, listen to and manage what: one policy object per person or API caller.
 
-Every view, the token views, the websocket consumer, the admin's listen page and
-the API ask a policy object here; the visibility rule itself is one SQL
-expression, ``ConversationQuerySet.visible_to``.
-
-- ``for_request(request)`` / ``for_user(user)``: a signed-in person. Admins see
-  their whole organization; supervisors, QA analysts and viewers see their teams'
-  conversations. What each role and scope may do is the capability table
-  (``roles.py``).
-- ``for_api_request(request)``: an API caller, built from its credential (after
-  the per-address limit on failed credentials, ``ratelimit.py``). An API
-  key acts in its own organization with its own scopes; a PAT acts in the
-  organization named by ``X-Anyreach-Org`` with its scopes intersected with its
-  owner's role there, and sees only what its owner sees.
-
-Like django-htmx's ``HtmxDetails``, a policy is built once and caches what it
-reads, so a page that renders many panels asks the database once.
+``for_request`` / ``for_user`` build a signed-in person's policy, ``for_api_request`` an
+API caller's (from its credential). Every view, the token views, the websocket consumer,
+the admin's listen page and the API ask one, so the rules live here only: what a role or
+scope may do is the capability table (``roles.py``), which calls a person sees is one SQL
+expression (``ConversationQuerySet.visible_to``). A policy is built once and caches what
+it reads. Who sees what, PATs included: docs/internals/api-and-access.md.
 """
 
 from __future__ import annotations

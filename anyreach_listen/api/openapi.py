@@ -1,12 +1,10 @@
 """The OpenAPI 3.1 document of the API, served at ``/core/openapi.json``.
 
-Each operation names its errors from the registry (``errors.Errors``); their
-descriptions, codes and headers come from there, and each error response's
-schema lists exactly the codes that operation answers with that status (a
-client can switch on them; ``tests/api/test_openapi_fuzz.py`` holds the API to
-it). Every operation may also answer ``internal_error`` (500), and unknown
-paths ``not_found``. Schemas are generated: answers from ``shapes.py``, request
-bodies from the views' field tables and ``recorder.wire``.
+Each operation names its errors from the registry (``errors.Errors``), so each error
+response lists exactly the codes that operation answers with that status
+(``tests/api/test_openapi_fuzz.py`` holds the API to it). Schemas are generated:
+answers from ``shapes.py``, request bodies from the views' field tables and
+``recorder.wire``. Details: docs/internals/api-and-access.md.
 """
 
 from __future__ import annotations

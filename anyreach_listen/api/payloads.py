@@ -17,18 +17,20 @@ from typing import Any
 from django.http import HttpRequest
 
 from anyreach_listen.api import shapes
-from anyreach_listen.api.body_limit import MAX_BODY as MAX_BODY
-from anyreach_listen.api.body_limit import read_limited
+from anyreach_listen.api.body_limit import MAX_BODY, read_limited
 from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.events import live_alert
 from anyreach_listen.models import Alert, AlertRule, Conversation
 
 # The limits and ``storable`` live in ``recorder.wire`` (the worker shares them).
-from anyreach_listen.recorder.wire import MAX_LABEL as MAX_LABEL
-from anyreach_listen.recorder.wire import MAX_SEGMENT_TEXT as MAX_SEGMENT_TEXT
-from anyreach_listen.recorder.wire import MAX_SEGMENTS as MAX_SEGMENTS
-from anyreach_listen.recorder.wire import SEGMENT_FIELDS as SEGMENT_FIELDS
-from anyreach_listen.recorder.wire import SPEAKER_ROLES as SPEAKER_ROLES
-from anyreach_listen.recorder.wire import storable as storable
+from anyreach_listen.recorder.wire import (
+    MAX_LABEL,
+    MAX_SEGMENT_TEXT,
+    MAX_SEGMENTS,
+    SEGMENT_FIELDS,
+    SPEAKER_ROLES,
+    storable,
+)
 from anyreach_listen.transcripts import SegmentIn, SegmentOut
 
 MAX_METADATA = 16 * 1024
@@ -272,17 +274,8 @@ def alert_rule_list_json(rules: Iterable[AlertRule], next_url: str | None) -> di
 
 
 def alert_shape(alert: Alert) -> shapes.Alert:
-    """Its rule's phrase (``select_related("rule", "segment")``), never the segment text."""
-    return shapes.Alert(
-        id=alert.pk,
-        conversation_id=alert.conversation_id,
-        rule_id=alert.rule_id,
-        phrase=alert.rule.phrase,
-        severity=alert.rule.severity,
-        role=alert.segment.role,
-        segment_id=alert.segment.segment_id,
-        raised_at=alert.raised_at,
-    )
+    """The live alert (``events.live_alert``: never the segment text) and its call."""
+    return shapes.Alert(**dict(live_alert(alert)), conversation_id=alert.conversation_id)
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

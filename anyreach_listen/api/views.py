@@ -26,7 +26,7 @@ from anyreach_listen.access import policy as access
 from anyreach_listen.access.policy import CredentialAccess
 from anyreach_listen.api import payloads
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
-from anyreach_listen.api.payloads import MAX_LABEL, Field, conversation_json
+from anyreach_listen.api.payloads import Field, conversation_json
 from anyreach_listen.api.permissions import (
     LISTEN,
     READ,
@@ -51,6 +51,7 @@ from anyreach_listen.models import (
     PersonalAccessToken,
     Team,
 )
+from anyreach_listen.recorder.wire import MAX_LABEL, storable
 
 MAX_PAGE_SIZE = 200
 # Pages of a transcript, a call's alerts and the alert rules: default and largest size.
@@ -230,7 +231,7 @@ def _list(request: HttpRequest, caller: CredentialAccess) -> JsonResponse:
         rows = rows.filter(team=_team(caller, request.GET["team_id"]))
     if "external_id" in request.GET:
         external_id = request.GET["external_id"]
-        if not payloads.storable(external_id):
+        if not storable(external_id):
             raise ApiError(Errors.INVALID_FIELD, "external_id must not contain NUL characters.")
         rows = rows.filter(external_id=external_id)
     if "cursor" in request.GET:
@@ -332,7 +333,7 @@ def conversation_alerts(
 
 
 def _phrase(value: Any) -> Any:
-    if not isinstance(value, str) or len(value) > MAX_LABEL or not payloads.storable(value):
+    if not isinstance(value, str) or len(value) > MAX_LABEL or not storable(value):
         raise ValueError
     if not alerts.valid_phrase(value):
         raise ValueError

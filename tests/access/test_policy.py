@@ -1,14 +1,10 @@
-"""The access policy (``access.py``) as tables: who sees and who may listen to which call.
+"""The access policy (``access/policy.py``) as tables: who sees and may listen to which call.
 
-Rows are people (by role, plus an admin of another organization, a user with no
-membership and an anonymous visitor) and API callers (API keys with and without
-a listen scope, a PAT per role); columns are the world's three live calls:
-
-- ``own``: Acme's Support call (every Acme member is in Support),
-- ``other_team``: Acme's Sales call,
-- ``other_org``: a call of the organization Other.
-
-Each cell is (sees, may listen).
+Rows are people (by role, an admin of another organization, a user with no membership,
+an anonymous visitor) and API callers (API keys with and without a listen scope, a PAT
+per role); columns are the world's three live calls: ``own`` (Acme's Support call; every
+Acme member is in Support), ``other_team`` (Acme's Sales call) and ``other_org`` (a call
+of the organization Other). Each cell is (sees, may listen).
 """
 
 from __future__ import annotations

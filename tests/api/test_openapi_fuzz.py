@@ -1,15 +1,10 @@
 """schemathesis against ``/core/openapi.json``: every operation, generated cases, a fixed seed.
 
-In-process through Django's WSGI handler, on the test database with the test
-world (two organizations, credentials of every kind, calls in every status):
-most cases carry a valid credential (and the organization header a PAT needs)
-and name a real conversation, so they reach the operations' own rules; the
-rest show what an anonymous or confused client gets. Every response must be
-documented (status, headers, JSON body and, for errors, one of the codes that
-operation lists for that status), and no case may get a server error.
-
-The per-credential and per-address limits are raised: this is about answers,
-not about 429s.
+In-process through Django's WSGI handler, on the test world (two organizations,
+credentials of every kind, calls in every status). Most cases carry a valid credential
+and name a real conversation, so they reach the operations' own rules. Every response
+must be documented (status, headers, body; for errors one of the codes the operation
+lists for that status) and none may be a 500. Rate limits are raised. More: tests/README.md.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from livekit import api
 
-from anyreach_listen.api.payloads import MAX_SEGMENT_TEXT
 from anyreach_listen.livekit.service import run_sync
+from anyreach_listen.recorder.wire import MAX_SEGMENT_TEXT
 from demo.call_simulator import ATTR_FINAL, ATTR_SEGMENT_ID, DEFAULT_SCRIPT, TOPIC_TRANSCRIPTION
 from tests.e2e.rogue import RogueCaller
 from tests.support.processes import wait_until

@@ -27,7 +27,7 @@ from django.utils import timezone
 from livekit import api
 
 from anyreach_listen import alerts
-from anyreach_listen.api import payloads
+from anyreach_listen.api.body_limit import MAX_BODY
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.events import organization_group
 from anyreach_listen.listening.minting import listener_grants, sign_listener_token
@@ -273,7 +273,7 @@ def test_a_call_that_ended_long_ago_is_409_transcript_closed(world: World) -> No
 def test_a_body_over_the_limit_is_413_before_its_hash_is_computed() -> None:
     """With or without a Content-Length (a chunked body has none), a body over 64 KB is
     refused without hashing it, signed or not."""
-    big = json.dumps({"room": "room-1", "segments": [], "pad": "x" * payloads.MAX_BODY}).encode()
+    big = json.dumps({"room": "room-1", "segments": [], "pad": "x" * MAX_BODY}).encode()
     key, secret = listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
     for authorization in (sign(big, key, secret), None):
         headers = [(b"content-type", b"application/json")]

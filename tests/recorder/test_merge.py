@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from anyreach_listen.api.payloads import MAX_SEGMENT_TEXT
 from anyreach_listen.livekit.service import run_sync
 from anyreach_listen.recorder.merge import NOBODY, Merger, Speaker, stream_speaker
+from anyreach_listen.recorder.wire import MAX_SEGMENT_TEXT
 from anyreach_listen.transcripts import SegmentIn
 
 AGENT = Speaker("agent-ava", True)

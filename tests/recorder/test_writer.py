@@ -20,10 +20,12 @@ from django.core.asgi import get_asgi_application
 from livekit import api
 
 from anyreach_listen.api import payloads
+from anyreach_listen.api.body_limit import MAX_BODY
 from anyreach_listen.api.errors import ApiError
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.livekit.service import run_sync
 from anyreach_listen.models import Conversation, TranscriptSegment
+from anyreach_listen.recorder import wire
 from anyreach_listen.recorder.wire import RECORDER_IDENTITY, body_hash
 from anyreach_listen.recorder.writer import MAX_BATCH_BYTES, Writer
 from anyreach_listen.transcripts import SegmentIn
@@ -190,14 +192,14 @@ def test_one_bad_update_costs_only_itself(caplog: pytest.LogCaptureFixture) -> N
     """Updates the intake would refuse are made storable and cut to its limits before
     they are sent (a lone surrogate would not even encode); an update it still refuses
     (its id too long) is dropped alone, named in an error, and the others recorded."""
-    too_long_id = "s" * (payloads.MAX_LABEL + 1)
+    too_long_id = "s" * (wire.MAX_LABEL + 1)
     updates = [
         SegmentIn("a1", "agent", "Thank you.", True),
         SegmentIn("u1", "user", "I was\x00 charged twice\ud800!", True),
         SegmentIn(too_long_id, "user", "An id no database keeps.", True),
         SegmentIn("u\x00\udc00", "user", "An id made storable.", True),
-        SegmentIn("a2", "agent", "x" * (payloads.MAX_SEGMENT_TEXT + 5), True),
-        SegmentIn("a3", "agent", "\x01" * payloads.MAX_SEGMENT_TEXT, True),  # 6 bytes each
+        SegmentIn("a2", "agent", "x" * (wire.MAX_SEGMENT_TEXT + 5), True),
+        SegmentIn("a3", "agent", "\x01" * wire.MAX_SEGMENT_TEXT, True),  # 6 bytes each
         SegmentIn("u2", "user", "Yes.", True),
     ]
     portal = StrictPortal()
@@ -208,9 +210,9 @@ def test_one_bad_update_costs_only_itself(caplog: pytest.LogCaptureFixture) -> N
         "a1", "u1", "u\ufffd\ufffd", "a2", "a3", "u2"
     ]  # fmt: skip
     assert delivered[1][1] == "I was charged twice\ufffd!"
-    assert delivered[3][1] == "x" * payloads.MAX_SEGMENT_TEXT
-    assert 0 < len(delivered[4][1]) < payloads.MAX_SEGMENT_TEXT
-    assert all(len(body) <= payloads.MAX_BODY for body in portal.sent())
+    assert delivered[3][1] == "x" * wire.MAX_SEGMENT_TEXT
+    assert 0 < len(delivered[4][1]) < wire.MAX_SEGMENT_TEXT
+    assert all(len(body) <= MAX_BODY for body in portal.sent())
     assert writer.stored == 6
     refused = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(refused) == 1 and too_long_id in refused[0].getMessage()
