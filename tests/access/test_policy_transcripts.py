@@ -1,4 +1,4 @@
-"""access.py, the transcript rule as a table: who may read which call's transcript.
+"""access/policy.py, the transcript rule as a table: who may read which call's transcript.
 
 Viewers never; admins, supervisors and QA analysts where they see the call (their
 role's scopes include ``conversations:read_sensitive``), nobody outside the call's

@@ -1,6 +1,6 @@
-"""The capability table (``roles.py``): what each API scope and each role may do.
+"""The capability table (``access/roles.py``): what each API scope and each role may do.
 
-The matrices below are written out by hand, as the README's role tables say it: a change
+The matrices below are written out by hand, as docs/supervisors.md's role tables say it: a change
 to ``GRANTS`` fails here until this file says the same. A new capability fails
 ``test_the_matrices_name_every_capability`` until it has a column here.
 """
@@ -39,7 +39,7 @@ ROLE_ROWS: dict[str, tuple[int, ...]] = {
 }
 # fmt: on
 
-# The README's "Role to scope mapping": what a PAT of each role can at most use.
+# docs/supervisors.md's "Role to scope mapping": what a PAT of each role can at most use.
 ROLE_SCOPES: dict[str, set[str]] = {
     Role.ADMIN: {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE},
     Role.SUPERVISOR: {Scope.READ, Scope.READ_SENSITIVE},

@@ -1,4 +1,4 @@
-"""asgi.py's ``limit_body_size``, in the portal's real ASGI application (``config.asgi``):
+"""api/asgi.py's ``limit_body_size``, in the portal's real ASGI application (``config.asgi``):
 an oversized body is refused while it arrives, before Django spools it, with or without
 a Content-Length: a JSON endpoint's with its JSON 413, every other path's (pages, forms,
 the admin, the login) past DATA_UPLOAD_MAX_MEMORY_SIZE with a plain-text 413; what fits

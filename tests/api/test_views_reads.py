@@ -1,4 +1,4 @@
-"""api.py, metered reads: a transcript, a call's alerts and the alert rules come in pages
+"""api/views.py, metered reads: a transcript, a call's alerts and the alert rules come in pages
 (``limit`` 1 to 500, default 200, ``cursor``, ``next``); those reads are rate-limited per
 credential on their own limit; a transcript page or alert list is an audited read, once an
 hour per credential, client address and call; an organization has at most

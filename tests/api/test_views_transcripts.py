@@ -1,4 +1,4 @@
-"""api.py: the transcript push and read endpoints, the alerts list and the alert-rule
+"""api/views.py: the transcript push and read endpoints, the alerts list and the alert-rule
 endpoints (scopes and PATs as tables, strict bodies, 409 once closed, the read audit)."""
 
 from __future__ import annotations

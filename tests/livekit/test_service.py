@@ -1,4 +1,4 @@
-"""LiveKit server API helpers (``livekit_service.py``): ``run_sync`` with and without a loop."""
+"""LiveKit server API helpers (``livekit/service.py``): ``run_sync`` with and without a loop."""
 
 from __future__ import annotations
 

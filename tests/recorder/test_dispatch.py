@@ -1,4 +1,4 @@
-"""Dispatching transcript recorders (``recorder_dispatch.py``, ``livekit_service.ensure_agents``):
+"""Dispatching transcript recorders (``recorder/dispatch.py``, ``livekit/service.ensure_agents``):
 when a call gets a room, on ``room_started``, when a recorder leaves a live call, and
 in the sweep; counted against LiveKit so triggers do not pile recorders up (no server:
 the real one is in ``tests/e2e/test_recorder.py``)."""

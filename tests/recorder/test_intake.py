@@ -1,4 +1,4 @@
-"""``POST /livekit/recorder`` (``recorder_intake.py``): the recorders' signed deliveries.
+"""``POST /livekit/recorder`` (``recorder/intake.py``): the recorders' signed deliveries.
 
 A delivery signed with the LiveKit secret, as a recorder token, with the body's hash,
 is recorded by the portal's process, which publishes the final lines and alerts on

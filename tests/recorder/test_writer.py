@@ -1,4 +1,4 @@
-"""The recorder's writer (``recorder_writer.py``): a room's updates delivered to the portal
+"""The recorder's writer (``recorder/writer.py``): a room's updates delivered to the portal
 in arrival order, one request at a time, signed as recorder deliveries; connection
 errors, 5xx and 429 retried until they pass, other 4xx dropped and logged, and on
 shutdown a bounded wait that names what it could not deliver.
