@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from anyreach_listen.api.errors import ApiError, Errors
+from anyreach_listen.api.shapes import utc_iso
 from anyreach_listen.events import publish_conversation
 from anyreach_listen.listening import sessions
 from anyreach_listen.listening.revocation import revoke_sessions
@@ -307,7 +308,7 @@ def agent_presence(
         return "unchanged"
     agent["identity"] = identity
     agent["present"] = joined
-    agent[field] = at.isoformat()
+    agent[field] = utc_iso(at)
     row.metadata = {**row.metadata, "agent": agent}
     row.save(update_fields=["metadata", "updated_at"])
     publish_conversation(row, event)

@@ -25,18 +25,16 @@ from django.utils import timezone
 from anyreach_listen import alerts, disclosure, events
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.conf import listen_settings
-
-# Re-exported: the API's read audit is disclosure's; api/views.py calls it from here.
 from anyreach_listen.models import Alert, Conversation, TranscriptSegment
 from anyreach_listen.recorder.merge import is_news
-from anyreach_listen.recorder.wire import (
-    SegmentIn as SegmentIn,  # the push API's and recorder's update
-)
+from anyreach_listen.recorder.wire import SPEAKER_ROLES
+
+# Documented as importable from here (docs/api/transcripts.md); its home is ``wire``.
+from anyreach_listen.recorder.wire import SegmentIn as SegmentIn
 
 logger = logging.getLogger(__name__)
 
 INTERIM_TTL = 60 * 60  # seconds a speaker's interim text is kept without an update
-ROLES = ("agent", "user")
 
 
 @dataclass(frozen=True)
@@ -265,7 +263,7 @@ def segments(
 ) -> list[SegmentOut]:
     """The transcript in spoken order, each interim segment with its latest text: the
     segments after position ``after``, at most ``limit`` of them (a page of the API)."""
-    interims = {role: latest_interim(conversation.pk, role) for role in ROLES}
+    interims = {role: latest_interim(conversation.pk, role) for role in SPEAKER_ROLES}
     rows = conversation.transcript_segments.filter(position__gt=after).order_by("position")
     if limit is not None:
         rows = rows[:limit]
@@ -275,7 +273,7 @@ def segments(
 def segments_of(conversations: Sequence[Conversation]) -> dict[uuid.UUID, list[SegmentOut]]:
     """Several calls' transcripts, each as ``segments`` shows it: one query for all their
     segments, one cache read for all their interim texts (the wall's tiles)."""
-    keys = {(c.pk, role): interim_key(c.pk, role) for c in conversations for role in ROLES}
+    keys = {(c.pk, role): interim_key(c.pk, role) for c in conversations for role in SPEAKER_ROLES}
     interims = cache.get_many(list(keys.values()))
     out: dict[uuid.UUID, list[SegmentOut]] = {c.pk: [] for c in conversations}
     rows = TranscriptSegment.objects.filter(conversation__in=conversations).order_by(

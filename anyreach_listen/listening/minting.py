@@ -23,8 +23,6 @@ from livekit.api import AccessToken, VideoGrants
 from anyreach_listen.api.errors import ApiError, ErrorKind, Errors
 from anyreach_listen.api.shapes import ListenerToken
 from anyreach_listen.conf import listen_settings
-
-# Re-exported: disclosure words the credential; api/views.py imports it from here.
 from anyreach_listen.listening import entitlement, sessions
 from anyreach_listen.listening.remote_minting import (
     listener_grant_problem,

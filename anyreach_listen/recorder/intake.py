@@ -33,11 +33,6 @@ from anyreach_listen.recorder.wire import (
     refusal,
 )
 
-# Their home is ``wire``; still importable from here.
-from anyreach_listen.recorder.wire import RECORDER_IDENTITY as RECORDER_IDENTITY
-from anyreach_listen.recorder.wire import body_hash as body_hash
-from anyreach_listen.recorder.wire import sign as sign
-
 logger = logging.getLogger(__name__)
 
 BODY_FIELDS = DELIVERY_FIELDS

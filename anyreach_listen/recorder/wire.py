@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final, Protocol
 
 import jwt
 from livekit.api import AccessToken, TokenVerifier
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, WithJsonSchema
 
 DELIVERY_PATH = "/livekit/recorder"  # under the portal URL, next to /livekit/webhook
 RECORDER_IDENTITY = "anyreach-recorder"  # the token's subject: a recorder's delivery
@@ -49,6 +49,22 @@ def storable(text: str) -> bool:
     return True
 
 
+class NotStorable(ValueError):
+    """A string no supported database stores as it is (NUL, a lone surrogate)."""
+
+
+def _stored(text: str) -> str:
+    if not storable(text):
+        raise NotStorable("must not contain NUL characters")
+    return text
+
+
+def _speaker(role: str) -> str:
+    if role not in SPEAKER_ROLES:
+        raise ValueError("must be agent or user")
+    return role
+
+
 class Segment(Protocol):
     """Anything that reads as a segment update (``SegmentIn`` and its look-alikes)."""
 
@@ -69,13 +85,21 @@ class SegmentIn:
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=MAX_LABEL)]
-    role: Annotated[str, WithJsonSchema({"type": "string", "enum": list(SPEAKER_ROLES)})]
+    # Strict: exact JSON types (``final`` is a boolean, never 1 or "true").
+    id: Annotated[str, Strict(), Field(min_length=1, max_length=MAX_LABEL), AfterValidator(_stored)]
+    role: Annotated[
+        str,
+        Strict(),
+        AfterValidator(_speaker),
+        WithJsonSchema({"type": "string", "enum": list(SPEAKER_ROLES)}),
+    ]
     text: Annotated[
         str,
+        Strict(),
         Field(max_length=MAX_SEGMENT_TEXT, description="The whole segment so far, not a delta."),
+        AfterValidator(_stored),
     ]
-    final: bool
+    final: Annotated[bool, Strict()]
 
 
 SEGMENT_FIELDS = tuple(f.name for f in dataclasses.fields(SegmentIn))

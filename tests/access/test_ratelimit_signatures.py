@@ -18,7 +18,7 @@ from django.test import Client
 from anyreach_listen.access import ratelimit
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.models import ConversationStatus
-from anyreach_listen.recorder.intake import sign
+from anyreach_listen.recorder.wire import sign
 from tests.support.livekit import deliver_webhook, sign_webhook, webhook_event
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 

@@ -34,6 +34,7 @@ from anyreach_listen.listening.minting import listener_grants, sign_listener_tok
 from anyreach_listen.models import Alert, Conversation, TranscriptSegment
 from anyreach_listen.recorder import dispatch as recorder_dispatch
 from anyreach_listen.recorder import intake as recorder_intake
+from anyreach_listen.recorder import wire
 from anyreach_listen.recorder.wire import RECORDER_IDENTITY, body_hash, sign
 from anyreach_listen.transcripts import latest_interim
 from tests.support.livekit import sign_webhook
@@ -283,7 +284,7 @@ def test_a_body_over_the_limit_is_413_before_its_hash_is_computed() -> None:
             sized = [(b"content-length", str(len(big)).encode())] if length else []
             scope = {"type": "http", "method": "POST", "path": URL, "headers": headers + sized}
             request = ASGIRequest(scope, io.BytesIO(big))
-            with mock.patch.object(recorder_intake, "body_hash", wraps=body_hash) as hashed:
+            with mock.patch.object(wire, "body_hash", wraps=body_hash) as hashed:
                 response = recorder_intake.recorder_delivery(request)
             assert response.status_code == 413, response.content
             assert json.loads(response.content)["error"]["code"] == "payload_too_large"

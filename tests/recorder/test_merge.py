@@ -1,5 +1,5 @@
 """The recorder's merge of LiveKit's two transcript paths and its speaker rule
-(``anyreach_listen/recorder.py``), the frame's rules in Python
+(``anyreach_listen/recorder/merge.py``), the frame's rules in Python
 (``js/src/frame/transcripts.ts``, ``speaker.ts``; their tests in js/ are the model)."""
 
 from __future__ import annotations
