@@ -3,13 +3,16 @@
 Both sides publish real synthesized speech in real time, and the agent publishes both
 sides' transcripts in the two forms LiveKit agents use (legacy transcriptions and
 ``lk.transcription`` text streams), so the portal is exercised by what a real agent
-sends. ``manage.py simulate_call`` registers the conversation through a public door
-(``registration.py``) and runs ``run_call``; the demo and the end-to-end tests use it.
+sends. The agent obeys supervisors' signed guidance (``GUIDANCE_METHOD``): ``say`` cuts
+the line in progress and speaks the text now; ``whisper`` makes its next line begin with
+"Noted.". ``manage.py simulate_call`` registers the conversation (``registration.py``)
+and runs ``run_call``; the demo and the end-to-end tests use it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -28,6 +31,7 @@ from typing import Literal
 
 from livekit import api, rtc
 
+from anyreach_listen.assist import signing
 from anyreach_listen.livekit.service import delete_room, livekit_api
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,10 @@ ATTR_SEGMENT_ID = "lk.segment_id"
 ATTR_FINAL = "lk.transcription_final"
 ATTR_TRACK_ID = "lk.transcribed_track_id"
 PAUSE_BETWEEN_TURNS = 0.4  # seconds of silence between turns
+# What the agent's next line begins with after a whisper: audible to a supervisor, and
+# nothing of the private instruction reaches the caller.
+WHISPER_ACKNOWLEDGEMENT = "Noted."
+CUT_WAIT = 1.0  # seconds a say waits for the line it cut to stop
 
 Role = Literal["agent", "user"]
 VOICES: dict[Role, str] = {"agent": "en-us+f3", "user": "en+m3"}
@@ -158,6 +166,10 @@ class CallReport:
     seen_by_caller: set[str] = field(default_factory=set)
     # Who sent each side data packets or chat text (a listener cannot publish).
     data_from: dict[str, list[str]] = field(default_factory=lambda: {"agent": [], "user": []})
+    # Supervisors' guidance as the agent answered it: {"id", "mode", "status", "reason"?},
+    # and the segments of the lines it said for `say` orders (not in ``segments``).
+    guidance: list[dict[str, str]] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(
@@ -170,6 +182,8 @@ class CallReport:
                 "seen_by_agent": sorted(self.seen_by_agent),
                 "seen_by_caller": sorted(self.seen_by_caller),
                 "data_from": self.data_from,
+                "guidance": self.guidance,
+                "said": self.said,
             }
         )
 
@@ -203,23 +217,51 @@ class _Speaker:
     identity: str
 
 
+@dataclass(eq=False)
+class _Line:
+    """One utterance being spoken; a supervisor's ``say`` cuts it short."""
+
+    cut: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class _Call:
     def __init__(self, config: CallConfig, stop: asyncio.Event) -> None:
         self.config = config
         self.stop = stop
         self.report = CallReport(config.room_name, config.agent_identity, config.caller_identity)
         self.clips: dict[Turn, Clip] = {}
+        self.agent: _Speaker | None = None
+        self.lines: set[_Line] = set()  # being spoken now
+        self.says: set[asyncio.Task[None]] = set()  # guidance `say` lines, synthesized or spoken
+        self.applied: set[str] = set()  # order ids: a retried order is answered, not redone
+        self.whispered = False  # the agent's next line acknowledges a whisper
+        self.acknowledgement = Clip(b"")
 
-    async def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic()
+    async def sleep_until(self, deadline: float, cut: asyncio.Event | None = None) -> bool:
+        """Wait until ``deadline``; True as soon as ``cut`` is set. Raises ``Stopped``."""
         if self.stop.is_set():
             raise Stopped
-        if delay > 0:
+        if cut is not None and cut.is_set():
+            return True
+        delay = deadline - time.monotonic()
+        if delay <= 0:
+            return False
+        if cut is None:  # the audio's 10 ms pacing: no extra task per frame
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=delay)
             except TimeoutError:
-                return
+                return False
             raise Stopped
+        waiters = {asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(cut.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self.stop.is_set():
+            raise Stopped
+        return cut.is_set()
 
     async def join(self, role: Role) -> _Speaker:
         cfg = self.config
@@ -256,14 +298,26 @@ class _Call:
         logger.info("%s %s joined room %s", role, identity, cfg.room_name)
         return _Speaker(role, room, source, publication.sid, identity)
 
-    async def play(self, speaker: _Speaker, clip: Clip, start: float) -> None:
-        """Push the clip as 10 ms frames at real-time pace."""
+    async def play(
+        self,
+        speaker: _Speaker,
+        clip: Clip,
+        start: float,
+        line: _Line | None = None,
+        started: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Push the clip as 10 ms frames at real-time pace, until the line is cut."""
         frame_bytes = SAMPLES_PER_FRAME * 2
         for index, offset in enumerate(range(0, len(clip.pcm), frame_bytes)):
             chunk = clip.pcm[offset : offset + frame_bytes].ljust(frame_bytes, b"\0")
             await self.sleep_until(start + index * FRAME_MS / 1000)
+            if line is not None and line.cut.is_set():
+                speaker.source.clear_queue()  # the buffered rest of the clip is not heard
+                return
             frame = rtc.AudioFrame(chunk, SAMPLE_RATE, 1, SAMPLES_PER_FRAME)
             await speaker.source.capture_frame(frame)
+            if started is not None and not started.done():
+                started.set_result(None)
 
     async def legacy(
         self, agent: _Speaker, speaker: _Speaker, sid: str, text: str, final: bool
@@ -283,11 +337,20 @@ class _Call:
         )
 
     async def transcribe(
-        self, agent: _Speaker, speaker: _Speaker, text: str, start: float, duration: float
+        self,
+        agent: _Speaker,
+        speaker: _Speaker,
+        text: str,
+        start: float,
+        duration: float,
+        line: _Line | None = None,
+        segments: list[str] | None = None,
     ) -> None:
-        """Send the transcript of one turn, word by word in step with the audio."""
+        """Send the transcript of one turn, word by word in step with the audio; a cut
+        line's final holds the words spoken so far (at least the first)."""
         segment_id = f"SG_{uuid.uuid4().hex[:12]}"
-        self.report.segments[speaker.role].append(segment_id)
+        (self.report.segments[speaker.role] if segments is None else segments).append(segment_id)
+        cut = line.cut if line is not None else None
         words = text.split()
         total = sum(len(w) + 1 for w in words)
         times, done = [], 0
@@ -301,27 +364,35 @@ class _Call:
             writer = await local.stream_text(
                 topic=TOPIC_TRANSCRIPTION, attributes={**attrs, ATTR_FINAL: "false"}
             )
+            written = 0
             try:
                 for index, (word, at) in enumerate(zip(words, times, strict=True)):
-                    await self.sleep_until(at)
+                    if await self.sleep_until(at, cut) and written:
+                        break
                     await writer.write(word if index == 0 else f" {word}")
+                    written += 1
                     if index < len(words) - 1:
                         await self.legacy(
                             agent, speaker, segment_id, " ".join(words[: index + 1]), False
                         )
             finally:
                 await writer.aclose(attributes={ATTR_FINAL: "true"})
-            await self.legacy(agent, speaker, segment_id, text, True)
+            await self.legacy(agent, speaker, segment_id, " ".join(words[:written]), True)
             return
         # The caller's speech, recognized by the agent: a full-text stream per update.
         for index, at in enumerate(times[:-1]):
             if index % 2:
                 continue
-            await self.sleep_until(at)
+            if await self.sleep_until(at, cut):
+                break
             partial = " ".join(words[: index + 1])
             await self._user_stream(local, speaker, attrs, partial, final=False)
             await self.legacy(agent, speaker, segment_id, partial, False)
-        await self.sleep_until(times[-1])
+        else:
+            await self.sleep_until(times[-1], cut)
+        if cut is not None and cut.is_set():
+            now = time.monotonic()
+            text = " ".join(words[: max(1, sum(at <= now for at in times))])
         await self._user_stream(local, speaker, attrs, text, final=True)
         await self.legacy(agent, speaker, segment_id, text, True)
 
@@ -342,6 +413,100 @@ class _Call:
         await writer.write(text)
         await writer.aclose()
 
+    async def speak(
+        self,
+        speaker: _Speaker,
+        text: str,
+        clip: Clip,
+        *,
+        started: asyncio.Future[None] | None = None,
+        segments: list[str] | None = None,
+    ) -> None:
+        """One line, its audio and its transcript, until it ends or a ``say`` cuts it."""
+        assert self.agent is not None
+        line = _Line()
+        self.lines.add(line)
+        try:
+            start = time.monotonic() + 0.05
+            audio = asyncio.create_task(self.play(speaker, clip, start, line, started))
+            try:
+                await self.transcribe(
+                    self.agent, speaker, text, start, clip.duration, line, segments
+                )
+                await audio
+            finally:
+                audio.cancel()
+        finally:
+            self.lines.discard(line)
+            line.done.set()
+
+    # --- supervisors' guidance (anyreach_listen.assist.signing) --------------------------
+
+    async def on_guidance(self, call: rtc.RpcInvocationData) -> str:
+        """The agent's RPC method: verify, act, answer once in effect (a say heard)."""
+        cfg = self.config
+        try:
+            order = signing.verify(call.payload, room=cfg.room_name, api_secret=cfg.api_secret)
+        except signing.GuidanceRefused as refused:
+            logger.warning("guidance from %r refused: %s", call.caller_identity, refused)
+            return self._answer("", "", str(refused))
+        if order.id in self.applied:  # the server retried: answer again, act once
+            return signing.acknowledgement(order.id)
+        if order.mode == "whisper":
+            self.whispered = True
+            return self._answer(order.id, order.mode)
+        if not order.text.split():
+            return self._answer(order.id, order.mode, "nothing to say")
+        started = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self.say(order.text, started))
+        self.says.add(task)
+        task.add_done_callback(self.says.discard)
+        await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            failed = None if task.cancelled() else task.exception()
+            reason = "the call ended" if failed is None or isinstance(failed, Stopped) else failed
+            started.cancel()
+            return self._answer(order.id, order.mode, f"not spoken: {reason}")
+        return self._answer(order.id, order.mode)
+
+    def _answer(self, order_id: str, mode: str, refusal: str | None = None) -> str:
+        entry = {"id": order_id, "mode": mode, "status": "refused" if refusal else "applied"}
+        if refusal:
+            entry["reason"] = refusal
+        else:
+            self.applied.add(order_id)
+        self.report.guidance.append(entry)
+        logger.info("guidance %s (%s): %s", order_id or "-", mode or "-", refusal or "applied")
+        return signing.acknowledgement(order_id, refusal)
+
+    async def say(self, text: str, started: asyncio.Future[None]) -> None:
+        """Cut whatever is being said and speak ``text`` as the agent, right away."""
+        assert self.agent is not None
+        loop = asyncio.get_running_loop()
+        clip = await loop.run_in_executor(
+            None, synthesize, text, VOICES["agent"], self.config.cache_dir
+        )
+        cut = list(self.lines)
+        for line in cut:
+            line.cut.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CUT_WAIT):
+                for line in cut:
+                    await line.done.wait()
+        await self.speak(self.agent, text, clip, started=started, segments=self.report.said)
+
+    async def finish_says(self) -> None:
+        """The script waits while the agent says what it was told to."""
+        while self.says:
+            done, _ = await asyncio.wait(set(self.says))
+            for task in done:
+                if not task.cancelled() and isinstance(task.exception(), Stopped):
+                    raise Stopped
+
+    def acknowledged(self, clip: Clip) -> Clip:
+        pause = b"\0" * (SAMPLE_RATE // 4 * 2)  # a quarter second
+        return Clip(self.acknowledgement.pcm + pause + clip.pcm)
+
     def turns(self) -> Iterator[Turn]:
         if self.config.loop or self.config.duration is not None:
             return itertools.cycle(self.config.script)
@@ -355,32 +520,38 @@ class _Call:
                 self.clips[turn] = await loop.run_in_executor(
                     None, synthesize, turn.text, VOICES[turn.role], cfg.cache_dir
                 )
-        agent = await self.join("agent")
+        self.acknowledgement = await loop.run_in_executor(
+            None, synthesize, WHISPER_ACKNOWLEDGEMENT, VOICES["agent"], cfg.cache_dir
+        )
+        agent = self.agent = await self.join("agent")
+        agent.room.local_participant.register_rpc_method(signing.GUIDANCE_METHOD, self.on_guidance)
         caller: _Speaker | None = None
         try:
             caller = await self.join("user")
             speakers = {"agent": agent, "user": caller}
             began = time.monotonic()
             for turn in self.turns():
+                await self.finish_says()
                 if (
                     not cfg.loop
                     and cfg.duration is not None
                     and time.monotonic() - began >= cfg.duration
                 ):
                     break
-                speaker, clip = speakers[turn.role], self.clips[turn]
-                start = time.monotonic() + 0.05
-                audio = asyncio.create_task(self.play(speaker, clip, start))
-                try:
-                    await self.transcribe(agent, speaker, turn.text, start, clip.duration)
-                    await audio
-                finally:
-                    audio.cancel()
+                text, clip = turn.text, self.clips[turn]
+                if turn.role == "agent" and self.whispered:
+                    self.whispered = False
+                    text, clip = f"{WHISPER_ACKNOWLEDGEMENT} {text}", self.acknowledged(clip)
+                await self.speak(speakers[turn.role], text, clip)
                 self.report.turns += 1
                 await self.sleep_until(time.monotonic() + PAUSE_BETWEEN_TURNS)
+            await self.finish_says()  # told during the last line: still said before hanging up
         except Stopped:
             logger.info("call in room %s stopped", cfg.room_name)
         finally:
+            for task in list(self.says):
+                task.cancel()
+            await asyncio.gather(*self.says, return_exceptions=True)
             # The agent hangs up first, then the caller's line drops and the room closes.
             await agent.room.disconnect()
             logger.info("agent left room %s", cfg.room_name)

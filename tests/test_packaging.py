@@ -170,14 +170,18 @@ def test_wheel_contents(wheel: Path) -> None:
     assert not any(n.startswith(("portal/", "tests/", "demo/", "config/")) for n in names)
     # Nothing the reusable app ships needs the demo or a dev-only package, except the
     # recorder's agent module (the optional `recorder` extra), which only the
-    # run_recorder command imports, inside its handler.
+    # run_recorder command imports, inside its handler, and the guidance package for
+    # customers' own agents (the optional `agent` extra), which nothing of ours imports.
     sources = {
         n: zipfile.ZipFile(wheel).read(n).decode()
         for n in names
         if n.startswith("anyreach_listen/") and n.endswith(".py")
     }
     agent_module = "anyreach_listen/recorder/agent.py"
+    guidance_package = "anyreach_listen/agent/"
     assert "from livekit.agents import" in sources[agent_module]
+    assert "from livekit.agents import" in sources[f"{guidance_package}guidance.py"]
+    with_agents = {agent_module, *(n for n in sources if n.startswith(guidance_package))}
     for forbidden in (
         "livekit.rtc",
         "from livekit import rtc",
@@ -186,9 +190,26 @@ def test_wheel_contents(wheel: Path) -> None:
         "import demo",
         "from demo",
     ):
-        assert not [n for n, s in sources.items() if forbidden in s and n != agent_module], (
+        assert not [n for n, s in sources.items() if forbidden in s and n not in with_agents], (
             forbidden
         )
+    # The guidance package imports nothing of the server but the pure signing module,
+    # and nothing of ours imports it.
+    for name in (n for n in sources if n.startswith(guidance_package)):
+        source = sources[name]
+        ours = re.findall(r"^\s*(?:from|import) (anyreach_listen[\w.]*)", source, re.M)
+        assert set(ours) <= {"anyreach_listen.agent.guidance", "anyreach_listen.assist"}, ours
+        assert not re.search(r"^\s*(?:from|import) (?:django|channels|\.)", source, re.M), name
+    for name, source in sources.items():
+        if name.startswith(guidance_package):
+            continue
+        up = "." * name.count("/")  # a relative import of anyreach_listen/agent from here
+        assert not re.search(
+            rf"anyreach_listen\.agent\b|from anyreach_listen import [^\n]*\bagent\b"
+            rf"|^\s*from {re.escape(up)}agent\b|^\s*from {re.escape(up)} import [^\n]*\bagent\b",
+            source,
+            re.M,
+        ), f"{name} imports the guidance package"
     imports = ("import agent as recorder_agent", "from .agent", "anyreach_listen.recorder.agent")
     importers = [n for n, s in sources.items() if any(i in s for i in imports)]
     assert importers == ["anyreach_listen/management/commands/run_recorder.py"], importers
@@ -203,7 +224,10 @@ def test_wheel_contents(wheel: Path) -> None:
         for line in metadata.splitlines()
         if line.startswith("Requires-Dist:") and "livekit-agents" in line
     ]
-    assert agents and all('extra == "recorder"' in line for line in agents), agents
+    assert agents and all(
+        'extra == "recorder"' in line or 'extra == "agent"' in line for line in agents
+    ), agents
+    assert [line for line in agents if 'extra == "agent"' in line], agents
 
 
 # --- the README's integration section, read at test time -----------------------------------
