@@ -1,4 +1,5 @@
-"""Admin site: every model, secrets shown once on creation, the listen audit read-only."""
+"""Admin site: every model, secrets shown once on creation, the listen and guidance audits
+read-only."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from anyreach_listen.models import (
     AlertRule,
     ApiKey,
     Conversation,
+    Guidance,
     ListenSession,
     Membership,
     Organization,
@@ -433,6 +435,18 @@ class TranscriptReadAdmin(ReadOnlyAdmin):
     list_filter = ["via", "conversation__organization"]
     search_fields = ["user__username", "conversation__id"]
     date_hierarchy = "read_at"
+
+
+@admin.register(Guidance)
+class GuidanceAdmin(ReadOnlyAdmin):
+    """Who guided which call's agent, what they said and whether it arrived: the text is
+    shown, as the guidance audit is for admins to read."""
+
+    list_display = ["conversation", "who", "mode", "status", "text", "created_at", "latency_ms"]
+    list_filter = ["status", "mode", "conversation__organization"]
+    list_select_related = ["conversation", "user", "api_key"]
+    search_fields = ["text", "user__username", "conversation__id"]
+    date_hierarchy = "created_at"
 
 
 class AlertRuleForm(forms.ModelForm):

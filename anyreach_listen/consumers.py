@@ -1,4 +1,5 @@
-"""Websocket consumer: conversation and listener events for the signed-in user.
+"""Websocket consumer: conversation, listener, alert, transcript and guidance events for the
+signed-in user.
 
 It carries the event stream every portal page holds, and decides in memory which
 events its user may see, so one event to many sockets costs no query each. It closes a
@@ -27,7 +28,7 @@ from django.utils import timezone
 from anyreach_listen import disclosure
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.client_address import scope_client_address
-from anyreach_listen.access.roles import LISTEN_ROLES
+from anyreach_listen.access.roles import LISTEN_ROLES, Capability
 from anyreach_listen.events import organization_group, session_fingerprint, user_group
 
 SIGNED_OUT = 4401  # the browser stops reconnecting (events.js)
@@ -233,9 +234,12 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         await self._forward("conversation.updated", message)
 
     async def listener_updated(self, message: dict[str, Any]) -> None:
-        # Who listens is the audit: organization admins only, not viewers or supervisors.
+        # Who listens now (presence): those who may see a call's listeners, never viewers;
+        # _forward keeps it to the calls this person sees.
         organization_id = access.parse_uuid(message["organization_id"])
-        if organization_id is not None and self.policy.can_manage(organization_id):
+        if organization_id is not None and self.policy.can(
+            Capability.SEE_LISTENERS, organization_id
+        ):
             await self._forward("listener.updated", message)
 
     async def alert_raised(self, message: dict[str, Any]) -> None:
@@ -262,6 +266,18 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         if not await self._glance(str(message["conversation"]["id"])):
             return
         await self._forward("transcript.segment", message)
+
+    async def guidance_updated(self, message: dict[str, Any]) -> None:
+        # Guidance sits on the transcript: its readers only (viewers never see its text),
+        # audited as a glance at the call like its lines.
+        organization_id = access.parse_uuid(message["organization_id"])
+        if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
+            return
+        if not self._sees(message):
+            return
+        if not await self._glance(str(message["conversation"]["id"])):
+            return
+        await self._forward("guidance.updated", message)
 
     async def _glance(self, conversation_id: str) -> bool:
         """Whether a line or alert phrase of the call may be shown to this socket's
@@ -300,7 +316,14 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         if not self._sees(message):
             return
         out = {"type": kind, "event": message.get("event"), "conversation": message["conversation"]}
-        for extra in ("listen_session_id", "alert", "can_listen", "segment"):
+        for extra in (
+            "listen_session_id",
+            "listener",
+            "alert",
+            "can_listen",
+            "segment",
+            "guidance",
+        ):
             if extra in message:
                 out[extra] = message[extra]
         await self.send_json(out)

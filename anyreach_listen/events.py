@@ -1,5 +1,5 @@
-"""Conversation, listener, alert and transcript events, published to the channel layer per
-organization.
+"""Conversation, listener, alert, transcript and guidance events, published to the channel
+layer per organization.
 
 Publishers (the conversations service, webhooks, revocation) call these inside
 their transaction; the message is sent once it commits. The websocket consumer
@@ -17,12 +17,25 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from anyreach_listen.api.shapes import LiveAlert, LiveConversation, LiveSegment, Shape
+from anyreach_listen.api.shapes import Guidance as GuidanceShape
+from anyreach_listen.api.shapes import (
+    Listener,
+    LiveAlert,
+    LiveConversation,
+    LiveSegment,
+    Shape,
+)
 from anyreach_listen.conf import listen_settings
 
 if TYPE_CHECKING:  # annotations only: models publish nothing (conversations.py and the
     # other services do), and this module needs no model at import time
-    from anyreach_listen.models import Alert, Conversation, ListenSession, TranscriptSegment
+    from anyreach_listen.models import (
+        Alert,
+        Conversation,
+        Guidance,
+        ListenSession,
+        TranscriptSegment,
+    )
 
 CONVERSATION_UPDATED = "conversation.updated"
 LISTENER_UPDATED = "listener.updated"
@@ -30,6 +43,7 @@ ACCESS_CHANGED = "access.changed"
 SESSION_ENDED = "session.ended"
 ALERT_RAISED = "alert.raised"
 TRANSCRIPT_SEGMENT = "transcript.segment"
+GUIDANCE_UPDATED = "guidance.updated"
 
 
 def organization_group(organization_id: uuid.UUID | str) -> str:
@@ -55,6 +69,7 @@ class ConversationMessage(Shape):
 class ListenerMessage(ConversationMessage):
     type: str = LISTENER_UPDATED
     listen_session_id: uuid.UUID
+    listener: Listener  # who, for "Listening now"
 
 
 class AlertMessage(ConversationMessage):
@@ -65,6 +80,13 @@ class AlertMessage(ConversationMessage):
 class SegmentMessage(ConversationMessage):
     type: str = TRANSCRIPT_SEGMENT
     segment: LiveSegment
+
+
+class GuidanceMessage(ConversationMessage):
+    """``guidance.updated``: given (pending), delivered or failed (transcript readers only)."""
+
+    type: str = GUIDANCE_UPDATED
+    guidance: GuidanceShape
 
 
 class AccessChangedMessage(Shape):
@@ -103,11 +125,6 @@ def live_conversation(conversation: Conversation) -> LiveConversation:
     )
 
 
-def conversation_payload(conversation: Conversation) -> dict[str, Any]:
-    """What browsers get about a conversation (built once per event, not per socket)."""
-    return live_conversation(conversation).as_json()
-
-
 def _about(conversation: Conversation, event: str) -> dict[str, Any]:
     """The fields every conversation message has."""
     return {
@@ -130,10 +147,20 @@ def publish_conversation(conversation: Conversation, event: str) -> None:
     _send_on_commit(organization_group(conversation.organization_id), message)
 
 
+def live_listener(session: ListenSession) -> Listener:
+    return Listener(
+        id=session.pk, via=session.via, name=session.display_name, joined_at=session.joined_at
+    )
+
+
 def publish_listener(session: ListenSession, event: str) -> None:
     """``event`` is ``joined``, ``left`` or ``revoked``."""
     conversation = session.conversation
-    message = ListenerMessage(**_about(conversation, event), listen_session_id=session.pk)
+    message = ListenerMessage(
+        **_about(conversation, event),
+        listen_session_id=session.pk,
+        listener=live_listener(session),
+    )
     _send_on_commit(organization_group(conversation.organization_id), message)
 
 
@@ -149,11 +176,6 @@ def live_alert(alert: Alert) -> LiveAlert:
     )
 
 
-def alert_payload(alert: Alert) -> dict[str, Any]:
-    """What browsers may get about an alert (see ``LiveAlert``)."""
-    return live_alert(alert).as_json()
-
-
 def publish_alert(alert: Alert, conversation: Conversation) -> None:
     """An alert was raised in ``conversation`` (its team loaded: the payload names it)."""
     message = AlertMessage(**_about(conversation, "alert"), alert=live_alert(alert))
@@ -166,15 +188,33 @@ def live_segment(segment: TranscriptSegment) -> LiveSegment:
     )
 
 
-def segment_payload(segment: TranscriptSegment) -> dict[str, Any]:
-    """A final line as browsers get it (transcript readers only, ``consumers.py``)."""
-    return live_segment(segment).as_json()
-
-
 def publish_segment(segment: TranscriptSegment, conversation: Conversation) -> None:
     """``segment`` was made final in ``conversation`` (its team loaded). Finals only:
     interim text changes word by word and would cost a message per word per socket."""
     message = SegmentMessage(**_about(conversation, "transcript"), segment=live_segment(segment))
+    _send_on_commit(organization_group(conversation.organization_id), message)
+
+
+def live_guidance(guidance: Guidance) -> GuidanceShape:
+    return GuidanceShape(
+        id=guidance.pk,
+        mode=guidance.mode,
+        text=guidance.text,
+        status=guidance.status,
+        reason=guidance.reason,
+        author=guidance.display_name,
+        created_at=guidance.created_at,
+        delivered_at=guidance.delivered_at,
+        latency_ms=guidance.latency_ms,
+    )
+
+
+def publish_guidance(guidance: Guidance) -> None:
+    """``guidance`` was given, delivered or failed (``event``: its status)."""
+    conversation = guidance.conversation
+    message = GuidanceMessage(
+        **_about(conversation, guidance.status), guidance=live_guidance(guidance)
+    )
     _send_on_commit(organization_group(conversation.organization_id), message)
 
 

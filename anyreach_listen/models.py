@@ -1,5 +1,5 @@
 """Data model: organizations and members, conversations, credentials, the listen audit,
-transcripts (and their read audit), alert rules and alerts.
+transcripts (and their read audit), alert rules and alerts, guidance to the AI agent.
 
 Rows only: events are published by the services that change them (``conversations.py``),
 so this module imports no publisher.
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from anyreach_listen.access.origins import validate_origin_list
 from anyreach_listen.access.roles import ROLE_SCOPES, Role, Scope
+from anyreach_listen.assist.signing import MAX_TEXT as MAX_GUIDANCE_TEXT
 
 
 class Organization(models.Model):
@@ -362,9 +363,9 @@ def disclosure_keys(
 
 
 class Disclosure(models.Model):
-    """A call disclosed to someone (heard: ``ListenSession``; read: ``TranscriptRead``)
-    and who that was, in the same columns (``disclosure.who_columns`` fills them; the keys
-    come from ``disclosure_keys``)."""
+    """A call disclosed to someone (heard: ``ListenSession``; read: ``TranscriptRead``;
+    acted on: ``Guidance``) and who that was, in the same columns (``disclosure.who_columns``
+    fills them; the keys come from ``disclosure_keys``)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Who, in words: the audit still names a credential after it is deleted (its foreign
@@ -388,6 +389,17 @@ class Disclosure(models.Model):
         if self.api_key_id is not None:
             return f"API key {self.api_key}"
         return self.credential_label or "unknown"
+
+    @property
+    def display_name(self) -> str:
+        """Who, as a page names them: an API caller by its credential's words, a person
+        by their full name, else their username."""
+        if self.credential_label:
+            return self.credential_label
+        if self.user_id is not None:
+            full = getattr(self.user, "get_full_name", lambda: "")()
+            return str(full or self.user.get_username())
+        return "unknown"
 
 
 class ListenSessionQuerySet(models.QuerySet["ListenSession"]):
@@ -596,3 +608,43 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"alert {self.rule.phrase!r} on {self.conversation_id}"
+
+
+# --- guidance to the AI agent ----------------------------------------------------------------
+
+
+class GuidanceMode(models.TextChoices):
+    WHISPER = "whisper", "Whisper"  # private instructions for the agent's next replies
+    SAY = "say", "Say now"  # the agent says the text now
+
+
+class GuidanceStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class Guidance(Disclosure):
+    """A supervisor's guidance to a call's AI agent: on record (committed) before it is
+    sent; its state changes in ``assist/guidance.py`` only."""
+
+    conversation, user, api_key, personal_access_token = disclosure_keys("guidance")
+
+    mode = models.CharField(max_length=10, choices=GuidanceMode.choices)
+    text = models.TextField(max_length=MAX_GUIDANCE_TEXT)
+    status = models.CharField(
+        max_length=10, choices=GuidanceStatus.choices, default=GuidanceStatus.PENDING
+    )
+    reason = models.TextField(blank=True)  # why it failed
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    agent_identity = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        verbose_name_plural = "guidance"
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.mode} guidance on {self.conversation_id} ({self.status})"

@@ -33,6 +33,16 @@ urlpatterns = [
         api.conversation_alerts,
         name="conversation-alerts",
     ),
+    path(
+        "core/conversations/<str:conversation_id>/listeners",
+        api.conversation_listeners,
+        name="conversation-listeners",
+    ),
+    path(
+        "core/conversations/<str:conversation_id>/guidance",
+        api.conversation_guidance,
+        name="conversation-guidance",
+    ),
     path("core/alert-rules", api.alert_rule_collection, name="alert-rules"),
     path("core/alert-rules/<str:rule_id>", api.alert_rule_detail, name="alert-rule"),
     path("livekit/webhook", webhooks.livekit_webhook, name="livekit-webhook"),

@@ -122,16 +122,19 @@ async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> 
     assert message["conversation"]["status"] == "completed"
     assert message["conversation"]["is_active"] is False
 
-    # Who listens is the audit: the org admin gets listener events, the QA analyst not.
+    # Who listens now (presence): admins, supervisors and QA of the call's team get
+    # listener events, a viewer of the same team never.
     admin, _ = await connect(world.users["admin"])
+    viewer, _ = await connect(world.users["viewer"])
     grant = await sync_to_async(grant_listen)(world.conversations["ringing"], via="api")
     await sync_to_async(publish_listener)(grant.listen_session, "joined")
-    message = await admin.receive_json_from(timeout=2)
-    assert message["type"] == "listener.updated"
-    assert message["listen_session_id"] == str(grant.listen_session.pk)
-    assert await communicator.receive_nothing(timeout=0.3)
-    await communicator.disconnect()
-    await admin.disconnect()
+    for socket in (admin, communicator):
+        message = await socket.receive_json_from(timeout=2)
+        assert message["type"] == "listener.updated"
+        assert message["listen_session_id"] == str(grant.listen_session.pk)
+    assert await viewer.receive_nothing(timeout=0.3)
+    for socket in (communicator, admin, viewer):
+        await socket.disconnect()
 
 
 async def test_messages_from_the_browser_are_ignored(world: World) -> None:

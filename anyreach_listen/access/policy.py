@@ -134,6 +134,11 @@ class UserAccess:
             return "This call belongs to a team you are not part of."
         return None if role_has(role, capability) else denied
 
+    def can_on(self, capability: Capability, conversation: Conversation) -> bool:
+        """Whether the person may use ``capability`` on this call: a member of its
+        organization who sees it (admins: all; others: their teams') with the role's grant."""
+        return self._refusal(conversation, capability, "not a member", "role lacks it") is None
+
     def listen_refusal(self, conversation: Conversation) -> str | None:
         """Why this person may not listen to ``conversation``, or None when they may."""
         return self._refusal(

@@ -18,6 +18,7 @@ class Scope(models.TextChoices):
     READ = "conversations:read", "List conversations"
     READ_SENSITIVE = "conversations:read_sensitive", "Listen and read transcripts"
     MANAGE = "conversations:manage", "Manage conversations (includes listening)"
+    GUIDE = "conversations:guide", "Guide the AI agent of live calls"
 
 
 class Role(models.TextChoices):
@@ -36,9 +37,11 @@ class Capability(models.TextChoices):
     WRITE_CALLS = "write_calls", "Register and update calls, push transcripts"
     MANAGE_RULES = "manage_rules", "Manage alert rules"
     MANAGE_ORGANIZATION = "manage_organization", "Manage members and API keys, read the audit"
+    GUIDE_AGENT = "guide_agent", "Send guidance to a live call's AI agent"
+    SEE_LISTENERS = "see_listeners", "See who is listening to a call now"
 
 
-_READ, _SENSITIVE, _MANAGE = Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE
+_READ, _SENSITIVE, _MANAGE, _GUIDE = Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE
 _ADMIN, _SUPERVISOR, _QA, _VIEWER = Role.ADMIN, Role.SUPERVISOR, Role.QA, Role.VIEWER
 
 # The table: capability -> ({API scopes that grant it}, {portal roles that have it}).
@@ -51,6 +54,10 @@ GRANTS: dict[Capability, tuple[set[Scope], set[Role]]] = {
     Capability.WRITE_CALLS: ({_MANAGE}, {_ADMIN}),
     Capability.MANAGE_RULES: ({_MANAGE}, {_ADMIN}),
     Capability.MANAGE_ORGANIZATION: (set(), {_ADMIN}),  # the portal only: no API endpoint
+    Capability.GUIDE_AGENT: ({_GUIDE}, {_ADMIN, _SUPERVISOR}),
+    # QA too: a role holds a scope only if it has all the scope grants (ROLE_SCOPES), so
+    # leaving QA out would take read_sensitive from QA analysts' PATs.
+    Capability.SEE_LISTENERS: ({_SENSITIVE, _MANAGE}, {_ADMIN, _SUPERVISOR, _QA}),
 }
 
 SCOPE_CAPABILITIES: dict[str, frozenset[Capability]] = {

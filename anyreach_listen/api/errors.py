@@ -118,9 +118,11 @@ class Errors:
         "insufficient_scope",
         "Needs the conversations:read_sensitive or conversations:manage scope.",
         "the credential lacks the operation's scope: `conversations:read_sensitive` or "
-        "`conversations:manage` to listen or read transcripts and alerts, "
-        "`conversations:manage` to write or manage alert rules, any conversation scope to "
-        "read conversations (for a PAT: after intersecting with the user's role)",
+        "`conversations:manage` to listen, see who listens, or read transcripts, alerts and "
+        "guidance, `conversations:manage` to write or manage alert rules, "
+        "`conversations:guide` to guide the agent, any conversation scope but "
+        "`conversations:guide` to read conversations (for a PAT: after intersecting with "
+        "the user's role)",
         API,
     )
     CONVERSATION_NOT_FOUND = _kind(
@@ -240,6 +242,15 @@ class Errors:
         API,
         PORTAL,
     )
+    AGENT_NOT_PRESENT = _kind(
+        409,
+        "agent_not_present",
+        "The call has no AI agent in its room to guide.",
+        "guidance for a live call whose LiveKit room has no agent participant (or no room), "
+        "or when LiveKit cannot be asked who is in it (nothing was sent or recorded: retry)",
+        API,
+        PORTAL,
+    )
     ROOM_NOT_FOUND = _kind(
         404,
         "room_not_found",
@@ -268,6 +279,16 @@ class Errors:
         PORTAL,
         WEBHOOK,
         RECORDER,
+    )
+    GUIDANCE_NOT_DELIVERED = _kind(
+        502,
+        "guidance_not_delivered",
+        "The agent did not acknowledge the guidance.",
+        "guidance the agent did not acknowledge within 5 s, refused, or cannot take (no "
+        "guidance support), or LiveKit failed while relaying it; the guidance stays on "
+        "record, `failed`, with the reason",
+        API,
+        PORTAL,
     )
     REMOTE_UNAVAILABLE = _kind(
         502,

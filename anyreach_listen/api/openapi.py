@@ -19,6 +19,7 @@ from anyreach_listen.api.errors import API, ErrorKind, Errors, endpoint
 from anyreach_listen.api.payloads import Field
 from anyreach_listen.api.views import (
     CREATE_FIELDS,
+    GUIDANCE_FIELDS,
     MAX_READ_PAGE_SIZE,
     READ_PAGE_SIZE,
     RULE_FIELDS,
@@ -211,6 +212,14 @@ _RULE_DOCS: dict[str, dict[str, Any]] = {
 }
 
 
+_GUIDANCE_DOCS: dict[str, dict[str, Any]] = {
+    "mode": {
+        "description": "`say`: the agent says the text now, interrupting itself; `whisper`: "
+        "private instructions for its next replies (the caller hears nothing of them)."
+    },
+}
+
+
 def _body(
     fields: dict[str, Field], docs: dict[str, dict[str, Any]], required: list[str] | None = None
 ) -> dict[str, Any]:
@@ -231,6 +240,7 @@ def _schemas() -> dict[str, Any]:
         "ConversationCreate": _body(CREATE_FIELDS, _CREATE_DOCS),
         "ConversationUpdate": _body(UPDATE_FIELDS, _UPDATE_DOCS),
         "AlertRuleCreate": _body(RULE_FIELDS, _RULE_DOCS, required=["phrase"]),
+        "GuidanceCreate": _body(GUIDANCE_FIELDS, _GUIDANCE_DOCS, required=["mode", "text"]),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -288,6 +298,7 @@ def _transcript_paths() -> dict[str, Any]:
                 parameters=[_ID_PARAMETER, *_READ_PAGE_PARAMETERS],
             )
         },
+        **_assist_paths(found),
         "/core/alert-rules": {
             "post": _operation(
                 "createAlertRule",
@@ -316,6 +327,51 @@ def _transcript_paths() -> dict[str, Any]:
                 [*_AUTH, E.INSUFFICIENT_SCOPE, E.ALERT_RULE_NOT_FOUND],
                 parameters=[_RULE_ID_PARAMETER],
             )
+        },
+    }
+
+
+def _assist_paths(found: list[ErrorKind]) -> dict[str, Any]:
+    """Who listens now, and guidance to the call's AI agent (docs/api/guidance.md)."""
+    return {
+        "/core/conversations/{conversation_id}/listeners": {
+            "get": _operation(
+                "listListeners",
+                "Who is listening to a conversation now",
+                _SENSITIVE + " The listen sessions in the call's room now (joined, not left, "
+                "not revoked), first to join first. Rate-limited as reads.",
+                {"200": _json("Its listeners now.", "ListenerList")},
+                found,
+                parameters=[_ID_PARAMETER],
+            )
+        },
+        "/core/conversations/{conversation_id}/guidance": {
+            "post": _operation(
+                "giveGuidance",
+                "Guide the conversation's AI agent",
+                "Needs `conversations:guide`; rate-limited per credential like minting. "
+                "Recorded (who, when, what) before it is sent; the agent gets it signed "
+                "and acknowledges within 5 s, or the guidance stays on record as `failed`, "
+                "with the reason, and the answer is 502.",
+                {"201": _json("Delivered: the agent acknowledged it.", "Guidance")},
+                [
+                    *found,
+                    *_BODY,
+                    E.CONVERSATION_NOT_ACTIVE,
+                    E.AGENT_NOT_PRESENT,
+                    E.GUIDANCE_NOT_DELIVERED,
+                ],
+                parameters=[_ID_PARAMETER],
+                body="GuidanceCreate",
+            ),
+            "get": _operation(
+                "listGuidance",
+                "The guidance given in a conversation, oldest first",
+                _SENSITIVE + " Rate-limited as reads." + _AUDITED,
+                {"200": _json("Its guidance, every status.", "GuidanceList")},
+                found,
+                parameters=[_ID_PARAMETER],
+            ),
         },
     }
 
@@ -418,11 +474,11 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Anyreach live-listen API",
-            "version": "1.2.0",
+            "version": "1.3.0",
             "description": "Register and follow conversations, mint subscribe-only, hidden "
-            "listener tokens for live ones, record and read their transcripts, and manage "
-            "alert rules. Call it from your backend: the credential must "
-            "never reach a browser.",
+            "listener tokens for live ones, see who listens, guide their AI agents, record "
+            "and read their transcripts, and manage alert rules. Call it from your backend: "
+            "the credential must never reach a browser.",
         },
         "paths": _paths(),
         "components": {

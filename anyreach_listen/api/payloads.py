@@ -1,5 +1,6 @@
 """JSON bodies of the REST API: reading them strictly, and answering with the shapes of
-``shapes.py`` (conversations, transcript segments, alert rules, alerts, their pages).
+``shapes.py`` (conversations, transcript segments, alert rules, alerts, their pages,
+listeners, guidance).
 
 Reading is strict so that bad input gets a clear error and changes nothing, and so
 that every string stored is storable by every supported database. Each ``Field``
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.http import HttpRequest
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from anyreach_listen.api import shapes
 from anyreach_listen.api.body_limit import MAX_BODY, read_limited
 from anyreach_listen.api.errors import ApiError, Errors
-from anyreach_listen.events import live_alert
-from anyreach_listen.models import Alert, AlertRule, Conversation
+from anyreach_listen.events import live_alert, live_guidance, live_listener
+from anyreach_listen.models import Alert, AlertRule, Conversation, Guidance, ListenSession
 
 # The limits and ``storable`` live in ``recorder.wire`` (the worker shares them).
 from anyreach_listen.recorder.wire import (
@@ -28,10 +31,11 @@ from anyreach_listen.recorder.wire import (
     MAX_SEGMENT_TEXT,
     MAX_SEGMENTS,
     SEGMENT_FIELDS,
-    SPEAKER_ROLES,
+    NotStorable,
+    SegmentIn,
     storable,
 )
-from anyreach_listen.transcripts import SegmentIn, SegmentOut
+from anyreach_listen.transcripts import SegmentOut
 
 MAX_METADATA = 16 * 1024
 MAX_DEPTH = 32  # nesting of metadata (SQLite's JSON functions stop at 1,000)
@@ -199,43 +203,58 @@ def transcript_updates(data: dict[str, Any]) -> list[SegmentIn]:
     return [_segment(index, item) for index, item in enumerate(items)]
 
 
+# Segments are parsed by their declaration (``wire.SegmentIn``, strict); the first
+# failure, in the order below, is the answer.
+_SEGMENT = TypeAdapter(SegmentIn)
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")  # a model's, a dataclass's
+_SEGMENT_RULES = {
+    "id": f"a string of 1 to {MAX_LABEL} characters",
+    "role": "agent or user",
+    "text": f"a string of at most {MAX_SEGMENT_TEXT} characters",
+    "final": "true or false",
+}
+
+
 def _segment(index: int, item: Any) -> SegmentIn:
     where = f"segments[{index}]"
     if not isinstance(item, dict):
         raise ApiError(Errors.INVALID_FIELD, f"{where} must be an object.")
-    unknown = sorted(set(item) - set(SEGMENT_FIELDS))
+    try:
+        return _SEGMENT.validate_python(item)
+    except ValidationError as exc:
+        raise _segment_error(where, exc.errors()) from None
+
+
+def _segment_error(where: str, errors: list[ErrorDetails]) -> ApiError:
+    by_field: dict[str, list[ErrorDetails]] = {}
+    for error in errors:
+        by_field.setdefault(str(error["loc"][0]), []).append(error)
+    unknown = sorted(f for f, es in by_field.items() if es[0]["type"] in _UNKNOWN)
     if unknown:
-        raise ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s) in {where}: {', '.join(unknown)}.")
-    missing = [name for name in SEGMENT_FIELDS if name not in item]
+        return ApiError(Errors.UNKNOWN_FIELD, f"Unknown field(s) in {where}: {', '.join(unknown)}.")
+    missing = [
+        f for f in SEGMENT_FIELDS if any(e["type"] == "missing" for e in by_field.get(f, []))
+    ]
     if missing:
-        raise ApiError(Errors.INVALID_FIELD, f"{where} needs {', '.join(missing)}.")
-    segment_id, role, text, final = (item[name] for name in SEGMENT_FIELDS)
-    if not isinstance(segment_id, str) or not 1 <= len(segment_id) <= MAX_LABEL:
-        raise ApiError(
-            Errors.INVALID_FIELD, f"{where}.id must be a string of 1 to {MAX_LABEL} characters."
-        )
-    if role not in SPEAKER_ROLES:
-        raise ApiError(Errors.INVALID_FIELD, f"{where}.role must be agent or user.")
-    if not isinstance(text, str) or len(text) > MAX_SEGMENT_TEXT:
-        raise ApiError(
-            Errors.INVALID_FIELD,
-            f"{where}.text must be a string of at most {MAX_SEGMENT_TEXT} characters.",
-        )
-    if not storable(segment_id) or not storable(text):
-        raise ApiError(Errors.INVALID_FIELD, f"{where} must not contain NUL characters.")
-    if not isinstance(final, bool):
-        raise ApiError(Errors.INVALID_FIELD, f"{where}.final must be true or false.")
-    return SegmentIn(segment_id, role, text, final)
+        return ApiError(Errors.INVALID_FIELD, f"{where} needs {', '.join(missing)}.")
+    unstorable = {f for f, es in by_field.items() if any(_is_unstorable(e) for e in es)}
+    # The id, role and text rules come before storability, which comes before final.
+    for name in ("id", "role", "text"):
+        if name in by_field and name not in unstorable:
+            return ApiError(Errors.INVALID_FIELD, f"{where}.{name} must be {_SEGMENT_RULES[name]}.")
+    if unstorable:
+        return ApiError(Errors.INVALID_FIELD, f"{where} must not contain NUL characters.")
+    return ApiError(Errors.INVALID_FIELD, f"{where}.final must be {_SEGMENT_RULES['final']}.")
+
+
+def _is_unstorable(error: ErrorDetails) -> bool:
+    return isinstance(error.get("ctx", {}).get("error"), NotStorable)
 
 
 def segment_shape(segment: SegmentOut) -> shapes.TranscriptSegment:
     return shapes.TranscriptSegment(
         id=segment.id, role=segment.role, text=segment.text, final=segment.final, at=segment.at
     )
-
-
-def segment_json(segment: SegmentOut) -> dict[str, Any]:
-    return segment_shape(segment).as_json()
 
 
 def transcript_page_json(
@@ -278,10 +297,21 @@ def alert_shape(alert: Alert) -> shapes.Alert:
     return shapes.Alert(**dict(live_alert(alert)), conversation_id=alert.conversation_id)
 
 
-def alert_json(alert: Alert) -> dict[str, Any]:
-    return alert_shape(alert).as_json()
-
-
 def alert_list_json(alerts: Iterable[Alert], next_url: str | None) -> dict[str, Any]:
     page = [alert_shape(a) for a in alerts]
     return shapes.AlertList(alerts=page, next=next_url).as_json()
+
+
+# --- listeners and guidance --------------------------------------------------------------
+
+
+def listener_list_json(sessions: Iterable[ListenSession]) -> dict[str, Any]:
+    return shapes.ListenerList(listeners=[live_listener(s) for s in sessions]).as_json()
+
+
+def guidance_json(guidance: Guidance) -> dict[str, Any]:
+    return live_guidance(guidance).as_json()
+
+
+def guidance_list_json(rows: Iterable[Guidance]) -> dict[str, Any]:
+    return shapes.GuidanceList(guidance=[live_guidance(g) for g in rows]).as_json()

@@ -54,13 +54,16 @@ class Needs:
 
 
 # What the endpoints need. Conversation reads count against no rate limit; transcript,
-# alert and rule reads against the read limit; everything else the per-credential one.
+# alert, rule, listener and guidance reads against the read limit; everything else the
+# per-credential one.
 LISTEN = Needs(Capability.LISTEN, _per_credential)
 READ = Needs(Capability.VIEW_CALLS)
 WRITE = Needs(Capability.WRITE_CALLS, _per_credential)
 READ_TRANSCRIPTS = Needs(Capability.READ_TRANSCRIPTS, ratelimit.enforce_reads)
 READ_RULES = Needs(Capability.MANAGE_RULES, ratelimit.enforce_reads)
 WRITE_RULES = Needs(Capability.MANAGE_RULES, _per_credential)
+SEE_LISTENERS = Needs(Capability.SEE_LISTENERS, ratelimit.enforce_reads)
+GUIDE = Needs(Capability.GUIDE_AGENT, _per_credential)
 
 
 CallerView = Callable[Concatenate[HttpRequest, CredentialAccess, P], JsonResponse]

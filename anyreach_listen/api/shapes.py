@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, PlainSerialize
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import CoreSchema, core_schema
 
-from anyreach_listen.models import AlertRole, AlertSeverity, ConversationStatus
+from anyreach_listen.models import (
+    AlertRole,
+    AlertSeverity,
+    ConversationStatus,
+    GuidanceMode,
+    GuidanceStatus,
+    ListenVia,
+)
 from anyreach_listen.recorder.wire import SPEAKER_ROLES
 
 
@@ -199,6 +206,66 @@ class AlertRuleList(Shape):
     next: NextUrl
 
 
+class Listener(Shape):
+    """A listener in a call's room now (``assist/presence.py``)."""
+
+    id: uuid.UUID
+    via: Annotated[str, OneOf(ListenVia.values)]
+    name: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "description": "A person's full name (else username); an API caller's credential.",
+            }
+        ),
+    ]
+    joined_at: UtcTime | None
+
+
+class ListenerList(Shape):
+    listeners: list[Listener]
+
+
+class Guidance(Shape):
+    """Guidance given to a call's AI agent (``assist/guidance.py``): the API's answers and
+    the ``guidance.updated`` event's payload."""
+
+    id: uuid.UUID
+    mode: Annotated[str, OneOf(GuidanceMode.values)]
+    text: str
+    status: Annotated[str, OneOf(GuidanceStatus.values)]
+    reason: Annotated[
+        str, WithJsonSchema({"type": "string", "description": "Why it failed; empty otherwise."})
+    ]
+    author: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "description": "Who gave it: a person's full name (else username), or the "
+                "credential.",
+            }
+        ),
+    ]
+    created_at: UtcTime
+    delivered_at: UtcTime | None
+    latency_ms: Annotated[
+        int | None,
+        WithJsonSchema(
+            {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "From sending to the agent's acknowledgement.",
+            }
+        ),
+    ]
+
+
+class GuidanceList(Shape):
+    guidance: list[Guidance]
+
+
 # --- what browsers get live (``events.py`` wraps these in its messages) -------------------
 
 
@@ -228,6 +295,9 @@ ANSWERS: tuple[type[Shape], ...] = (
     AlertList,
     AlertRule,
     AlertRuleList,
+    ListenerList,
+    Guidance,
+    GuidanceList,
 )
 
 

@@ -1,5 +1,5 @@
 """The REST API under ``/core/``: listener tokens (the contract), conversations, their
-transcripts and alerts, and alert rules.
+transcripts, alerts, listeners and guidance, and alert rules.
 
 Every endpoint runs the same checks in the same order, each with its own status and
 stable code. Each view declares what it needs (``@requires``: a capability of the table
@@ -28,14 +28,17 @@ from anyreach_listen.api import payloads
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
 from anyreach_listen.api.payloads import Field, conversation_json
 from anyreach_listen.api.permissions import (
+    GUIDE,
     LISTEN,
     READ,
     READ_RULES,
     READ_TRANSCRIPTS,
+    SEE_LISTENERS,
     WRITE,
     WRITE_RULES,
     requires,
 )
+from anyreach_listen.assist import guidance, presence, signing
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.disclosure import audit_api_read, credential_label
 from anyreach_listen.listening.minting import grant_listen
@@ -47,6 +50,7 @@ from anyreach_listen.models import (
     AlertSeverity,
     Conversation,
     ConversationStatus,
+    GuidanceMode,
     ListenVia,
     PersonalAccessToken,
     Team,
@@ -270,7 +274,7 @@ def _position(value: str) -> int:
 
 
 def _audit_read(caller: CredentialAccess, conversation: Conversation, request: HttpRequest) -> None:
-    """A transcript page or alert list is a read of what was said (``transcripts``)."""
+    """A transcript page or alert list is a read of what was said (audited by ``disclosure``)."""
     audit = caller.audit_fields
     audit_api_read(
         conversation.pk,
@@ -398,3 +402,52 @@ def alert_rule_detail(request: HttpRequest, caller: CredentialAccess, rule_id: s
     if rule is None:
         raise ApiError(Errors.ALERT_RULE_NOT_FOUND)
     return JsonResponse(payloads.alert_rule_json(alerts.delete_rule(rule)))
+
+
+# --- acting on a call: who listens now, guidance to the agent -----------------------------
+
+
+@endpoint("GET")
+@cache_control(no_store=True)
+@requires(GET=SEE_LISTENERS)
+def conversation_listeners(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
+    conversation = _found(caller, conversation_id)
+    return JsonResponse(payloads.listener_list_json(presence.listeners_now(conversation)))
+
+
+GUIDANCE_FIELDS: dict[str, Field] = {
+    "mode": payloads.choice(GuidanceMode.values),
+    "text": Field(
+        guidance.check_text,
+        f"a string of 1 to {signing.MAX_TEXT} characters, not blank",
+        {"type": "string", "minLength": 1, "maxLength": signing.MAX_TEXT},
+    ),
+}
+
+
+@endpoint("GET", "POST")
+@cache_control(no_store=True)
+@requires(GET=READ_TRANSCRIPTS, POST=GUIDE)
+def conversation_guidance(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
+    conversation = _found(caller, conversation_id)
+    if request.method == "GET":
+        # Guidance sits on the call's transcript: reading it is a transcript read.
+        _audit_read(caller, conversation, request)
+        return JsonResponse(payloads.guidance_list_json(guidance.for_call(conversation)))
+    data = payloads.clean(payloads.read_object(request), GUIDANCE_FIELDS)
+    missing = [name for name in GUIDANCE_FIELDS if name not in data]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ApiError(Errors.INVALID_FIELD, f"{' and '.join(missing)} {verb} required.")
+    given = guidance.give(
+        conversation,
+        mode=data["mode"],
+        text=data["text"],
+        audit=caller.audit_fields,
+        request=request,
+    )
+    return JsonResponse(payloads.guidance_json(given), status=201)

@@ -1,5 +1,8 @@
 """Server-side calls to LiveKit's RoomService and AgentDispatchService, from sync and async code.
 
+``perform_rpc`` calls RoomService.PerformRpc over Twirp with httpx: livekit-api 1.2.2
+has no wrapper for it.
+
 ``livekit.api.LiveKitAPI`` is aiohttp-based: it must be created inside a
 running event loop and closed in it. ``run_sync`` runs a coroutine from
 synchronous code (views, the admin, signal receivers) whether or not the
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from contextlib import asynccontextmanager
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import httpx
 from livekit import api
 
 from anyreach_listen.conf import listen_settings
@@ -213,6 +218,79 @@ async def _delete_dispatch(dispatch_id: str, room: str, client: api.LiveKitAPI) 
             raise
         return 0
     return 1
+
+
+async def participants(room: str) -> list[api.ParticipantInfo]:
+    """Who is in ``room`` now (none when the room is not open)."""
+    async with livekit_api() as client:
+        try:
+            response = await client.room.list_participants(api.ListParticipantsRequest(room=room))
+        except api.TwirpError as exc:
+            if _is_not_found(exc):
+                return []
+            raise
+    return list(response.participants)
+
+
+# Seconds the HTTP call may outlast the RPC's own timeout, so LiveKit answers first.
+RPC_SLACK = 2.0
+
+
+class RpcFailed(Exception):
+    """PerformRpc brought back no answer; ``str()`` says why, in words for an audit row;
+    ``code``: the RPC error's (1400 method not supported, 1502 response timeout, …) if any."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+# How LiveKit's server words a participant's RPC error inside its Twirp error.
+_RPC_ERROR = re.compile(r"RpcError (\d+): (.*)", re.DOTALL)
+
+
+def room_admin_token(room: str) -> str:
+    grants = api.VideoGrants(room_admin=True, room=room)
+    key, secret = listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET
+    return api.AccessToken(key, secret).with_grants(grants).to_jwt()
+
+
+def perform_rpc(
+    room: str, identity: str, method: str, payload: str, *, timeout_ms: int = 5000
+) -> str:
+    """Call ``method``, registered by participant ``identity`` in ``room``, through
+    RoomService.PerformRpc (LiveKit ≥ 1.9.2); its answer, or ``RpcFailed``: LiveKit
+    unreachable, no answer within ``timeout_ms``, a method not registered, an error raised."""
+    url = f"{listen_settings.livekit_api_url.rstrip('/')}/twirp/livekit.RoomService/PerformRpc"
+    body = {
+        "room": room,
+        "destination_identity": identity,
+        "method": method,
+        "payload": payload,
+        "response_timeout_ms": timeout_ms,
+    }
+    headers = {"Authorization": f"Bearer {room_admin_token(room)}"}
+    timeout = httpx.Timeout(timeout_ms / 1000 + RPC_SLACK, connect=REQUEST_TIMEOUT)
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException:
+        raise RpcFailed(f"no answer within {timeout_ms} ms") from None
+    except httpx.HTTPError as exc:
+        raise RpcFailed(f"LiveKit could not be reached ({type(exc).__name__})") from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise RpcFailed(f"LiveKit answered HTTP {response.status_code}")
+    if response.status_code != 200:
+        # A Twirp error: {"code", "msg"}; a participant's RPC error is in msg.
+        message = str(data.get("msg", ""))
+        rpc_error = _RPC_ERROR.search(message)
+        if rpc_error is not None:
+            raise RpcFailed(rpc_error.group(0)[:500], int(rpc_error.group(1)))
+        raise RpcFailed(f"{data.get('code', response.status_code)}: {message}"[:500])
+    return str(data.get("payload", ""))
 
 
 def run_sync[T](coro: Coroutine[Any, Any, T]) -> T:

@@ -21,28 +21,31 @@ COLUMNS = (
     Capability.WRITE_CALLS,
     Capability.MANAGE_RULES,
     Capability.MANAGE_ORGANIZATION,
+    Capability.GUIDE_AGENT,
+    Capability.SEE_LISTENERS,
 )
 
 # fmt: off
 SCOPE_ROWS: dict[str, tuple[int, ...]] = {
-    #                      view  listen  transcripts  write  rules  organization
-    Scope.READ:           (1,    0,      0,           0,     0,     0),
-    Scope.READ_SENSITIVE: (1,    1,      1,           0,     0,     0),
-    Scope.MANAGE:         (1,    1,      1,           1,     1,     0),
+    #                      view  listen  transcripts  write  rules  organization  guide  listeners
+    Scope.READ:           (1,    0,      0,           0,     0,     0,            0,     0),
+    Scope.READ_SENSITIVE: (1,    1,      1,           0,     0,     0,            0,     1),
+    Scope.MANAGE:         (1,    1,      1,           1,     1,     0,            0,     1),
+    Scope.GUIDE:          (0,    0,      0,           0,     0,     0,            1,     0),
 }
 ROLE_ROWS: dict[str, tuple[int, ...]] = {
-    #                      view  listen  transcripts  write  rules  organization
-    Role.ADMIN:           (1,    1,      1,           1,     1,     1),
-    Role.SUPERVISOR:      (1,    1,      1,           0,     0,     0),
-    Role.QA:              (1,    1,      1,           0,     0,     0),
-    Role.VIEWER:          (1,    0,      0,           0,     0,     0),
+    #                      view  listen  transcripts  write  rules  organization  guide  listeners
+    Role.ADMIN:           (1,    1,      1,           1,     1,     1,            1,     1),
+    Role.SUPERVISOR:      (1,    1,      1,           0,     0,     0,            1,     1),
+    Role.QA:              (1,    1,      1,           0,     0,     0,            0,     1),
+    Role.VIEWER:          (1,    0,      0,           0,     0,     0,            0,     0),
 }
 # fmt: on
 
 # docs/supervisors.md's "Role to scope mapping": what a PAT of each role can at most use.
 ROLE_SCOPES: dict[str, set[str]] = {
-    Role.ADMIN: {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE},
-    Role.SUPERVISOR: {Scope.READ, Scope.READ_SENSITIVE},
+    Role.ADMIN: {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE},
+    Role.SUPERVISOR: {Scope.READ, Scope.READ_SENSITIVE, Scope.GUIDE},
     Role.QA: {Scope.READ, Scope.READ_SENSITIVE},
     Role.VIEWER: {Scope.READ},
 }
@@ -82,6 +85,13 @@ def test_a_roles_scopes_are_those_whose_grants_it_has(role: str) -> None:
     assert roles.capabilities_of(roles.ROLE_SCOPES[role]) <= roles.ROLE_CAPABILITIES[role]
 
 
+def test_qa_keeps_read_sensitive_and_never_guides() -> None:
+    """SEE_LISTENERS rides on read_sensitive, so QA must have it (else QA PATs lose the
+    scope); guiding is for admins and supervisors only."""
+    assert Scope.READ_SENSITIVE in roles.ROLE_SCOPES[Role.QA]
+    assert roles.roles_with(Capability.GUIDE_AGENT) == {Role.ADMIN, Role.SUPERVISOR}
+
+
 def test_whoever_may_listen_may_read_transcripts() -> None:
     """The listen panel shows the transcript to whoever may listen."""
     assert roles.roles_with(Capability.LISTEN) <= roles.roles_with(Capability.READ_TRANSCRIPTS)
@@ -95,8 +105,9 @@ def test_whoever_may_listen_may_read_transcripts() -> None:
         ([Scope.READ, "conversations:unknown"], {Capability.VIEW_CALLS}),
         (
             [Scope.READ, Scope.MANAGE],
-            set(COLUMNS) - {Capability.MANAGE_ORGANIZATION},
+            set(COLUMNS) - {Capability.MANAGE_ORGANIZATION, Capability.GUIDE_AGENT},
         ),
+        ([Scope.GUIDE], {Capability.GUIDE_AGENT}),  # guiding shows nothing of a call
     ],
 )
 def test_a_credentials_capabilities_are_its_known_scopes_grants(
@@ -130,6 +141,11 @@ def test_the_listen_shortcuts_read_the_table() -> None:
         ),
         (Capability.WRITE_CALLS, "Needs the conversations:manage scope."),
         (Capability.MANAGE_RULES, "Needs the conversations:manage scope."),
+        (Capability.GUIDE_AGENT, "Needs the conversations:guide scope."),
+        (
+            Capability.SEE_LISTENERS,
+            "Needs the conversations:read_sensitive or conversations:manage scope.",
+        ),
     ],
 )
 def test_the_apis_refusal_names_the_scopes_that_grant_the_need(

@@ -1,0 +1,1 @@
+"""Tests of ``anyreach_listen/assist``: presence and guidance."""
