@@ -1,10 +1,10 @@
-"""What the dashboard and the wall show of calls in progress: alerts and transcript lines.
+"""What the dashboard and the wall show of calls in progress: alerts, listeners, lines.
 
-Dashboard rows carry their alert counts and, where the user may read the transcript,
-the last final line (subqueries of the one rows query; no line at all leaves the
-database for calls they may not read); a rendered line is a glance, audited by
-``disclosure.audit_glances``. Wall tiles open with the transcript so far
-(``transcripts.segments_of``), each an audited read (``disclosure.record_reads``).
+Dashboard rows carry their alert counts, their listener counts (for people who may see
+listeners) and, where the user may read the transcript, the last final line (subqueries
+of the one rows query; no line leaves the database for calls they may not read); a
+rendered line is a glance, audited by ``disclosure.audit_glances``. Wall tiles open with
+the transcript so far (``transcripts.segments_of``), each an audited read.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ from django.http import HttpRequest
 
 from anyreach_listen import disclosure, transcripts
 from anyreach_listen.access.policy import UserAccess
+from anyreach_listen.access.roles import Capability
 from anyreach_listen.models import (
     ACTIVE_STATUSES,
     Alert,
     AlertSeverity,
     Conversation,
+    ListenSession,
     TranscriptSegment,
     TranscriptVia,
 )
@@ -109,6 +111,35 @@ def with_last_line(
         last_role=last("role", CharField()),
         last_text=last("text", TextField()),
         last_at=last("first_seen_at", DateTimeField()),
+    )
+
+
+def with_listeners(
+    conversations: QuerySet[Conversation], policy: UserAccess
+) -> QuerySet[Conversation]:
+    """``listener_count``: who is in each live call's room now, on the rows of
+    organizations where the user may see listeners (None elsewhere: viewers)."""
+    shown = policy.organizations_with(Capability.SEE_LISTENERS)
+    if not shown:
+        return conversations.annotate(listener_count=Value(None, output_field=IntegerField()))
+    # The rows presence.listeners_now reads: joined, not left, not revoked, call live.
+    here = (
+        ListenSession.objects.live()
+        .filter(conversation=OuterRef("pk"), joined_at__isnull=False)
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return conversations.annotate(
+        listener_count=Case(
+            When(
+                organization_id__in=shown,
+                then=Coalesce(Subquery(here, output_field=IntegerField()), 0),
+            ),
+            default=Value(None),
+            output_field=IntegerField(),
+        )
     )
 
 

@@ -3,8 +3,8 @@
 The page view is an audited read that hands the page a *read token*; the page's
 refetch when its event stream (re)opens (``conversation_transcript``) sends it back
 and, within ``disclosure.READ_CONTINUATION``, continues that read instead of writing
-a row per reconnect (``disclosure.portal_read``). So an org admin sees at least one
-row per page view and per hour a page stays open, never one per reconnect.
+a row per reconnect (``disclosure.portal_read``): at least one row per page view and
+per hour a page stays open. Guidance to the agent shows inline (``with_guidance``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth.decorators import login_required
@@ -22,7 +23,8 @@ from django.utils.cache import patch_cache_control
 from anyreach_listen import disclosure, transcripts
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.policy import UserAccess
-from anyreach_listen.models import Alert, Conversation, TranscriptRead
+from anyreach_listen.assist import guidance
+from anyreach_listen.models import Alert, Conversation, Guidance, TranscriptRead
 from anyreach_listen.transcripts import SegmentOut
 
 READ_HEADER = "X-Anyreach-Read-Token"
@@ -37,15 +39,105 @@ class Line:
     offset: str = ""  # time into the call, "m:ss" (empty when the start is unknown)
 
 
+@dataclass(frozen=True)
+class GuidanceLine:
+    """Guidance given to the call's agent, shown inline in its transcript (the fields
+    ``anyreach_listen/_transcript_lines.html`` reads)."""
+
+    guidance: Guidance
+    offset: str = ""
+    is_guidance: bool = True  # how the templates tell it from a segment
+
+    @property
+    def id(self) -> str:
+        return str(self.guidance.pk)
+
+    @property
+    def mode(self) -> str:
+        return self.guidance.mode
+
+    @property
+    def text(self) -> str:
+        return self.guidance.text
+
+    @property
+    def status(self) -> str:
+        return self.guidance.status
+
+    @property
+    def status_display(self) -> str:
+        return self.guidance.get_status_display()
+
+    @property
+    def reason(self) -> str:
+        return self.guidance.reason
+
+    @property
+    def author(self) -> str:
+        return self.guidance.display_name
+
+    @property
+    def at(self) -> dt.datetime:
+        return self.guidance.created_at
+
+
+def interleave[Item](
+    items: Sequence[Item], at: Callable[[Item], dt.datetime], given: Sequence[GuidanceLine]
+) -> list[Item | GuidanceLine]:
+    """``items`` in their order with each guidance before the first item said after it
+    was given (the rule listen-panel.js and assist.js insert live lines by)."""
+    in_order = sorted(given, key=lambda g: g.at)
+    slots = [next((i for i, it in enumerate(items) if at(it) > g.at), len(items)) for g in in_order]
+    placed = sorted(zip(slots, in_order, strict=True), key=lambda pair: pair[0])  # stable
+    out: list[Item | GuidanceLine] = []
+    waiting = iter(placed)
+    pair = next(waiting, None)
+    for index, item in enumerate(items):
+        while pair is not None and pair[0] == index:
+            out.append(pair[1])
+            pair = next(waiting, None)
+        out.append(item)
+    while pair is not None:
+        out.append(pair[1])
+        pair = next(waiting, None)
+    return out
+
+
+def guidance_lines(conversation: Conversation) -> list[GuidanceLine]:
+    """The call's guidance (call this only for people who may read its transcript)."""
+    return [
+        GuidanceLine(g, _offset(conversation, g.created_at))
+        for g in guidance.for_call(conversation)
+    ]
+
+
+def with_guidance(
+    conversation: Conversation, segments: Sequence[SegmentOut]
+) -> list[SegmentOut | GuidanceLine]:
+    """A panel's recorded lines with the call's guidance inline."""
+    return interleave(segments, lambda s: s.at, guidance_lines(conversation))
+
+
 @dataclass
 class TranscriptView:
     lines: list[Line]
     alerts: list[Alert]
     read_token: str
+    guidance: list[GuidanceLine] = field(default_factory=list)
 
     @property
     def segments(self) -> list[SegmentOut]:
         return [line.segment for line in self.lines]
+
+    @property
+    def entries(self) -> list[SegmentOut | GuidanceLine]:
+        """The live panel's recorded lines, guidance inline."""
+        return interleave(self.segments, lambda s: s.at, self.guidance)
+
+    @property
+    def review(self) -> list[Line | GuidanceLine]:
+        """The ended call's review, guidance inline."""
+        return interleave(self.lines, lambda line: line.segment.at, self.guidance)
 
 
 def _read(
@@ -84,7 +176,9 @@ def page_transcript(
     lines = [
         Line(s, by_segment.get((s.role, s.id), []), _offset(conversation, s.at)) for s in segments
     ]
-    return TranscriptView(lines=lines, alerts=alerts, read_token=token)
+    return TranscriptView(
+        lines=lines, alerts=alerts, read_token=token, guidance=guidance_lines(conversation)
+    )
 
 
 def reads_for_admins(policy: UserAccess, conversation: Conversation) -> list[TranscriptRead]:
@@ -113,7 +207,7 @@ def conversation_transcript(request: HttpRequest, conversation_id: uuid.UUID) ->
     response = render(
         request,
         "portal/_transcript_fragment.html",
-        {"segments": segments, "conversation": conversation},
+        {"segments": with_guidance(conversation, segments), "conversation": conversation},
     )
     response[READ_HEADER] = token
     patch_cache_control(response, no_store=True)  # a transcript: never kept by a cache

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import organization, transcript, views
+from . import assist, organization, transcript, views
 
 app_name = "portal"
 
@@ -11,6 +11,16 @@ urlpatterns = [
         "conversations/<uuid:conversation_id>/transcript/",
         transcript.conversation_transcript,
         name="conversation-transcript",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/presence/",
+        assist.conversation_presence,
+        name="conversation-presence",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/guidance/",
+        assist.give_guidance,
+        name="give-guidance",
     ),
     path(
         "conversations/<uuid:conversation_id>/listen-dialog/",

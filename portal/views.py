@@ -24,7 +24,7 @@ from anyreach_listen.models import (
     TranscriptVia,
 )
 
-from . import live, transcript
+from . import assist, live, transcript
 
 WALL_LIMIT = 8
 
@@ -65,7 +65,8 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
     rows = Conversation.objects.filter(pk__in=page.values("pk")).select_related(
         "organization", "team"
     )
-    return live.with_last_line(live.with_alerts(rows), policy).order_by(*order), filters
+    counted = live.with_listeners(live.with_alerts(rows), policy)
+    return live.with_last_line(counted, policy).order_by(*order), filters
 
 
 @login_required
@@ -81,7 +82,10 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "filters": filters,
         # The "Last line" column only for people who may read some call's transcript.
         "reads_transcripts": bool(live.readable_organizations(policy)),
+        # The "Listening" column only for people who may see some call's listeners.
+        "sees_listeners": bool(policy.organizations_with(Capability.SEE_LISTENERS)),
     }
+    context["columns"] = 7 + context["reads_transcripts"] + context["sees_listeners"]
     if not request.htmx:  # the whole page: its filters too
         visible = policy.conversations()
         context.update(
@@ -123,7 +127,12 @@ def listen_dialog(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespo
     response = render(
         request,
         "portal/_listen_dialog.html",
-        {"conversation": conversation, "transcript": segments},
+        {
+            "conversation": conversation,
+            # Whoever may listen may read the transcript: guidance given shows inline.
+            "transcript": transcript.with_guidance(conversation, segments),
+            **assist.page_context(policy, conversation),
+        },
     )
     patch_cache_control(response, no_store=True)  # the transcript so far
     return response
@@ -148,6 +157,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
             "listen_sessions": sessions,
             "transcript": shown,
             "transcript_reads": transcript.reads_for_admins(policy, conversation),
+            **assist.page_context(policy, conversation),
         },
     )
     if shown is not None:  # what was said: never kept by a cache

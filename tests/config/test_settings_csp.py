@@ -139,6 +139,8 @@ def test_the_list_names_every_portal_page(world: World) -> None:
         "wall-tile",
         "conversation-transcript",  # a fragment of lines the conversation page fetches
         "listen-dialog",  # a panel fragment the dashboard fetches (no script, no style)
+        "conversation-presence",  # the "Listening now" fragment the page refetches
+        "give-guidance",  # a POST answering a status fragment
         "create-api-key",
         "revoke-api-key",
         "change-role",

@@ -6,7 +6,8 @@
 // - when the stream (re)opens, the page reads the transcript again, to close the gap
 //   between the render and the socket (or a reconnect), carrying the page's read
 //   token so the refetch continues the page's audited read instead of adding one;
-// - the SDK's live lines (interim and final) go in the same list.
+// - the SDK's live lines (interim and final) go in the same list, and so does the
+//   guidance given to the agent (assist.js; the catch-up brings what it missed).
 // The panel merges every source by (role, segment id): no line twice, a final never
 // changes (AnyReachListenPanel.addSegments, ../anyreach_listen/panel/listen-panel.js).
 // Alerts raised meanwhile join the page's list of the call's alerts.
@@ -41,6 +42,16 @@
     }));
   }
 
+  // The fragment's guidance lines join the panel (assist.js keeps them one per id).
+  function guidanceOf(html) {
+    const assist = window.AnyReachPortalAssist;
+    if (!assist) return;
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    for (const line of doc.querySelectorAll(".arl-guidance[data-guidance-id]")) {
+      assist.showGuidanceLine(conversationId, line);
+    }
+  }
+
   // One read at a time; a request during one runs once more after it (the stream may
   // have opened after that read started). data-catching-up says one is under way.
   let running = false;
@@ -57,7 +68,9 @@
       .then(async (response) => {
         if (!response.ok) return; // e.g. access lost: the socket closes too
         readToken = response.headers.get(READ_HEADER) || readToken;
-        addSegments(segmentsOf(await response.text()));
+        const html = await response.text();
+        addSegments(segmentsOf(html));
+        guidanceOf(html); // given while the stream was down
       })
       .catch(() => {}) // the stream's next (re)open tries again
       .finally(() => {

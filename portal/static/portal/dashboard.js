@@ -3,7 +3,8 @@
 // ticking, show each call's last line as it is said ("anyreach:transcript", only
 // sent to people who may read it), and on each alert ("anyreach:alert") update
 // the row's badge and show a notice whose Listen opens the call's listen panel in
-// a dialog and starts its audio, all within the one click. The dialog's panel
+// a dialog and starts its audio, all within the one click. A join or leave
+// ("listener.updated") refreshes the rows too: their "Listening" counts. The dialog's panel
 // opens with the lines recorded when the server rendered it and hears the call's
 // lines once its SDK session has joined; the lines said in between (or while the
 // session reconnects) reach it from the event stream ("anyreach:transcript"), the
@@ -20,7 +21,10 @@
     clearTimeout(pending); // several events in a burst give one refresh
     pending = setTimeout(() => document.body.dispatchEvent(new Event("arl-refresh")), 150);
   };
-  document.addEventListener("anyreach:conversation", refreshSoon);
+  document.addEventListener("anyreach:conversation", (event) => {
+    // Guidance changes nothing in the rows (assist.js shows it in the dialog's panel).
+    if (!event.detail || event.detail.type !== "guidance.updated") refreshSoon();
+  });
   const streamStatus = (text) => {
     const status = document.getElementById("stream-status");
     if (status) status.textContent = text;
