@@ -78,7 +78,10 @@ def requires(**needs: Needs) -> Callable[[CallerView[P]], RequestView[P]]:
     def decorate(view: CallerView[P]) -> RequestView[P]:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> JsonResponse:
-            caller = needs[str(request.method)].check(request)
+            need = needs.get(str(request.method))
+            if need is None:  # @endpoint allowed a method this view declares no need for
+                raise ApiError(Errors.METHOD_NOT_ALLOWED)
+            caller = need.check(request)
             return view(request, caller, *args, **kwargs)
 
         return wrapper

@@ -11,7 +11,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import CoreSchema, core_schema
 
@@ -23,7 +30,7 @@ from anyreach_listen.models import (
     GuidanceStatus,
     ListenVia,
 )
-from anyreach_listen.recorder.wire import SPEAKER_ROLES
+from anyreach_listen.recorder.wire import MAX_LABEL, SPEAKER_ROLES
 
 
 def utc_iso(moment: dt.datetime) -> str:
@@ -84,17 +91,7 @@ class ListenerToken(Shape):
         str, WithJsonSchema({"type": "string", "description": "Subscribe-only listener JWT."})
     ]
     room_name: str
-    expires_at: Annotated[
-        dt.datetime,
-        PlainSerializer(utc_iso, return_type=str),
-        WithJsonSchema(
-            {
-                "type": "string",
-                "format": "date-time",
-                "description": "ISO 8601, UTC; equals the JWT's exp.",
-            }
-        ),
-    ]
+    expires_at: Annotated[UtcTime, Field(description="ISO 8601, UTC; equals the JWT's exp.")]
 
 
 class Conversation(Shape):
@@ -124,17 +121,7 @@ class LiveSegment(Shape):
     id: str
     role: Speaker
     text: str
-    at: Annotated[
-        dt.datetime,
-        PlainSerializer(utc_iso, return_type=str),
-        WithJsonSchema(
-            {
-                "type": "string",
-                "format": "date-time",
-                "description": "When the segment was first seen.",
-            }
-        ),
-    ]
+    at: Annotated[UtcTime, Field(description="When the segment was first seen.")]
 
 
 class TranscriptSegment(LiveSegment):
@@ -192,9 +179,20 @@ class AlertList(Shape):
 class AlertRule(Shape):
     id: uuid.UUID
     organization_id: uuid.UUID
-    team_id: uuid.UUID | None
-    phrase: str
-    role: Annotated[str, OneOf(AlertRole.values)]
+    team_id: Annotated[
+        uuid.UUID | None,
+        Field(description="Only this team's calls; none: every call of the organization."),
+    ]
+    phrase: Annotated[
+        str,
+        Field(
+            description="Matched on word boundaries, ignoring case and punctuation; "
+            "at least one word.",
+            min_length=1,
+            max_length=MAX_LABEL,
+        ),
+    ]
+    role: Annotated[str, OneOf(AlertRole.values), Field(description="Whose words it watches.")]
     severity: Severity
     created_by: str | None
     created_at: UtcTime
