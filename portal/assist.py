@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,17 +23,20 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from anyreach_listen.access import policy as access
+from anyreach_listen.access import ratelimit
 from anyreach_listen.access.policy import UserAccess
 from anyreach_listen.access.roles import Capability
 from anyreach_listen.api.errors import ApiError
-from anyreach_listen.assist import guidance, presence
+from anyreach_listen.assist import guidance, presence, signing
 from anyreach_listen.models import Conversation, Guidance, GuidanceMode, GuidanceStatus
 
 from .transcript import GuidanceLine
 
-MAX_TEXT = Guidance._meta.get_field("text").max_length or 1000
+MAX_TEXT = signing.MAX_TEXT
 # The page's script asks for the status fragment; a form posted without script gets
-# the conversation page back with the status as a message.
+# the conversation page back with the status as a message. The fragments answer with
+# the same header naming them: assist.js parses no other answer (a login or error page
+# is never parsed).
 FRAGMENT_HEADER = "X-Anyreach-Fragment"
 
 
@@ -94,6 +98,7 @@ def conversation_presence(request: HttpRequest, conversation_id: uuid.UUID) -> H
             "Your role cannot see who listens to this call.", status=403, content_type="text/plain"
         )
     response = render(request, "portal/_presence.html", {"presence": shown})
+    response[FRAGMENT_HEADER] = "presence"
     patch_cache_control(response, no_store=True)  # who listens changes by the second
     return response
 
@@ -108,6 +113,8 @@ def _form_error(mode: str, text: str) -> str | None:
     return None
 
 
+# guidance.give commits its audit row before sending: no request transaction around it.
+@transaction.non_atomic_requests
 @login_required
 @require_POST
 def give_guidance(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
@@ -121,24 +128,30 @@ def give_guidance(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespo
     # Line endings as typed: a browser posts \r\n, which would count twice.
     text = request.POST.get("text", "").replace("\r\n", "\n").strip()
     sent: Guidance | None = None
+    headers: dict[str, str] = {}
     error = _form_error(mode, text)
     status = 400
     if error is None:
         try:
+            # The API's budget per credential, counted per signed-in user (as the
+            # portal's listen tokens are): 429 with Retry-After when used up.
+            ratelimit.enforce(f"user:{request.user.pk}", "guidance requests")
             sent = guidance.give(
                 conversation, mode=mode, text=text, audit=policy.audit_fields, request=request
             )
             status = 201
         except ApiError as exc:
-            error, status = exc.message, exc.status
+            error, status, headers = exc.message, exc.status, exc.headers
     context = {
         "guidance": sent,
         "error": error,
         # Its transcript line, shown at once (the event stream may be reconnecting).
-        "line": [GuidanceLine(sent)] if sent is not None else None,
+        "line": [GuidanceLine.of(sent)] if sent is not None else None,
     }
     if request.headers.get(FRAGMENT_HEADER):
         response = render(request, "portal/_guidance_status.html", context, status=status)
+        for name, value in {**headers, FRAGMENT_HEADER: "guidance-status"}.items():
+            response[name] = value
         patch_cache_control(response, no_store=True)
         return response
     if error is None and sent is not None:

@@ -42,71 +42,60 @@ class Line:
 @dataclass(frozen=True)
 class GuidanceLine:
     """Guidance given to the call's agent, shown inline in its transcript (the fields
-    ``anyreach_listen/_transcript_lines.html`` reads)."""
+    ``anyreach_listen/_transcript_lines.html`` reads), taken from its row by ``of``."""
 
-    guidance: Guidance
-    offset: str = ""
+    id: str
+    mode: str
+    text: str
+    status: str
+    status_display: str
+    reason: str
+    author: str
+    at: dt.datetime
+    offset: str = ""  # time into the call, "m:ss" (empty when the start is unknown)
     is_guidance: bool = True  # how the templates tell it from a segment
 
-    @property
-    def id(self) -> str:
-        return str(self.guidance.pk)
-
-    @property
-    def mode(self) -> str:
-        return self.guidance.mode
-
-    @property
-    def text(self) -> str:
-        return self.guidance.text
-
-    @property
-    def status(self) -> str:
-        return self.guidance.status
-
-    @property
-    def status_display(self) -> str:
-        return self.guidance.get_status_display()
-
-    @property
-    def reason(self) -> str:
-        return self.guidance.reason
-
-    @property
-    def author(self) -> str:
-        return self.guidance.display_name
-
-    @property
-    def at(self) -> dt.datetime:
-        return self.guidance.created_at
+    @classmethod
+    def of(cls, given: Guidance, offset: str = "") -> GuidanceLine:
+        return cls(
+            id=str(given.pk),
+            mode=given.mode,
+            text=given.text,
+            status=given.status,
+            status_display=given.get_status_display(),
+            reason=given.reason,
+            author=given.display_name,
+            at=given.created_at,
+            offset=offset,
+        )
 
 
 def interleave[Item](
     items: Sequence[Item], at: Callable[[Item], dt.datetime], given: Sequence[GuidanceLine]
 ) -> list[Item | GuidanceLine]:
     """``items`` in their order with each guidance before the first item said after it
-    was given (the rule listen-panel.js and assist.js insert live lines by)."""
-    in_order = sorted(given, key=lambda g: g.at)
-    slots = [next((i for i, it in enumerate(items) if at(it) > g.at), len(items)) for g in in_order]
-    placed = sorted(zip(slots, in_order, strict=True), key=lambda pair: pair[0])  # stable
+    was given (the rule listen-panel.js and assist.js insert live lines by).
+
+    One merge pass over the guidance in time order (stable for equal times): what still
+    waits is given no earlier than every item passed, so it goes before the first item
+    said after it, even when spoken order is not time order."""
+    waiting = sorted(given, key=lambda g: g.at)
     out: list[Item | GuidanceLine] = []
-    waiting = iter(placed)
-    pair = next(waiting, None)
-    for index, item in enumerate(items):
-        while pair is not None and pair[0] == index:
-            out.append(pair[1])
-            pair = next(waiting, None)
+    next_up = 0
+    for item in items:
+        when = at(item)
+        while next_up < len(waiting) and waiting[next_up].at < when:
+            out.append(waiting[next_up])
+            next_up += 1
         out.append(item)
-    while pair is not None:
-        out.append(pair[1])
-        pair = next(waiting, None)
+    out.extend(waiting[next_up:])
     return out
 
 
 def guidance_lines(conversation: Conversation) -> list[GuidanceLine]:
     """The call's guidance (call this only for people who may read its transcript)."""
     return [
-        GuidanceLine(g, _offset(conversation, g.created_at))
+        GuidanceLine.of(g, _offset(conversation, g.created_at))
         for g in guidance.for_call(conversation)
     ]
 

@@ -51,6 +51,7 @@ def listen_sdk_script(context: template.Context | None = None) -> str:
 def listen_events_script(context: template.Context | None = None) -> str:
     """The conversation event stream's script: one websocket per page, re-dispatched as
     ``anyreach:conversation`` / ``anyreach:alert`` / ``anyreach:transcript`` /
+    ``anyreach:guidance`` /
     ``anyreach:stream-open`` / ``anyreach:stream-closed`` DOM events. The websocket's
     path comes from the app's routing."""
     return format_html(

@@ -70,7 +70,7 @@ def test_listen_assets_start_the_event_stream_before_the_panel() -> None:
 RECORDER = """<script>
 window.seen = [];
 for (const name of ["anyreach:conversation", "anyreach:alert", "anyreach:transcript",
-                    "anyreach:stream-open", "anyreach:stream-closed"]) {
+                    "anyreach:guidance", "anyreach:stream-open", "anyreach:stream-closed"]) {
   document.addEventListener(name, (e) => seen.push([name.slice(9), e.detail]));
 }
 window.sockets = [];
@@ -138,7 +138,7 @@ def test_messages_become_dom_events(page: Page, site: EmbeddingSite, observed: O
 
 
 @pytest.mark.browser
-def test_alerts_and_transcript_lines_have_dom_events_of_their_own(
+def test_alerts_transcript_lines_and_guidance_have_dom_events_of_their_own(
     page: Page, site: EmbeddingSite, observed: Observed
 ) -> None:
     server = open_events_page(page, site, EVENTS_TAG)
@@ -146,14 +146,22 @@ def test_alerts_and_transcript_lines_have_dom_events_of_their_own(
     conversation = {"id": "c1", "is_active": True}
     alert = {"type": "alert.raised", "conversation": conversation, "alert": {"id": "a"}}
     line = {"type": "transcript.segment", "conversation": conversation, "segment": {"id": "s"}}
+    guidance = {
+        "type": "guidance.updated",
+        "event": "delivered",
+        "conversation": conversation,
+        "guidance": {"id": "g", "mode": "say", "text": "Hi", "status": "delivered"},
+    }
     listener = {"type": "listener.updated", "conversation": conversation}
-    for message in (alert, line, listener):
+    for message in (alert, line, guidance, listener):
         ws.send(json.dumps(message))
     server.wait_seen("conversation", 1)
+    # Guidance is no conversation change: pages that follow calls never see it.
     assert page.evaluate("() => seen") == [
         ["stream-open", None],
         ["alert", alert],
         ["transcript", line],
+        ["guidance", guidance],
         ["conversation", listener],
     ]
     assert observed.page_errors == []

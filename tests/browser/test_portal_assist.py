@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.utils import timezone
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
-from anyreach_listen import transcripts
+from anyreach_listen import events, transcripts
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.assist import guidance
 from anyreach_listen.listening.minting import grant_listen
@@ -34,6 +34,7 @@ from anyreach_listen.transcripts import SegmentIn
 from tests.browser.fixtures import Observed
 from tests.browser.portal_pages import HOST, InProcessPortal
 from tests.support.axe import assert_accessible
+from tests.support.portal_guidance import Given
 from tests.support.world import World
 
 pytestmark = pytest.mark.browser
@@ -95,30 +96,6 @@ def portal_as(page: Page, world: World, role: str) -> InProcessPortal:
     return InProcessPortal(page, client)
 
 
-class Given:
-    """``guidance.give``'s stand-in: records the call, then delivers it or refuses."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.refusal: ApiError | None = None
-
-    def __call__(
-        self, conversation: Conversation, *, mode: str, text: str, audit: Any, request: Any
-    ) -> Guidance:
-        self.calls.append((mode, text))
-        if self.refusal is not None:
-            raise self.refusal
-        return Guidance.objects.create(
-            conversation=conversation,
-            user=audit["user"],
-            mode=mode,
-            text=text,
-            status=GuidanceStatus.DELIVERED,
-            delivered_at=timezone.now(),
-            latency_ms=42,
-        )
-
-
 @pytest.fixture
 def given(monkeypatch: pytest.MonkeyPatch) -> Iterator[Given]:
     stand_in = Given()
@@ -139,13 +116,24 @@ def listener_event(call: Conversation, event: str) -> dict[str, Any]:
     }
 
 
-def guidance_event(call: Conversation, **guidance: Any) -> dict[str, Any]:
+def guidance_event(row: Guidance) -> dict[str, Any]:
+    """The ``guidance.updated`` message the events consumer forwards for ``row`` as it is
+    now (the payloads of ``anyreach_listen.events``), for events.js to dispatch."""
+    row.refresh_from_db()
     return {
         "type": "guidance.updated",
-        "event": guidance["status"],
-        "conversation": about(call),
-        "guidance": {"reason": "", "delivered_at": None, "latency_ms": None, **guidance},
+        "event": row.status,
+        "conversation": events.live_conversation(row.conversation).as_json(),
+        "guidance": events.live_guidance(row).as_json(),
     }
+
+
+def given_by(
+    world: World, call: Conversation, role: str, at: dt.datetime, **fields: Any
+) -> Guidance:
+    return Guidance.objects.create(
+        conversation=call, user=world.users[role], created_at=at, **fields
+    )
 
 
 def transcript_order(page: Page, scope: str = "") -> list[str]:
@@ -199,7 +187,7 @@ def test_the_conversation_page_shows_presence_and_guides_the_agent(
     expect(status).to_have_text("Delivered: the agent says it now (42 ms).")
     expect(status).to_have_attribute("role", "status")
     expect(text).to_have_value("")
-    assert given.calls == [("say", "Offer the refund now.")]
+    assert given.sent == [("say", "Offer the refund now.")]
     mine = page.locator("[data-arl-transcript] .arl-guidance")
     expect(mine).to_have_count(1)
     expect(mine).to_contain_text("Say now")
@@ -215,30 +203,46 @@ def test_the_conversation_page_shows_presence_and_guides_the_agent(
     page.keyboard.press("Enter")
     expect(status).to_have_text(f"Not delivered: {Errors.AGENT_NOT_PRESENT.message}")
     expect(text).to_have_value("Keep it short.")
-    assert given.calls[-1] == ("whisper", "Keep it short.")
+    assert given.sent[-1] == ("whisper", "Keep it short.")
 
-    # A colleague's guidance reaches the page live, inline where it was given; its
-    # status follows, and a late "pending" does not undo "delivered".
+    # A colleague's guidance reaches the page live through events.js (as the consumer
+    # sends it), inline where it was given; its status follows, and a late "pending"
+    # does not undo "delivered".
     assert call.started_at is not None
-    at = (call.started_at + dt.timedelta(seconds=30)).isoformat()
-    colleague = {
-        "id": "g-2",
-        "mode": "whisper",
-        "text": "Mention the voucher.",
-        "author": "Cy Diaz",
-    }
-    portal.send(guidance_event(call, **colleague, status="pending", created_at=at))
-    line = page.locator('[data-guidance-id="g-2"]')
+    colleague = given_by(
+        world,
+        call,
+        "admin",
+        call.started_at + dt.timedelta(seconds=30),
+        mode="whisper",
+        text="Mention the voucher.",
+        status=GuidanceStatus.PENDING,
+    )
+    pending = guidance_event(colleague)
+    portal.send(pending)
+    line = page.locator(f'[data-guidance-id="{colleague.pk}"]')
     expect(line).to_contain_text("Cy Diaz · Pending", timeout=LIVE_MS)
-    assert transcript_order(page)[:4] == ["a1", "u1", "g:g-2", "a2"]
-    portal.send(guidance_event(call, **colleague, status="delivered", created_at=at))
+    assert transcript_order(page)[:4] == ["a1", "u1", f"g:{colleague.pk}", "a2"]
+    Guidance.objects.filter(pk=colleague.pk).update(
+        status=GuidanceStatus.DELIVERED, delivered_at=timezone.now(), latency_ms=80
+    )
+    portal.send(guidance_event(colleague))
     expect(line).to_contain_text("Cy Diaz · Delivered", timeout=LIVE_MS)
-    portal.send(guidance_event(call, **colleague, status="pending", created_at=at))
-    later = {"id": "g-3", "mode": "say", "text": "Thank them.", "author": "Cy Diaz"}
-    portal.send(guidance_event(call, **later, status="failed", created_at=timezone.now()))
-    expect(page.locator('[data-guidance-id="g-3"]')).to_contain_text("Failed")
+    portal.send(pending)
+    later = given_by(
+        world,
+        call,
+        "admin",
+        timezone.now(),
+        mode="say",
+        text="Thank them.",
+        status=GuidanceStatus.FAILED,
+        reason="no agent",
+    )
+    portal.send(guidance_event(later))
+    expect(page.locator(f'[data-guidance-id="{later.pk}"]')).to_contain_text("Failed")
     expect(line).to_contain_text("Delivered")
-    assert transcript_order(page).count("g:g-2") == 1
+    assert transcript_order(page).count(f"g:{colleague.pk}") == 1
 
     # Given while the stream was down (a reconnect replays nothing): the catch-up
     # read brings it, once, where it was given; the presence line is read again too.
@@ -261,6 +265,90 @@ def test_the_conversation_page_shows_presence_and_guides_the_agent(
     assert_accessible(page)  # with the lines, the status and the presence as they are now
     assert observed.page_errors == []
     assert_csp_clean(portal)
+
+
+MARKUP = "<img src=x onerror=alert(1)>"
+# assist.js's words when the answer is not the status fragment.
+UNEXPECTED = (
+    "Not sent: the server's answer was not a delivery status (your session may have "
+    "expired). Reload the page and try again."
+)
+FOREIGN_PAGE = (
+    "<!doctype html><title>403 Forbidden</title><h1 id=foreign>Forbidden (403)</h1>"
+    "<p>CSRF verification failed. Request aborted.</p><img src=x>"
+)
+
+
+def answering(answer: dict[str, Any]) -> Callable[[Route], None]:
+    """A route handler answering every request with ``answer`` (Route.fulfill's args)."""
+    return lambda route: route.fulfill(**answer)
+
+
+def test_markup_is_text_and_foreign_answers_never_land_in_the_box(
+    page: Page, world: World, call: Conversation, given: Given, observed: Observed
+) -> None:
+    ana = world.users["supervisor"]
+    ana.first_name, ana.last_name = MARKUP, ""  # an author (and listener) named in markup
+    ana.save()
+    portal = portal_as(page, world, "supervisor")
+    portal.goto(f"/conversations/{call.pk}/")
+    portal.stream()
+    expect(page.locator("#presence")).to_have_text(f"Listening now: {MARKUP}, Ben Ng")
+    box = page.get_by_role("form", name="Guidance to the agent")
+    text = box.get_by_label("What to tell the agent")
+    status = page.locator("#guidance-status")
+    guidance_lines = page.locator("[data-arl-transcript] .arl-guidance")
+
+    # Through the box: the status and the line show the text and the author as text.
+    text.fill(MARKUP)
+    box.get_by_role("button", name="Say now").click()
+    expect(status).to_have_text("Delivered: the agent says it now (42 ms).")
+    expect(guidance_lines).to_have_count(1)
+    expect(guidance_lines.first).to_contain_text(f"{MARKUP}{MARKUP} · Delivered")
+
+    # Live, as events.js dispatches the consumer's message.
+    live = given_by(
+        world,
+        call,
+        "supervisor",
+        timezone.now(),
+        mode="whisper",
+        text=f"Live {MARKUP}",
+        status=GuidanceStatus.FAILED,
+        reason=MARKUP,
+    )
+    portal.send(guidance_event(live))
+    line = page.locator(f'[data-guidance-id="{live.pk}"]')
+    expect(line).to_contain_text(f"Live {MARKUP}{MARKUP} · Failed", timeout=LIVE_MS)
+    expect(page.locator("[data-arl-announce]")).to_have_text(f"Guidance, Whisper: Live {MARKUP}")
+
+    # Answers that are not the status fragment: a fixed message, never their markup.
+    route = f"**/conversations/{call.pk}/guidance/"
+    answers = [
+        {"status": 403, "content_type": "text/html", "body": FOREIGN_PAGE},  # CSRF failure
+        {"status": 500, "content_type": "text/html", "body": FOREIGN_PAGE},  # server error
+        {"status": 500, "content_type": "text/plain", "body": "Traceback (most recent…"},
+    ]
+    for answer in answers:
+        page.route(route, answering(answer))
+        text.fill("Keep it short.")
+        box.get_by_role("button", name="Whisper").click()
+        expect(status).to_have_text(UNEXPECTED)
+        expect(status).to_have_attribute("data-state", "failed")
+        expect(status.locator("*")).to_have_count(0)
+        expect(text).to_have_value("Keep it short.")  # kept, to retry
+        page.unroute(route)
+    # The session expired: Django's own refusal page (its CSRF check fails first).
+    portal.client.logout()
+    box.get_by_role("button", name="Say now").click()
+    expect(status).to_have_text(UNEXPECTED)
+    expect(status.locator("*")).to_have_count(0)
+    assert given.sent == [("say", MARKUP)]  # only the first reached the agent
+
+    assert page.locator("#foreign").count() == 0
+    assert page.locator("main img, #presence img, [data-arl-transcript] img").count() == 0
+    assert observed.page_errors == []
+    assert_csp_clean(portal)  # no inline handler ever tried to run
 
 
 def test_a_viewer_sees_neither_presence_nor_the_box(
@@ -310,7 +398,7 @@ def test_the_dashboard_counts_listeners_and_its_dialog_guides(
     box.get_by_role("button", name="Whisper").click()
     expect(dialog.locator("#guidance-status")).to_contain_text("Delivered")
     expect(dialog.locator(".arl-guidance")).to_contain_text("Ask for the order number.")
-    assert given.calls == [("whisper", "Ask for the order number.")]
+    assert given.sent == [("whisper", "Ask for the order number.")]
 
     ListenSession.objects.filter(user=world.users["qa"]).update(left_at=timezone.now())
     portal.send(listener_event(call, "left"))

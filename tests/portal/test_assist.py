@@ -9,26 +9,27 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from django.http import HttpRequest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from anyreach_listen import transcripts
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.assist import guidance
+from anyreach_listen.conf import listen_settings
 from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.models import (
     Conversation,
     ConversationStatus,
     Guidance,
-    GuidanceStatus,
     ListenSession,
     ListenVia,
 )
 from anyreach_listen.transcripts import SegmentIn
-from portal import transcript
+from portal import assist, transcript
 from portal.assist import FRAGMENT_HEADER
-from tests.support.world import World, login
+from tests.support.portal_guidance import Given
+from tests.support.world import TEST_LISTEN_SETTINGS, World, login
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 
@@ -87,6 +88,7 @@ def test_the_presence_fragment_is_fresh_and_only_for_calls_one_sees(
     response = client.get(f"/conversations/{live_call.pk}/presence/")
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
+    assert response[FRAGMENT_HEADER] == "presence"
     html = response.content.decode()
     assert html.count('id="presence"') == 1 and "Ana Lopez, qa" in html
     ListenSession.objects.filter(user=world.users["qa"]).update(left_at=timezone.now())
@@ -145,42 +147,9 @@ def test_the_box_shows_to_who_may_guide_a_live_call(
     assert "data-guidance-form" not in page(client, world.conversations["completed"])
 
 
-class Given:
-    """A stand-in for ``guidance.give`` that records its calls."""
-
-    def __init__(self, world: World, fail: ApiError | None = None) -> None:
-        self.world = world
-        self.fail = fail
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(
-        self,
-        conversation: Conversation,
-        *,
-        mode: str,
-        text: str,
-        audit: dict[str, Any],
-        request: HttpRequest | None = None,
-    ) -> Guidance:
-        self.calls.append(
-            {"conversation": conversation.pk, "mode": mode, "text": text, **audit, "req": request}
-        )
-        if self.fail is not None:
-            raise self.fail
-        return Guidance.objects.create(
-            conversation=conversation,
-            user=audit["user"],
-            mode=mode,
-            text=text,
-            status=GuidanceStatus.DELIVERED,
-            delivered_at=timezone.now(),
-            latency_ms=42,
-        )
-
-
 @pytest.fixture
-def given(world: World, monkeypatch: pytest.MonkeyPatch) -> Given:
-    stand_in = Given(world)
+def given(monkeypatch: pytest.MonkeyPatch) -> Given:
+    stand_in = Given()
     monkeypatch.setattr(guidance, "give", stand_in)
     return stand_in
 
@@ -199,10 +168,11 @@ def test_posting_guidance_calls_give_with_who_and_answers_the_status(
     )
     assert response.status_code == 201
     assert "no-store" in response["Cache-Control"]
+    assert response[FRAGMENT_HEADER] == "guidance-status"  # the one answer assist.js parses
     [sent] = given.calls
-    assert sent["conversation"] == call.pk and sent["mode"] == "say"
-    assert sent["text"] == "Offer a refund.\nNow."  # as typed, one character per line end
-    assert sent["user"] == world.users["supervisor"] and sent["req"] is not None
+    assert sent.conversation == call and sent.mode == "say"
+    assert sent.text == "Offer a refund.\nNow."  # as typed, one character per line end
+    assert sent.audit["user"] == world.users["supervisor"] and sent.request is not None
     html = response.content.decode()
     assert 'data-guidance-result="delivered"' in html
     assert "Delivered: the agent says it now (42 ms)." in html
@@ -251,7 +221,7 @@ def test_exactly_1000_characters_are_sent(client: Client, world: World, given: G
         world.conversations["in_progress"],
         {"mode": "whisper", "text": "é" * 1000},
     )
-    assert response.status_code == 201 and len(given.calls[0]["text"]) == 1000
+    assert response.status_code == 201 and len(given.calls[0].text) == 1000
 
 
 @pytest.mark.parametrize(
@@ -265,7 +235,7 @@ def test_exactly_1000_characters_are_sent(client: Client, world: World, given: G
 def test_a_refusal_shows_its_reason(
     client: Client, world: World, given: Given, error: ApiError
 ) -> None:
-    given.fail = error
+    given.refusal = error
     response = post(
         login(client, "supervisor"),
         world.conversations["in_progress"],
@@ -296,6 +266,62 @@ def test_guidance_needs_the_csrf_token(world: World, given: Given) -> None:
         client.get(f"/conversations/{world.conversations['in_progress'].pk}/guidance/").status_code
         == 405
     )
+
+
+def test_guidance_is_rate_limited_per_user_like_listen_tokens(
+    client: Client, world: World, given: Given, settings: Any
+) -> None:
+    settings.ANYREACH_LISTEN = {**TEST_LISTEN_SETTINGS, "RATE_LIMIT_REQUESTS": 3}
+    call = world.conversations[ConversationStatus.IN_PROGRESS]
+    login(client, "supervisor")
+    # The portal's listen tokens and its guidance share the signed-in user's budget.
+    assert client.post(f"/listen/conversations/{call.pk}/token").status_code == 200
+    answers = [post(client, call, {"mode": "say", "text": "Hi"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    refused = answers[-1]
+    assert 1 <= int(refused["Retry-After"]) <= int(listen_settings.RATE_LIMIT_WINDOW)
+    assert "no-store" in refused["Cache-Control"]
+    html = refused.content.decode()
+    assert 'data-guidance-result="failed"' in html
+    assert refused[FRAGMENT_HEADER] == "guidance-status"
+    retry = refused["Retry-After"]
+    assert f"Not delivered: Too many guidance requests; retry in {retry} s." in html
+    assert len(given.calls) == 2  # the refused one never reached the agent
+    # Without script: the page, with the same words.
+    assert post(client, call, {"mode": "say", "text": "Hi"}, fragment=False).status_code == 302
+    assert "Guidance not delivered: Too many guidance requests" in page(client, call)
+    assert len(given.calls) == 2
+    # Everyone has a budget of their own.
+    assert post(login(Client(), "admin"), call, {"mode": "say", "text": "Hi"}).status_code == 201
+
+
+def test_the_guidance_view_runs_outside_any_request_transaction(
+    client: Client, world: World, given: Given, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # guidance.give commits its audit row before sending: even with ATOMIC_REQUESTS on,
+    # it must find no transaction of the request around it.
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    depth: list[int] = []
+
+    def give(*args: Any, **kwargs: Any) -> Guidance:
+        depth.append(len(connection.atomic_blocks))
+        return given(*args, **kwargs)
+
+    monkeypatch.setattr(guidance, "give", give)
+    outside = len(connection.atomic_blocks)  # the test's own transaction
+    call = world.conversations[ConversationStatus.IN_PROGRESS]
+    assert post(login(client, "admin"), call, {"mode": "say", "text": "Hi"}).status_code == 201
+    assert depth == [outside]
+    # The same request to an ordinary view is atomic: the check above can fail.
+    seen: list[int] = []
+
+    def listeners_now(conversation: Conversation) -> list[ListenSession]:
+        seen.append(len(connection.atomic_blocks))
+        return []
+
+    monkeypatch.setattr(assist.presence, "listeners_now", listeners_now)
+    assert client.get(f"/conversations/{call.pk}/presence/").status_code == 200
+    assert seen == [outside + 1]
 
 
 # ---- guidance in the transcript ----
@@ -379,7 +405,7 @@ def test_a_viewer_never_sees_guidance(client: Client, guided_call: Conversation)
 def test_interleave_puts_guidance_before_the_first_line_said_after_it() -> None:
     at = [T0 + dt.timedelta(seconds=s) for s in (1, 5, 3, 9)]  # spoken order, times not sorted
     lines = [
-        transcript.GuidanceLine(Guidance(created_at=T0 + dt.timedelta(seconds=s), text=str(s)))
+        transcript.GuidanceLine.of(Guidance(created_at=T0 + dt.timedelta(seconds=s), text=str(s)))
         for s in (10, 4, 0, 4)
     ]
     merged = transcript.interleave(at, lambda t: t, lines)
@@ -388,3 +414,62 @@ def test_interleave_puts_guidance_before_the_first_line_said_after_it() -> None:
         for x in merged
     ]
     assert shown == ["g0", 1, "g4", "g4", 5, 3, 9, "g10"]
+
+
+def test_guidance_at_the_time_of_a_line_goes_after_it_and_alone_in_time_order() -> None:
+    lines = [transcript.GuidanceLine.of(Guidance(created_at=T0, text=t)) for t in "ab"]
+    assert transcript.interleave([T0], lambda t: t, lines) == [T0, *lines]
+    later = transcript.GuidanceLine.of(Guidance(created_at=T0 + dt.timedelta(seconds=1)))
+    assert transcript.interleave([], lambda t: t, [later, *lines]) == [*lines, later]
+
+
+# ---- markup in guidance and names is text ----
+
+MARKUP = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+
+@pytest.fixture
+def marked_up(world: World) -> Conversation:
+    """A live call whose guidance text, author name and failure reason are markup."""
+    user = world.users["supervisor"]
+    user.first_name, user.last_name = MARKUP, ""
+    user.save()
+    call = world.conversations[ConversationStatus.IN_PROGRESS]
+    Conversation.objects.filter(pk=call.pk).update(started_at=T0)
+    call.refresh_from_db()
+    said(call, 1, "a1", "agent", "Hello.")
+    given_at(world, call, T0 + dt.timedelta(seconds=2), MARKUP, status="failed", reason=MARKUP)
+    listening(world, call, "supervisor")
+    return call
+
+
+def assert_text_only(html: str, times: int) -> None:
+    assert "<img" not in html
+    assert html.count(ESCAPED) >= times, html
+
+
+def test_markup_in_guidance_and_names_shows_as_text_on_the_page_and_in_the_catch_up(
+    client: Client, marked_up: Conversation
+) -> None:
+    html = page(login(client, "admin"), marked_up)
+    assert_text_only(html, 3)  # the line's text, its author, the presence line
+    fragment = client.get(f"/conversations/{marked_up.pk}/transcript/").content.decode()
+    assert_text_only(fragment, 2)
+    presence_line = client.get(f"/conversations/{marked_up.pk}/presence/").content.decode()
+    assert_text_only(presence_line, 1)
+    Conversation.objects.filter(pk=marked_up.pk).update(status=ConversationStatus.COMPLETED)
+    assert_text_only(page(client, marked_up), 3)  # the review: text, author, reason
+
+
+def test_markup_in_guidance_and_names_shows_as_text_in_the_status(
+    client: Client, marked_up: Conversation, given: Given
+) -> None:
+    login(client, "supervisor")
+    response = post(client, marked_up, {"mode": "whisper", "text": MARKUP})
+    assert response.status_code == 201
+    assert_text_only(response.content.decode(), 2)  # the new line's text and author
+    given.refusal = ApiError(Errors.GUIDANCE_NOT_DELIVERED, f"The agent refused: {MARKUP}")
+    response = post(client, marked_up, {"mode": "say", "text": "Hi"})
+    assert response.status_code == 502
+    assert_text_only(response.content.decode(), 1)

@@ -9,6 +9,11 @@
 //   "anyreach:transcript"     a final transcript line, only for people who may read it
 //                             ({ type: "transcript.segment", conversation,
 //                                segment: { id, role, text, at } })
+//   "anyreach:guidance"       guidance to a call's agent was given (pending), delivered
+//                             or failed, only for people who may read the transcript
+//                             ({ type: "guidance.updated", event: its status,
+//                                conversation, guidance: { id, mode, text, status,
+//                                reason, author, created_at, delivered_at, latency_ms } })
 //   "anyreach:stream-open"    (re)connected: a page may catch up on what it missed
 //                             (e.g. read the transcript again: lines said while the
 //                             stream was down are not replayed)
@@ -45,6 +50,7 @@
   const EVENT_NAMES = {
     "alert.raised": "anyreach:alert",
     "transcript.segment": "anyreach:transcript",
+    "guidance.updated": "anyreach:guidance",
   };
   const dispatch = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
 

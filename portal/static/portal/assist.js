@@ -6,8 +6,11 @@
 //   stream (re)opened (joins and leaves meanwhile are not replayed);
 // - the guidance box: posted with fetch; the answer (the delivery status) goes in the
 //   box's status region (role=status: screen readers hear it), and its line joins
-//   the call's transcript at once;
-// - guidance lines: "guidance.updated" events add or update a guidance line in each
+//   the call's transcript at once; any other answer (the login page after the session
+//   expired, a CSRF or server error page) shows a fixed message, never its markup;
+// - guidance lines: "anyreach:guidance" events (events.js, for "guidance.updated":
+//   { type, event, conversation, guidance: { id, mode, text, status, reason, author,
+//   created_at, delivered_at, latency_ms } }) add or update a guidance line in each
 //   panel of the call, where it was given (by time, the panel's own rule).
 // The markup of a guidance line is anyreach_listen/_transcript_lines.html's.
 (function () {
@@ -17,6 +20,10 @@
   const MODE_LABEL = { whisper: "Whisper", say: "Say now" };
   const STATUS_LABEL = { pending: "Pending", delivered: "Delivered", failed: "Failed" };
   const SETTLED = new Set(["delivered", "failed"]);
+  // When the answer is not the status fragment: its markup is never shown.
+  const UNEXPECTED =
+    "Not sent: the server's answer was not a delivery status (your session may have " +
+    "expired). Reload the page and try again.";
 
   const byConversation = (selector, id) =>
     document.querySelectorAll(`${selector}="${CSS.escape(id)}"]`);
@@ -37,7 +44,9 @@
         credentials: "same-origin",
         cache: "no-store",
       });
-      if (!response.ok) return; // e.g. access lost: the socket closes too
+      // Not the fragment (access lost, or the login page after the session expired):
+      // never parsed.
+      if (!response.ok || response.headers.get(FRAGMENT_HEADER) !== "presence") return;
       const doc = new DOMParser().parseFromString(await response.text(), "text/html");
       const fresh = doc.querySelector("[data-presence]");
       // The children only: the status region stays, so its change is announced.
@@ -80,16 +89,10 @@
     const status = document.createElement("span");
     status.dataset.guidanceStatus = "";
     status.textContent = STATUS_LABEL[guidance.status] || guidance.status;
-    meta.append(`${authorOf(guidance)} · `, status);
+    meta.append(`${guidance.author || ""} · `, status);
     text.append(guidance.text, meta);
     item.append(role, text);
     return item;
-  }
-
-  function authorOf(guidance) {
-    const author = guidance.author;
-    if (typeof author === "string") return author;
-    return (author && (author.name || author.label)) || "";
   }
 
   // Where a line given at `at` goes: before the first line said after it.
@@ -134,25 +137,19 @@
     });
   }
 
-  function onGuidance(detail) {
-    const guidance = detail && detail.guidance;
-    if (!detail.conversation || !guidance || !guidance.id) return;
-    showGuidanceLine(detail.conversation.id, guidanceItem(guidance));
-  }
-
   // ---- the event stream ----
 
-  function onEvent(event) {
+  document.addEventListener("anyreach:guidance", (event) => {
     const detail = event.detail || {};
-    if (detail.type === "guidance.updated") {
-      onGuidance(detail);
-      return;
-    }
+    const guidance = detail.guidance;
+    if (!detail.conversation || !guidance || !guidance.id) return;
+    showGuidanceLine(detail.conversation.id, guidanceItem(guidance));
+  });
+  document.addEventListener("anyreach:conversation", (event) => {
     // A join or leave, or the call ending (its listeners leave with it).
+    const detail = event.detail || {};
     if (detail.conversation) refreshPresenceOf(detail.conversation.id);
-  }
-  document.addEventListener("anyreach:conversation", onEvent);
-  document.addEventListener("anyreach:guidance", onEvent);
+  });
   document.addEventListener("anyreach:stream-open", () => {
     document.querySelectorAll("[data-presence]").forEach(refreshPresence);
   });
@@ -182,19 +179,30 @@
       });
       const type = response.headers.get("Content-Type") || "";
       const answer = await response.text();
-      if (!type.startsWith("text/html")) throw new Error(answer || `HTTP ${response.status}`);
-      const doc = new DOMParser().parseFromString(answer, "text/html");
-      const result = doc.querySelector("[data-guidance-result]");
-      const template = doc.querySelector("template[data-guidance-line]");
-      status.dataset.state = result ? result.dataset.guidanceResult : "failed";
-      status.replaceChildren(...(result ? [result] : doc.body.childNodes));
+      // Only the status fragment is parsed: another page's styles and scripts would run
+      // into the page's Content-Security-Policy, its markup never belongs in the box.
+      const ours = response.headers.get(FRAGMENT_HEADER) === "guidance-status";
+      const doc = ours ? new DOMParser().parseFromString(answer, "text/html") : null;
+      const result = doc && doc.querySelector("[data-guidance-result]");
+      const template = doc && doc.querySelector("template[data-guidance-line]");
+      if (!result) {
+        status.dataset.state = "failed";
+        // The view's own refusal in words (a role that may not guide); nothing else.
+        const refusal =
+          type.startsWith("text/plain") && response.status === 403 && answer.length <= 300
+            ? answer.trim().replace(/\.$/, "")
+            : "";
+        status.textContent = refusal ? `Not sent: ${refusal}.` : UNEXPECTED;
+        return;
+      }
+      status.dataset.state = result.dataset.guidanceResult;
+      status.replaceChildren(result);
       const line = template && template.content.querySelector(".arl-guidance");
       if (line) showGuidanceLine(form.dataset.guidanceForm, line);
       if (status.dataset.state === "delivered") text.value = ""; // failed: kept, to retry
-    } catch (error) {
+    } catch (_) {
       status.dataset.state = "failed";
-      const why = (error.message || "the server could not be reached").replace(/\.\s*$/, "");
-      status.textContent = `Not sent: ${why}.`;
+      status.textContent = "Not sent: the server could not be reached. Try again.";
     } finally {
       form.removeAttribute("aria-busy");
       buttons.forEach((button) => (button.disabled = false));

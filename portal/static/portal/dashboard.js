@@ -21,10 +21,8 @@
     clearTimeout(pending); // several events in a burst give one refresh
     pending = setTimeout(() => document.body.dispatchEvent(new Event("arl-refresh")), 150);
   };
-  document.addEventListener("anyreach:conversation", (event) => {
-    // Guidance changes nothing in the rows (assist.js shows it in the dialog's panel).
-    if (!event.detail || event.detail.type !== "guidance.updated") refreshSoon();
-  });
+  // Guidance has its own event ("anyreach:guidance"): only assist.js, in the dialog.
+  document.addEventListener("anyreach:conversation", refreshSoon);
   const streamStatus = (text) => {
     const status = document.getElementById("stream-status");
     if (status) status.textContent = text;
