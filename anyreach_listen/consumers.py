@@ -257,19 +257,16 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
         await self._forward("alert.raised", {**message, "alert": alert, "can_listen": can_listen})
 
     async def transcript_segment(self, message: dict[str, Any]) -> None:
-        # What was said: transcript readers only (viewers never get a word of it).
-        organization_id = access.parse_uuid(message["organization_id"])
-        if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
-            return
-        if not self._sees(message):
-            return
-        if not await self._glance(str(message["conversation"]["id"])):
-            return
-        await self._forward("transcript.segment", message)
+        # What was said: viewers never get a word of it.
+        await self._forward_to_reader("transcript.segment", message)
 
     async def guidance_updated(self, message: dict[str, Any]) -> None:
-        # Guidance sits on the transcript: its readers only (viewers never see its text),
-        # audited as a glance at the call like its lines.
+        # Guidance sits on the transcript: viewers never see its text.
+        await self._forward_to_reader("guidance.updated", message)
+
+    async def _forward_to_reader(self, kind: str, message: dict[str, Any]) -> None:
+        """A transcript-reader event: sent only to a person who may read the call's
+        transcript and sees the call, audited as a glance at it (not audited, not sent)."""
         organization_id = access.parse_uuid(message["organization_id"])
         if organization_id is None or not self.policy.reads_transcripts_in(organization_id):
             return
@@ -277,7 +274,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         if not await self._glance(str(message["conversation"]["id"])):
             return
-        await self._forward("guidance.updated", message)
+        await self._forward(kind, message)
 
     async def _glance(self, conversation_id: str) -> bool:
         """Whether a line or alert phrase of the call may be shown to this socket's

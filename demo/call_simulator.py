@@ -1,12 +1,10 @@
 """A realistic simulated call in a LiveKit room: an AI agent and a caller talking.
 
 Both sides publish real synthesized speech in real time, and the agent publishes both
-sides' transcripts in the two forms LiveKit agents use (legacy transcriptions and
-``lk.transcription`` text streams), so the portal is exercised by what a real agent
-sends. The agent obeys supervisors' signed guidance (``GUIDANCE_METHOD``): ``say`` cuts
-the line in progress and speaks the text now; ``whisper`` makes its next line begin with
-"Noted.". ``manage.py simulate_call`` registers the conversation (``registration.py``)
-and runs ``run_call``; the demo and the end-to-end tests use it.
+sides' transcripts as LiveKit agents do (legacy transcriptions and ``lk.transcription``
+streams). It obeys supervisors' signed guidance (``signing.receive``): ``say`` cuts the
+line in progress and speaks the text now; ``whisper`` makes its next line begin "Noted.".
+``manage.py simulate_call`` registers the call and runs ``run_call``; demo and e2e use it.
 """
 
 from __future__ import annotations
@@ -234,7 +232,8 @@ class _Call:
         self.agent: _Speaker | None = None
         self.lines: set[_Line] = set()  # being spoken now
         self.says: set[asyncio.Task[None]] = set()  # guidance `say` lines, synthesized or spoken
-        self.applied: set[str] = set()  # order ids: a retried order is answered, not redone
+        # Order ids applied: a retried order is answered, not redone.
+        self.applied = signing.RecentIds()
         self.whispered = False  # the agent's next line acknowledges a whisper
         self.acknowledgement = Clip(b"")
 
@@ -444,19 +443,27 @@ class _Call:
 
     async def on_guidance(self, call: rtc.RpcInvocationData) -> str:
         """The agent's RPC method: verify, act, answer once in effect (a say heard)."""
+        assert self.agent is not None
         cfg = self.config
-        try:
-            order = signing.verify(call.payload, room=cfg.room_name, api_secret=cfg.api_secret)
-        except signing.GuidanceRefused as refused:
-            logger.warning("guidance from %r refused: %s", call.caller_identity, refused)
-            return self._answer("", "", str(refused))
-        if order.id in self.applied:  # the server retried: answer again, act once
-            return signing.acknowledgement(order.id)
+        received = signing.receive(
+            call.payload,
+            room=cfg.room_name,
+            identity=self.agent.room.local_participant.identity,
+            api_secret=cfg.api_secret,
+            api_key=cfg.api_key,
+            seen=self.applied,
+        )
+        order = received.order
+        if order is None:
+            logger.warning("guidance from %r refused", call.caller_identity)
+            return self._noted(received.answer)
+        if not received.apply:  # the server retried: answer again, act once
+            return received.answer
         if order.mode == "whisper":
             self.whispered = True
-            return self._answer(order.id, order.mode)
+            return self._noted(received.answer, order.mode)
         if not order.text.split():
-            return self._answer(order.id, order.mode, "nothing to say")
+            return self._failed(order, "nothing to say")
         started = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(self.say(order.text, started))
         self.says.add(task)
@@ -466,18 +473,22 @@ class _Call:
             failed = None if task.cancelled() else task.exception()
             reason = "the call ended" if failed is None or isinstance(failed, Stopped) else failed
             started.cancel()
-            return self._answer(order.id, order.mode, f"not spoken: {reason}")
-        return self._answer(order.id, order.mode)
+            return self._failed(order, f"not spoken: {reason}")
+        return self._noted(received.answer, order.mode)
 
-    def _answer(self, order_id: str, mode: str, refusal: str | None = None) -> str:
-        entry = {"id": order_id, "mode": mode, "status": "refused" if refusal else "applied"}
-        if refusal:
-            entry["reason"] = refusal
-        else:
-            self.applied.add(order_id)
+    def _failed(self, order: signing.GuidanceOrder, reason: str) -> str:
+        """An order verified but not carried out: a retry may try again."""
+        self.applied.discard(order.id)
+        return self._noted(signing.acknowledgement(order.id, reason), order.mode)
+
+    def _noted(self, answer: str, mode: str = "") -> str:
+        """``answer`` (an acknowledgement), also kept in the report with the order's mode."""
+        entry = {**json.loads(answer), "mode": mode}
         self.report.guidance.append(entry)
-        logger.info("guidance %s (%s): %s", order_id or "-", mode or "-", refusal or "applied")
-        return signing.acknowledgement(order_id, refusal)
+        logger.info(
+            "guidance %s (%s): %s", entry["id"] or "-", mode or "-", entry.get("reason", "applied")
+        )
+        return answer
 
     async def say(self, text: str, started: asyncio.Future[None]) -> None:
         """Cut whatever is being said and speak ``text`` as the agent, right away."""

@@ -16,6 +16,7 @@ import json
 import uuid
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils.dateparse import parse_datetime
@@ -427,6 +428,7 @@ GUIDANCE_FIELDS: dict[str, Field] = {
 }
 
 
+@transaction.non_atomic_requests  # guidance.give commits its audit row before sending
 @endpoint("GET", "POST")
 @cache_control(no_store=True)
 @requires(GET=READ_TRANSCRIPTS, POST=GUIDE)

@@ -8,11 +8,14 @@ every change is published as ``guidance.updated`` once it commits. Rows change h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
+import httpx
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -23,6 +26,7 @@ from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.assist import signing
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.events import publish_guidance
+from anyreach_listen.listening.minting import LISTENER_IDENTITY_PREFIX
 from anyreach_listen.livekit import service
 from anyreach_listen.models import Conversation, Guidance, GuidanceMode, GuidanceStatus
 from anyreach_listen.recorder.dispatch import is_recorder
@@ -31,7 +35,18 @@ from anyreach_listen.recorder.wire import storable
 logger = logging.getLogger(__name__)
 
 ACK_TIMEOUT_MS = 5000  # how long the agent has to acknowledge
+LIST_TIMEOUT = 2.0  # seconds LiveKit has to say who is in the room
 REASON_MAX = 500
+# What "LiveKit could not be asked" is: unreachable, too slow, or answering an error.
+# Anything else is a bug, and stays one (500).
+LIVEKIT_FAILURES: tuple[type[BaseException], ...] = (
+    api.TwirpError,
+    aiohttp.ClientError,
+    httpx.HTTPError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    OSError,
+)
 
 
 def check_text(value: Any) -> str:
@@ -59,15 +74,21 @@ def _valid(mode: str, text: str) -> None:
 
 
 def _is_agent(participant: api.ParticipantInfo) -> bool:
-    # LiveKit's mark, from the token it minted (as the recorder dispatch reads it); our
-    # own recorders are agents too, but take no guidance.
-    return participant.kind == api.ParticipantInfo.Kind.AGENT and not is_recorder(participant)
+    # LiveKit's mark, from the token it minted (as the recorder dispatch reads it). Not
+    # ours: recorders are agents too, and a listener or anyone hidden takes no guidance.
+    return (
+        participant.kind == api.ParticipantInfo.Kind.AGENT
+        and not participant.permission.hidden
+        and not participant.identity.startswith(LISTENER_IDENTITY_PREFIX)
+        and not is_recorder(participant)
+    )
 
 
 def find_agent(room: str) -> str | None:
     """The identity of the AI agent in ``room`` (the first to join), None without one;
-    raises when LiveKit cannot be asked."""
-    agents = [p for p in service.run_sync(service.participants(room)) if _is_agent(p)]
+    raises one of ``LIVEKIT_FAILURES`` when LiveKit cannot be asked."""
+    people = service.run_sync(service.participants(room, timeout=LIST_TIMEOUT))
+    agents = [p for p in people if _is_agent(p)]
     agents.sort(key=lambda p: p.joined_at)
     return agents[0].identity if agents else None
 
@@ -108,6 +129,7 @@ def _send(row: Guidance, room: str) -> tuple[str | None, int | None]:
         room=room,
         api_key=listen_settings.LIVEKIT_API_KEY,
         api_secret=listen_settings.LIVEKIT_API_SECRET,
+        identity=row.agent_identity,
     )
     started = time.monotonic()
     try:
@@ -138,7 +160,9 @@ def give(
     ``ApiError``: ``invalid_field``, ``conversation_not_active``, ``agent_not_present``
     (also when LiveKit cannot be asked; nothing recorded), ``guidance_not_delivered`` (the
     row stays, failed, with the reason).
-    Must run outside any transaction: the row commits before the order is sent.
+    Must run outside any transaction: the row commits (a durable block) before the order
+    is sent, and Django raises ``RuntimeError`` inside one, before anything is sent; a
+    project with ATOMIC_REQUESTS marks its view ``@transaction.non_atomic_requests``.
     """
     _valid(mode, text)
     if not conversation.is_active:
@@ -150,12 +174,13 @@ def give(
     fields = {"mode": mode, "text": text, **who}
     try:
         agent = find_agent(room)
-    except Exception as exc:
+    except LIVEKIT_FAILURES as exc:
         # Nothing was sent, so nothing is recorded: like a room without an agent.
         logger.warning("Could not list the participants of %s", room, exc_info=True)
         raise ApiError(
             Errors.AGENT_NOT_PRESENT,
-            f"LiveKit could not be asked for the call's agent ({type(exc).__name__}); try again.",
+            f"LiveKit could not be asked whether the call has an agent ({type(exc).__name__}); "
+            "try again.",
         ) from None
     if agent is None:
         raise ApiError(Errors.AGENT_NOT_PRESENT)

@@ -71,6 +71,8 @@ PRIVILEGED_GRANTS = (
     "canManageAgentSession",
 )
 EXPIRY_LEEWAY = 60  # seconds of clock skew between the remote and us
+# The participant kinds a listener's token may claim: LiveKit reads none (or "") as standard.
+LISTENER_KINDS = (None, "", "standard")
 
 
 def listener_grant_problem(
@@ -80,9 +82,10 @@ def listener_grant_problem(
     when they are. A listener's identity starts with ``identity_prefix``; its video grant
     is subscribe-only (``canPublish`` and ``canPublishData`` explicitly false: LiveKit
     reads an absent ``canPublish`` as true, an absent ``canPublishData`` as
-    ``canPublish``) and hidden, with none of ``PRIVILEGED_GRANTS`` and no SIP grant; it
-    expires at most ``ttl`` (LISTENER_TOKEN_TTL) + EXPIRY_LEEWAY seconds after ``now``.
-    The reason names claims only, never the token."""
+    ``canPublish``) and hidden, with none of ``PRIVILEGED_GRANTS`` and no SIP grant; its
+    participant ``kind`` is absent (or empty) or ``standard``, never an agent, egress,
+    ingress or SIP participant; it expires at most ``ttl`` (LISTENER_TOKEN_TTL) +
+    EXPIRY_LEEWAY seconds after ``now``. The reason names claims only, never the token."""
     identity = claims.get("sub")
     if not isinstance(identity, str) or not identity.startswith(identity_prefix):
         return f"identity {_shown(identity)} is not a listener's"
@@ -97,6 +100,8 @@ def listener_grant_problem(
         return f"privileged video grant(s): {', '.join(granted)}"
     if claims.get("sip"):
         return "a SIP grant"
+    if claims.get("kind") not in LISTENER_KINDS:
+        return f"participant kind {_shown(claims.get('kind'))} is not a listener's"
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         return f"exp {_shown(exp)} is not a time"

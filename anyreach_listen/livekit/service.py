@@ -1,12 +1,10 @@
 """Server-side calls to LiveKit's RoomService and AgentDispatchService, from sync and async code.
 
+``livekit.api.LiveKitAPI`` is aiohttp-based: it is created inside a running event loop
+and closed in it. ``run_sync`` runs a coroutine from synchronous code (views, the admin,
+signal receivers) whether or not the calling thread already runs an event loop.
 ``perform_rpc`` calls RoomService.PerformRpc over Twirp with httpx: livekit-api 1.2.2
 has no wrapper for it.
-
-``livekit.api.LiveKitAPI`` is aiohttp-based: it must be created inside a
-running event loop and closed in it. ``run_sync`` runs a coroutine from
-synchronous code (views, the admin, signal receivers) whether or not the
-calling thread already runs an event loop.
 """
 
 from __future__ import annotations
@@ -87,24 +85,17 @@ async def remove_listeners(targets: Iterable[tuple[str, str]]) -> dict[str, bool
 
 
 async def list_listeners(rooms: Iterable[str]) -> dict[str, set[str]]:
-    """The listener identities (``listener-`` prefix) in each room that exists."""
-    found: dict[str, set[str]] = {}
+    """The listener identities (``listener-`` prefix) in each room (none in a room that
+    is not open)."""
     async with livekit_api() as client:
-        for room in rooms:
-            try:
-                response = await client.room.list_participants(
-                    api.ListParticipantsRequest(room=room)
-                )
-            except api.TwirpError as exc:
-                if _is_not_found(exc):
-                    continue
-                raise
-            found[room] = {
+        return {
+            room: {
                 p.identity
-                for p in response.participants
+                for p in await participants(room, client)
                 if p.identity.startswith(LISTENER_IDENTITY_PREFIX)
             }
-    return found
+            for room in rooms
+        }
 
 
 async def delete_room(room: str, client: api.LiveKitAPI | None = None) -> None:
@@ -220,15 +211,20 @@ async def _delete_dispatch(dispatch_id: str, room: str, client: api.LiveKitAPI) 
     return 1
 
 
-async def participants(room: str) -> list[api.ParticipantInfo]:
-    """Who is in ``room`` now (none when the room is not open)."""
-    async with livekit_api() as client:
-        try:
-            response = await client.room.list_participants(api.ListParticipantsRequest(room=room))
-        except api.TwirpError as exc:
-            if _is_not_found(exc):
-                return []
-            raise
+async def participants(
+    room: str, client: api.LiveKitAPI | None = None, *, timeout: float = REQUEST_TIMEOUT
+) -> list[api.ParticipantInfo]:
+    """Who is in ``room`` now (none when the room is not open), asked through ``client``,
+    or a client of its own given ``timeout`` seconds in all (else ``TimeoutError``)."""
+    if client is None:
+        async with asyncio.timeout(timeout), livekit_api() as own:
+            return await participants(room, own)
+    try:
+        response = await client.room.list_participants(api.ListParticipantsRequest(room=room))
+    except api.TwirpError as exc:
+        if _is_not_found(exc):
+            return []
+        raise
     return list(response.participants)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client
 from livekit import api
 
@@ -152,8 +153,22 @@ def test_an_agent_that_does_not_acknowledge_is_502_and_the_row_stays(
 
 def test_without_livekit_the_answer_is_a_documented_409(client: Client, world: World) -> None:
     """No fake: nothing listens where the test settings point LiveKit (as in the fuzz test)."""
-    assert_error(give(client, world), 409, "agent_not_present")
+    response = give(client, world)
+    assert_error(response, 409, "agent_not_present")
+    assert "LiveKit could not be asked" in response.json()["error"]["message"]
     assert not Guidance.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_host_project_with_atomic_requests_still_guides(
+    client: Client, world: World, agent_room: FakeLiveKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The view is non-atomic: the audit row commits before the order goes out.
+    monkeypatch.setitem(connections.settings[DEFAULT_DB_ALIAS], "ATOMIC_REQUESTS", True)
+    response = give(client, world)
+    assert response.status_code == 201, response.content
+    assert agent_room.seen_pending == [True]
+    assert Guidance.objects.get().status == GuidanceStatus.DELIVERED
 
 
 def test_the_list_is_for_transcript_readers_and_audited(

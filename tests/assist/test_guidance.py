@@ -7,9 +7,14 @@ path against a real server: tests/e2e/test_guidance_rpc.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
+import httpx
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
@@ -23,6 +28,7 @@ from anyreach_listen.models import Conversation, Guidance, GuidanceStatus
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 SECRET = TEST_LISTEN_SETTINGS["LIVEKIT_API_SECRET"]
+KEY = TEST_LISTEN_SETTINGS["LIVEKIT_API_KEY"]
 AGENT, STANDARD = api.ParticipantInfo.Kind.AGENT, api.ParticipantInfo.Kind.STANDARD
 
 
@@ -31,24 +37,38 @@ def person(
     kind: Any = STANDARD,
     joined_at: int = 1,
     attributes: dict[str, str] | None = None,
+    *,
+    hidden: bool = False,
 ) -> Any:
     return api.ParticipantInfo(
-        identity=identity, kind=kind, joined_at=joined_at, attributes=attributes or {}
+        identity=identity,
+        kind=kind,
+        joined_at=joined_at,
+        attributes=attributes or {},
+        permission=api.ParticipantPermission(hidden=hidden),
     )
 
 
 class FakeLiveKit:
-    """The room's participants, and what the agent answers (``answer``: the order's id →
-    its answer; ``fail``: an ``RpcFailed`` instead)."""
+    """The room's participants, and its agent answering as the real ones do
+    (``signing.receive`` with ``secret``: the order's destination as its identity, the
+    test API key); ``answer`` replaces a verified order's answer (given its id), ``fail``
+    raises an ``RpcFailed`` instead."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, people: list[Any]) -> None:
         self.people = people
+        self.secret = SECRET
         self.sent: list[dict[str, Any]] = []
         self.seen_pending: list[bool] = []
-        self.answer: Callable[[str], str] = signing.acknowledgement
+        self.timeouts: list[float] = []  # of the participant lists asked for
+        self.applied = signing.RecentIds()
+        self.answer: Callable[[str], str] | None = None
         self.fail: service.RpcFailed | None = None
 
-        async def participants(room: str) -> list[Any]:
+        async def participants(
+            room: str, client: Any = None, *, timeout: float = service.REQUEST_TIMEOUT
+        ) -> list[Any]:
+            self.timeouts.append(timeout)
             return self.people
 
         monkeypatch.setattr(service, "participants", participants)
@@ -57,17 +77,23 @@ class FakeLiveKit:
     def perform_rpc(
         self, room: str, identity: str, method: str, payload: str, *, timeout_ms: int
     ) -> str:
-        order = signing.verify(payload, room=room, api_secret=SECRET)
+        received = signing.receive(
+            payload, room=room, identity=identity, api_secret=self.secret, api_key=KEY,
+            seen=self.applied,
+        )  # fmt: skip
         self.sent.append(
-            {"room": room, "identity": identity, "method": method, "order": order,
-             "timeout_ms": timeout_ms}
+            {"room": room, "identity": identity, "method": method, "order": received.order,
+             "payload": payload, "timeout_ms": timeout_ms}
         )  # fmt: skip
         # Committed before it is sent: outside any transaction, readable, pending.
-        stored = Guidance.objects.filter(pk=order.id, status=GuidanceStatus.PENDING).exists()
+        gid = signing.unverified_id(payload)
+        stored = Guidance.objects.filter(pk=gid, status=GuidanceStatus.PENDING).exists()
         self.seen_pending.append(stored and not connection.in_atomic_block)
         if self.fail is not None:
             raise self.fail
-        return self.answer(order.id)
+        if self.answer is not None and received.order is not None:
+            return self.answer(received.order.id)
+        return received.answer
 
 
 @pytest.fixture
@@ -108,16 +134,38 @@ def test_the_row_is_committed_pending_then_the_signed_order_delivered(
 def test_it_refuses_to_run_inside_an_open_transaction(
     world: World, agent_room: FakeLiveKit
 ) -> None:
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
         give(world)
-    assert agent_room.sent == [] and not Guidance.objects.exists()
+    # Refused before the order could go out: nothing sent, nothing recorded.
+    assert agent_room.sent == []
+    assert not Guidance.objects.exists()
+
+
+@pytest.mark.django_db
+def test_inside_a_transaction_under_a_test_case_too(world: World, agent_room: FakeLiveKit) -> None:
+    # The test case's own transaction does not count; one opened inside it does.
+    assert give(world).status == GuidanceStatus.DELIVERED
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        give(world)
+    assert len(agent_room.sent) == 1
+
+
+@pytest.mark.django_db
+def test_a_thousand_emoji_fit_in_one_rpc_payload(world: World, agent_room: FakeLiveKit) -> None:
+    text = "\N{GRINNING FACE}" * 1000
+    given = give(world, text=text)
+    (sent,) = agent_room.sent
+    assert len(sent["payload"].encode()) < signing.MAX_PAYLOAD == 15_360
+    assert sent["order"].text == text and given.status == GuidanceStatus.DELIVERED
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("failure", "reason"),
     [
-        ("refused", "signed for another room"),
+        ("another secret", "invalid signature: Signature verification failed"),
+        ("refused", "not applied: the session is closing"),
+        ("refused unread", "invalid signature: Not enough segments"),
         ("rpc", "RpcError 1400: Method not supported at destination"),
         ("timeout", "no answer within 5000 ms"),
         ("other", "acknowledgement of another order"),
@@ -126,8 +174,12 @@ def test_it_refuses_to_run_inside_an_open_transaction(
 def test_an_order_the_agent_did_not_apply_stays_failed_with_why(
     world: World, agent_room: FakeLiveKit, failure: str, reason: str
 ) -> None:
-    if failure == "refused":
+    if failure == "another secret":  # the agent's refusal names the order it could not verify
+        agent_room.secret = "another-secret-of-at-least-thirty-two-chars"
+    elif failure == "refused":
         agent_room.answer = lambda order_id: signing.acknowledgement(order_id, reason)
+    elif failure == "refused unread":  # an agent that could not even read the id
+        agent_room.answer = lambda order_id: signing.acknowledgement("", reason)
     elif failure == "rpc":
         agent_room.fail = service.RpcFailed(reason, 1400)
     elif failure == "timeout":
@@ -147,17 +199,60 @@ def test_livekit_out_of_reach_finds_no_agent_and_sends_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
+    timeouts: list[float] = []
 
-    async def unreachable(room: str) -> list[Any]:
+    async def unreachable(room: str, client: Any = None, *, timeout: float = 0) -> list[Any]:
+        timeouts.append(timeout)
         raise ConnectionRefusedError
 
     monkeypatch.setattr(service, "participants", unreachable)
     monkeypatch.setattr(service, "perform_rpc", lambda *args, **kwargs: sent.append("rpc"))
     with pytest.raises(ApiError) as refused:
         give(world)
-    assert refused.value.code == "agent_not_present"
+    assert refused.value.code == "agent_not_present" and refused.value.status == 409
+    assert "LiveKit could not be asked" in refused.value.message
     assert "ConnectionRefusedError" in refused.value.message
     assert sent == [] and not Guidance.objects.exists()
+    assert timeouts == [guidance.LIST_TIMEOUT] and guidance.LIST_TIMEOUT <= 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "failure",
+    [
+        api.TwirpError("unavailable", "no healthy upstream", status=503),
+        aiohttp.ClientConnectionError("refused"),
+        httpx.ConnectError("refused"),
+        TimeoutError(),
+        OSError("network unreachable"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_each_way_livekit_fails_is_agent_not_present(
+    world: World, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    async def failing(room: str, client: Any = None, *, timeout: float = 0) -> list[Any]:
+        raise failure
+
+    monkeypatch.setattr(service, "participants", failing)
+    with pytest.raises(ApiError) as refused:
+        give(world)
+    assert refused.value.code == "agent_not_present"
+    assert type(failure).__name__ in refused.value.message
+    assert not Guidance.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_programming_error_is_not_taken_for_livekit_away(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(room: str, client: Any = None, *, timeout: float = 0) -> list[Any]:
+        raise AttributeError("'NoneType' object has no attribute 'participants'")
+
+    monkeypatch.setattr(service, "participants", broken)
+    with pytest.raises(AttributeError):
+        give(world)
+    assert not Guidance.objects.exists()
 
 
 @pytest.mark.django_db
@@ -169,6 +264,9 @@ def test_livekit_out_of_reach_finds_no_agent_and_sends_nothing(
         ("in_progress", [person("caller"), person("listener-1")], "agent_not_present"),
         ("in_progress", [person("rec", AGENT, 1, {service.AGENT_NAME_ATTRIBUTE: "rec"})],
          "agent_not_present"),
+        # Hidden, or one of our listeners, even with an agent's kind: never the call's agent.
+        ("in_progress", [person("agent-shadow", AGENT, hidden=True)], "agent_not_present"),
+        ("in_progress", [person("listener-7", AGENT)], "agent_not_present"),
     ],
 )  # fmt: skip
 def test_no_live_call_or_no_agent_records_nothing(
@@ -234,3 +332,37 @@ def test_the_admin_lists_guidance_read_only_with_its_text(
     change = client.post(f"/admin/anyreach_listen/guidance/{row.pk}/change/", {"text": "edited"})
     assert Guidance.objects.get().text == "Mention the loyalty discount."
     assert change.status_code in (403, 200)
+
+
+@pytest.mark.django_db
+def test_a_hidden_agent_that_joined_first_is_passed_over(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeLiveKit(
+        monkeypatch, [person("agent-hidden", AGENT, 1, hidden=True), person("agent-ava", AGENT, 5)]
+    )
+    assert give(world).agent_identity == "agent-ava"
+    assert [sent["identity"] for sent in fake.sent] == ["agent-ava"]
+
+
+@pytest.mark.django_db
+def test_a_livekit_that_does_not_answer_is_given_up_on_after_the_list_timeout(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Hanging:
+        class room:  # as LiveKitAPI names it
+            @staticmethod
+            async def list_participants(request: Any) -> Any:
+                await asyncio.sleep(60)
+
+    @contextlib.asynccontextmanager
+    async def hanging_api() -> AsyncIterator[Any]:
+        yield Hanging()
+
+    monkeypatch.setattr(service, "livekit_api", hanging_api)
+    monkeypatch.setattr(guidance, "LIST_TIMEOUT", 0.05)
+    started = time.monotonic()
+    with pytest.raises(ApiError) as refused:
+        give(world)
+    assert refused.value.code == "agent_not_present" and "TimeoutError" in refused.value.message
+    assert time.monotonic() - started < 5

@@ -44,6 +44,14 @@ def test_only_those_in_the_room_now_in_join_order(world: World) -> None:
     assert [s.pk for s in presence.listeners_now(call)] == [ben.pk, ana.pk]
 
 
+def test_an_ended_call_has_no_listeners_now(world: World) -> None:
+    # As ListenSession.objects.live() has it: a call that ended holds no one, whatever
+    # webhooks were missed.
+    call = world.conversations["completed"]
+    sessions.join(minted(call, "late", user=world.users["supervisor"]), timezone.now())
+    assert presence.listeners_now(call) == []
+
+
 def test_a_person_by_full_name_else_username_an_api_caller_by_its_credential(
     world: World,
 ) -> None:

@@ -101,6 +101,7 @@ class Scene:
             room=self.room_name,
             api_key=self.livekit.api_key,
             api_secret=secret or self.livekit.api_secret,
+            identity=AGENT,
         )
 
     async def call(self, payload: str) -> dict[str, Any]:
@@ -150,9 +151,12 @@ async def _scenario(livekit: LiveKitServer) -> tuple[CallReport, TimedListener]:
             room="another-room",
             api_key=livekit.api_key,
             api_secret=livekit.api_secret,
+            identity=AGENT,
         )
         refused = await scene.call(other_room)
         assert refused["status"] == "refused" and "another room" in refused["reason"]
+        # Each refusal names the order it could not verify.
+        assert refused["id"] == "f2"
 
         # A signed say, during the third line: it is cut, and the say is heard next.
         await scene.agent_speaking(SCRIPT[2].text)
@@ -200,8 +204,8 @@ async def test_the_simulated_agent_obeys_signed_guidance_and_refuses_forged(
     user_finals = [h.text for h in listener.of("caller", "legacy") if h.final]
     assert user_finals == [SCRIPT[1].text, SCRIPT[3].text]
     assert [(g["id"], g["mode"], g["status"]) for g in report.guidance] == [
-        ("", "", "refused"),
-        ("", "", "refused"),
+        ("f1", "", "refused"),
+        ("f2", "", "refused"),
         ("g1", "say", "applied"),
         ("g2", "whisper", "applied"),
     ]

@@ -2,8 +2,9 @@
 registered through LiveKit's RoomService.PerformRpc, and ``guidance.give`` finds the call's
 agent, sends it the signed order and records what came back.
 
-The agent is a plain livekit rtc participant with an agent token (kind AGENT, as a
-livekit-agents worker joins), on an event loop in a thread of its own.
+The agent is a livekit rtc participant with an agent token (kind AGENT, as a livekit-agents
+worker joins), on an event loop in a thread of its own, running ``enable_guidance`` with a
+stand-in session.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from livekit import rtc
 
+from anyreach_listen.agent import enable_guidance
 from anyreach_listen.api.errors import ApiError
 from anyreach_listen.assist import guidance, signing
 from anyreach_listen.livekit.service import RpcFailed, perform_rpc
@@ -85,6 +87,31 @@ class Participant:
 
         self.run(add())
 
+    def enable_guidance(self, session: StandInSession, secret: str) -> None:
+        """The agent side as shipped: ``anyreach_listen.agent.enable_guidance``."""
+
+        async def enable() -> None:
+            assert self.room is not None
+            key = self.livekit.api_key
+            enable_guidance(session, self.room, api_secret=secret, api_key=key)  # type: ignore[arg-type]
+
+        self.run(enable())
+
+
+class StandInSession:
+    """What ``enable_guidance`` asks of an AgentSession for a ``say``, recorded."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def interrupt(self, *, force: bool = False) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def say(self, text: str) -> None:
+        self.said.append(text)
+
 
 @pytest.fixture(scope="module")
 def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitServer]:
@@ -137,39 +164,42 @@ def test_perform_rpc_says_why_it_got_no_answer(livekit: LiveKitServer) -> None:
         assert str(nobody.value).startswith("unavailable:"), nobody.value  # no such participant
 
 
-def _obey(room: str, secret: str) -> Handler:
-    """A guidance handler as the agent side runs it: verify, then acknowledge."""
-
-    def handle(data: rtc.RpcInvocationData) -> str:
-        try:
-            order = signing.verify(data.payload, room=room, api_secret=secret)
-        except signing.GuidanceRefused as exc:
-            return signing.acknowledgement("?", str(exc))
-        return signing.acknowledgement(order.id)
-
-    return handle
-
-
 @pytest.mark.django_db
 def test_guidance_reaches_the_calls_agent_and_is_recorded_delivered(
     livekit: LiveKitServer, world: World
 ) -> None:
     call = world.conversations["in_progress"]
+    session = StandInSession()
+    text = "Offer the refund now. " + "\N{GRINNING FACE}" * 978  # 1,000 characters
     with (
         Participant(livekit, call.livekit_room or "", "caller", "standard"),
         Participant(livekit, call.livekit_room or "", "agent-ava", "agent") as agent,
     ):
-        agent.register(signing.GUIDANCE_METHOD, _obey(call.livekit_room or "", livekit.api_secret))
+        agent.enable_guidance(session, livekit.api_secret)
         audit = {"user": world.users["supervisor"]}
-        given = guidance.give(call, mode="say", text="Offer the refund now.", audit=audit)
-        (order,) = agent.calls
+        given = guidance.give(call, mode="say", text=text, audit=audit)
     row = Guidance.objects.get(pk=given.pk)
     assert row.status == GuidanceStatus.DELIVERED and row.agent_identity == "agent-ava"
     assert row.delivered_at is not None and row.latency_ms is not None
-    verified = signing.verify(
-        order.payload, room=call.livekit_room or "", api_secret=livekit.api_secret
-    )
-    assert (verified.id, verified.mode, verified.text) == (str(row.pk), "say", row.text)
+    assert session.said == [text] and len(text) == signing.MAX_TEXT
+
+
+@pytest.mark.django_db
+def test_an_agent_with_another_secret_refuses_and_the_row_says_why(
+    livekit: LiveKitServer, world: World
+) -> None:
+    call = world.conversations["in_progress"]
+    session = StandInSession()
+    with (
+        Participant(livekit, call.livekit_room or "", "agent-ava", "agent") as agent,
+        pytest.raises(ApiError) as refused,
+    ):
+        agent.enable_guidance(session, "another-secret-of-at-least-thirty-two-chars")
+        guidance.give(call, mode="say", text="Deny it.", audit={"user": None})
+    assert refused.value.code == "guidance_not_delivered"
+    row = Guidance.objects.get(conversation=call)
+    assert row.status == GuidanceStatus.FAILED and session.said == []
+    assert row.reason == "invalid signature: Signature verification failed"
 
 
 @pytest.mark.django_db

@@ -181,6 +181,10 @@ NOT_A_LISTENERS_TOKEN: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "renames itself": ({"canUpdateOwnMetadata": True}, {}, "canUpdateOwnMetadata"),
     "forwarded elsewhere": ({"destinationRoom": "other"}, {}, "destinationRoom"),
     "a SIP grant": ({}, {"sip": {"admin": True}}, "SIP"),
+    "an agent participant": ({}, {"kind": "agent"}, "participant kind 'agent'"),
+    "an egress participant": ({}, {"kind": "egress"}, "participant kind 'egress'"),
+    "a SIP participant": ({}, {"kind": "sip"}, "participant kind 'sip'"),
+    "kind not a string": ({}, {"kind": 1}, "participant kind 1"),
     "lives an hour": ({}, {"exp_in": 3600}, "past the listener token"),
     "lives for years": ({}, {"exp": 2_000_000_000}, "past the listener token"),
 }
@@ -206,6 +210,18 @@ def test_an_answer_that_is_not_a_listeners_token_is_a_502_and_writes_no_row(
     with caplog.at_level(logging.WARNING, logger="anyreach_listen.listening.remote_minting"):
         response = mint_as_supervisor(client, conversation)
     _assert_refused(response, caplog, why)
+
+
+@pytest.mark.parametrize("kind", ["standard", ""])
+def test_a_standard_participants_token_is_accepted(
+    scripted_remote: Scripted, client: Client, settings: Any, db: None, kind: str
+) -> None:
+    url, _, script = scripted_remote
+    conversation = mirror(str(uuid.uuid4()))
+    script.append((200, {}, _token_body(conversation.livekit_room, claims={"kind": kind})))
+    remote(settings, url, "ak_x")
+    response = mint_as_supervisor(client, conversation)
+    assert response.status_code == 200, response.content
 
 
 def test_a_listener_token_within_the_lifetime_and_its_leeway_is_accepted(
