@@ -48,6 +48,7 @@ PLAN = [
     Benchmark("B4", "bench_fanout.py", "Event fan-out to portal websockets"),
     Benchmark("B5", "bench_pages.py", "Dashboard and wall with 1,000 live calls"),
     Benchmark("B7", "bench_alerts.py", "Live alert latency: phrase said → dashboard"),
+    Benchmark("B8", "bench_guidance.py", "Guidance to the agent: acknowledged, and heard"),
     Benchmark(
         "Mint",
         "bench_mint.py",

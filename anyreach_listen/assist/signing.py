@@ -214,7 +214,7 @@ def receive(
     seen: MutableSet[str],
 ) -> Received:
     """What the agent named ``identity`` in ``room`` does with an RPC ``payload`` (both
-    agents: ``anyreach_listen.agent``, the demo's): refuse it, naming the id it claims
+    agents: ``agent/guidance.py``, the demo's): refuse it, naming the id it claims
     (read unverified), answer a retry of an id in ``seen`` without acting, or apply it.
 
     An order to apply joins ``seen`` at once, so a retry meanwhile is not applied twice; a
