@@ -33,9 +33,11 @@ from livekit.agents.utils import shortuuid
 
 from anyreach_listen.assist import signing
 from anyreach_listen.assist.signing import GUIDANCE_METHOD, GuidanceOrder
+from tests.support.guidance import LoopThread
 from tests.support.livekit import LiveKitServer, livekit_server
 from tests.support.processes import ROOT
 
+SCENARIO_TIMEOUT = 240  # seconds: a whole guided call, a deadline not a measure
 pytestmark = [
     pytest.mark.e2e,
     # `livekit-server --dev`'s secret is short; the orders are signed with it.
@@ -277,10 +279,11 @@ async def _scenario(livekit: LiveKitServer) -> None:
             await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))
 
 
-@pytest.mark.asyncio
-async def test_the_pages_agent_obeys_signed_guidance_and_refuses_forged(
+def test_the_pages_agent_obeys_signed_guidance_and_refuses_forged(
     livekit: LiveKitServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in livekit.env().items():  # what a worker's environment holds
         monkeypatch.setenv(name, value)
-    await _scenario(livekit)
+    # On a loop of its own: in the whole suite, Playwright's sync API holds this thread's.
+    with LoopThread() as loop:
+        loop.run(_scenario(livekit), timeout=SCENARIO_TIMEOUT)

@@ -30,8 +30,10 @@ from demo.call_simulator import (
     run_call,
 )
 from tests.e2e.listener import Heard, Listener
+from tests.support.guidance import LoopThread
 from tests.support.livekit import LiveKitServer, livekit_server
 
+SCENARIO_TIMEOUT = 240  # seconds: a whole guided call, a deadline not a measure
 pytestmark = [
     pytest.mark.e2e,
     # `livekit-server --dev`'s secret is short; the orders are signed with it.
@@ -181,11 +183,12 @@ async def _scenario(livekit: LiveKitServer) -> tuple[CallReport, TimedListener]:
     return report, listener
 
 
-@pytest.mark.asyncio
-async def test_the_simulated_agent_obeys_signed_guidance_and_refuses_forged(
+def test_the_simulated_agent_obeys_signed_guidance_and_refuses_forged(
     livekit: LiveKitServer,
 ) -> None:
-    report, listener = await _scenario(livekit)
+    # On a loop of its own: in the whole suite, Playwright's sync API holds this thread's.
+    with LoopThread() as loop:
+        report, listener = loop.run(_scenario(livekit), timeout=SCENARIO_TIMEOUT)
     finals = {h.segment_id: h.text for h in listener.agent_finals()}
     lines = report.segments["agent"]
     assert len(lines) == 3 and report.turns == len(SCRIPT)
