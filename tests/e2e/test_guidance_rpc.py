@@ -10,8 +10,6 @@ stand-in session.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from anyreach_listen.api.errors import ApiError
 from anyreach_listen.assist import guidance, signing
 from anyreach_listen.livekit.service import RpcFailed, perform_rpc
 from anyreach_listen.models import Guidance, GuidanceStatus
+from tests.support.guidance import LoopThread
 from tests.support.livekit import LiveKitServer, livekit_server
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 
@@ -42,26 +41,22 @@ class Participant:
 
     def __init__(self, livekit: LiveKitServer, room: str, identity: str, kind: str) -> None:
         self.livekit, self.room_name, self.identity, self.kind = livekit, room, identity, kind
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.loop = LoopThread()
         self.room: rtc.Room | None = None
         self.calls: list[rtc.RpcInvocationData] = []
 
     def run[T](self, coro: Coroutine[Any, Any, T], timeout: float = 20) -> T:
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout=timeout)
+        return self.loop.run(coro, timeout)
 
     def __enter__(self) -> Participant:
-        self.thread.start()
+        self.loop.__enter__()
         self.run(self._join())
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.room is not None:
             self.run(self.room.disconnect())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        self.loop.__exit__(*exc)
 
     async def _join(self) -> None:
         token = self.livekit.token(
