@@ -39,3 +39,10 @@ def _no_livekit_owner(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
 def world(db: None) -> World:
     """The test world (``tests/support/world.py``) in the test database."""
     return build_world()
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's ordering by database use
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chromium's tests last, in their order: once started, Playwright's sync API keeps an
+    event loop running on the main thread, and no async test can run after it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
