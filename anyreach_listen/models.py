@@ -648,3 +648,58 @@ class Guidance(Disclosure):
 
     def __str__(self) -> str:
         return f"{self.mode} guidance on {self.conversation_id} ({self.status})"
+
+
+# --- taking a call over from the AI agent ----------------------------------------------------
+
+
+class TakeoverEnd(models.TextChoices):
+    """How a takeover ended; all but ``call_ended`` and ``not_paused`` resume the agent."""
+
+    HANDED_BACK = "handed_back", "Handed back"
+    LEFT = "left", "The supervisor left the call"
+    ACCESS_LOST = "access_lost", "The supervisor lost the right"
+    CALL_ENDED = "call_ended", "The call ended"
+    EXPIRED = "expired", "The token expired unrenewed"
+    NOT_PAUSED = "not_paused", "The agent did not confirm its pause"
+
+
+class TakeoverQuerySet(models.QuerySet["Takeover"]):
+    def held(self) -> TakeoverQuerySet:
+        """Takeovers not ended yet: at most one per call (``one_takeover_per_call``)."""
+        return self.filter(ended_at__isnull=True)
+
+
+class Takeover(Disclosure):
+    """A supervisor speaking in a call instead of its AI agent, from the pause the agent
+    confirmed to the hand-back; its state changes in ``assist/takeover.py`` only."""
+
+    conversation, user, api_key, personal_access_token = disclosure_keys("takeovers")
+
+    identity = models.CharField(max_length=200, unique=True)  # supervisor-…, the participant
+    agent_identity = models.CharField(max_length=200)  # the agent paused
+    started_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()  # the latest token's; renewed while held
+    joined_at = models.DateTimeField(null=True, blank=True)  # the participant in the room
+    left_at = models.DateTimeField(null=True, blank=True)  # …and gone since (webhooks)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=20, choices=TakeoverEnd.choices, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)  # the agent confirmed its resume
+    resume_error = models.TextField(blank=True)  # why it did not
+
+    objects = TakeoverQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["conversation", "started_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(ended_at__isnull=True),
+                name="one_takeover_per_call",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = self.ended_by or "held"
+        return f"takeover of {self.conversation_id} by {self.display_name} ({state})"

@@ -19,6 +19,7 @@ class Scope(models.TextChoices):
     READ_SENSITIVE = "conversations:read_sensitive", "Listen and read transcripts"
     MANAGE = "conversations:manage", "Manage conversations (includes listening)"
     GUIDE = "conversations:guide", "Guide the AI agent of live calls"
+    TAKE_OVER = "conversations:take_over", "Take live calls over from the AI agent"
 
 
 class Role(models.TextChoices):
@@ -39,9 +40,11 @@ class Capability(models.TextChoices):
     MANAGE_ORGANIZATION = "manage_organization", "Manage members and API keys, read the audit"
     GUIDE_AGENT = "guide_agent", "Send guidance to a live call's AI agent"
     SEE_LISTENERS = "see_listeners", "See who is listening to a call now"
+    TAKE_OVER = "take_over", "Take a live call over from its AI agent, and hand it back"
 
 
-_READ, _SENSITIVE, _MANAGE, _GUIDE = Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE
+_READ, _SENSITIVE, _MANAGE = Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE
+_GUIDE, _TAKE_OVER = Scope.GUIDE, Scope.TAKE_OVER
 _ADMIN, _SUPERVISOR, _QA, _VIEWER = Role.ADMIN, Role.SUPERVISOR, Role.QA, Role.VIEWER
 
 # The table: capability -> ({API scopes that grant it}, {portal roles that have it}).
@@ -58,6 +61,7 @@ GRANTS: dict[Capability, tuple[set[Scope], set[Role]]] = {
     # QA too: a role holds a scope only if it has all the scope grants (ROLE_SCOPES), so
     # leaving QA out would take read_sensitive from QA analysts' PATs.
     Capability.SEE_LISTENERS: ({_SENSITIVE, _MANAGE}, {_ADMIN, _SUPERVISOR, _QA}),
+    Capability.TAKE_OVER: ({_TAKE_OVER}, {_ADMIN, _SUPERVISOR}),
 }
 
 SCOPE_CAPABILITIES: dict[str, frozenset[Capability]] = {

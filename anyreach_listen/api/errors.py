@@ -290,6 +290,33 @@ class Errors:
         API,
         PORTAL,
     )
+    ALREADY_TAKEN_OVER = _kind(
+        409,
+        "already_taken_over",
+        "Someone else has taken this call over.",
+        "a takeover of a call that another person or credential holds (the message names "
+        "them); one holder at a time",
+        API,
+        PORTAL,
+    )
+    TAKEOVER_NOT_FOUND = _kind(
+        404,
+        "takeover_not_found",
+        "Nobody has taken this call over.",
+        "reading, renewing or handing back the takeover of a call nobody holds",
+        API,
+        PORTAL,
+    )
+    TAKEOVER_NOT_CONFIRMED = _kind(
+        502,
+        "takeover_not_confirmed",
+        "The agent did not confirm its pause.",
+        "a takeover whose pause the agent did not confirm within 5 s, refused, or cannot "
+        "take (no takeover support), or LiveKit failed while relaying it; nothing is held, "
+        "and the attempt stays on record (`not_paused`)",
+        API,
+        PORTAL,
+    )
     REMOTE_UNAVAILABLE = _kind(
         502,
         "remote_unavailable",

@@ -4,7 +4,9 @@ Any participant with data permission may call the agent's RPC methods and LiveKi
 hidden caller's identity: only a signature proves our server sent an order. A JWT (HS256,
 a key derived from the LiveKit API secret, at most ``MAX_TTL`` s) binds the room, the id,
 the agent (``aud``), the API key (``iss``) and the text's SHA-256; the text travels beside
-it. ``receive`` is the agent's whole path: verify, refuse naming the id, act once. No Django.
+it. ``receive`` is the agent's whole path: verify, refuse naming the id, act once. A
+takeover (``assist/takeover.py``) travels the same way: ``pause``, then ``resume`` with the
+lines said meanwhile as its text. No Django.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from typing import Any, Literal
 import jwt
 
 GUIDANCE_METHOD = "anyreach.guidance"  # the RPC method the agent registers
-MODES = ("whisper", "say")
+GUIDANCE_MODES = ("whisper", "say")  # a supervisor's guidance: text of 1 to MAX_TEXT
+TAKEOVER_MODES = ("pause", "resume")  # a takeover: no text, then the lines said meanwhile
+MODES = GUIDANCE_MODES + TAKEOVER_MODES
 MAX_TEXT = 1000
+MAX_CONTEXT_BYTES = 12_000  # UTF-8 of a resume's lines: with the token, under MAX_PAYLOAD
 MAX_TTL = 60  # seconds an order stays valid
 MAX_PAYLOAD = 15_360  # bytes of a PerformRpc payload LiveKit takes (more: RpcError 1402)
 _SUBJECT = "anyreach-guidance"
@@ -31,7 +36,7 @@ _LEEWAY = 5  # seconds of clock skew between the server and the agent's machine
 _REQUIRED = ["exp", "iat", "sub", "room", "gid", "mode", "sha256"]
 _ECHOED_ID = 100  # the longest unverified id a refusal names
 
-Mode = Literal["whisper", "say"]
+Mode = Literal["whisper", "say", "pause", "resume"]
 
 
 class GuidanceRefused(Exception):
@@ -127,9 +132,19 @@ def verify(
     ):
         raise GuidanceRefused("the text is not the one signed")
     mode = claims["mode"]
-    if mode not in MODES or not 1 <= len(text) <= MAX_TEXT:
+    if mode not in MODES or not text_fits(mode, text):
         raise GuidanceRefused("malformed order")
     return GuidanceOrder(id=str(claims["gid"]), mode=mode, text=text)
+
+
+def text_fits(mode: str, text: str) -> bool:
+    """Whether ``text`` is what an order of ``mode`` carries: guidance 1 to ``MAX_TEXT``
+    characters, a pause none, a resume at most ``MAX_CONTEXT_BYTES`` of UTF-8."""
+    if mode == "pause":
+        return text == ""
+    if mode == "resume":
+        return len(text.encode("utf-8", "surrogatepass")) <= MAX_CONTEXT_BYTES
+    return 1 <= len(text) <= MAX_TEXT
 
 
 def unverified_id(payload: str) -> str:
