@@ -126,6 +126,19 @@ def check_token_ttl(conf: dict[str, Any]) -> Iterator[CheckMessage]:
 
 
 @settings_check
+def check_takeover_token_ttl(conf: dict[str, Any]) -> Iterator[CheckMessage]:
+    """E020: a takeover's token lives 30 seconds to 10 minutes."""
+    ttl = conf["TAKEOVER_TOKEN_TTL"]
+    if not _int_in(ttl, 30, 600):
+        yield Error(
+            f"TAKEOVER_TOKEN_TTL must be an integer from 30 to 600 seconds, not {ttl!r}.",
+            hint="The default is 300: the holder's page renews it every third of it, and a "
+            "takeover not renewed in time ends (the agent gets the call back).",
+            id="anyreach_listen.E020",
+        )
+
+
+@settings_check
 def check_rate_limits(conf: dict[str, Any]) -> Iterator[CheckMessage]:
     """E006 the request limit, E013 the failed-credential limit: positive integers."""
     for name in ("RATE_LIMIT_REQUESTS", "RATE_LIMIT_WINDOW"):

@@ -38,6 +38,11 @@ SETTINGS: dict[str, Setting] = {
     ),
     # LiveKit refreshes a connected participant's token: this bounds only redemption.
     "LISTENER_TOKEN_TTL": Setting(300, "Seconds a listener token may be redeemed (E005)."),
+    # A takeover's token: redeemed within it, renewed by its holder while they speak; one
+    # not renewed in time ends the takeover (``manage.py sweep_listeners``).
+    "TAKEOVER_TOKEN_TTL": Setting(
+        300, "Seconds a takeover's token lasts unless its holder renews it, 30 to 600 (E020)."
+    ),
     "RATE_LIMIT_REQUESTS": Setting(60, "Listener-token requests per credential per window (E006)."),
     "RATE_LIMIT_WINDOW": Setting(60, "That window, in seconds (E006)."),
     # Failed credentials and failed webhook/recorder signatures, per client address (an

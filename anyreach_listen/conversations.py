@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from anyreach_listen.api.errors import ApiError, Errors
 from anyreach_listen.api.shapes import utc_iso
+from anyreach_listen.assist import takeover
 from anyreach_listen.events import publish_conversation
 from anyreach_listen.listening import sessions
 from anyreach_listen.listening.revocation import revoke_sessions
@@ -236,6 +237,9 @@ def _finish_locked(
         sessions.close_room(row, at)
     elif finished:
         revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
+    if finished:
+        # The supervisor speaking in it leaves too (after the commit); nobody to resume.
+        takeover.end_for_call(row, room_closed=room_closed)
     return finished
 
 
@@ -256,6 +260,7 @@ def lose_room(conversation: Conversation, *, at: dt.datetime) -> bool:
         return False
     # While the row still names the room: the removals need it.
     revoke_sessions(row.listen_sessions.filter(revoked_at__isnull=True))
+    takeover.end_for_call(row)
     row.livekit_room = None
     row.metadata = {**row.metadata, "lost_room": room}
     row.save(update_fields=["livekit_room", "metadata", "updated_at"])

@@ -1,5 +1,5 @@
-"""Conversation, listener, alert, transcript and guidance events, published to the channel
-layer per organization.
+"""Conversation, listener, alert, transcript, guidance and takeover events, published to the
+channel layer per organization.
 
 Publishers (the conversations service, webhooks, revocation) call these inside
 their transaction; the message is sent once it commits. The websocket consumer
@@ -25,6 +25,7 @@ from anyreach_listen.api.shapes import (
     LiveSegment,
     Shape,
 )
+from anyreach_listen.api.shapes import Takeover as TakeoverShape
 from anyreach_listen.conf import listen_settings
 
 if TYPE_CHECKING:  # annotations only: models publish nothing (conversations.py and the
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: models publish nothing (conversations.py 
         Conversation,
         Guidance,
         ListenSession,
+        Takeover,
         TranscriptSegment,
     )
 
@@ -44,6 +46,9 @@ SESSION_ENDED = "session.ended"
 ALERT_RAISED = "alert.raised"
 TRANSCRIPT_SEGMENT = "transcript.segment"
 GUIDANCE_UPDATED = "guidance.updated"
+TAKEOVER_UPDATED = "takeover.updated"
+# What a ``takeover.updated`` message's ``event`` says happened.
+TAKEOVER_EVENTS = ("started", "renewed", "joined", "left", "ended", "resumed")
 
 
 def organization_group(organization_id: uuid.UUID | str) -> str:
@@ -87,6 +92,15 @@ class GuidanceMessage(ConversationMessage):
 
     type: str = GUIDANCE_UPDATED
     guidance: GuidanceShape
+
+
+class TakeoverMessage(ConversationMessage):
+    """``takeover.updated``: ``event`` is one of ``TAKEOVER_EVENTS`` ("resumed" carries the
+    resume's outcome: ``resumed_at``, or ``resume_error``); for those who may see a call's
+    listeners, like ``listener.updated``."""
+
+    type: str = TAKEOVER_UPDATED
+    takeover: TakeoverShape
 
 
 class AccessChangedMessage(Shape):
@@ -215,6 +229,28 @@ def publish_guidance(guidance: Guidance) -> None:
     message = GuidanceMessage(
         **_about(conversation, guidance.status), guidance=live_guidance(guidance)
     )
+    _send_on_commit(organization_group(conversation.organization_id), message)
+
+
+def live_takeover(takeover: Takeover) -> TakeoverShape:
+    return TakeoverShape(
+        id=takeover.pk,
+        holder=takeover.display_name,
+        started_at=takeover.started_at,
+        expires_at=takeover.expires_at,
+        joined_at=takeover.joined_at,
+        ended_at=takeover.ended_at,
+        ended_by=takeover.ended_by or None,
+        resumed_at=takeover.resumed_at,
+        resume_error=takeover.resume_error,
+    )
+
+
+def publish_takeover(takeover: Takeover, event: str) -> None:
+    """``takeover`` (its conversation and holder loaded) changed: ``event`` is one of
+    ``TAKEOVER_EVENTS``."""
+    conversation = takeover.conversation
+    message = TakeoverMessage(**_about(conversation, event), takeover=live_takeover(takeover))
     _send_on_commit(organization_group(conversation.organization_id), message)
 
 

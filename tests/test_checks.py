@@ -48,6 +48,10 @@ def test_valid_configuration_has_no_messages(settings: Any) -> None:
         ({"LIVEKIT_API_SECRET": "s" * 31}, False, "anyreach_listen.E004"),
         ({"LISTENER_TOKEN_TTL": 0}, False, "anyreach_listen.E005"),
         ({"LISTENER_TOKEN_TTL": "300"}, False, "anyreach_listen.E005"),
+        ({"TAKEOVER_TOKEN_TTL": 29}, False, "anyreach_listen.E020"),
+        ({"TAKEOVER_TOKEN_TTL": 601}, False, "anyreach_listen.E020"),
+        ({"TAKEOVER_TOKEN_TTL": "300"}, False, "anyreach_listen.E020"),
+        ({"TAKEOVER_TOKEN_TTL": True}, False, "anyreach_listen.E020"),
         ({"RATE_LIMIT_REQUESTS": 0}, False, "anyreach_listen.E006"),
         ({"RATE_LIMIT_WINDOW": True}, False, "anyreach_listen.E006"),
         ({"FAILED_AUTH_LIMIT": 0}, False, "anyreach_listen.E013"),
@@ -105,6 +109,12 @@ def test_a_secret_of_32_characters_is_long_enough_outside_debug(settings: Any) -
 
 def test_dev_secret_and_derived_hash_key_are_tolerated_in_debug(settings: Any) -> None:
     assert ids(settings, True, LIVEKIT_API_SECRET="secret", CREDENTIAL_HASH_KEY="") == set()
+
+
+def test_a_takeover_token_lives_30_seconds_to_10_minutes(settings: Any) -> None:
+    assert DEFAULTS["TAKEOVER_TOKEN_TTL"] == 300
+    for ttl in (30, 600):
+        assert ids(settings, True, TAKEOVER_TOKEN_TTL=ttl) == set()
 
 
 def test_recorders_are_off_by_default() -> None:

@@ -29,6 +29,7 @@ from anyreach_listen.models import (
     GuidanceMode,
     GuidanceStatus,
     ListenVia,
+    TakeoverEnd,
 )
 from anyreach_listen.recorder.wire import MAX_LABEL, SPEAKER_ROLES
 
@@ -264,6 +265,74 @@ class GuidanceList(Shape):
     guidance: list[Guidance]
 
 
+class TakeoverToken(Shape):
+    """A takeover's answer (``assist/takeover.py``): the listener token's four fields
+    and the takeover's id. The token joins the call's room as a visible participant that
+    may publish its microphone only."""
+
+    id: uuid.UUID
+    url: Annotated[str, WithJsonSchema({"type": "string", "description": "LiveKit server URL."})]
+    token: Annotated[
+        str,
+        WithJsonSchema(
+            {"type": "string", "description": "A visible participant's JWT: microphone only."}
+        ),
+    ]
+    room_name: str
+    expires_at: Annotated[
+        UtcTime,
+        Field(description="ISO 8601, UTC; equals the JWT's exp. Renew before it (POST again)."),
+    ]
+
+
+class Takeover(Shape):
+    """A call taken over from its AI agent (``assist/takeover.py``): the API's answers and
+    the ``takeover.updated`` event's payload."""
+
+    id: uuid.UUID
+    holder: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "description": "Who took it over: a person's full name (else username), or "
+                "the API key.",
+            }
+        ),
+    ]
+    started_at: UtcTime
+    expires_at: Annotated[
+        UtcTime, Field(description="When it ends unless renewed (the latest token's exp).")
+    ]
+    joined_at: Annotated[
+        UtcTime | None, Field(description="When the holder's participant joined the room.")
+    ]
+    ended_at: UtcTime | None
+    ended_by: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "type": ["string", "null"],
+                "enum": [*TakeoverEnd.values, None],
+                "description": "How it ended; null while held.",
+            }
+        ),
+    ]
+    resumed_at: Annotated[
+        UtcTime | None, Field(description="When the agent confirmed it had the call back.")
+    ]
+    resume_error: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "description": "Why the agent was not resumed (or, ended `not_paused`, why "
+                "its pause was not confirmed); empty otherwise.",
+            }
+        ),
+    ]
+
+
 # --- what browsers get live (``events.py`` wraps these in its messages) -------------------
 
 
@@ -296,6 +365,8 @@ ANSWERS: tuple[type[Shape], ...] = (
     ListenerList,
     Guidance,
     GuidanceList,
+    TakeoverToken,
+    Takeover,
 )
 
 

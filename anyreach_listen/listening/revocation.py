@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from anyreach_listen.assist import takeover
 from anyreach_listen.listening import entitlement
 from anyreach_listen.listening import sessions as session_state
 from anyreach_listen.livekit.service import list_listeners, remove_listeners, run_sync
@@ -28,6 +29,7 @@ from anyreach_listen.models import (
     ListenSession,
     Membership,
     PersonalAccessToken,
+    TakeoverEnd,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,8 @@ def remove_with_retries(targets: list[Target]) -> None:
 
 
 def revoke_credential(credential: ApiKey | PersonalAccessToken) -> list[ListenSession]:
-    """Revoke an API key or PAT and take its live listeners out of their rooms."""
+    """Revoke an API key or PAT, take its live listeners out of their rooms and hand
+    back the calls it had taken over."""
     with transaction.atomic():
         if credential.revoked_at is None:
             # First the credential row (a mint in flight locks it), then its sessions;
@@ -111,6 +114,7 @@ def revoke_credential(credential: ApiKey | PersonalAccessToken) -> list[ListenSe
             type(credential).objects.filter(pk=credential.pk).update(
                 revoked_at=credential.revoked_at
             )
+        takeover.end_takeovers(credential.takeovers.all(), TakeoverEnd.ACCESS_LOST)
         return revoke_sessions(credential.listen_sessions.revocable())
 
 

@@ -1,5 +1,6 @@
 """Signal receivers (connected in ``AnyreachListenConfig.ready``): every loss of
-access takes its listeners out (``revocation.py``) and tells the person's open
+access takes its listeners out (``revocation.py``), hands back the calls its holder
+had taken over (``assist/takeover.py``: ``access_lost``) and tells the person's open
 event streams (``events.publish_access_changed``, ``publish_session_ended``)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from anyreach_listen.assist import takeover
 from anyreach_listen.events import publish_access_changed, publish_session_ended
 from anyreach_listen.listening.revocation import (
     revoke_lost_access,
@@ -20,7 +22,14 @@ from anyreach_listen.listening.revocation import (
     revoke_sessions,
     revoke_unentitled,
 )
-from anyreach_listen.models import ApiKey, Conversation, Membership, PersonalAccessToken
+from anyreach_listen.models import (
+    ApiKey,
+    Conversation,
+    Membership,
+    PersonalAccessToken,
+    Takeover,
+    TakeoverEnd,
+)
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="anyreach_listen.api_key_saved")
@@ -37,6 +46,7 @@ def credential_saved(
     if raw or created:
         return
     revoke_unentitled(instance.listen_sessions.all())
+    takeover.end_lost_access(instance.takeovers.all())
 
 
 @receiver(pre_delete, sender=ApiKey, dispatch_uid="anyreach_listen.api_key_deleted")
@@ -49,6 +59,7 @@ def credential_deleted(
     # Before Django nulls the sessions' link to the credential (SET NULL), which
     # would hide them from revocation; ``credential_label`` keeps the audit's words.
     revoke_sessions(instance.listen_sessions.revocable())
+    takeover.end_takeovers(instance.takeovers.all(), TakeoverEnd.ACCESS_LOST)
 
 
 # pre_delete: when a whole user is deleted, Django nulls ListenSession.user
@@ -56,14 +67,22 @@ def credential_deleted(
 @receiver(pre_delete, sender=Membership, dispatch_uid="anyreach_listen.revoke_membership")
 def membership_deleted(sender: type[Membership], instance: Membership, **kwargs: Any) -> None:
     revoke_membership(instance)
+    # Still there now (pre_delete), so no re-check would see it go: its takeovers end.
+    takeover.end_takeovers(
+        Takeover.objects.filter(
+            user_id=instance.user_id, conversation__organization_id=instance.organization_id
+        ),
+        TakeoverEnd.ACCESS_LOST,
+    )
 
 
 @receiver(post_save, sender=Membership, dispatch_uid="anyreach_listen.membership_saved")
 def membership_saved(
     sender: type[Membership], instance: Membership, created: bool = False, **kwargs: Any
 ) -> None:
-    if not created:  # a new role may not listen any more
+    if not created:  # a new role may not listen (or take calls over) any more
         revoke_lost_access(instance.user_id)
+        takeover.end_lost_access(Takeover.objects.filter(user_id=instance.user_id))
     publish_access_changed(instance.user_id)
 
 
@@ -82,6 +101,7 @@ def membership_teams_changed(
 ) -> None:
     if action in ("post_remove", "post_clear"):
         revoke_lost_access(instance.user_id)
+        takeover.end_lost_access(Takeover.objects.filter(user_id=instance.user_id))
     if action in ("post_add", "post_remove", "post_clear"):
         publish_access_changed(instance.user_id)
 
@@ -97,6 +117,7 @@ def user_saved(
     # streams check their session again, and an inactive user's listeners go.
     if not instance.is_active:
         revoke_lost_access(instance.pk)
+        takeover.end_lost_access(Takeover.objects.filter(user_id=instance.pk))
     publish_access_changed(instance.pk)
 
 
@@ -115,3 +136,4 @@ def conversation_saved(
     moved = update_fields is None or "team" in update_fields or "team_id" in update_fields
     if not created and moved and instance.is_active:
         revoke_lost_conversation_access(instance)
+        takeover.end_lost_access(instance.takeovers.all())

@@ -1,10 +1,10 @@
 """``POST /livekit/webhook``: LiveKit's room and participant events, verified.
 
 LiveKit's webhooks tell us when a call's room opens or closes and who joins or leaves it.
-Each delivery's signature is checked (``WebhookReceiver``); its event moves the
-conversation matched by room name (through ``conversations.py``), registers a room's
-conversation when its metadata says whose it is, and moves listen sessions
-(``listening/sessions.py``). Events, outcomes and retries: docs/internals/calls.md.
+Each delivery's signature is checked (``WebhookReceiver``); its event moves the call matched
+by room name (``conversations.py``), registers a room's call when its metadata says whose it
+is, and moves listen sessions (``listening/sessions.py``) and takeovers' supervisors
+(``assist/takeover.py``). Events, outcomes and retries: docs/internals/calls.md.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from anyreach_listen.access import ratelimit
 from anyreach_listen.access.client_address import client_address
 from anyreach_listen.api.body_limit import WEBHOOK_MAX_BODY
 from anyreach_listen.api.errors import ApiError, Errors, endpoint
+from anyreach_listen.assist import takeover
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.listening import sessions
 from anyreach_listen.listening.minting import LISTENER_IDENTITY_PREFIX
@@ -165,6 +166,18 @@ def _participant(
     identity = event.participant.identity
     if identity.startswith(LISTENER_IDENTITY_PREFIX):
         return _listener(conversation.pk, identity, event, removals)
+    if identity.startswith(takeover.IDENTITY_PREFIX):
+        # A supervisor who took the call over: present (the sweep ends a takeover whose
+        # holder is gone too long), or out again when it holds no takeover of this call.
+        outcome, remove = takeover.participant_event(
+            conversation,
+            identity,
+            joined=event.event == "participant_joined",
+            at=_event_time(event),
+        )
+        if remove:
+            removals.append((event.room.name, identity))
+        return outcome
     if recorder_dispatch.is_recorder(event.participant):
         # Our own transcript recorder (an agent too, but not the call's): one that left
         # a live call is replaced at once.

@@ -200,12 +200,18 @@ EFFECTIVE_SCOPES: dict[str, set[str]] = {
     "api key, manage": {Scope.MANAGE},
     "api key, no listen scope": {Scope.READ},
     "api key of Other": {Scope.READ_SENSITIVE},
-    "pat admin": {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE},
-    "pat supervisor": {Scope.READ, Scope.READ_SENSITIVE, Scope.GUIDE},
+    "pat admin": {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE, Scope.TAKE_OVER},
+    "pat supervisor": {Scope.READ, Scope.READ_SENSITIVE, Scope.GUIDE, Scope.TAKE_OVER},
     "pat qa": {Scope.READ, Scope.READ_SENSITIVE},
     "pat viewer": {Scope.READ},
     "pat supervisor, read only": {Scope.READ},
-    "pat outsider in Other": {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE},
+    "pat outsider in Other": {
+        Scope.READ,
+        Scope.READ_SENSITIVE,
+        Scope.MANAGE,
+        Scope.GUIDE,
+        Scope.TAKE_OVER,
+    },
 }
 
 API_CELLS = [

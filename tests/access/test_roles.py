@@ -23,29 +23,31 @@ COLUMNS = (
     Capability.MANAGE_ORGANIZATION,
     Capability.GUIDE_AGENT,
     Capability.SEE_LISTENERS,
+    Capability.TAKE_OVER,
 )
 
 # fmt: off
 SCOPE_ROWS: dict[str, tuple[int, ...]] = {
-    #                      view  listen  transcripts  write  rules  organization  guide  listeners
-    Scope.READ:           (1,    0,      0,           0,     0,     0,            0,     0),
-    Scope.READ_SENSITIVE: (1,    1,      1,           0,     0,     0,            0,     1),
-    Scope.MANAGE:         (1,    1,      1,           1,     1,     0,            0,     1),
-    Scope.GUIDE:          (0,    0,      0,           0,     0,     0,            1,     0),
+    #                      view listen transcripts write rules organization guide listeners takeover
+    Scope.READ:           (1,   0,     0,          0,    0,    0,           0,    0,        0),
+    Scope.READ_SENSITIVE: (1,   1,     1,          0,    0,    0,           0,    1,        0),
+    Scope.MANAGE:         (1,   1,     1,          1,    1,    0,           0,    1,        0),
+    Scope.GUIDE:          (0,   0,     0,          0,    0,    0,           1,    0,        0),
+    Scope.TAKE_OVER:      (0,   0,     0,          0,    0,    0,           0,    0,        1),
 }
 ROLE_ROWS: dict[str, tuple[int, ...]] = {
-    #                      view  listen  transcripts  write  rules  organization  guide  listeners
-    Role.ADMIN:           (1,    1,      1,           1,     1,     1,            1,     1),
-    Role.SUPERVISOR:      (1,    1,      1,           0,     0,     0,            1,     1),
-    Role.QA:              (1,    1,      1,           0,     0,     0,            0,     1),
-    Role.VIEWER:          (1,    0,      0,           0,     0,     0,            0,     0),
+    #                      view listen transcripts write rules organization guide listeners takeover
+    Role.ADMIN:           (1,   1,     1,          1,    1,    1,           1,    1,        1),
+    Role.SUPERVISOR:      (1,   1,     1,          0,    0,    0,           1,    1,        1),
+    Role.QA:              (1,   1,     1,          0,    0,    0,           0,    1,        0),
+    Role.VIEWER:          (1,   0,     0,          0,    0,    0,           0,    0,        0),
 }
 # fmt: on
 
 # docs/supervisors.md's "Role to scope mapping": what a PAT of each role can at most use.
 ROLE_SCOPES: dict[str, set[str]] = {
-    Role.ADMIN: {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE},
-    Role.SUPERVISOR: {Scope.READ, Scope.READ_SENSITIVE, Scope.GUIDE},
+    Role.ADMIN: {Scope.READ, Scope.READ_SENSITIVE, Scope.MANAGE, Scope.GUIDE, Scope.TAKE_OVER},
+    Role.SUPERVISOR: {Scope.READ, Scope.READ_SENSITIVE, Scope.GUIDE, Scope.TAKE_OVER},
     Role.QA: {Scope.READ, Scope.READ_SENSITIVE},
     Role.VIEWER: {Scope.READ},
 }
@@ -87,9 +89,10 @@ def test_a_roles_scopes_are_those_whose_grants_it_has(role: str) -> None:
 
 def test_qa_keeps_read_sensitive_and_never_guides() -> None:
     """SEE_LISTENERS rides on read_sensitive, so QA must have it (else QA PATs lose the
-    scope); guiding is for admins and supervisors only."""
+    scope); guiding and taking calls over are for admins and supervisors only."""
     assert Scope.READ_SENSITIVE in roles.ROLE_SCOPES[Role.QA]
     assert roles.roles_with(Capability.GUIDE_AGENT) == {Role.ADMIN, Role.SUPERVISOR}
+    assert roles.roles_with(Capability.TAKE_OVER) == {Role.ADMIN, Role.SUPERVISOR}
 
 
 def test_whoever_may_listen_may_read_transcripts() -> None:
@@ -105,9 +108,11 @@ def test_whoever_may_listen_may_read_transcripts() -> None:
         ([Scope.READ, "conversations:unknown"], {Capability.VIEW_CALLS}),
         (
             [Scope.READ, Scope.MANAGE],
-            set(COLUMNS) - {Capability.MANAGE_ORGANIZATION, Capability.GUIDE_AGENT},
+            set(COLUMNS)
+            - {Capability.MANAGE_ORGANIZATION, Capability.GUIDE_AGENT, Capability.TAKE_OVER},
         ),
         ([Scope.GUIDE], {Capability.GUIDE_AGENT}),  # guiding shows nothing of a call
+        ([Scope.TAKE_OVER], {Capability.TAKE_OVER}),  # nor does taking it over
     ],
 )
 def test_a_credentials_capabilities_are_its_known_scopes_grants(
@@ -142,6 +147,7 @@ def test_the_listen_shortcuts_read_the_table() -> None:
         (Capability.WRITE_CALLS, "Needs the conversations:manage scope."),
         (Capability.MANAGE_RULES, "Needs the conversations:manage scope."),
         (Capability.GUIDE_AGENT, "Needs the conversations:guide scope."),
+        (Capability.TAKE_OVER, "Needs the conversations:take_over scope."),
         (
             Capability.SEE_LISTENERS,
             "Needs the conversations:read_sensitive or conversations:manage scope.",

@@ -1,5 +1,6 @@
 """The safety net: ``manage.py sweep_listeners [--every SECONDS]``: live calls whose
-LiveKit room is gone, revocations, and transcript recorders missing from live calls."""
+LiveKit room is gone, revocations, takeovers due to end (``assist/takeover.py``), and
+transcript recorders missing from live calls."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from anyreach_listen.assist import takeover
 from anyreach_listen.listening.revocation import sweep
 from anyreach_listen.livekit import reconciliation
 from anyreach_listen.recorder import dispatch as recorder_dispatch
@@ -19,7 +21,9 @@ class Command(BaseCommand):
         "End as failed (room_gone) the live calls whose LiveKit room has been gone for "
         "more than ROOM_GONE_GRACE seconds, revoke "
         "listen sessions whose right is gone (changes that bypassed the app, e.g. "
-        "bulk updates), remove revoked listeners still in a LiveKit room, and dispatch "
+        "bulk updates), remove revoked listeners still in a LiveKit room, hand back "
+        "takeovers whose supervisor left, whose token expired unrenewed or whose holder "
+        "lost the right, and dispatch "
         "transcript recorders to live calls that lack them. Once, or "
         "every SECONDS until stopped (SIGTERM/SIGINT)."
     )
@@ -67,6 +71,17 @@ class Command(BaseCommand):
                         f"revoked {result.revoked} session(s), "
                         f"removed {result.removed} lingering listener(s)"
                     )
+            try:
+                # Takeovers due to end: the supervisor gone over LEFT_GRACE seconds (so the
+                # sweep runs more often than that), the token unrenewed, the right lost.
+                handed_back = takeover.sweep()
+            except Exception as exc:
+                if every is None:
+                    raise
+                self.stderr.write(f"takeover sweep failed: {type(exc).__name__}: {exc}")
+            else:
+                if handed_back or every is None:
+                    self.stdout.write(f"ended {handed_back} takeover(s)")
             try:
                 # Recorders missing from live calls (a webhook lost, LiveKit or every
                 # worker away when asked): dispatched again.
