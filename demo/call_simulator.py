@@ -2,9 +2,10 @@
 
 Both sides publish real synthesized speech in real time, and the agent publishes both
 sides' transcripts as LiveKit agents do (legacy transcriptions and ``lk.transcription``
-streams). It obeys supervisors' signed guidance (``signing.receive``): ``say`` cuts the
-line in progress and speaks the text now; ``whisper`` makes its next line begin "Noted.".
-``manage.py simulate_call`` registers the call and runs ``run_call``; demo and e2e use it.
+streams). It obeys supervisors' signed orders (``signing.receive``): ``say`` cuts the line
+in progress and speaks the text now; ``whisper`` makes its next line begin "Noted.";
+``pause`` silences it (its turns skipped, the caller's still transcribed) until ``resume``,
+when it says ``PICKUP_LINE`` and goes on. ``manage.py simulate_call`` runs ``run_call``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from livekit import api, rtc
 
@@ -46,7 +47,10 @@ PAUSE_BETWEEN_TURNS = 0.4  # seconds of silence between turns
 # What the agent's next line begins with after a whisper: audible to a supervisor, and
 # nothing of the private instruction reaches the caller.
 WHISPER_ACKNOWLEDGEMENT = "Noted."
-CUT_WAIT = 1.0  # seconds a say waits for the line it cut to stop
+CUT_WAIT = 1.0  # seconds a say or a pause waits for the line it cut to stop
+# What the agent says when a supervisor hands the call back to it.
+PICKUP_LINE = "Thanks for holding, I'm back with you."
+TAKEN_OVER = "taken over: the agent is paused until the call is handed back"
 
 Role = Literal["agent", "user"]
 VOICES: dict[Role, str] = {"agent": "en-us+f3", "user": "en+m3"}
@@ -164,10 +168,15 @@ class CallReport:
     seen_by_caller: set[str] = field(default_factory=set)
     # Who sent each side data packets or chat text (a listener cannot publish).
     data_from: dict[str, list[str]] = field(default_factory=lambda: {"agent": [], "user": []})
-    # Supervisors' guidance as the agent answered it: {"id", "mode", "status", "reason"?},
-    # and the segments of the lines it said for `say` orders (not in ``segments``).
+    # Supervisors' orders as the agent answered them (guidance, pause and resume):
+    # {"id", "mode", "status", "reason"?}, and the segments of the lines it said for `say`
+    # orders (not in ``segments``).
     guidance: list[dict[str, str]] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
+    # Taken over: the agent's turns skipped while paused (not in ``turns``), and the
+    # segments of its PICKUP_LINE after each resume (not in ``segments``).
+    skipped: int = 0
+    picked_up: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(
@@ -182,6 +191,8 @@ class CallReport:
                 "data_from": self.data_from,
                 "guidance": self.guidance,
                 "said": self.said,
+                "skipped": self.skipped,
+                "picked_up": self.picked_up,
             }
         )
 
@@ -217,8 +228,9 @@ class _Speaker:
 
 @dataclass(eq=False)
 class _Line:
-    """One utterance being spoken; a supervisor's ``say`` cuts it short."""
+    """One utterance being spoken; a supervisor's ``say`` or ``pause`` cuts it short."""
 
+    role: Role
     cut: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -231,11 +243,15 @@ class _Call:
         self.clips: dict[Turn, Clip] = {}
         self.agent: _Speaker | None = None
         self.lines: set[_Line] = set()  # being spoken now
-        self.says: set[asyncio.Task[None]] = set()  # guidance `say` lines, synthesized or spoken
+        # Agent lines beside the script (a `say`, synthesized or spoken; a pickup line).
+        self.says: set[asyncio.Task[None]] = set()
         # Order ids applied: a retried order is answered, not redone.
         self.applied = signing.RecentIds()
         self.whispered = False  # the agent's next line acknowledges a whisper
         self.acknowledgement = Clip(b"")
+        self.pickup = Clip(b"")
+        self.paused = False  # taken over: the agent's turns are skipped
+        self.handed_back = asyncio.Event()  # set by a resume: ends a skipped turn's silence
 
     async def sleep_until(self, deadline: float, cut: asyncio.Event | None = None) -> bool:
         """Wait until ``deadline``; True as soon as ``cut`` is set. Raises ``Stopped``."""
@@ -421,9 +437,10 @@ class _Call:
         started: asyncio.Future[None] | None = None,
         segments: list[str] | None = None,
     ) -> None:
-        """One line, its audio and its transcript, until it ends or a ``say`` cuts it."""
+        """One line, its audio and its transcript, until it ends or is cut (a ``say``, a
+        ``pause``)."""
         assert self.agent is not None
-        line = _Line()
+        line = _Line(speaker.role)
         self.lines.add(line)
         try:
             start = time.monotonic() + 0.05
@@ -442,7 +459,8 @@ class _Call:
     # --- supervisors' guidance (anyreach_listen.assist.signing) --------------------------
 
     async def on_guidance(self, call: rtc.RpcInvocationData) -> str:
-        """The agent's RPC method: verify, act, answer once in effect (a say heard)."""
+        """The agent's RPC method: verify, act, answer once in effect (a say heard, a
+        pause silent)."""
         assert self.agent is not None
         cfg = self.config
         received = signing.receive(
@@ -462,19 +480,73 @@ class _Call:
         if order.mode == "whisper":
             self.whispered = True
             return self._noted(received.answer, order.mode)
+        if order.mode == "pause":
+            return await self.pause(order, received.answer)
+        if order.mode == "resume":
+            return self.resume(order, received.answer)
+        return await self.obey_say(order, received.answer)
+
+    async def obey_say(self, order: signing.GuidanceOrder, answer: str) -> str:
+        """Speak the order's text now; answered once its first frame is sent."""
+        if self.paused:  # the caller is speaking with a person
+            return self._failed(order, TAKEN_OVER)
         if not order.text.split():
             return self._failed(order, "nothing to say")
         started = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self.say(order.text, started))
-        self.says.add(task)
-        task.add_done_callback(self.says.discard)
+        task = self.in_background(self.say(order.text, started))
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             failed = None if task.cancelled() else task.exception()
             reason = "the call ended" if failed is None or isinstance(failed, Stopped) else failed
             started.cancel()
             return self._failed(order, f"not spoken: {reason}")
-        return self._noted(received.answer, order.mode)
+        return self._noted(answer, order.mode)
+
+    async def pause(self, order: signing.GuidanceOrder, answer: str) -> str:
+        """Taken over: the agent's line is cut now, answered once its audio has stopped;
+        its turns are skipped until resumed, the caller's go on (and are transcribed)."""
+        if self.paused:  # another pause while paused: in effect already
+            return self._noted(answer, order.mode)
+        self.paused = True
+        self.handed_back.clear()
+        cut = [line for line in self.lines if line.role == "agent"]
+        for line in cut:
+            line.cut.set()
+        try:
+            async with asyncio.timeout(CUT_WAIT):
+                for line in cut:
+                    await line.done.wait()
+        except TimeoutError:  # not silent: not paused, and no resume will come
+            self.paused = False
+            self.handed_back.set()
+            return self._failed(order, "the agent's line did not stop")
+        return self._noted(answer, order.mode)
+
+    def resume(self, order: signing.GuidanceOrder, answer: str) -> str:
+        """Handed back: answered at once, the pickup line spoken right after (over the
+        caller's line if one is in progress), then the script goes on."""
+        if self.paused:  # else never paused, or resumed already: nothing to undo
+            assert self.agent is not None
+            self.paused = False
+            self.handed_back.set()
+            pickup = self.speak(
+                self.agent, PICKUP_LINE, self.pickup, segments=self.report.picked_up
+            )
+            self.in_background(pickup)
+        return self._noted(answer, order.mode)
+
+    async def skip(self, turn: Turn) -> None:
+        """A turn of the agent's while taken over: silence as long as the line (the
+        supervisor's to fill), ended early by the hand-back."""
+        self.report.skipped += 1
+        await self.sleep_until(time.monotonic() + self.clips[turn].duration, self.handed_back)
+
+    def in_background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """An agent line spoken beside the script, which waits for it before its next turn."""
+        task = asyncio.create_task(coro)
+        self.says.add(task)
+        task.add_done_callback(self.says.discard)
+        return task
 
     def _failed(self, order: signing.GuidanceOrder, reason: str) -> str:
         """An order verified but not carried out: a retry may try again."""
@@ -497,6 +569,8 @@ class _Call:
         clip = await loop.run_in_executor(
             None, synthesize, text, VOICES["agent"], self.config.cache_dir
         )
+        if self.paused:  # taken over while it was synthesized
+            raise RuntimeError(TAKEN_OVER)
         cut = list(self.lines)
         for line in cut:
             line.cut.set()
@@ -504,10 +578,12 @@ class _Call:
             async with asyncio.timeout(CUT_WAIT):
                 for line in cut:
                     await line.done.wait()
+        if self.paused:
+            raise RuntimeError(TAKEN_OVER)
         await self.speak(self.agent, text, clip, started=started, segments=self.report.said)
 
     async def finish_says(self) -> None:
-        """The script waits while the agent says what it was told to."""
+        """The script waits while the agent says what it was told to (or picks up)."""
         while self.says:
             done, _ = await asyncio.wait(set(self.says))
             for task in done:
@@ -534,6 +610,9 @@ class _Call:
         self.acknowledgement = await loop.run_in_executor(
             None, synthesize, WHISPER_ACKNOWLEDGEMENT, VOICES["agent"], cfg.cache_dir
         )
+        self.pickup = await loop.run_in_executor(
+            None, synthesize, PICKUP_LINE, VOICES["agent"], cfg.cache_dir
+        )
         agent = self.agent = await self.join("agent")
         agent.room.local_participant.register_rpc_method(signing.GUIDANCE_METHOD, self.on_guidance)
         caller: _Speaker | None = None
@@ -549,6 +628,9 @@ class _Call:
                     and time.monotonic() - began >= cfg.duration
                 ):
                     break
+                if turn.role == "agent" and self.paused:
+                    await self.skip(turn)
+                    continue
                 text, clip = turn.text, self.clips[turn]
                 if turn.role == "agent" and self.whispered:
                     self.whispered = False

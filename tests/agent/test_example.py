@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -162,10 +162,10 @@ class RunningExample:
 
 
 class Ears:
-    """Counts the loud 10 ms frames a participant hears from the agent."""
+    """Notes when a participant hears each loud 10 ms frame from the agent."""
 
     def __init__(self, room: rtc.Room) -> None:
-        self.loud = 0
+        self.loud_at: list[float] = []  # time.monotonic() of each
         self._tasks: list[asyncio.Task[None]] = []
 
         @room.on("track_subscribed")
@@ -179,9 +179,16 @@ class Ears:
             async for event in stream:
                 samples = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.int32)
                 if np.abs(samples).max(initial=0) > 2000:
-                    self.loud += 1
+                    self.loud_at.append(time.monotonic())
         finally:
             await stream.aclose()
+
+    @property
+    def loud(self) -> int:
+        return len(self.loud_at)
+
+    def loud_since(self, moment: float) -> int:
+        return sum(at > moment for at in self.loud_at)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -267,6 +274,8 @@ async def _scenario(livekit: LiveKitServer) -> None:
         # Nothing forged reached the session.
         assert not [t for t, _ in running.said if "denied" in t]
         assert not [w for w in running.whispers() if "rude" in w]
+
+        await _takeover(running, ears, call, order)
     finally:
         if running.sessions:
             await running.session.aclose()
@@ -277,6 +286,62 @@ async def _scenario(livekit: LiveKitServer) -> None:
         await agent_room.disconnect()
         async with api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
             await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))
+
+
+async def _takeover(
+    running: RunningExample,
+    ears: Ears,
+    call: Callable[[str], Awaitable[dict[str, Any]]],
+    order: Callable[..., str],
+) -> None:
+    """A supervisor takes the call over mid-reply and hands it back."""
+    session = running.session
+    turn_detection = session.turn_detection
+    said_before = len(running.said)
+    loud_before = ears.loud
+    session.generate_reply(instructions="Answer the caller.")
+    await until(lambda: ears.loud > loud_before + 50, timeout=15, what="a reply to be heard")
+
+    # A forged pause is refused: the reply goes on.
+    forged = await call(order("t1:pause", "pause", "", "forged-" * 6))
+    assert forged["status"] == "refused" and "invalid signature" in forged["reason"]
+    assert session.agent_state == "speaking"
+
+    # pause: acknowledged once the reply has stopped; silent from then on, no replies.
+    paused = await call(order("t1:pause", "pause", ""))
+    acknowledged = time.monotonic()
+    assert paused == {"id": "t1:pause", "status": "applied"}
+    assert session.agent_state != "speaking" and session.turn_detection == "manual"
+    assert not session.output.audio_enabled
+    await until(lambda: len(running.said) > said_before, timeout=5, what="the cut reply")
+    cut, interrupted = running.said[said_before]
+    assert interrupted and GREETING.startswith(cut) and cut != GREETING, cut
+    # What was already on its way is heard within a few frames; then nothing, over a
+    # second of watching (silence can only be observed over a while).
+    watched = acknowledged + 1.0
+    await until(lambda: time.monotonic() > watched, timeout=2, what="a second of silence")
+    assert ears.loud_since(acknowledged + 0.3) == 0, ears.loud_since(acknowledged)
+    # A say while taken over is refused: the caller is speaking with a person.
+    refused = await call(order("g3", "say", "Are you still there?"))
+    assert refused["status"] == "refused" and refused["reason"].startswith("taken over")
+    assert len(running.said) == said_before + 1
+
+    # resume: the lines said meanwhile join the context; the agent picks the call up.
+    lines = "Caller: I want to cancel my order.\nSupervisor Ana: Done, it is cancelled."
+    resumed = await call(order("t1:resume", "resume", lines))
+    assert resumed == {"id": "t1:resume", "status": "applied"}
+    assert session.turn_detection is turn_detection and session.output.audio_enabled
+    await until(lambda: ears.loud_since(watched) >= 100, timeout=15, what="the pickup heard")
+    await until(lambda: len(running.said) > said_before + 1, timeout=15, what="the pickup")
+    assert running.said[said_before + 1] == (GREETING, False)
+    llm_used = session.llm
+    assert isinstance(llm_used, LineLLM)
+    asked = [m.text_content or "" for m in llm_used.contexts[-1].messages()]
+    assert any(t.endswith(lines) and "supervisor" in t for t in asked), asked
+    # A repeated resume is acknowledged and asks for nothing more.
+    replies = len(llm_used.contexts)
+    again = await call(order("t1:resume", "resume", lines))
+    assert again == resumed and len(llm_used.contexts) == replies
 
 
 def test_the_pages_agent_obeys_signed_guidance_and_refuses_forged(

@@ -148,8 +148,10 @@ class Command(BaseCommand):
             _wait_http(f"http://127.0.0.1:{port}/accounts/login/", 30)
             self._open_seeded_room(lk_port)
             # The revocation safety net, as a deployment runs it (docs/operations/audit.md,
-            # "Whoever loses the right stops listening"); it also dispatches recorders a call lacks.
-            sweep = spawn([*manage, "sweep_listeners", "--every", "30"], env, log="sweep.log")
+            # "Whoever loses the right stops listening"); it also dispatches recorders a call
+            # lacks, and hands back takeovers whose supervisor left: every 5 s, so the 30 s
+            # rule (takeover.LEFT_GRACE) acts on time.
+            sweep = spawn([*manage, "sweep_listeners", "--every", "5"], env, log="sweep.log")
             watcher.watch("sweep_listeners", sweep, "sweep.log")
             # One transcript recorder (docs/operations/recorder.md): it stores every call's
             # transcript and runs the alert rules on it. The calls wait for it: a call
