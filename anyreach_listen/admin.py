@@ -1,5 +1,5 @@
-"""Admin site: every model, secrets shown once on creation, the listen and guidance audits
-read-only."""
+"""Admin site: every model, secrets shown once on creation, the listen, guidance and takeover
+audits read-only."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from anyreach_listen.models import (
     Membership,
     Organization,
     PersonalAccessToken,
+    Takeover,
     Team,
     TranscriptRead,
 )
@@ -447,6 +448,46 @@ class GuidanceAdmin(ReadOnlyAdmin):
     list_select_related = ["conversation", "user", "api_key"]
     search_fields = ["text", "user__username", "conversation__id"]
     date_hierarchy = "created_at"
+
+
+class TakeoverHeldFilter(admin.SimpleListFilter):
+    """Held now, or ended (``ended_by`` is blank while held, so its own filter cannot say)."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("held", "Held now"), ("ended", "Ended")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("held", "ended"):
+            return queryset.filter(ended_at__isnull=self.value() == "held")
+        return queryset
+
+
+@admin.register(Takeover)
+class TakeoverAdmin(ReadOnlyAdmin):
+    """Who took which call over from its agent, when, and how it ended (still held: no
+    end). Ends only through ``assist/takeover.py`` (the API, the portal, the sweep)."""
+
+    list_display = [
+        "conversation",
+        "who",
+        "started_at",
+        "ended_at",
+        "how_it_ended",
+        "resumed_at",
+        "expires_at",
+    ]
+    list_filter = [TakeoverHeldFilter, "ended_by", "conversation__organization"]
+    list_select_related = ["conversation", "user", "api_key"]
+    search_fields = ["identity", "user__username", "credential_label", "conversation__id"]
+    date_hierarchy = "started_at"
+
+    @admin.display(description="How it ended", ordering="ended_by")
+    def how_it_ended(self, obj: Takeover) -> str:
+        # ended_by is blank while held: say so rather than show an empty cell.
+        return obj.get_ended_by_display() if obj.ended_at is not None else "Held"
 
 
 class AlertRuleForm(forms.ModelForm):

@@ -1,5 +1,5 @@
-"""Websocket consumer: conversation, listener, alert, transcript and guidance events for the
-signed-in user.
+"""Websocket consumer: conversation, listener, takeover, alert, transcript and guidance events
+for the signed-in user.
 
 It carries the event stream every portal page holds, and decides in memory which
 events its user may see, so one event to many sockets costs no query each. It closes a
@@ -236,11 +236,20 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
     async def listener_updated(self, message: dict[str, Any]) -> None:
         # Who listens now (presence): those who may see a call's listeners, never viewers;
         # _forward keeps it to the calls this person sees.
+        await self._forward_to_presence("listener.updated", message)
+
+    async def takeover_updated(self, message: dict[str, Any]) -> None:
+        # Who speaks in the call instead of its agent: presence too, to the same audience.
+        await self._forward_to_presence("takeover.updated", message)
+
+    async def _forward_to_presence(self, kind: str, message: dict[str, Any]) -> None:
+        """A presence event: sent only to a person who may see the call's listeners
+        (``SEE_LISTENERS``: never viewers) and sees the call."""
         organization_id = access.parse_uuid(message["organization_id"])
         if organization_id is not None and self.policy.can(
             Capability.SEE_LISTENERS, organization_id
         ):
-            await self._forward("listener.updated", message)
+            await self._forward(kind, message)
 
     async def alert_raised(self, message: dict[str, Any]) -> None:
         organization_id = access.parse_uuid(message["organization_id"])
@@ -320,6 +329,7 @@ class ConversationEventsConsumer(AsyncJsonWebsocketConsumer):
             "can_listen",
             "segment",
             "guidance",
+            "takeover",
         ):
             if extra in message:
                 out[extra] = message[extra]

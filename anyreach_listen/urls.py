@@ -43,6 +43,11 @@ urlpatterns = [
         api.conversation_guidance,
         name="conversation-guidance",
     ),
+    path(
+        "core/conversations/<str:conversation_id>/takeover",
+        api.conversation_takeover,
+        name="conversation-takeover",
+    ),
     path("core/alert-rules", api.alert_rule_collection, name="alert-rules"),
     path("core/alert-rules/<str:rule_id>", api.alert_rule_detail, name="alert-rule"),
     path("livekit/webhook", webhooks.livekit_webhook, name="livekit-webhook"),

@@ -32,6 +32,7 @@ def test_every_model_is_registered(admin_client: Client) -> None:
         "apikey",
         "personalaccesstoken",
         "listensession",
+        "takeover",
     ]:
         assert f"/admin/anyreach_listen/{model}/" in index
 
@@ -493,3 +494,63 @@ def test_the_alert_list_names_the_rule_by_id_and_severity_never_its_phrase(
     assert admin_client.get(f"/admin/anyreach_listen/alert/{alert.pk}/history/").status_code == 404
     rule_page = admin_client.get(f"/admin/anyreach_listen/alertrule/{rule.pk}/change/")
     assert "card number" in rule_page.content.decode()
+
+
+# --- the takeover audit (issue 20, item 5) -------------------------------------------------
+
+
+def test_takeovers_are_a_read_only_audit_with_how_each_ended(
+    admin_client: Client, world: World
+) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from anyreach_listen.models import Takeover, TakeoverEnd
+
+    now = timezone.now()
+    call = world.conversations["in_progress"]
+    held = Takeover.objects.create(
+        conversation=call,
+        user=world.users["supervisor"],
+        identity="supervisor-held",
+        agent_identity="agent-ava",
+        expires_at=now + dt.timedelta(minutes=5),
+    )
+    ended = Takeover.objects.create(
+        conversation=world.conversations["completed"],
+        api_key=world.org.api_keys.get(name="m"),
+        identity="supervisor-ended",
+        agent_identity="agent-ava",
+        expires_at=now,
+        ended_at=now,
+        ended_by=TakeoverEnd.LEFT,
+        resumed_at=now,
+    )
+    listing = admin_client.get("/admin/anyreach_listen/takeover/")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "Held" in page and "The supervisor left the call" in page
+    assert "supervisor" in page and "API key m" in page  # who, person or credential
+    # Filters: by how it ended, and held now or ended.
+    by_end = admin_client.get("/admin/anyreach_listen/takeover/?ended_by=left")
+    assert list(by_end.context["cl"].result_list) == [ended]
+    held_now = admin_client.get("/admin/anyreach_listen/takeover/?state=held")
+    assert list(held_now.context["cl"].result_list) == [held]
+    over = admin_client.get("/admin/anyreach_listen/takeover/?state=ended")
+    assert list(over.context["cl"].result_list) == [ended]
+    # Inspected, never added, changed or deleted by hand.
+    detail = admin_client.get(f"/admin/anyreach_listen/takeover/{held.pk}/change/")
+    assert detail.status_code == 200 and "supervisor-held" in detail.content.decode()
+    assert 'name="_save"' not in detail.content.decode()
+    assert admin_client.get("/admin/anyreach_listen/takeover/add/").status_code == 403
+    posted = admin_client.post(
+        f"/admin/anyreach_listen/takeover/{held.pk}/change/", {"ended_by": "handed_back"}
+    )
+    assert posted.status_code == 403
+    deleted = admin_client.post(
+        f"/admin/anyreach_listen/takeover/{held.pk}/delete/", {"post": "yes"}
+    )
+    assert deleted.status_code == 403
+    held.refresh_from_db()
+    assert held.ended_at is None and held.ended_by == ""

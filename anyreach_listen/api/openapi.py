@@ -23,6 +23,7 @@ from anyreach_listen.api.views import (
     MAX_READ_PAGE_SIZE,
     READ_PAGE_SIZE,
     RULE_FIELDS,
+    TAKEOVER_FIELDS,
     UPDATE_FIELDS,
 )
 from anyreach_listen.models import AlertRole, AlertSeverity, ConversationStatus
@@ -103,6 +104,7 @@ def _operation(
     *,
     parameters: list[dict[str, Any]] | None = None,
     body: str | None = None,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": operation_id,
@@ -117,7 +119,7 @@ def _operation(
     }
     if body:
         operation["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     return operation
@@ -241,6 +243,10 @@ def _schemas() -> dict[str, Any]:
         "ConversationUpdate": _body(UPDATE_FIELDS, _UPDATE_DOCS),
         "AlertRuleCreate": _body(RULE_FIELDS, _RULE_DOCS, required=["phrase"]),
         "GuidanceCreate": _body(GUIDANCE_FIELDS, _GUIDANCE_DOCS, required=["mode", "text"]),
+        "TakeoverCreate": {
+            **_body(TAKEOVER_FIELDS, {}),
+            "description": "No fields: send no body or an empty object.",
+        },
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -331,9 +337,71 @@ def _transcript_paths() -> dict[str, Any]:
     }
 
 
-def _assist_paths(found: list[ErrorKind]) -> dict[str, Any]:
-    """Who listens now, and guidance to the call's AI agent (docs/api/guidance.md)."""
+_TAKE_OVER = (
+    "Needs `conversations:take_over` (of the portal roles, admins and supervisors of the "
+    "call's team); "
+)
+
+
+def _takeover_path(found: list[ErrorKind]) -> dict[str, Any]:
+    """Taking a call over from its AI agent, and handing it back (docs/api/takeover.md)."""
+    # The POST's body takes no fields, so no value can be invalid_field.
+    empty_body = [E.UNSUPPORTED_MEDIA_TYPE, E.INVALID_JSON, E.UNKNOWN_FIELD, E.PAYLOAD_TOO_LARGE]
+    held = [*found, E.TAKEOVER_NOT_FOUND]
     return {
+        "post": _operation(
+            "takeOver",
+            "Take the conversation over from its AI agent, or renew your takeover",
+            _TAKE_OVER + "rate-limited per credential like minting. Recorded (who, when) "
+            "before the agent is told to pause; answered once it confirmed (within 5 s), "
+            "else 502 and nothing is held. The token joins the call's room as a visible "
+            "participant that may publish its microphone only, for `TAKEOVER_TOKEN_TTL` "
+            "seconds (at most 600). The holder's POST while holding it renews it: 200, "
+            "the same id, a fresh token. One holder at a time.",
+            {
+                "201": _json("Taken over: the agent confirmed its pause.", "TakeoverToken"),
+                "200": _json("Renewed: the same takeover, a fresh token.", "TakeoverToken"),
+            },
+            [
+                *found,
+                *empty_body,
+                E.CONVERSATION_NOT_ACTIVE,
+                E.AGENT_NOT_PRESENT,
+                E.ALREADY_TAKEN_OVER,
+                E.TAKEOVER_NOT_CONFIRMED,
+                # Handed back (or ended otherwise) before the agent confirmed its pause.
+                E.TAKEOVER_NOT_FOUND,
+            ],
+            parameters=[_ID_PARAMETER],
+            body="TakeoverCreate",
+            body_required=False,
+        ),
+        "get": _operation(
+            "getTakeover",
+            "Who has taken the conversation over",
+            _TAKE_OVER + "rate-limited as reads. The takeover held now, or 404.",
+            {"200": _json("The takeover held now.", "Takeover")},
+            held,
+            parameters=[_ID_PARAMETER],
+        ),
+        "delete": _operation(
+            "handBack",
+            "Hand the conversation back to its AI agent",
+            _TAKE_OVER + "rate-limited per credential like minting. Ends the takeover held "
+            "now, whoever holds it: the supervisor's participant leaves the room and the "
+            "agent resumes with what was said meanwhile.",
+            {"200": _json("The takeover, ended (`handed_back`).", "Takeover")},
+            held,
+            parameters=[_ID_PARAMETER],
+        ),
+    }
+
+
+def _assist_paths(found: list[ErrorKind]) -> dict[str, Any]:
+    """Who listens now, guidance to the call's AI agent (docs/api/guidance.md), and taking
+    the call over from it (docs/api/takeover.md)."""
+    return {
+        "/core/conversations/{conversation_id}/takeover": _takeover_path(found),
         "/core/conversations/{conversation_id}/listeners": {
             "get": _operation(
                 "listListeners",
@@ -474,11 +542,11 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Anyreach live-listen API",
-            "version": "1.3.0",
+            "version": "1.4.0",
             "description": "Register and follow conversations, mint subscribe-only, hidden "
-            "listener tokens for live ones, see who listens, guide their AI agents, record "
-            "and read their transcripts, and manage alert rules. Call it from your backend: "
-            "the credential must never reach a browser.",
+            "listener tokens for live ones, see who listens, guide their AI agents or take "
+            "calls over from them, record and read their transcripts, and manage alert "
+            "rules. Call it from your backend: the credential must never reach a browser.",
         },
         "paths": _paths(),
         "components": {

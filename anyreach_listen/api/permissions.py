@@ -54,8 +54,8 @@ class Needs:
 
 
 # What the endpoints need. Conversation reads count against no rate limit; transcript,
-# alert, rule, listener and guidance reads against the read limit; everything else the
-# per-credential one.
+# alert, rule, listener, guidance and takeover reads against the read limit; everything
+# else the per-credential one.
 LISTEN = Needs(Capability.LISTEN, _per_credential)
 READ = Needs(Capability.VIEW_CALLS)
 WRITE = Needs(Capability.WRITE_CALLS, _per_credential)
@@ -64,6 +64,9 @@ READ_RULES = Needs(Capability.MANAGE_RULES, ratelimit.enforce_reads)
 WRITE_RULES = Needs(Capability.MANAGE_RULES, _per_credential)
 SEE_LISTENERS = Needs(Capability.SEE_LISTENERS, ratelimit.enforce_reads)
 GUIDE = Needs(Capability.GUIDE_AGENT, _per_credential)
+# Taking a call over, renewing it, handing it back (writes), and reading who holds it.
+TAKE_OVER = Needs(Capability.TAKE_OVER, _per_credential)
+READ_TAKEOVER = Needs(Capability.TAKE_OVER, ratelimit.enforce_reads)
 
 
 CallerView = Callable[Concatenate[HttpRequest, CredentialAccess, P], JsonResponse]

@@ -1,5 +1,5 @@
 """The REST API under ``/core/``: listener tokens (the contract), conversations, their
-transcripts, alerts, listeners and guidance, and alert rules.
+transcripts, alerts, listeners, guidance and takeovers, and alert rules.
 
 Every endpoint runs the same checks in the same order, each with its own status and
 stable code. Each view declares what it needs (``@requires``: a capability of the table
@@ -33,15 +33,18 @@ from anyreach_listen.api.permissions import (
     LISTEN,
     READ,
     READ_RULES,
+    READ_TAKEOVER,
     READ_TRANSCRIPTS,
     SEE_LISTENERS,
+    TAKE_OVER,
     WRITE,
     WRITE_RULES,
     requires,
 )
-from anyreach_listen.assist import guidance, presence, signing
+from anyreach_listen.assist import guidance, presence, signing, takeover
 from anyreach_listen.conf import listen_settings
 from anyreach_listen.disclosure import audit_api_read, credential_label
+from anyreach_listen.events import live_takeover
 from anyreach_listen.listening.minting import grant_listen
 from anyreach_listen.models import (
     ACTIVE_STATUSES,
@@ -453,3 +456,28 @@ def conversation_guidance(
         request=request,
     )
     return JsonResponse(payloads.guidance_json(given), status=201)
+
+
+# A takeover's POST takes no fields: an empty object or no body (renewal is the same call).
+TAKEOVER_FIELDS: dict[str, Field] = {}
+
+
+@transaction.non_atomic_requests  # take_over commits its row before the agent is paused
+@endpoint("GET", "POST", "DELETE")
+@cache_control(no_store=True)
+@requires(GET=READ_TAKEOVER, POST=TAKE_OVER, DELETE=TAKE_OVER)
+def conversation_takeover(
+    request: HttpRequest, caller: CredentialAccess, conversation_id: str
+) -> JsonResponse:
+    conversation = _found(caller, conversation_id)
+    if request.method == "GET":
+        held = takeover.held(conversation)
+        if held is None:
+            raise ApiError(Errors.TAKEOVER_NOT_FOUND)
+        return JsonResponse(live_takeover(held).as_json())
+    if request.method == "DELETE":
+        # Whoever may take the call over may hand it back (an admin ending a forgotten one).
+        return JsonResponse(live_takeover(takeover.hand_back(conversation)).as_json())
+    payloads.clean(payloads.read_object(request), TAKEOVER_FIELDS)
+    grant = takeover.take_over(conversation, audit=caller.audit_fields, request=request)
+    return JsonResponse(grant.as_response(), status=200 if grant.renewed else 201)

@@ -137,3 +137,63 @@ def test_the_paginated_reads_document_limit_cursor_and_next(client: Client) -> N
     for name in ("Transcript", "AlertList", "AlertRuleList"):
         assert schemas[name]["properties"]["next"]["type"] == ["string", "null"]
         assert "next" in schemas[name]["required"]
+
+
+def test_the_takeover_operations_list_exactly_their_errors(client: Client) -> None:
+    document = client.get("/core/openapi.json").json()
+    path = document["paths"]["/core/conversations/{conversation_id}/takeover"]
+    assert set(path) == {"post", "get", "delete"}
+
+    def errors(method: str) -> dict[str, list[str]]:
+        return {
+            status: response["content"]["application/json"]["schema"]["properties"]["error"][
+                "properties"
+            ]["code"]["enum"]
+            for status, response in path[method]["responses"].items()
+            if not status.startswith("2")
+        }
+
+    common = {
+        "400": AUTH_400,
+        "401": AUTH_401,
+        "403": AUTH_403,
+        "405": ["method_not_allowed"],
+        "429": ["rate_limited"],
+        "500": ["internal_error"],
+    }
+    assert errors("post") == {
+        **common,
+        # No fields: a body can be unknown_field, never invalid_field.
+        "400": [*AUTH_400, "invalid_json", "unknown_field"],
+        "404": ["conversation_not_found", "takeover_not_found"],
+        "409": ["conversation_not_active", "agent_not_present", "already_taken_over"],
+        "413": ["payload_too_large"],
+        "415": ["unsupported_media_type"],
+        "502": ["takeover_not_confirmed"],
+    }
+    held = {**common, "404": ["conversation_not_found", "takeover_not_found"]}
+    assert errors("get") == held
+    assert errors("delete") == held
+    ok = {
+        method: {
+            status: response["content"]["application/json"]["schema"]["$ref"]
+            for status, response in path[method]["responses"].items()
+            if status.startswith("2")
+        }
+        for method in path
+    }
+    schemas = "#/components/schemas/"
+    assert ok == {
+        "post": {"201": f"{schemas}TakeoverToken", "200": f"{schemas}TakeoverToken"},
+        "get": {"200": f"{schemas}Takeover"},
+        "delete": {"200": f"{schemas}Takeover"},
+    }
+    # The POST's body is optional and takes no fields.
+    body = path["post"]["requestBody"]
+    assert body["required"] is False
+    assert body["content"]["application/json"]["schema"] == {"$ref": f"{schemas}TakeoverCreate"}
+    create = document["components"]["schemas"]["TakeoverCreate"]
+    assert (create["properties"], create["additionalProperties"]) == ({}, False)
+    token = document["components"]["schemas"]["TakeoverToken"]
+    assert set(token["required"]) == {"id", "url", "token", "room_name", "expires_at"}
+    assert "conversations:take_over" in path["post"]["description"]

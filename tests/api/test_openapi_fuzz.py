@@ -28,9 +28,9 @@ from anyreach_listen.transcripts import SegmentIn, record
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 SEED = 20261126
-# Per operation and generation mode: 14 operations x 2 modes x 60 = 1,680 cases.
+# Per operation and generation mode: 17 operations x 2 modes x 60 = 2,040 cases.
 EXAMPLES = 60
-OPERATIONS = 14
+OPERATIONS = 17
 # Credentials the cases carry (secrets of the world) and whether they send the org header.
 CREDENTIALS = [
     ("ak_manage", False),
