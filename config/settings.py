@@ -155,6 +155,12 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
+# The portal pages that offer "Take over" to the person viewing them (the conversation
+# page of a live call, the dashboard with its listen dialog: portal/takeover.py's
+# allow_takeover) publish the supervisor's microphone with a LiveKit connection of their
+# own: their policy adds the LiveKit server's ws(s) and http(s) origins (LIVEKIT_URL) to
+# connect-src, and they send this Permissions-Policy. Every other page is unchanged.
+TAKEOVER_PERMISSIONS_POLICY = "microphone=(self)"
 
 # Sign-in throttling (django-axes, portal/login_throttle.py): failures are counted
 # per account and, separately, per client address, each against its own limit,

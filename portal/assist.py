@@ -1,10 +1,12 @@
-"""The portal's side of Agent Assist: who is listening now, and guidance to the agent.
+"""The portal's side of Agent Assist: who is in the call now, and guidance to the agent.
 
-Presence ("Listening now: Ana, Ben") shows to people who may see a call's listeners
-(``Capability.SEE_LISTENERS``); the page refetches ``conversation_presence`` when a
-``listener.updated`` event names the call. The guidance box shows to people who may
-guide its agent (``Capability.GUIDE_AGENT``) while the call is live; it posts to
-``give_guidance``, which calls ``guidance.give`` and answers the delivery status.
+Presence ("Listening now: Ana, Ben", and "Taken over by Ana" while someone speaks instead
+of the agent) shows to people who may see a call's listeners (``Capability.SEE_LISTENERS``);
+the page refetches ``conversation_presence`` when a ``listener.updated`` or
+``takeover.updated`` event names the call. The guidance box shows to people who may guide
+its agent (``Capability.GUIDE_AGENT``) while the call is live; it posts to
+``give_guidance``, which calls ``guidance.give`` and answers the delivery status. "Take
+over" is ``portal/takeover.py``'s.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from anyreach_listen.access import ratelimit
 from anyreach_listen.access.policy import UserAccess
 from anyreach_listen.access.roles import Capability
 from anyreach_listen.api.errors import ApiError
-from anyreach_listen.assist import guidance, presence, signing
+from anyreach_listen.assist import guidance, presence, signing, takeover
 from anyreach_listen.models import Conversation, Guidance, GuidanceMode, GuidanceStatus
 
+from . import takeover as portal_takeover
 from .transcript import GuidanceLine
 
 MAX_TEXT = signing.MAX_TEXT
@@ -46,6 +49,7 @@ class Presence:
 
     conversation: Conversation
     names: list[str]
+    taken_over_by: str = ""  # who speaks with the caller instead of the agent now
 
     @property
     def count(self) -> int:
@@ -66,7 +70,8 @@ def presence_of(policy: UserAccess, conversation: Conversation) -> Presence | No
     if not sees_listeners(policy, conversation):
         return None
     names = [presence.display_name(s) for s in presence.listeners_now(conversation)]
-    return Presence(conversation, names)
+    held = takeover.held(conversation) if conversation.is_active else None
+    return Presence(conversation, names, held.display_name if held is not None else "")
 
 
 def page_context(policy: UserAccess, conversation: Conversation) -> dict[str, Any]:
@@ -74,6 +79,7 @@ def page_context(policy: UserAccess, conversation: Conversation) -> dict[str, An
     return {
         "presence": presence_of(policy, conversation),
         "guides": may_guide(policy, conversation),
+        "takes_over": portal_takeover.may_take_over(policy, conversation),
         "guidance_max": MAX_TEXT,
         "guidance_max_words": f"{MAX_TEXT:,}",
     }

@@ -1,7 +1,8 @@
 """What the dashboard and the wall show of calls in progress: alerts, listeners, lines.
 
-Dashboard rows carry their alert counts, their listener counts (for people who may see
-listeners) and, where the user may read the transcript, the last final line (subqueries
+Dashboard rows carry their alert counts, their listener counts and who took the call
+over (for people who may see listeners) and, where the user may read the transcript, the
+last final line (subqueries
 of the one rows query; no line leaves the database for calls they may not read); a
 rendered line is a glance, audited by ``disclosure.audit_glances``. Wall tiles open with
 the transcript so far (``transcripts.segments_of``), each an audited read.
@@ -19,6 +20,7 @@ from django.db.models import (
     CharField,
     Count,
     DateTimeField,
+    F,
     IntegerField,
     OuterRef,
     Q,
@@ -28,7 +30,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Concat, NullIf, Trim
 from django.http import HttpRequest
 
 from anyreach_listen import disclosure, transcripts
@@ -40,6 +42,7 @@ from anyreach_listen.models import (
     AlertSeverity,
     Conversation,
     ListenSession,
+    Takeover,
     TranscriptSegment,
     TranscriptVia,
 )
@@ -139,6 +142,42 @@ def with_listeners(
             ),
             default=Value(None),
             output_field=IntegerField(),
+        )
+    )
+
+
+def _holder_name() -> Case:
+    """``Disclosure.display_name`` in SQL: the credential's words, else the person's full
+    name, else their username."""
+    full = NullIf(Trim(Concat(F("user__first_name"), Value(" "), F("user__last_name"))), Value(""))
+    return Case(
+        When(~Q(credential_label=""), then=F("credential_label")),
+        When(user__isnull=True, then=Value("unknown")),
+        default=Coalesce(full, F("user__username")),
+        output_field=CharField(),
+    )
+
+
+def with_takeovers(
+    conversations: QuerySet[Conversation], policy: UserAccess
+) -> QuerySet[Conversation]:
+    """``taken_over_by``: who speaks with the caller instead of the agent now, on the rows
+    of organizations where the user may see who is in a call (None elsewhere, and when
+    nobody holds it)."""
+    shown = policy.organizations_with(Capability.SEE_LISTENERS)
+    if not shown:
+        return conversations.annotate(taken_over_by=Value(None, output_field=CharField()))
+    held = (
+        Takeover.objects.held()
+        .filter(conversation=OuterRef("pk"))
+        .annotate(name=_holder_name())
+        .values("name")[:1]
+    )
+    return conversations.annotate(
+        taken_over_by=Case(
+            When(organization_id__in=shown, status__in=ACTIVE_STATUSES, then=Subquery(held)),
+            default=Value(None),
+            output_field=CharField(),
         )
     )
 

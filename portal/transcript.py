@@ -4,7 +4,9 @@ The page view is an audited read that hands the page a *read token*; the page's
 refetch when its event stream (re)opens (``conversation_transcript``) sends it back
 and, within ``disclosure.READ_CONTINUATION``, continues that read instead of writing
 a row per reconnect (``disclosure.portal_read``): at least one row per page view and
-per hour a page stays open. Guidance to the agent shows inline (``with_guidance``).
+per hour a page stays open. Guidance to the agent shows inline (``with_guidance``), and
+so do takeovers: "Taken over by Ana" where one started, "Handed back" where it ended
+(``takeover_marks``; the live panel gets them from assist.js, the review inline).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,8 +26,15 @@ from django.utils.cache import patch_cache_control
 from anyreach_listen import disclosure, transcripts
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.policy import UserAccess
-from anyreach_listen.assist import guidance
-from anyreach_listen.models import Alert, Conversation, Guidance, TranscriptRead
+from anyreach_listen.assist import guidance, takeover
+from anyreach_listen.models import (
+    Alert,
+    Conversation,
+    Guidance,
+    Takeover,
+    TakeoverEnd,
+    TranscriptRead,
+)
 from anyreach_listen.transcripts import SegmentOut
 
 READ_HEADER = "X-Anyreach-Read-Token"
@@ -70,17 +80,66 @@ class GuidanceLine:
         )
 
 
-def interleave[Item](
-    items: Sequence[Item], at: Callable[[Item], dt.datetime], given: Sequence[GuidanceLine]
-) -> list[Item | GuidanceLine]:
-    """``items`` in their order with each guidance before the first item said after it
-    was given (the rule listen-panel.js and assist.js insert live lines by).
+class Timed(Protocol):
+    @property
+    def at(self) -> dt.datetime: ...
+
+
+@dataclass(frozen=True)
+class TakeoverMark:
+    """Where a takeover started ("Taken over by Ana") or ended ("Handed back", and how),
+    marked in the call's transcript (the fields ``_takeover_mark.html`` reads; assist.js
+    builds the same markup from ``takeover.updated``)."""
+
+    id: str  # the takeover's
+    edge: str  # "started" or "ended"
+    holder: str
+    at: dt.datetime
+    ended_by: str = ""
+    offset: str = ""  # time into the call, "m:ss" (empty when the start is unknown)
+    is_takeover: bool = True  # how the templates tell it from a segment
+
+    @property
+    def title(self) -> str:
+        if self.edge == "started":
+            return f"Taken over by {self.holder}"
+        return "Takeover ended" if self.ended_by == TakeoverEnd.CALL_ENDED else "Handed back"
+
+    @property
+    def how(self) -> str:
+        """The end's words (``TakeoverEnd``'s label), with who; "" for a start."""
+        if self.edge == "started":
+            return ""
+        return f"{self.holder} · {TakeoverEnd(self.ended_by).label}"
+
+    @classmethod
+    def of(cls, row: Takeover, conversation: Conversation) -> list[TakeoverMark]:
+        """The row's marks: its start, and its end once it ended; none for a takeover
+        whose pause the agent never confirmed (the caller never heard anyone else)."""
+        if row.ended_by == TakeoverEnd.NOT_PAUSED:
+            return []
+        name, pk = row.display_name, str(row.pk)
+        marks = [
+            cls(pk, "started", name, row.started_at, "", _offset(conversation, row.started_at))
+        ]
+        if row.ended_at is not None:
+            offset = _offset(conversation, row.ended_at)
+            marks.append(cls(pk, "ended", name, row.ended_at, row.ended_by, offset))
+        return marks
+
+
+def interleave[Item, Mark: Timed](
+    items: Sequence[Item], at: Callable[[Item], dt.datetime], given: Sequence[Mark]
+) -> list[Item | Mark]:
+    """``items`` in their order with each guidance (or takeover mark) before the first
+    item said after it was given (the rule listen-panel.js and assist.js insert live
+    lines by).
 
     One merge pass over the guidance in time order (stable for equal times): what still
     waits is given no earlier than every item passed, so it goes before the first item
     said after it, even when spoken order is not time order."""
     waiting = sorted(given, key=lambda g: g.at)
-    out: list[Item | GuidanceLine] = []
+    out: list[Item | Mark] = []
     next_up = 0
     for item in items:
         when = at(item)
@@ -107,12 +166,24 @@ def with_guidance(
     return interleave(segments, lambda s: s.at, guidance_lines(conversation))
 
 
+def takeover_marks(conversation: Conversation) -> list[TakeoverMark]:
+    """The call's takeovers as transcript marks, in time order (call this only for
+    people who may read its transcript)."""
+    marks = [
+        m for row in takeover.for_call(conversation) for m in TakeoverMark.of(row, conversation)
+    ]
+    return sorted(marks, key=lambda m: m.at)
+
+
 @dataclass
 class TranscriptView:
     lines: list[Line]
     alerts: list[Alert]
     read_token: str
     guidance: list[GuidanceLine] = field(default_factory=list)
+    # Not among ``entries``: the panel's lines template renders segments and guidance
+    # only; the page hands these to assist.js, which puts them in the panel.
+    takeovers: list[TakeoverMark] = field(default_factory=list)
 
     @property
     def segments(self) -> list[SegmentOut]:
@@ -124,9 +195,10 @@ class TranscriptView:
         return interleave(self.segments, lambda s: s.at, self.guidance)
 
     @property
-    def review(self) -> list[Line | GuidanceLine]:
-        """The ended call's review, guidance inline."""
-        return interleave(self.lines, lambda line: line.segment.at, self.guidance)
+    def review(self) -> list[Line | GuidanceLine | TakeoverMark]:
+        """The ended call's review, guidance and takeovers inline."""
+        marks: list[GuidanceLine | TakeoverMark] = [*self.guidance, *self.takeovers]
+        return interleave(self.lines, lambda line: line.segment.at, marks)
 
 
 def _read(
@@ -166,7 +238,11 @@ def page_transcript(
         Line(s, by_segment.get((s.role, s.id), []), _offset(conversation, s.at)) for s in segments
     ]
     return TranscriptView(
-        lines=lines, alerts=alerts, read_token=token, guidance=guidance_lines(conversation)
+        lines=lines,
+        alerts=alerts,
+        read_token=token,
+        guidance=guidance_lines(conversation),
+        takeovers=takeover_marks(conversation),
     )
 
 
@@ -196,7 +272,11 @@ def conversation_transcript(request: HttpRequest, conversation_id: uuid.UUID) ->
     response = render(
         request,
         "portal/_transcript_fragment.html",
-        {"segments": with_guidance(conversation, segments), "conversation": conversation},
+        {
+            "segments": with_guidance(conversation, segments),
+            "takeovers": takeover_marks(conversation),
+            "conversation": conversation,
+        },
     )
     response[READ_HEADER] = token
     patch_cache_control(response, no_store=True)  # a transcript: never kept by a cache

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import assist, organization, transcript, views
+from . import assist, organization, takeover, transcript, views
 
 app_name = "portal"
 
@@ -21,6 +21,16 @@ urlpatterns = [
         "conversations/<uuid:conversation_id>/guidance/",
         assist.give_guidance,
         name="give-guidance",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/takeover/",
+        takeover.take_over,
+        name="take-over",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/takeover/hand-back/",
+        takeover.hand_back,
+        name="hand-back",
     ),
     path(
         "conversations/<uuid:conversation_id>/listen-dialog/",

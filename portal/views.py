@@ -24,7 +24,7 @@ from anyreach_listen.models import (
     TranscriptVia,
 )
 
-from . import assist, live, transcript
+from . import assist, live, takeover, transcript
 
 WALL_LIMIT = 8
 
@@ -65,7 +65,7 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
     rows = Conversation.objects.filter(pk__in=page.values("pk")).select_related(
         "organization", "team"
     )
-    counted = live.with_listeners(live.with_alerts(rows), policy)
+    counted = live.with_takeovers(live.with_listeners(live.with_alerts(rows), policy), policy)
     return live.with_last_line(counted, policy).order_by(*order), filters
 
 
@@ -84,6 +84,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "reads_transcripts": bool(live.readable_organizations(policy)),
         # The "Listening" column only for people who may see some call's listeners.
         "sees_listeners": bool(policy.organizations_with(Capability.SEE_LISTENERS)),
+        # The listen dialog offers "Take over" to people who may take some call over.
+        "takes_over": takeover.takes_over_anywhere(policy),
     }
     context["columns"] = 7 + context["reads_transcripts"] + context["sees_listeners"]
     if not request.htmx:  # the whole page: its filters too
@@ -107,6 +109,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     response = render(request, template, context)
     if context["reads_transcripts"]:  # what was said: never kept by a cache
         patch_cache_control(response, no_store=True)
+    if context["takes_over"] and not request.htmx:
+        takeover.allow_takeover(response)
     return response
 
 
@@ -129,8 +133,10 @@ def listen_dialog(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespo
         "portal/_listen_dialog.html",
         {
             "conversation": conversation,
-            # Whoever may listen may read the transcript: guidance given shows inline.
+            # Whoever may listen may read the transcript: guidance given shows inline, and
+            # so do takeovers (assist.js puts them in the panel).
             "transcript": transcript.with_guidance(conversation, segments),
+            "takeover_marks": transcript.takeover_marks(conversation),
             **assist.page_context(policy, conversation),
         },
     )
@@ -149,19 +155,20 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
         sessions = conversation.listen_sessions.select_related("user", "api_key")[:20]
     # None for viewers; otherwise an audited read (portal/transcript.py).
     shown = transcript.page_transcript(request, policy, conversation)
-    response = render(
-        request,
-        "portal/conversation.html",
-        {
-            "conversation": conversation,
-            "listen_sessions": sessions,
-            "transcript": shown,
-            "transcript_reads": transcript.reads_for_admins(policy, conversation),
-            **assist.page_context(policy, conversation),
-        },
-    )
+    context = {
+        "conversation": conversation,
+        "listen_sessions": sessions,
+        "transcript": shown,
+        "transcript_reads": transcript.reads_for_admins(policy, conversation),
+        # Who took the call over, when, and how it ended: for who sees presence.
+        "takeovers": takeover.for_page(policy, conversation),
+        **assist.page_context(policy, conversation),
+    }
+    response = render(request, "portal/conversation.html", context)
     if shown is not None:  # what was said: never kept by a cache
         patch_cache_control(response, no_store=True)
+    if context["takes_over"]:
+        takeover.allow_takeover(response)
     return response
 
 
@@ -192,7 +199,8 @@ def wall_tile(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
-    admin_orgs = access.for_request(request).organizations_with(Capability.MANAGE_ORGANIZATION)
+    policy = access.for_request(request)
+    admin_orgs = policy.organizations_with(Capability.MANAGE_ORGANIZATION)
     sessions = ListenSession.objects.filter(
         Q(user=request.user) | Q(conversation__organization_id__in=admin_orgs)
     ).select_related("conversation", "user", "api_key")[:200]
@@ -204,5 +212,8 @@ def history(request: HttpRequest) -> HttpResponse:
             "sees_everyone": bool(admin_orgs),
             # Transcript reads are the org admins' audit, like the listen sessions of others.
             "transcript_reads": transcript.reads_in(admin_orgs),
+            # Takeovers: one's own, and everyone's for org admins (like listen sessions).
+            "takeovers": takeover.for_history(request, admin_orgs),
+            "takes_over": takeover.takes_over_anywhere(policy),
         },
     )

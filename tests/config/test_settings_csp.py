@@ -4,7 +4,9 @@ Each portal page (and the admin's "Listen live" page, which embeds the same
 panel) is fetched as the role that sees it: the header must forbid inline
 script, allow what the page needs (its scripts, the event stream's websocket,
 the listen frame), and the HTML must hold no script the policy would block.
-The hidden frame keeps its own stricter policy.
+The hidden frame keeps its own stricter policy. The pages offering "Take over"
+(to those who may take calls over) also reach the LiveKit server and may use the
+microphone; no other page, nor anyone else's copy of those pages, does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from anyreach_listen.conf import listen_settings
+from anyreach_listen.public import livekit_origins
 from tests.support.world import World, login
 
 EXECUTABLE_TYPES = {"", "text/javascript", "module", "application/javascript"}
@@ -141,6 +145,8 @@ def test_the_list_names_every_portal_page(world: World) -> None:
         "listen-dialog",  # a panel fragment the dashboard fetches (no script, no style)
         "conversation-presence",  # the "Listening now" fragment the page refetches
         "give-guidance",  # a POST answering a status fragment
+        "take-over",  # POSTs answering JSON (the takeover section's script)
+        "hand-back",
         "create-api-key",
         "revoke-api-key",
         "change-role",
@@ -190,3 +196,61 @@ def test_the_frame_keeps_its_own_stricter_policy(client: Client, db: None) -> No
     assert policy["default-src"] == ["'none'"]
     assert policy["script-src"] == ["'self'"]
     assert policy["frame-ancestors"] == ["*"]  # EMBED_ORIGINS, not the portal's 'none'
+
+
+# ---- "Take over": LiveKit in connect-src and the microphone, only where it is offered ----
+
+LIVEKIT_ORIGINS = ["ws://127.0.0.1:7880", "http://127.0.0.1:7880"]  # the test LIVEKIT_URL's
+
+
+def test_the_test_livekit_url_gives_these_origins() -> None:
+    assert livekit_origins(listen_settings.LIVEKIT_URL) == LIVEKIT_ORIGINS
+
+
+@pytest.mark.parametrize(
+    ("name", "who", "offered"),
+    [
+        ("conversation", "supervisor", True),
+        ("conversation", "admin", True),
+        ("dashboard", "supervisor", True),  # its listen dialog offers it
+        ("conversation", "qa", False),  # QA may listen, never take over
+        ("dashboard", "qa", False),
+        ("conversation", "viewer", False),
+        ("completed conversation", "supervisor", False),  # nobody to speak with
+        ("wall", "supervisor", False),
+        ("history", "admin", False),
+        ("organization", "admin", False),
+    ],
+)
+def test_only_pages_offering_take_over_reach_livekit_and_the_microphone(
+    client: Client, world: World, name: str, who: str, offered: bool
+) -> None:
+    url, _ = pages(world)[name]
+    login(client, who)
+    response = client.get(url)
+    assert response.status_code == 200
+    policy = directives(response["Content-Security-Policy"])
+    html = response.content.decode()
+    if offered:
+        assert policy["connect-src"] == ["'self'", *LIVEKIT_ORIGINS]
+        assert response["Permissions-Policy"] == "microphone=(self)"
+        assert "/static/portal/takeover.js" in html
+    else:
+        assert policy["connect-src"] == ["'self'"]
+        assert "Permissions-Policy" not in response
+        assert "takeover.js" not in html
+    # Nothing else changes: the same policy as every other page, connect-src aside.
+    base = directives(login(Client(), "viewer").get("/wall/")["Content-Security-Policy"])
+    for directive, values in policy.items():
+        if directive not in ("connect-src", "script-src"):  # script-src: its own nonce
+            assert values == base[directive], directive
+    assert [v for v in policy["script-src"] if not v.startswith("'nonce-")] == ["'self'"]
+
+
+def test_an_htmx_refresh_of_the_rows_carries_no_page_policy_changes(
+    client: Client, world: World
+) -> None:
+    login(client, "supervisor")
+    rows = client.get("/", headers={"HX-Request": "true"})
+    assert directives(rows["Content-Security-Policy"])["connect-src"] == ["'self'"]
+    assert "Permissions-Policy" not in rows

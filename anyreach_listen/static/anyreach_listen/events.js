@@ -14,6 +14,12 @@
 //                             ({ type: "guidance.updated", event: its status,
 //                                conversation, guidance: { id, mode, text, status,
 //                                reason, author, created_at, delivered_at, latency_ms } })
+//   "anyreach:takeover"       a call was taken over from its AI agent, renewed, joined,
+//                             left, ended or resumed, only for people who may see a
+//                             call's listeners ({ type: "takeover.updated", event,
+//                             conversation, takeover: { id, holder, started_at,
+//                             expires_at, joined_at, ended_at, ended_by, resumed_at,
+//                             resume_error } })
 //   "anyreach:stream-open"    (re)connected: a page may catch up on what it missed
 //                             (e.g. read the transcript again: lines said while the
 //                             stream was down are not replayed)
@@ -51,6 +57,7 @@
     "alert.raised": "anyreach:alert",
     "transcript.segment": "anyreach:transcript",
     "guidance.updated": "anyreach:guidance",
+    "takeover.updated": "anyreach:takeover",
   };
   const dispatch = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
 

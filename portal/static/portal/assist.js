@@ -11,8 +11,15 @@
 // - guidance lines: "anyreach:guidance" events (events.js, for "guidance.updated":
 //   { type, event, conversation, guidance: { id, mode, text, status, reason, author,
 //   created_at, delivered_at, latency_ms } }) add or update a guidance line in each
-//   panel of the call, where it was given (by time, the panel's own rule).
-// The markup of a guidance line is anyreach_listen/_transcript_lines.html's.
+//   panel of the call, where it was given (by time, the panel's own rule);
+// - takeovers: "anyreach:takeover" events (for "takeover.updated": { type, event,
+//   conversation, takeover: { id, holder, started_at, ended_at, ended_by, … } }) fetch
+//   the presence line again ("Taken over by Ana") and mark the panels' transcripts where
+//   the takeover started and ended; the marks rendered with a page or fragment come in
+//   <template data-takeover-marks> (portal/_takeover_marks.html) and are moved into the
+//   panels the same way, once each.
+// The markup of a guidance line is anyreach_listen/_transcript_lines.html's, of a
+// takeover mark portal/_takeover_mark.html's.
 (function () {
   "use strict";
 
@@ -137,7 +144,87 @@
     });
   }
 
+  // ---- takeover marks in the transcript ----
+
+  // TakeoverEnd's labels (anyreach_listen/models.py), as portal/transcript.py says them.
+  const ENDED_LABEL = {
+    handed_back: "Handed back",
+    left: "The supervisor left the call",
+    access_lost: "The supervisor lost the right",
+    call_ended: "The call ended",
+    expired: "The token expired unrenewed",
+  };
+
+  // A takeover's start or end as a transcript line (none for one never paused).
+  function takeoverItem(takeover, edge) {
+    const at = edge === "started" ? takeover.started_at : takeover.ended_at;
+    if (!takeover.id || !at || takeover.ended_by === "not_paused") return null;
+    const item = document.createElement("li");
+    item.className = "arl-line arl-takeover";
+    item.dataset.takeoverId = takeover.id;
+    item.dataset.edge = edge;
+    if (edge === "ended") item.dataset.endedBy = takeover.ended_by || "";
+    item.dataset.at = at;
+    const role = document.createElement("span");
+    role.className = "arl-line__role";
+    role.textContent = "Takeover";
+    const text = document.createElement("span");
+    text.className = "arl-line__text";
+    const holder = takeover.holder || "someone";
+    if (edge === "started") {
+      text.textContent = `Taken over by ${holder}`;
+    } else {
+      const meta = document.createElement("span");
+      meta.className = "arl-takeover__meta";
+      const how = ENDED_LABEL[takeover.ended_by] || takeover.ended_by || "";
+      meta.textContent = how ? `${holder} · ${how}` : holder;
+      text.append(takeover.ended_by === "call_ended" ? "Takeover ended" : "Handed back", meta);
+    }
+    item.append(role, text);
+    return item;
+  }
+
+  // Adds the mark `item` to every panel of the call where it happened, once.
+  function showTakeoverMark(conversationId, item) {
+    byConversation("[data-arl-panel][data-conversation", conversationId).forEach((panel) => {
+      const list = panel.querySelector("[data-arl-transcript]");
+      if (!list) return;
+      const selector =
+        `.arl-takeover[data-takeover-id="${CSS.escape(item.dataset.takeoverId)}"]` +
+        `[data-edge="${CSS.escape(item.dataset.edge)}"]`;
+      if (list.querySelector(selector)) return;
+      const copy = item.cloneNode(true);
+      const follow = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
+      const empty = list.querySelector("[data-arl-empty]");
+      if (empty) empty.remove();
+      insertByTime(list, copy);
+      if (follow) list.scrollTop = list.scrollHeight;
+    });
+  }
+
+  // The marks a page or fragment was rendered with, in `scope`, into the panels.
+  function adoptTakeoverMarks(scope) {
+    (scope || document).querySelectorAll("template[data-takeover-marks]").forEach((template) => {
+      for (const item of template.content.querySelectorAll(".arl-takeover[data-takeover-id]")) {
+        showTakeoverMark(template.dataset.takeoverMarks, item);
+      }
+      template.remove();
+    });
+  }
+
   // ---- the event stream ----
+
+  document.addEventListener("anyreach:takeover", (event) => {
+    const detail = event.detail || {};
+    if (!detail.conversation) return;
+    refreshPresenceOf(detail.conversation.id); // "Taken over by …", or not any more
+    const takeover = detail.takeover;
+    if (!takeover) return;
+    for (const edge of takeover.ended_at ? ["started", "ended"] : ["started"]) {
+      const item = takeoverItem(takeover, edge);
+      if (item) showTakeoverMark(detail.conversation.id, item);
+    }
+  });
 
   document.addEventListener("anyreach:guidance", (event) => {
     const detail = event.detail || {};
@@ -210,5 +297,18 @@
     }
   });
 
-  window.AnyReachPortalAssist = Object.freeze({ showGuidanceLine, refreshPresenceOf });
+  // The panels mount on DOMContentLoaded too; this script runs after them (deferred,
+  // later in the page), and the marks go in their lists either way.
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", () => adoptTakeoverMarks(document));
+  } else {
+    adoptTakeoverMarks(document);
+  }
+
+  window.AnyReachPortalAssist = Object.freeze({
+    showGuidanceLine,
+    refreshPresenceOf,
+    showTakeoverMark,
+    adoptTakeoverMarks,
+  });
 })();

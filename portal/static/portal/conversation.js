@@ -6,8 +6,9 @@
 // - when the stream (re)opens, the page reads the transcript again, to close the gap
 //   between the render and the socket (or a reconnect), carrying the page's read
 //   token so the refetch continues the page's audited read instead of adding one;
-// - the SDK's live lines (interim and final) go in the same list, and so does the
-//   guidance given to the agent (assist.js; the catch-up brings what it missed).
+// - the SDK's live lines (interim and final) go in the same list, and so do the
+//   guidance given to the agent and the takeovers' marks (assist.js; the catch-up
+//   brings what it missed).
 // The panel merges every source by (role, segment id): no line twice, a final never
 // changes (AnyReachListenPanel.addSegments, ../anyreach_listen/panel/listen-panel.js).
 // Alerts raised meanwhile join the page's list of the call's alerts.
@@ -52,6 +53,18 @@
     }
   }
 
+  // The fragment's takeover marks join the panel too (assist.js, once each).
+  function takeoversOf(html) {
+    const assist = window.AnyReachPortalAssist;
+    if (!assist) return;
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    for (const template of doc.querySelectorAll("template[data-takeover-marks]")) {
+      for (const item of template.content.querySelectorAll(".arl-takeover[data-takeover-id]")) {
+        assist.showTakeoverMark(conversationId, item);
+      }
+    }
+  }
+
   // One read at a time; a request during one runs once more after it (the stream may
   // have opened after that read started). data-catching-up says one is under way.
   let running = false;
@@ -71,6 +84,7 @@
         const html = await response.text();
         addSegments(segmentsOf(html));
         guidanceOf(html); // given while the stream was down
+        takeoversOf(html); // taken over or handed back meanwhile
       })
       .catch(() => {}) // the stream's next (re)open tries again
       .finally(() => {

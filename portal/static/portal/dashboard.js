@@ -8,7 +8,8 @@
 // opens with the lines recorded when the server rendered it and hears the call's
 // lines once its SDK session has joined; the lines said in between (or while the
 // session reconnects) reach it from the event stream ("anyreach:transcript"), the
-// panel merging them by (role, segment id) so none shows twice.
+// panel merging them by (role, segment id) so none shows twice. A takeover
+// ("anyreach:takeover") refreshes the rows: their "Taken over by …".
 (function () {
   "use strict";
   const SEVERITY_RANK = { info: 1, warning: 2, critical: 3 };
@@ -23,6 +24,8 @@
   };
   // Guidance has its own event ("anyreach:guidance"): only assist.js, in the dialog.
   document.addEventListener("anyreach:conversation", refreshSoon);
+  // A takeover started or ended: the rows say who holds each call ("Taken over by …").
+  document.addEventListener("anyreach:takeover", refreshSoon);
   const streamStatus = (text) => {
     const status = document.getElementById("stream-status");
     if (status) status.textContent = text;
@@ -216,6 +219,8 @@
     window.AnyReachListenPanel.mount(body);
     window.AnyReachListenPanel.listen(panel);
     window.AnyReachListenPanel.addSegments(panel, heard.lines);
+    // The fragment's takeover marks, into its panel (assist.js).
+    if (window.AnyReachPortalAssist) window.AnyReachPortalAssist.adoptTakeoverMarks(body);
   }
 
   document.addEventListener("click", (event) => {
