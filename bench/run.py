@@ -49,6 +49,7 @@ PLAN = [
     Benchmark("B5", "bench_pages.py", "Dashboard and wall with 1,000 live calls"),
     Benchmark("B7", "bench_alerts.py", "Live alert latency: phrase said → dashboard"),
     Benchmark("B8", "bench_guidance.py", "Guidance to the agent: acknowledged, and heard"),
+    Benchmark("B9", "bench_takeover.py", "Take over and hand back: the agent silent, and back"),
     Benchmark(
         "Mint",
         "bench_mint.py",
