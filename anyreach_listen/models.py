@@ -654,7 +654,8 @@ class Guidance(Disclosure):
 
 
 class TakeoverEnd(models.TextChoices):
-    """How a takeover ended; all but ``call_ended`` and ``not_paused`` resume the agent."""
+    """How a takeover ended; all but ``call_ended`` resume the agent (``not_paused`` in
+    case its pause landed late)."""
 
     HANDED_BACK = "handed_back", "Handed back"
     LEFT = "left", "The supervisor left the call"
@@ -679,6 +680,7 @@ class Takeover(Disclosure):
     identity = models.CharField(max_length=200, unique=True)  # supervisor-…, the participant
     agent_identity = models.CharField(max_length=200)  # the agent paused
     started_at = models.DateTimeField(default=timezone.now)
+    paused_at = models.DateTimeField(null=True, blank=True)  # the agent confirmed: tokens from now
     expires_at = models.DateTimeField()  # the latest token's; renewed while held
     joined_at = models.DateTimeField(null=True, blank=True)  # the participant in the room
     left_at = models.DateTimeField(null=True, blank=True)  # …and gone since (webhooks)
@@ -703,3 +705,15 @@ class Takeover(Disclosure):
     def __str__(self) -> str:
         state = self.ended_by or "held"
         return f"takeover of {self.conversation_id} by {self.display_name} ({state})"
+
+    @property
+    def participant_name(self) -> str:
+        """The name the call's participants (the caller's app, the agent) know the holder
+        by: the person's (also through their PAT), else the API key's own name; never a
+        credential's key id."""
+        if self.user_id is not None:
+            full = getattr(self.user, "get_full_name", lambda: "")()
+            return str(full or self.user.get_username())
+        if self.api_key_id is not None and self.api_key is not None:
+            return self.api_key.name
+        return "a supervisor"

@@ -11,7 +11,6 @@ the page publishes with a connection of its own, the listen frame stays listen-o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -88,10 +87,18 @@ def _conversation(
 @endpoint("POST", csrf=True)
 @cache_control(no_store=True)
 def take_over(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
-    """Take the call over (201), or renew the caller's own takeover (200): the grant the
-    page connects with (``id``, ``url``, ``token``, ``room_name``, ``expires_at``)."""
+    """Take the call over (201), or renew the caller's own takeover (200; form field
+    ``id``: that one only, 404 ``takeover_not_found`` once it ended, never a new one):
+    the grant the page connects with (``id``, ``url``, ``token``, ``room_name``,
+    ``expires_at``)."""
     policy, conversation = _conversation(request, conversation_id)
-    grant = takeover.take_over(conversation, audit=policy.audit_fields, request=request)
+    renewing = request.POST.get("id")
+    grant = takeover.take_over(
+        conversation,
+        audit=policy.audit_fields,
+        request=request,
+        renewing=_takeover_id(renewing) if renewing is not None else None,
+    )
     return JsonResponse(grant.as_response(), status=200 if grant.renewed else 201)
 
 
@@ -104,24 +111,22 @@ def hand_back(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
     404 ``takeover_not_found`` (the API's DELETE ends whoever's is held)."""
     _, conversation = _conversation(request, conversation_id)
     held = takeover.held(conversation)
-    wanted = access.parse_uuid(request.POST.get("id", ""))
+    wanted = _takeover_id(request.POST.get("id", ""))
     if held is None or held.pk != wanted or held.user_id != request.user.pk:
         raise ApiError(Errors.TAKEOVER_NOT_FOUND, "You hold no takeover of this call.")
-    ended = takeover.hand_back(conversation)
+    # The id again under the lock: a takeover someone else started meanwhile stays.
+    ended = takeover.hand_back(conversation, takeover_id=wanted)
     return JsonResponse(events.live_takeover(ended).as_json())
 
 
+def _takeover_id(value: str) -> uuid.UUID:
+    wanted = access.parse_uuid(value)
+    if wanted is None:
+        raise ApiError(Errors.TAKEOVER_NOT_FOUND, "You hold no takeover of this call.")
+    return wanted
+
+
 # ---- who holds a call; the audit ----
-
-
-def holders_of(conversations: Sequence[Conversation]) -> dict[uuid.UUID, str]:
-    """Who holds each of ``conversations`` now, by the name a page shows (one query, none
-    without a live call among them)."""
-    live = [c.pk for c in conversations if c.is_active]
-    if not live:
-        return {}
-    rows = Takeover.objects.held().filter(conversation_id__in=live).select_related("user")
-    return {row.conversation_id: row.display_name for row in rows}
 
 
 def for_page(policy: UserAccess, conversation: Conversation) -> list[Takeover]:

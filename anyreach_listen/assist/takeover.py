@@ -20,7 +20,6 @@ from functools import partial
 from typing import Any
 
 import jwt
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -54,9 +53,12 @@ IDENTITY_PREFIX = "supervisor-"
 LEFT_GRACE = 30.0  # seconds a holder's participant may be gone before it hands back
 ACK_TIMEOUT_MS = guidance.ACK_TIMEOUT_MS  # how long the agent has to confirm a pause or resume
 REASON_MAX = guidance.REASON_MAX
-# Ends that give the call back to the agent; the others leave it alone (the call is over,
-# or the agent never paused).
-RESUMING = frozenset(TakeoverEnd.values) - {TakeoverEnd.CALL_ENDED, TakeoverEnd.NOT_PAUSED}
+# Ends that give the call back to the agent: all but the call's. ``not_paused`` too: the
+# pause may have landed after we stopped waiting, and a resume to a running agent is a no-op.
+RESUMING = frozenset(TakeoverEnd.values) - {TakeoverEnd.CALL_ENDED}
+# A resume that failed is sent again by ``sweep`` once the ender had its go, for a while.
+RESUME_RETRY_AFTER = dt.timedelta(seconds=10)
+RESUME_RETRY_WINDOW = dt.timedelta(minutes=5)
 
 # Why a holder may no longer hold the call (``holder_refusal``).
 CREDENTIAL_GONE = "The credential this takeover was started with was revoked, expired or deleted."
@@ -138,7 +140,7 @@ def _mint(row: Takeover, room_name: str) -> tuple[str, dt.datetime]:
     token = (
         AccessToken(listen_settings.LIVEKIT_API_KEY, listen_settings.LIVEKIT_API_SECRET)
         .with_identity(row.identity)
-        .with_name(row.display_name)
+        .with_name(row.participant_name)
         .with_ttl(dt.timedelta(seconds=int(listen_settings.TAKEOVER_TOKEN_TTL)))
         .with_grants(takeover_grants(room_name))
         .with_metadata(json.dumps({"takeover": True}))
@@ -202,8 +204,9 @@ def resume_context(takeover: Takeover) -> str:
     ]
     spoke = _duration((until - takeover.started_at).total_seconds())
     header = (
-        f"A supervisor, {takeover.display_name}, took this call over from you for {spoke} "
-        "and spoke with the caller; you have it back now."
+        f"A supervisor, {takeover.participant_name}, took this call over from you for {spoke} "
+        "and spoke with the caller; you have it back now. The supervisor's own words were "
+        "not transcribed."
     )
     return _fitted(header, lines, signing.MAX_CONTEXT_BYTES)
 
@@ -274,16 +277,30 @@ def _held_locked(conversation: Conversation) -> Takeover | None:
     return rows.select_related("user", "conversation__team").first()
 
 
-def _renew(conversation: Conversation, who: Mapping[str, Any]) -> TakeoverGrant | None:
+def _renew(
+    conversation: Conversation, who: Mapping[str, Any], renewing: uuid.UUID | None
+) -> TakeoverGrant | None:
     """The holder's renewal (a fresh token, a later ``expires_at``); None when nobody
-    holds the call; ``already_taken_over`` when someone else does."""
+    holds the call; ``already_taken_over`` when someone else does, or while the agent's
+    pause is unconfirmed (no token before it). ``renewing``: the takeover the caller
+    renews; ``takeover_not_found`` when it is no longer held, rather than a new one."""
     with transaction.atomic(durable=True):
         room = _lock_live_call(conversation)
         row = _held_locked(conversation)
+        if renewing is not None and (row is None or row.pk != renewing):
+            raise ApiError(
+                Errors.TAKEOVER_NOT_FOUND, "That takeover has ended: the agent has the call."
+            )
         if row is None:
             return None
         if not _same_holder(row, who):
             raise _taken(row)
+        if row.paused_at is None:
+            raise ApiError(
+                Errors.ALREADY_TAKEN_OVER,
+                "Your takeover is still starting: the agent has not confirmed its pause yet. "
+                "Try again in a moment.",
+            )
         row.conversation = conversation
         token, row.expires_at = _mint(row, room)
         row.save(update_fields=["expires_at"])
@@ -326,9 +343,11 @@ def take_over(
     *,
     audit: Mapping[str, Any],
     request: HttpRequest | None = None,
+    renewing: uuid.UUID | None = None,
 ) -> TakeoverGrant:
     """Take the call over for ``audit``'s holder (a policy's ``audit_fields``), or renew
-    their takeover while they hold it (``renewed``); the grant (token and row).
+    their takeover while they hold it (``renewed``; ``renewing``: only that one, never a
+    new one); the grant (token and row).
 
     ``ApiError``: ``conversation_not_active``, ``agent_not_present`` (also when LiveKit
     cannot be asked; nothing recorded), ``already_taken_over`` (naming the holder),
@@ -340,7 +359,7 @@ def take_over(
     if not conversation.livekit_room:
         raise ApiError(Errors.AGENT_NOT_PRESENT, "The call has no LiveKit room yet.")
     who = disclosure.who_columns(audit, client_ip=disclosure.request_ip(request))
-    renewal = _renew(conversation, who)
+    renewal = _renew(conversation, who, renewing)
     if renewal is not None:
         return renewal
     try:
@@ -372,7 +391,6 @@ def _not_paused(row: Takeover, refusal: str) -> None:
             fresh.resume_error = f"Pause not confirmed: {refusal}"[:REASON_MAX]
             _end_locked(fresh, TakeoverEnd.NOT_PAUSED, timezone.now())
     if fresh is not None:
-        # A renewal may have handed out a token meanwhile: its participant goes too.
         _after_end(fresh)
 
 
@@ -380,14 +398,17 @@ def _confirm(row: Takeover, room: str) -> TakeoverGrant:
     """The pause confirmed: the holder's token, the row's ``expires_at`` its exp."""
     with transaction.atomic(durable=True):
         fresh = _lock(row)
+        if fresh is None and row.ended_by == TakeoverEnd.CALL_ENDED:
+            raise ApiError(Errors.CONVERSATION_NOT_ACTIVE, "The call ended meanwhile.")
         if fresh is None:
             raise ApiError(
                 Errors.TAKEOVER_NOT_FOUND,
                 f"The takeover ended ({row.get_ended_by_display().lower()}) before the agent "
                 "confirmed its pause.",
             )
+        fresh.paused_at = timezone.now()
         token, fresh.expires_at = _mint(fresh, room)
-        fresh.save(update_fields=["expires_at"])
+        fresh.save(update_fields=["paused_at", "expires_at"])
         publish_takeover(fresh, "started")
     return _grant(fresh, room, token, renewed=False)
 
@@ -416,34 +437,31 @@ def _end_locked(row: Takeover, how: str, now: dt.datetime) -> None:
     publish_takeover(row, "ended")
 
 
-def _remove(room: str, identity: str) -> bool | None:
-    """Take the supervisor's participant out of the room: True, False (not there), or
-    None (LiveKit failed: logged; ``sweep`` tries again while the call is live)."""
-
-    async def remove() -> bool:
-        async with service.livekit_api() as client:
-            return await service.remove_participant(room, identity, client)
-
-    try:
-        return service.run_sync(remove())
-    except Exception:
-        logger.exception("Could not remove %s from room %s", identity, room)
-        return None
-
-
 def _after_end(row: Takeover, *, remove: bool = True) -> None:
-    """Once the end is committed: the participant out, then (unless the call ended or
-    the agent never paused) the agent resumed, its outcome recorded."""
+    """Once the end is committed: the participant out (retried in the background as a
+    revoked listener's is; ``sweep`` is the net), then (unless the call ended) the agent
+    resumed."""
+    # Here, not at the top: revocation hands takeovers back through this module.
+    from anyreach_listen.listening.revocation import remove_with_retries
+
     room = row.conversation.livekit_room
     if room and remove:
-        _remove(room, row.identity)
-    if row.ended_by not in RESUMING or not room:
-        return
-    refusal = _order(row, "resume", resume_context(row), room)
+        remove_with_retries([(room, row.identity)])
+    if row.ended_by in RESUMING and room:
+        _resume(row, room)
+
+
+def _resume(row: Takeover, room: str) -> None:
+    """Resume the agent with the lines said meanwhile (nothing after ``not_paused``: it
+    only undoes a pause that landed late); ``resumed_at`` or ``resume_error`` recorded
+    (the pause's reason stays on a ``not_paused`` row)."""
+    not_paused = row.ended_by == TakeoverEnd.NOT_PAUSED
+    refusal = _order(row, "resume", "" if not_paused else resume_context(row), room)
     if refusal is None:
         row.resumed_at = timezone.now()
     else:
-        row.resume_error = refusal[:REASON_MAX]
+        if not not_paused:
+            row.resume_error = refusal[:REASON_MAX]
         logger.warning("The agent of takeover %s did not resume: %s", row.pk, refusal)
     with transaction.atomic():
         # update(), not save(): the credential may have been deleted since (its pre_delete
@@ -454,13 +472,19 @@ def _after_end(row: Takeover, *, remove: bool = True) -> None:
         publish_takeover(row, "resumed")
 
 
-def hand_back(conversation: Conversation, *, how: str = TakeoverEnd.HANDED_BACK) -> Takeover:
-    """End the call's held takeover (``takeover_not_found`` when none), remove the
-    supervisor's participant and resume the agent with the lines said meanwhile
-    (``resumed_at`` or ``resume_error`` recorded); the ended row. Outside transactions."""
+def hand_back(
+    conversation: Conversation,
+    *,
+    how: str = TakeoverEnd.HANDED_BACK,
+    takeover_id: uuid.UUID | None = None,
+) -> Takeover:
+    """End the call's held takeover (``takeover_not_found`` when none, or when it is not
+    ``takeover_id``), remove the supervisor's participant and resume the agent with the
+    lines said meanwhile (``resumed_at`` or ``resume_error`` recorded); the ended row.
+    Outside transactions."""
     with transaction.atomic(durable=True):
         row = _held_locked(conversation)
-        if row is None:
+        if row is None or (takeover_id is not None and row.pk != takeover_id):
             raise ApiError(Errors.TAKEOVER_NOT_FOUND)
         _end_locked(row, how, timezone.now())
     _after_end(row)
@@ -514,11 +538,14 @@ def holder_refusal(takeover: Takeover) -> str | None:
     """Why ``takeover``'s holder may no longer take its call over, or None: the
     credential usable and granting TAKE_OVER in the call's organization (a PAT never
     beyond its owner's role), the person active with the role's grant on the call.
-    Call inside a transaction: the rows read are locked until it ends."""
+
+    Reads without locks: the sweep holds the takeover's lock when it asks, and the
+    revocation paths lock the credential or membership first, then the takeover (one
+    order of locks); a revocation that commits meanwhile ends the takeover itself."""
     conversation = takeover.conversation
     if takeover.api_key_id is not None:
-        key = ApiKey.objects.select_for_update().filter(pk=takeover.api_key_id).first()
-        if not entitlement._usable(key):
+        key = ApiKey.objects.filter(pk=takeover.api_key_id).first()
+        if not entitlement.usable(key):
             return CREDENTIAL_GONE
         assert key is not None
         if key.organization_id != conversation.organization_id:
@@ -526,28 +553,17 @@ def holder_refusal(takeover: Takeover) -> str | None:
         return None if Capability.TAKE_OVER in capabilities_of(key.scopes) else NOT_ALLOWED
     pat: PersonalAccessToken | None = None
     if takeover.personal_access_token_id is not None:
-        pat = (
-            PersonalAccessToken.objects.select_for_update()
-            .filter(pk=takeover.personal_access_token_id)
-            .first()
-        )
-        if not entitlement._usable(pat):
+        pat = PersonalAccessToken.objects.filter(pk=takeover.personal_access_token_id).first()
+        if not entitlement.usable(pat):
             return CREDENTIAL_GONE
     elif takeover.credential_label:
         return CREDENTIAL_GONE  # started with a credential deleted since
     if takeover.user_id is None:
         return HOLDER_GONE  # the person was deleted
-    memberships = entitlement._locked_memberships(takeover.user_id)
-    user = (
-        memberships[0].user
-        if memberships
-        else get_user_model().objects.filter(pk=takeover.user_id).first()
-    )
-    if user is None or not user.is_active:
+    policy = entitlement.policy_of(takeover.user_id, lock=False)
+    if policy is None:
         return HOLDER_GONE
-    policy = access.for_user(user)
-    policy.__dict__["memberships"] = {m.organization_id: m for m in memberships}
-    if not policy.can_on(Capability.TAKE_OVER, entitlement._without_visibility(conversation)):
+    if not policy.can_on(Capability.TAKE_OVER, entitlement.without_visibility(conversation)):
         return NOT_ALLOWED
     if pat is not None:
         role_scopes = policy.memberships[conversation.organization_id].scopes
@@ -655,8 +671,28 @@ def _lingering() -> int:
             continue
         for person in people:
             if is_ours(person.identity) and person.identity not in current:
-                removed += _remove(str(room), person.identity) is True
+                gone = service.run_sync(service.remove_listeners([(str(room), person.identity)]))
+                removed += gone.get(person.identity) is True
     return removed
+
+
+def _resume_overdue(now: dt.datetime) -> int:
+    """Resumes that failed (the agent or LiveKit did not answer) sent again while the
+    call is live, for ``RESUME_RETRY_WINDOW``: an agent is never left paused by one lost
+    answer. The number the agent confirmed."""
+    rows = Takeover.objects.filter(
+        ended_by__in=RESUMING,
+        resumed_at__isnull=True,
+        ended_at__lte=now - RESUME_RETRY_AFTER,
+        ended_at__gte=now - RESUME_RETRY_WINDOW,
+        conversation__status__in=ACTIVE_STATUSES,
+    ).select_related("user", "conversation__team")
+    resumed = 0
+    for row in rows:
+        if row.conversation.livekit_room:
+            _resume(row, row.conversation.livekit_room)
+            resumed += row.resumed_at is not None
+    return resumed
 
 
 def sweep(now: dt.datetime | None = None) -> int:
@@ -679,4 +715,7 @@ def sweep(now: dt.datetime | None = None) -> int:
     removed = _lingering()
     if removed:
         logger.info("Removed %d supervisor(s) of ended takeovers from live rooms", removed)
+    resumed = _resume_overdue(now)
+    if resumed:
+        logger.info("Resumed %d agent(s) whose resume had failed", resumed)
     return ended

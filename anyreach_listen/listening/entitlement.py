@@ -30,20 +30,35 @@ OWNER_INACTIVE = "The account this listen was granted to is no longer active."
 SCOPE_GONE = "The credential this listen was granted under may no longer listen."
 
 
-def _usable(credential: Credential | None) -> bool:
+def usable(credential: Credential | None) -> bool:
+    """Neither revoked nor expired (None: deleted)."""
     if credential is None or credential.revoked_at is not None:
         return False
     return credential.expires_at is None or credential.expires_at > timezone.now()
 
 
-def _locked_memberships(user_id: int) -> list[Membership]:
-    # Membership rows are what access changes touch (role, teams, deletion); a
-    # revocation locks them too, so the two cannot interleave.
-    rows = Membership.objects.select_for_update(of=("self",)).filter(user_id=user_id)
-    return list(rows.select_related("user", "organization"))
+def policy_of(user_id: int, *, lock: bool = True) -> access.UserAccess | None:
+    """The person's access as their memberships say now; None when the account is gone
+    or inactive. ``lock``: the memberships read under a row lock. They are what access
+    changes touch (role, teams, deletion) and a revocation locks them too, so the two
+    cannot interleave; a reader that holds other locks first reads without (the order
+    of locks must be one)."""
+    rows = Membership.objects.filter(user_id=user_id)
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    memberships = list(rows.select_related("user", "organization"))
+    user = (
+        memberships[0].user if memberships else get_user_model().objects.filter(pk=user_id).first()
+    )
+    if user is None or not user.is_active:
+        return None
+    policy = access.for_user(user)
+    # cached_property: the memberships just read are the policy's.
+    policy.__dict__["memberships"] = {m.organization_id: m for m in memberships}
+    return policy
 
 
-def _without_visibility(conversation: Conversation) -> Conversation:
+def without_visibility(conversation: Conversation) -> Conversation:
     """The caller's copy may carry ``visible_to``'s annotations, read before the lock;
     without them the policy asks the database again."""
     plain = copy.copy(conversation)
@@ -83,7 +98,7 @@ def refusal(session: ListenSession) -> str | None:
             .filter(pk=session.personal_access_token_id)
             .first()
         )
-        if not _usable(pat):
+        if not usable(pat):
             return CREDENTIAL_GONE
     elif session.credential_label:
         # Minted with a credential that has since been deleted.
@@ -93,18 +108,10 @@ def refusal(session: ListenSession) -> str | None:
         # No holder was recorded (a caller that vouched for the listen itself), or the
         # user was deleted (their memberships' pre_delete revoked the sessions then).
         return None
-    memberships = _locked_memberships(session.user_id)
-    user = (
-        memberships[0].user
-        if memberships
-        else get_user_model().objects.filter(pk=session.user_id).first()
-    )
-    if user is None or not user.is_active:
+    policy = policy_of(session.user_id)
+    if policy is None:
         return OWNER_INACTIVE
-    policy = access.for_user(user)
-    # cached_property: the memberships just read under the lock are the policy's.
-    policy.__dict__["memberships"] = {m.organization_id: m for m in memberships}
-    reason = policy.listen_refusal(_without_visibility(conversation))
+    reason = policy.listen_refusal(without_visibility(conversation))
     if reason is not None:
         return reason
     if pat is not None:

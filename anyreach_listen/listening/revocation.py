@@ -74,7 +74,7 @@ def _attempt(targets: list[Target]) -> list[Target]:
     for identity, removed in results.items():
         if removed is not None:
             logger.info(
-                "Revoked listener %s: %s", identity, "removed" if removed else "not in the room"
+                "Took %s out of its room: %s", identity, "removed" if removed else "not there"
             )
     return [t for t in targets if results.get(t[1]) is None]
 
@@ -86,7 +86,7 @@ def _retry(targets: list[Target], delays: Sequence[float]) -> None:
         if not targets:
             return
     logger.error(
-        "Could not remove %d revoked listener(s) after %d attempts; the sweep will retry: %s",
+        "Could not remove %d participant(s) after %d attempts; the sweep will retry: %s",
         len(targets),
         len(delays) + 1,
         ", ".join(identity for _, identity in targets),

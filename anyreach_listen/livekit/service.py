@@ -79,7 +79,7 @@ async def remove_listeners(targets: Iterable[tuple[str, str]]) -> dict[str, bool
             try:
                 results[identity] = await remove_participant(room, identity, client)
             except Exception:
-                logger.exception("Could not remove listener %s from room %s", identity, room)
+                logger.exception("Could not remove %s from room %s", identity, room)
                 results[identity] = None
     return results
 

@@ -29,6 +29,7 @@ class Migration(migrations.Migration):
                 ("identity", models.CharField(max_length=200, unique=True)),
                 ("agent_identity", models.CharField(max_length=200)),
                 ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("paused_at", models.DateTimeField(blank=True, null=True)),
                 ("expires_at", models.DateTimeField()),
                 ("joined_at", models.DateTimeField(blank=True, null=True)),
                 ("left_at", models.DateTimeField(blank=True, null=True)),

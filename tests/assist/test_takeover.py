@@ -26,6 +26,7 @@ from anyreach_listen.access.credentials import issue_api_key, issue_pat
 from anyreach_listen.access.roles import Role, Scope
 from anyreach_listen.api.errors import ApiError
 from anyreach_listen.assist import signing, takeover
+from anyreach_listen.listening import revocation
 from anyreach_listen.livekit import service
 from anyreach_listen.models import (
     Conversation,
@@ -58,6 +59,8 @@ class TakeoverRoom(FakeLiveKit):
             return True
 
         monkeypatch.setattr(service, "remove_participant", remove_participant)
+        # A failed removal is not retried in the background here (no thread outlives a test).
+        monkeypatch.setattr(revocation, "RETRY_DELAYS", ())
 
     def perform_rpc(
         self, room: str, identity: str, method: str, payload: str, *, timeout_ms: int
@@ -198,11 +201,15 @@ def test_the_token_is_a_visible_microphone_only_participant_for_at_most_the_ttl(
 
 
 @pytest.mark.django_db
-def test_an_api_key_is_named_by_its_label(world: World, room: TakeoverRoom) -> None:
+def test_an_api_key_is_named_by_its_name_in_the_call_and_by_its_label_on_pages(
+    world: World, room: TakeoverRoom
+) -> None:
     key, _ = issue_api_key(world.org, "wallboard", [Scope.TAKE_OVER])
     grant = start(world, api_key=key)
     claims = jwt.decode(grant.token, options={"verify_signature": False})
-    assert claims["name"] == f"API key {key}" == row_of(grant).display_name
+    # The caller's app and the agent never see the key's id; staff pages do, as presence.
+    assert claims["name"] == "wallboard" == row_of(grant).participant_name
+    assert row_of(grant).display_name == f"API key {key}"
 
 
 @pytest.mark.django_db
@@ -359,10 +366,12 @@ def test_a_pause_not_confirmed_is_502_and_stays_on_record_not_paused(
     assert reason in refused.value.message
     row = Takeover.objects.get()
     assert row.ended_by == TakeoverEnd.NOT_PAUSED and row.ended_at is not None
-    assert row.resume_error == f"Pause not confirmed: {reason}" and row.resumed_at is None
-    # No resume (it never paused); its participant, if a renewal let one in, goes.
-    assert room.orders == [("pause", "")] and room.removed == [row.identity]
-    assert published == [("ended", TakeoverEnd.NOT_PAUSED)]
+    assert row.resume_error == f"Pause not confirmed: {reason}"
+    # A resume with nothing to add all the same (a pause that landed late is undone: the
+    # agent answers it, or the sweep sends it again); no token was out, nobody to remove.
+    assert room.orders == [("pause", ""), ("resume", "")]
+    assert row.resumed_at is None  # this agent refuses (or never gets) every order
+    assert published[0] == ("ended", TakeoverEnd.NOT_PAUSED)
     assert takeover.held(call(ana)) is None
     # Nothing is held: the call can be taken over again.
     room.answer = room.fail = None
@@ -432,6 +441,74 @@ def test_a_resume_the_agent_did_not_confirm_is_recorded(
 
 
 @pytest.mark.django_db
+def test_a_failed_resume_is_sent_again_by_the_sweep_for_a_while(
+    world: World, room: TakeoverRoom
+) -> None:
+    grant = start(world)
+    room.fail = service.RpcFailed("no answer within 5000 ms")
+    ended = takeover.hand_back(call(world))
+    assert ended.ended_at is not None and row_of(grant).resumed_at is None
+    resumes = lambda: [mode for mode, _ in room.orders].count("resume")  # noqa: E731
+    # Not before the ender had its go; then again while it fails, for five minutes.
+    takeover.sweep(now=ended.ended_at + dt.timedelta(seconds=5))
+    assert resumes() == 1
+    takeover.sweep(now=ended.ended_at + dt.timedelta(seconds=11))
+    assert resumes() == 2 and row_of(grant).resumed_at is None
+    takeover.sweep(now=ended.ended_at + dt.timedelta(minutes=6))
+    assert resumes() == 2
+    # The agent answers: resumed, and never sent again.
+    room.fail = None
+    takeover.sweep(now=ended.ended_at + dt.timedelta(seconds=40))
+    assert resumes() == 3 and row_of(grant).resumed_at is not None
+    takeover.sweep(now=ended.ended_at + dt.timedelta(seconds=50))
+    assert resumes() == 3
+
+
+@pytest.mark.django_db
+def test_no_token_before_the_agent_confirmed_its_pause(ana: World, room: TakeoverRoom) -> None:
+    early: list[str] = []
+
+    def answer(order_id: str) -> str:
+        if order_id.endswith(":pause"):  # the holder asks again while the pause is out
+            with pytest.raises(ApiError) as refused:
+                start(ana)
+            early.append(refused.value.code)
+        return signing.acknowledgement(order_id)
+
+    room.answer = answer
+    grant = start(ana)
+    assert early == ["already_taken_over"]
+    row = row_of(grant)
+    assert row.paused_at is not None and row.paused_at <= row.expires_at
+
+
+@pytest.mark.django_db
+def test_renewing_one_that_ended_is_404_never_a_new_takeover(
+    ana: World, room: TakeoverRoom
+) -> None:
+    grant = start(ana)
+    takeover.hand_back(call(ana))
+    with pytest.raises(ApiError) as refused:
+        takeover.take_over(
+            call(ana), audit={"user": ana.users["supervisor"]}, renewing=grant.takeover.pk
+        )
+    assert refused.value.code == "takeover_not_found"
+    assert Takeover.objects.count() == 1
+    assert [mode for mode, _ in room.orders] == ["pause", "resume"]
+
+
+@pytest.mark.django_db
+def test_a_hand_back_of_another_takeover_leaves_the_held_one(
+    world: World, room: TakeoverRoom
+) -> None:
+    grant = start(world)
+    with pytest.raises(ApiError) as refused:
+        takeover.hand_back(call(world), takeover_id=uuid.uuid4())
+    assert refused.value.code == "takeover_not_found"
+    assert takeover.held(call(world)) == grant.takeover
+
+
+@pytest.mark.django_db
 def test_the_history_lists_every_takeover_oldest_first(world: World, room: TakeoverRoom) -> None:
     first = start(world).takeover
     takeover.hand_back(call(world))
@@ -464,7 +541,8 @@ def test_the_context_says_who_and_how_long_even_with_nothing_said(world: World) 
     row = _row(world, 125)
     assert takeover.resume_context(row) == (
         "A supervisor, supervisor, took this call over from you for 2 min 5 s and spoke "
-        "with the caller; you have it back now.\nNothing was transcribed meanwhile."
+        "with the caller; you have it back now. The supervisor's own words were not "
+        "transcribed.\nNothing was transcribed meanwhile."
     )
 
 

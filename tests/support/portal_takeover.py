@@ -79,11 +79,15 @@ class TakeOver:
         *,
         audit: Mapping[str, Any],
         request: HttpRequest | None = None,
+        renewing: uuid.UUID | None = None,
     ) -> takeover.TakeoverGrant:
         if self.refusal is not None:
             self.calls.append(Call("refused", conversation, dict(audit)))
             raise self.refusal
         held = takeover.held(conversation)
+        if renewing is not None and (held is None or held.pk != renewing):
+            self.calls.append(Call("renew_ended", conversation, dict(audit)))
+            raise ApiError(Errors.TAKEOVER_NOT_FOUND, "That takeover has ended.")
         if held is not None:
             if held.user_id != audit["user"].pk:
                 raise ApiError(Errors.ALREADY_TAKEN_OVER, f"Taken over by {held.display_name}.")
@@ -97,15 +101,20 @@ class TakeOver:
             user=audit["user"],
             identity=f"{takeover.IDENTITY_PREFIX}{pk}",
             agent_identity="agent-ava",
+            paused_at=timezone.now(),
             expires_at=timezone.now() + self.ttl,
         )
         return self._grant(row, renewed=False)
 
     def hand_back(
-        self, conversation: Conversation, *, how: str = TakeoverEnd.HANDED_BACK
+        self,
+        conversation: Conversation,
+        *,
+        how: str = TakeoverEnd.HANDED_BACK,
+        takeover_id: uuid.UUID | None = None,
     ) -> Takeover:
         row = takeover.held(conversation)
-        if row is None:
+        if row is None or (takeover_id is not None and row.pk != takeover_id):
             raise ApiError(Errors.TAKEOVER_NOT_FOUND)
         self.calls.append(Call("hand_back", conversation, {"user": row.user}))
         row.ended_at, row.ended_by = timezone.now(), how
