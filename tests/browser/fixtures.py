@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 TIMEOUT_MS = 10_000
+# A microphone without asking: Chromium's fake device (a beep each second), allowed.
+FAKE_MICROPHONE_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 _playwright: Playwright | None = None
 _browser: Browser | None = None

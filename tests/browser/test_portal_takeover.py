@@ -28,7 +28,13 @@ from anyreach_listen import events, transcripts
 from anyreach_listen.assist import takeover
 from anyreach_listen.models import Conversation, ConversationStatus, Takeover, TakeoverEnd
 from anyreach_listen.transcripts import SegmentIn
-from tests.browser.fixtures import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, shared_browser
+from tests.browser.fixtures import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FAKE_MICROPHONE_ARGS,
+    TIMEOUT_MS,
+    shared_browser,
+)
 from tests.browser.portal_pages import HOST, ORIGIN, InProcessPortal
 from tests.browser.test_portal_assist import assert_csp_clean
 from tests.support.axe import assert_accessible
@@ -51,11 +57,7 @@ LIVEKIT_S = 15.0  # LiveKit's view of a participant follows the page within this
 SPEAKING = "You are speaking with the caller"
 # The made-up origin of the in-process portal is http: Chromium offers getUserMedia to
 # secure contexts only, as it would to the real portal over https.
-MEDIA_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    f"--unsafely-treat-insecure-origin-as-secure={ORIGIN}",
-]
+MEDIA_ARGS = [*FAKE_MICROPHONE_ARGS, f"--unsafely-treat-insecure-origin-as-secure={ORIGIN}"]
 REFUSE_MICROPHONE = """
 navigator.mediaDevices.getUserMedia = () =>
   Promise.reject(new DOMException("Permission denied", "NotAllowedError"));

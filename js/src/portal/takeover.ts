@@ -139,7 +139,9 @@ interface Answer {
 }
 
 async function post(section: Section, url: string, keepalive = false): Promise<Answer> {
-  const body = new FormData();
+  // URL-encoded, not FormData: an empty multipart body (the first POST has no id) is
+  // refused 400 by daphne's HTTP layer (Twisted parses multipart itself) before Django.
+  const body = new URLSearchParams();
   if (held && held.section.root === section.root) body.set("id", held.grant.id);
   const response = await fetch(url, {
     method: "POST",
