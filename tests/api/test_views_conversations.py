@@ -384,7 +384,8 @@ def test_an_empty_body_needs_no_content_type(client: Client, world: World) -> No
 def test_the_openapi_document_lists_415_for_every_operation_with_a_body() -> None:
     paths = build_document()["paths"]
     with_body = [op for ops in paths.values() for op in ops.values() if "requestBody" in op]
-    assert len(with_body) == 5  # conversations (2), transcript push, alert rules, guidance
+    # conversations (2), transcript push, alert rules, guidance, takeover (an empty object)
+    assert len(with_body) == 6
     for operation in with_body:
         codes = operation["responses"]["415"]["content"]["application/json"]["schema"]
         assert codes["properties"]["error"]["properties"]["code"]["enum"] == [
