@@ -171,9 +171,12 @@ def said(bench: Bench, rounds: int) -> tuple[Samples, Samples]:
 
 
 @contextlib.contextmanager
-def agent_call(stack: Stack, loop: LoopThread) -> Iterator[tuple[str, str]]:
-    """A registered in-progress conversation and its simulated call; (id, room)."""
-    room = f"bench-guidance-{uuid.uuid4().hex[:8]}"
+def agent_call(
+    stack: Stack, loop: LoopThread, *, name: str, script: tuple[Turn, ...], caller_label: str
+) -> Iterator[tuple[str, str]]:
+    """A registered in-progress conversation and its simulated call playing ``script``,
+    looped, in a room named after ``name``; (id, room). B9 uses it too."""
+    room = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     created = httpx.post(
         f"{stack.base_url}/core/conversations",
         headers={"Authorization": f"Bearer {stack.seed['api_keys']['manage']}"},
@@ -182,13 +185,13 @@ def agent_call(stack: Stack, loop: LoopThread) -> Iterator[tuple[str, str]]:
             "team_id": stack.seed["team_id"],
             "room_name": room,
             "agent_label": "Ava (AI agent)",
-            "caller_label": "+1 555 0108 (bench)",
+            "caller_label": caller_label,
         },
         timeout=10,
     )
     created.raise_for_status()
     lk = stack.livekit
-    config = CallConfig(lk.url, lk.api_key, lk.api_secret, room, script=CALLER_ONLY, loop=True)
+    config = CallConfig(lk.url, lk.api_key, lk.api_secret, room, script=script, loop=True)
 
     async def event() -> asyncio.Event:
         return asyncio.Event()
@@ -208,7 +211,11 @@ def measure(orders: int, says: int) -> tuple[Samples, Samples, Samples]:
         log("starting livekit-server and daphne (SQLite), and a simulated call")
         stack = cleanup.enter_context(running_stack(tmp))
         loop = cleanup.enter_context(LoopThread())
-        conversation_id, room = cleanup.enter_context(agent_call(stack, loop))
+        conversation_id, room = cleanup.enter_context(
+            agent_call(
+                stack, loop, name="guidance", script=CALLER_ONLY, caller_label="+1 555 0108 (bench)"
+            )
+        )
         grant = stack.mint(conversation_id, stack.seed["api_keys"]["read_sensitive"])
         grant.raise_for_status()
         listener = loop.run(connected_listener(grant.json()["url"], grant.json()["token"]))

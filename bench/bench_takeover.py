@@ -12,7 +12,6 @@ resume orders sent with RoomService.PerformRpc straight to the agent. How: bench
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -20,7 +19,6 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
-import httpx  # noqa: E402
 from jwt.warnings import InsecureKeyLengthWarning  # noqa: E402
 
 django.setup()  # the test support modules read the app's settings
@@ -37,8 +34,9 @@ warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 from anyreach_listen.assist import signing  # noqa: E402
 from bench import bare_rpc  # noqa: E402
+from bench.bench_guidance import agent_call  # noqa: E402
 from bench.support import log, num, percentile, stop_on_signals, table  # noqa: E402
-from demo.call_simulator import CallConfig, Turn, run_call  # noqa: E402
+from demo.call_simulator import Turn  # noqa: E402
 from tests.support.guidance import (  # noqa: E402
     LoopThread,
     TimedListener,
@@ -175,45 +173,17 @@ def run_cycles(bench: Bench, rounds: int) -> tuple[Samples, Samples]:
     return paused, resumed
 
 
-@contextlib.contextmanager
-def agent_call(stack: Stack, loop: LoopThread) -> Iterator[tuple[str, str]]:
-    """A registered in-progress conversation and its simulated call; (id, room)."""
-    room = f"bench-takeover-{uuid.uuid4().hex[:8]}"
-    created = httpx.post(
-        f"{stack.base_url}/core/conversations",
-        headers={"Authorization": f"Bearer {stack.seed['api_keys']['manage']}"},
-        json={
-            "status": "in_progress",
-            "team_id": stack.seed["team_id"],
-            "room_name": room,
-            "agent_label": "Ava (AI agent)",
-            "caller_label": "+1 555 0109 (bench)",
-        },
-        timeout=10,
-    )
-    created.raise_for_status()
-    lk = stack.livekit
-    config = CallConfig(lk.url, lk.api_key, lk.api_secret, room, script=AGENT_ONLY, loop=True)
-
-    async def event() -> asyncio.Event:
-        return asyncio.Event()
-
-    stop = loop.run(event())
-    running = asyncio.run_coroutine_threadsafe(run_call(config, stop), loop.loop)
-    try:
-        yield created.json()["id"], room
-    finally:
-        loop.loop.call_soon_threadsafe(stop.set)
-        running.result(timeout=STEP)
-
-
 def measure(rounds: int) -> tuple[Samples, Samples]:
     with contextlib.ExitStack() as cleanup:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-takeover-")))
         log("starting livekit-server and daphne (SQLite), and a simulated call")
         stack = cleanup.enter_context(running_stack(tmp))
         loop = cleanup.enter_context(LoopThread())
-        conversation_id, room = cleanup.enter_context(agent_call(stack, loop))
+        conversation_id, room = cleanup.enter_context(
+            agent_call(
+                stack, loop, name="takeover", script=AGENT_ONLY, caller_label="+1 555 0109 (bench)"
+            )
+        )
         grant = stack.mint(conversation_id, stack.seed["api_keys"]["read_sensitive"])
         grant.raise_for_status()
         listener = loop.run(connected_listener(grant.json()["url"], grant.json()["token"]))

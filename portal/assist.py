@@ -1,13 +1,6 @@
-"""The portal's side of Agent Assist: who is in the call now, and guidance to the agent.
-
-Presence ("Listening now: Ana, Ben", and "Taken over by Ana" while someone speaks instead
-of the agent) shows to people who may see a call's listeners (``Capability.SEE_LISTENERS``);
-the page refetches ``conversation_presence`` when a ``listener.updated`` or
-``takeover.updated`` event names the call. The guidance box shows to people who may guide
-its agent (``Capability.GUIDE_AGENT``) while the call is live; it posts to
-``give_guidance``, which calls ``guidance.give`` and answers the delivery status. "Take
-over" is ``portal/takeover.py``'s.
-"""
+"""The portal's side of Agent Assist: "Listening now" (with "Taken over by …") for who may
+see a call's listeners, and the guidance box for who may guide its agent. The page's
+live refresh and the rules: docs/supervisors.md; "Take over" is portal/takeover.py's."""
 
 from __future__ import annotations
 
