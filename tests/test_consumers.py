@@ -41,6 +41,23 @@ async def publish(conversation: Conversation, event: str) -> None:
     await get_channel_layer().group_send(organization_group(conversation.organization_id), message)
 
 
+SENTINEL = "sentinel"
+
+
+async def only_the_sentinel_follows(communicator: WebsocketCommunicator, world: World) -> None:
+    """Nothing sent to the socket before now reached it: a consumer handles its messages in
+    order, so a sentinel published now (an event of a call every role here sees) must be
+    the very next message. Proves "nothing arrived" without a fixed wait."""
+    sentinel = world.conversations["in_progress"]
+    await publish(sentinel, SENTINEL)
+    message = await communicator.receive_json_from(timeout=5)
+    assert (message["type"], message["event"], message["conversation"]["id"]) == (
+        "conversation.updated",
+        SENTINEL,
+        str(sentinel.pk),
+    ), message
+
+
 async def test_anonymous_is_closed_with_4401() -> None:
     communicator, _ = await connect(AnonymousUser())
     assert await communicator.receive_output(timeout=2) == {
@@ -80,7 +97,7 @@ async def test_team_of_another_organization_grants_nothing(world: World) -> None
     )
     communicator, _ = await connect(world.users["supervisor"])
     await publish(other_conversation, "room_started")
-    assert await communicator.receive_nothing(timeout=0.3)
+    await only_the_sentinel_follows(communicator, world)
     await communicator.disconnect()
 
 
@@ -95,7 +112,7 @@ async def test_supervisor_gets_their_teams_events_only(world: World) -> None:
     assert message["event"] == "room_started"
     assert message["conversation"]["id"] == str(own.pk)
     assert message["conversation"]["is_active"] is True
-    assert await communicator.receive_nothing(timeout=0.2)
+    await only_the_sentinel_follows(communicator, world)
     await communicator.disconnect()
 
 
@@ -105,7 +122,7 @@ async def test_admin_gets_every_team_and_no_other_org(world: World) -> None:
     await publish(world.conversations["other_team"], "room_finished")
     message = await communicator.receive_json_from(timeout=2)
     assert message["conversation"]["id"] == str(world.conversations["other_team"].pk)
-    assert await communicator.receive_nothing(timeout=0.2)
+    await only_the_sentinel_follows(communicator, world)
     await communicator.disconnect()
 
 
@@ -132,7 +149,7 @@ async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> 
         message = await socket.receive_json_from(timeout=2)
         assert message["type"] == "listener.updated"
         assert message["listen_session_id"] == str(grant.listen_session.pk)
-    assert await viewer.receive_nothing(timeout=0.3)
+    await only_the_sentinel_follows(viewer, world)
     for socket in (communicator, admin, viewer):
         await socket.disconnect()
 
@@ -140,7 +157,8 @@ async def test_real_publisher_reaches_the_browser_after_commit(world: World) -> 
 async def test_messages_from_the_browser_are_ignored(world: World) -> None:
     communicator, _ = await connect(world.users["viewer"])
     await communicator.send_json_to({"type": "conversation.updated", "conversation_id": "x"})
-    assert await communicator.receive_nothing(timeout=0.2)
+    # The consumer takes its socket's message before the sentinel published after it.
+    await only_the_sentinel_follows(communicator, world)
     await communicator.disconnect()
 
 
@@ -150,7 +168,7 @@ async def test_membership_changes_reach_an_open_socket(world: World) -> None:
     communicator, _ = await connect(world.users["supervisor"])
     sales = world.conversations["other_team"]
     await publish(sales, "room_started")
-    assert await communicator.receive_nothing(timeout=0.2)  # not their team yet
+    await only_the_sentinel_follows(communicator, world)  # not their team yet
 
     membership = await sync_to_async(Membership.objects.get)(
         user=world.users["supervisor"], organization=world.org
@@ -176,8 +194,9 @@ async def _signed_in(role: str) -> Client:
     return await sync_to_async(login)(Client(), role)
 
 
-async def _signed_in_socket(client: Client) -> WebsocketCommunicator:
-    """A socket through the project's ASGI app (session cookie, AuthMiddlewareStack)."""
+async def _signed_in_socket(client: Client, world: World) -> WebsocketCommunicator:
+    """A socket through the project's ASGI app (session cookie, AuthMiddlewareStack),
+    accepted and open: it carries a published event (a closed one would not)."""
     from config.asgi import application
 
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
@@ -188,7 +207,7 @@ async def _signed_in_socket(client: Client) -> WebsocketCommunicator:
     )
     connected, _ = await communicator.connect()
     assert connected
-    assert await communicator.receive_nothing(timeout=0.1)  # accepted and open
+    await only_the_sentinel_follows(communicator, world)
     return communicator
 
 
@@ -198,11 +217,13 @@ async def _closed_with(communicator: WebsocketCommunicator, code: int) -> None:
 
 async def test_signing_out_closes_that_sessions_socket_only(world: World) -> None:
     here, there = await _signed_in("supervisor"), await _signed_in("supervisor")
-    leaving, staying = await _signed_in_socket(here), await _signed_in_socket(there)
+    leaving, staying = await _signed_in_socket(here, world), await _signed_in_socket(there, world)
+    # The second socket's sentinel (_signed_in_socket) reached the first one too.
+    assert (await leaving.receive_json_from(timeout=5))["event"] == SENTINEL
 
     assert (await sync_to_async(here.post)("/accounts/logout/")).status_code in (200, 302)
     await _closed_with(leaving, 4401)
-    assert await staying.receive_nothing(timeout=0.3)
+    await only_the_sentinel_follows(staying, world)
     await staying.disconnect()
 
 
@@ -210,7 +231,7 @@ async def test_signing_out_closes_that_sessions_socket_only(world: World) -> Non
 async def test_a_new_password_or_deactivation_closes_open_sockets(
     world: World, change: str
 ) -> None:
-    communicator = await _signed_in_socket(await _signed_in("qa"))
+    communicator = await _signed_in_socket(await _signed_in("qa"), world)
 
     user = await User.objects.aget(username="qa")
     if change == "password":
@@ -228,7 +249,7 @@ async def test_losing_one_of_two_memberships_closes_the_socket_to_reload(world: 
     await Membership.objects.acreate(
         user=world.users["qa"], organization=world.other_org, role=Role.VIEWER
     )
-    communicator = await _signed_in_socket(await _signed_in("qa"))
+    communicator = await _signed_in_socket(await _signed_in("qa"), world)
     membership = await Membership.objects.aget(user=world.users["qa"], organization=world.other_org)
     await sync_to_async(membership.delete)()
     await _closed_with(communicator, 4403)
@@ -306,7 +327,7 @@ async def test_the_periodic_probe_is_one_query_and_sees_each_bulk_change(world: 
 async def test_a_bulk_deactivation_closes_an_open_socket(
     world: World, quick_rechecks: None
 ) -> None:
-    communicator = await _signed_in_socket(await _signed_in("qa"))
+    communicator = await _signed_in_socket(await _signed_in("qa"), world)
     # .update() sends no signal: only the periodic re-check can notice.
     await User.objects.filter(username="qa").aupdate(is_active=False)
     await _closed_with(communicator, 4401)
@@ -319,7 +340,7 @@ async def test_an_expired_login_session_closes_an_open_socket(
     from django.utils import timezone
 
     client = await _signed_in("supervisor")
-    communicator = await _signed_in_socket(client)
+    communicator = await _signed_in_socket(client, world)
     # Django's session expiry: the row stays, its expire_date passes. No signal.
     await Session.objects.filter(session_key=client.cookies["sessionid"].value).aupdate(
         expire_date=timezone.now() - dt.timedelta(seconds=1)
@@ -334,7 +355,7 @@ async def test_a_membership_removed_without_a_signal_closes_an_open_socket(
 
     from anyreach_listen.models import Membership
 
-    communicator = await _signed_in_socket(await _signed_in("qa"))
+    communicator = await _signed_in_socket(await _signed_in("qa"), world)
 
     def delete_in_sql() -> None:
         # What no signal reports: SQL outside the ORM (a migration, a database fix).
@@ -362,16 +383,21 @@ async def test_a_role_changed_by_a_bulk_update_reloads_the_policy(
     communicator, _ = await connect(world.users["viewer"])
     call = world.conversations["in_progress"]
     await sync_to_async(record)(call, [SegmentIn("v0", "user", "Not for viewers.", True)])
-    assert await communicator.receive_nothing(timeout=0.2)  # a viewer gets no line
+    await only_the_sentinel_follows(communicator, world)  # a viewer gets no line
 
-    # Promoted by .update() (no signal): once re-checked, the socket carries lines.
+    # Promoted by .update() (no signal): once re-checked, the socket carries lines. Each
+    # round says a line, then a sentinel: before the re-check only the sentinel arrives.
     await Membership.objects.filter(user=world.users["viewer"]).aupdate(role=Role.QA)
     ends, n = time.monotonic() + 5, 0
-    while await communicator.receive_nothing(timeout=0.05):
+    while True:
         assert time.monotonic() < ends, "the policy was not reloaded"
         n += 1
         await sync_to_async(record)(call, [SegmentIn(f"v{n}", "user", "Now readable.", True)])
-    message = await communicator.receive_json_from(timeout=2)
+        await publish(call, SENTINEL)
+        message = await communicator.receive_json_from(timeout=2)
+        if message["type"] != "conversation.updated":
+            break
+        assert message["event"] == SENTINEL, message
     assert message["type"] == "transcript.segment"
     assert message["segment"]["text"] == "Now readable."
     await communicator.disconnect()

@@ -16,16 +16,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from anyreach_listen import alerts, disclosure
 from anyreach_listen.events import publish_alert
 from anyreach_listen.models import Alert, Conversation, TranscriptRead, TranscriptSegment
-from anyreach_listen.routing import websocket_urlpatterns
 from anyreach_listen.transcripts import SegmentIn, record
+from tests.support.sockets import connect, everything
 from tests.support.world import World
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -38,22 +36,6 @@ def _in_memory_layer(settings: Any) -> None:
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-async def connect(user: User) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/events/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def everything(communicator: WebsocketCommunicator) -> list[dict[str, Any]]:
-    """Every message the socket got until it stays quiet."""
-    messages = []
-    while not await communicator.receive_nothing(timeout=0.3):
-        messages.append(await communicator.receive_json_from(timeout=1))
-    return messages
-
-
 async def say(call: Conversation, text: str = TEXT) -> None:
     await sync_to_async(record)(call, [SegmentIn("u1", "user", text, True)])
 
@@ -62,7 +44,7 @@ async def test_who_gets_what_of_an_alert(world: World) -> None:
     await sync_to_async(alerts.create_rule)(world.org, phrase="charged twice", severity="critical")
     sockets = {role: await connect(world.users[role]) for role in ("admin", "supervisor", "viewer")}
     await say(world.conversations["in_progress"])
-    got = {role: await everything(s) for role, s in sockets.items()}
+    got = {role: await everything(s, world) for role, s in sockets.items()}
     alerts_got = {role: [m for m in got[role] if m["type"] == "alert.raised"] for role in got}
 
     for role in ("admin", "supervisor"):
@@ -97,9 +79,12 @@ async def test_an_alert_in_another_teams_call_reaches_only_those_who_see_it(
     supervisor = await connect(world.users["supervisor"])  # team Support only
     admin = await connect(world.users["admin"])
     await say(world.conversations["other_team"])  # a Sales call
-    assert await everything(supervisor) == []
+    assert await everything(supervisor, world) == []
     # The line first, then its alert (both sent on the same commit, in that order).
-    assert [m["type"] for m in await everything(admin)] == ["transcript.segment", "alert.raised"]
+    assert [m["type"] for m in await everything(admin, world)] == [
+        "transcript.segment",
+        "alert.raised",
+    ]
     await supervisor.disconnect()
     await admin.disconnect()
 
@@ -119,7 +104,7 @@ async def test_a_viewer_gets_no_transcript_text_while_a_call_is_recorded(world: 
                 SegmentIn(f"s{index}", "agent" if index % 2 == 0 else "user", text, True),
             ],
         )
-    messages = await everything(viewer)
+    messages = await everything(viewer, world)
     assert [m["type"] for m in messages] == ["alert.raised"]
     raw = json.dumps(messages).lower()
     for text in words:
@@ -181,22 +166,22 @@ async def test_an_alert_to_a_reader_is_a_glance_audited_once_an_hour(
 
     monkeypatch.setattr(disclosure, "audit_glances", counted)
     await raise_alone(world, call, "u1", 1)
-    assert phrases(await everything(reader)) == ["charged twice u1"]
+    assert phrases(await everything(reader, world)) == ["charged twice u1"]
     assert await reads(supervisor) == [(str(call.pk), "portal")]
 
     await raise_alone(world, call, "u2", 2)  # the same call within the hour: no row
-    assert phrases(await everything(reader)) == ["charged twice u2"]
+    assert phrases(await everything(reader, world)) == ["charged twice u2"]
     assert len(await reads(supervisor)) == 1
     assert asked == [supervisor]  # the socket remembers the window: one ask, one row
 
     # A viewer gets id, severity and time, and nothing is audited for them.
-    assert phrases(await everything(watcher)) == [None, None]
+    assert phrases(await everything(watcher, world)) == [None, None]
     assert await reads(viewer) == []
 
     later = time.time() + disclosure.GLANCE_WINDOW + 1
     monkeypatch.setattr(time, "time", lambda: later)
     await raise_alone(world, call, "u3", 3)
-    assert phrases(await everything(reader)) == ["charged twice u3"]
+    assert phrases(await everything(reader, world)) == ["charged twice u3"]
     assert len(await reads(supervisor)) == 2  # the next hour: a row again
     for socket in (reader, watcher):
         await socket.disconnect()
@@ -215,11 +200,11 @@ async def test_an_alert_whose_glance_cannot_be_audited_is_not_sent_to_a_reader(
 
     monkeypatch.setattr(disclosure, "audit_glances", broken)
     await raise_alone(world, call, "u1", 1)
-    assert await everything(reader) == []
-    assert phrases(await everything(watcher)) == [None]  # the viewer's needs no row
+    assert await everything(reader, world) == []
+    assert phrases(await everything(watcher, world)) == [None]  # the viewer's needs no row
     monkeypatch.setattr(disclosure, "audit_glances", real)
     await raise_alone(world, call, "u2", 2)  # the next alert tries again
-    assert phrases(await everything(reader)) == ["charged twice u2"]
+    assert phrases(await everything(reader, world)) == ["charged twice u2"]
     assert len(await reads(supervisor)) == 1
     for socket in (reader, watcher):
         await socket.disconnect()

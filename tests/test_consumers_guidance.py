@@ -14,17 +14,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
 from django.utils import timezone
 from livekit import api
 
 from anyreach_listen.assist import guidance
 from anyreach_listen.listening import sessions
 from anyreach_listen.models import Conversation, TranscriptRead
-from anyreach_listen.routing import websocket_urlpatterns
 from tests.assist.test_guidance import FakeLiveKit, person
+from tests.support.sockets import connect, everything
 from tests.support.world import World
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -42,21 +39,6 @@ def _agent_room(monkeypatch: pytest.MonkeyPatch) -> FakeLiveKit:
     return FakeLiveKit(monkeypatch, [person("agent-ava", api.ParticipantInfo.Kind.AGENT)])
 
 
-async def connect(user: User) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/events/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def everything(communicator: WebsocketCommunicator) -> list[dict[str, Any]]:
-    messages = []
-    while not await communicator.receive_nothing(timeout=0.3):
-        messages.append(await communicator.receive_json_from(timeout=1))
-    return messages
-
-
 async def guide(world: World, call: Conversation) -> None:
     audit = {"user": world.users["supervisor"]}
     await sync_to_async(guidance.give)(call, mode="whisper", text=TEXT, audit=audit)
@@ -67,7 +49,7 @@ async def test_guidance_reaches_transcript_readers_who_see_the_call(world: World
     sockets = {role: await connect(world.users[role]) for role in roles}
     call = world.conversations["in_progress"]
     await guide(world, call)
-    got = {role: await everything(s) for role, s in sockets.items()}
+    got = {role: await everything(s, world) for role, s in sockets.items()}
 
     for role in ("admin", "supervisor", "qa"):
         pending, delivered = got[role]
@@ -95,8 +77,8 @@ async def test_guidance_in_another_teams_call_reaches_only_those_who_see_it(
     supervisor = await connect(world.users["supervisor"])  # team Support only
     admin = await connect(world.users["admin"])
     await guide(world, world.conversations["other_team"])
-    assert await everything(supervisor) == []
-    assert [m["event"] for m in await everything(admin)] == ["pending", "delivered"]
+    assert await everything(supervisor, world) == []
+    assert [m["event"] for m in await everything(admin, world)] == ["pending", "delivered"]
     await supervisor.disconnect()
     await admin.disconnect()
 
@@ -113,7 +95,7 @@ async def test_a_listener_event_names_the_listener(world: World) -> None:
         audit={"user": world.users["supervisor"]},
     )
     await sync_to_async(sessions.join)(session, now)
-    (message,) = await everything(admin)
+    (message,) = await everything(admin, world)
     assert message["type"] == "listener.updated" and message["event"] == "joined"
     assert message["listener"]["id"] == str(session.pk)
     assert (message["listener"]["via"], message["listener"]["name"]) == ("portal", "supervisor")

@@ -13,16 +13,13 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
 from livekit import api
 
 from anyreach_listen.assist import takeover
 from anyreach_listen.models import Conversation, TranscriptRead
-from anyreach_listen.routing import websocket_urlpatterns
 from tests.api.test_views_takeover import AgentRoom
 from tests.assist.test_guidance import person
+from tests.support.sockets import connect, everything
 from tests.support.world import World
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -38,21 +35,6 @@ def _agent_room(monkeypatch: pytest.MonkeyPatch) -> AgentRoom:
     return AgentRoom(monkeypatch, [person("agent-ava", api.ParticipantInfo.Kind.AGENT)])
 
 
-async def connect(user: User) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/events/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def everything(communicator: WebsocketCommunicator) -> list[dict[str, Any]]:
-    messages = []
-    while not await communicator.receive_nothing(timeout=0.3):
-        messages.append(await communicator.receive_json_from(timeout=1))
-    return messages
-
-
 async def take_over_and_hand_back(world: World, call: Conversation) -> None:
     audit = {"user": world.users["supervisor"]}
     await sync_to_async(takeover.take_over)(call, audit=audit)
@@ -64,7 +46,7 @@ async def test_takeover_events_reach_those_who_see_listeners_on_the_call(world: 
     sockets = {role: await connect(world.users[role]) for role in roles}
     call = world.conversations["in_progress"]
     await take_over_and_hand_back(world, call)
-    got = {role: await everything(s) for role, s in sockets.items()}
+    got = {role: await everything(s, world) for role, s in sockets.items()}
 
     for role in ("admin", "supervisor", "qa"):
         started, ended, resumed = got[role]
@@ -91,8 +73,8 @@ async def test_a_takeover_of_another_teams_call_reaches_only_those_who_see_it(
     admin = await connect(world.users["admin"])
     audit = {"user": world.users["admin"]}
     await sync_to_async(takeover.take_over)(world.conversations["other_team"], audit=audit)
-    assert await everything(supervisor) == []
-    (started,) = await everything(admin)
+    assert await everything(supervisor, world) == []
+    (started,) = await everything(admin, world)
     assert (started["event"], started["takeover"]["holder"]) == ("started", "admin")
     await supervisor.disconnect()
     await admin.disconnect()
@@ -102,5 +84,5 @@ async def test_another_organizations_takeover_reaches_nobody_here(world: World) 
     admin = await connect(world.users["admin"])
     audit = {"user": world.users["outsider"]}
     await sync_to_async(takeover.take_over)(world.conversations["other_org"], audit=audit)
-    assert await everything(admin) == []
+    assert await everything(admin, world) == []
     await admin.disconnect()

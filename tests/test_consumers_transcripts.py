@@ -27,13 +27,9 @@ from anyreach_listen.models import (
     TranscriptVia,
 )
 from anyreach_listen.transcripts import SegmentIn, record
+from tests.support.sockets import connect, everything
 from tests.support.world import World
-from tests.test_consumers_alerts import (
-    _in_memory_layer,
-    alert_without_its_line,
-    connect,
-    everything,
-)
+from tests.test_consumers_alerts import _in_memory_layer, alert_without_its_line
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 __all__ = ["_in_memory_layer"]  # the autouse fixture, imported to apply here too
@@ -49,7 +45,7 @@ async def test_a_final_line_reaches_transcript_readers_who_see_the_call(world: W
     call = world.conversations["in_progress"]
     await say(call, SegmentIn("u1", "user", "My card was", False))
     await say(call, SegmentIn("u1", "user", "My card was declined yesterday.", True))
-    got = {role: await everything(s) for role, s in sockets.items()}
+    got = {role: await everything(s, world) for role, s in sockets.items()}
 
     for role in ("admin", "supervisor", "qa"):
         (message,) = got[role]  # one message for the final, none for the interim
@@ -76,9 +72,9 @@ async def test_lines_of_another_teams_or_organizations_call_stay_with_those_who_
     await say(world.conversations["other_team"], SegmentIn("a1", "agent", "Sales here.", True))
     await say(world.conversations["other_org"], SegmentIn("a1", "agent", "Other org.", True))
 
-    assert await everything(supervisor) == []
-    assert [m["segment"]["text"] for m in await everything(admin)] == ["Sales here."]
-    assert [m["segment"]["text"] for m in await everything(outsider)] == ["Other org."]
+    assert await everything(supervisor, world) == []
+    assert [m["segment"]["text"] for m in await everything(admin, world)] == ["Sales here."]
+    assert [m["segment"]["text"] for m in await everything(outsider, world)] == ["Other org."]
     for socket in (supervisor, admin, outsider):
         await socket.disconnect()
 
@@ -89,7 +85,7 @@ async def test_a_repeated_final_is_not_sent_again(world: World) -> None:
     final = SegmentIn("a1", "agent", "Hello, how can I help?", True)
     await say(call, final)
     await say(call, final)  # a retried push or a second recorder
-    messages = await everything(supervisor)
+    messages = await everything(supervisor, world)
     assert [m["segment"]["id"] for m in messages] == ["a1"]
     assert "how can I help" in json.dumps(messages)
     await supervisor.disconnect()
@@ -129,21 +125,21 @@ async def test_a_line_sent_is_audited_once_an_hour_per_call(world: World) -> Non
     call, other = world.conversations["in_progress"], world.conversations["ringing"]
 
     await say(call, SegmentIn("a1", "agent", "Hello, how can I help?", True))
-    assert texts(await everything(reader)) == ["Hello, how can I help?"]
+    assert texts(await everything(reader, world)) == ["Hello, how can I help?"]
     assert await reads(supervisor) == [(str(call.pk), "portal", "203.0.113.9")]
 
     await say(call, SegmentIn("u1", "user", "I was charged twice.", True))
-    assert texts(await everything(reader)) == ["I was charged twice."]
+    assert texts(await everything(reader, world)) == ["I was charged twice."]
     assert len(await reads(supervisor)) == 1  # the same call within the hour: no row
 
     await say(other, SegmentIn("a1", "agent", "Thanks for calling.", True))
-    assert texts(await everything(reader)) == ["Thanks for calling."]
+    assert texts(await everything(reader, world)) == ["Thanks for calling."]
     assert await reads(supervisor) == [
         (str(call.pk), "portal", "203.0.113.9"),
         (str(other.pk), "portal", "203.0.113.9"),
     ]
 
-    assert await everything(watcher) == []  # a viewer: no line, so no read
+    assert await everything(watcher, world) == []  # a viewer: no line, so no read
     assert await reads(viewer) == []
     for socket in (reader, watcher):
         await socket.disconnect()
@@ -155,7 +151,7 @@ async def test_two_sockets_of_one_person_write_one_row_per_call(world: World) ->
     call = world.conversations["in_progress"]
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
     for tab in tabs:
-        assert texts(await everything(tab)) == ["Hello."]
+        assert texts(await everything(tab, world)) == ["Hello."]
     assert await reads(supervisor) == [(str(call.pk), "portal", None)]
     for tab in tabs:
         await tab.disconnect()
@@ -170,7 +166,7 @@ async def test_the_conversation_pages_read_covers_the_lines_that_follow_it(world
     )
     page = await connect(supervisor)
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
-    assert texts(await everything(page)) == ["Hello."]
+    assert texts(await everything(page, world)) == ["Hello."]
     assert len(await reads(supervisor)) == 1
     await page.disconnect()
 
@@ -182,11 +178,11 @@ async def test_after_the_hour_a_line_is_audited_again(
     socket = await connect(supervisor)
     call = world.conversations["in_progress"]
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
-    await everything(socket)
+    await everything(socket, world)
     now = time.time() + disclosure.GLANCE_WINDOW + 1
     monkeypatch.setattr(time, "time", lambda: now)
     await say(call, SegmentIn("u1", "user", "Hi.", True))
-    assert texts(await everything(socket)) == ["Hi."]
+    assert texts(await everything(socket, world)) == ["Hi."]
     assert len(await reads(supervisor)) == 2
     await socket.disconnect()
 
@@ -199,7 +195,7 @@ async def test_a_socket_asks_nobody_again_for_a_call_it_audited_within_the_hour(
     socket = await connect(world.users["supervisor"])
     call = world.conversations["in_progress"]
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
-    await everything(socket)
+    await everything(socket, world)
     asked: list[object] = []
     real = disclosure.audit_glances
 
@@ -210,7 +206,7 @@ async def test_a_socket_asks_nobody_again_for_a_call_it_audited_within_the_hour(
     monkeypatch.setattr(disclosure, "audit_glances", counted)
     await say(call, SegmentIn("u1", "user", "Hi.", True))
     await say(world.conversations["ringing"], SegmentIn("a1", "agent", "Hello there.", True))
-    assert texts(await everything(socket)) == ["Hi.", "Hello there."]
+    assert texts(await everything(socket, world)) == ["Hi.", "Hello there."]
     assert len(asked) == 1  # the other call's first line only
     await socket.disconnect()
 
@@ -228,10 +224,10 @@ async def test_a_line_that_cannot_be_audited_is_not_sent(
 
     monkeypatch.setattr(disclosure, "audit_glances", broken)
     await say(call, SegmentIn("a1", "agent", "Hello.", True))
-    assert await everything(socket) == []
+    assert await everything(socket, world) == []
     monkeypatch.setattr(disclosure, "audit_glances", real)
     await say(call, SegmentIn("u1", "user", "Hi.", True))  # the next line tries again
-    assert texts(await everything(socket)) == ["Hi."]
+    assert texts(await everything(socket, world)) == ["Hi."]
     assert len(await reads(supervisor)) == 1
     await socket.disconnect()
 
@@ -252,10 +248,10 @@ async def test_status_changes_and_a_viewers_alerts_ask_for_no_audit(
 
     monkeypatch.setattr(disclosure, "audit_glances", counted)
     await sync_to_async(publish_conversation)(call, "room_started")
-    assert [m["type"] for m in await everything(socket)] == ["conversation.updated"]
+    assert [m["type"] for m in await everything(socket, world)] == ["conversation.updated"]
     alert = await sync_to_async(alert_without_its_line)(world, call)
     await sync_to_async(publish_alert)(alert, call)
-    assert [m["type"] for m in await everything(viewer)] == [
+    assert [m["type"] for m in await everything(viewer, world)] == [
         "conversation.updated",
         "alert.raised",
     ]

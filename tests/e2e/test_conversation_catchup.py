@@ -8,12 +8,14 @@ as a platform would; the recorder stores the same way.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.test_portal_browser import (  # the portal's browser context and sign-in
     csp_violations,  # noqa: F401  (a fixture the portal fixture uses)
@@ -161,8 +163,33 @@ def test_a_viewer_opening_a_live_call_gets_no_transcript(browser: Browser, stack
             expect(
                 page.get_by_text("Your role can see this call but not listen to it.")
             ).to_be_visible()
+            # What the page's stream brings: transcript lines, and the ids of alerts. An
+            # alert (the seeded rule's phrase) reaches a viewer without its words: one that
+            # arrives before the line proves the stream open, and the one pushed after the
+            # line arrives after anything the line would have brought.
+            page.evaluate(
+                """() => { window.streamed = { lines: 0, alerts: [] };
+                  document.addEventListener("anyreach:transcript", () => window.streamed.lines++);
+                  document.addEventListener("anyreach:alert",
+                    (e) => window.streamed.alerts.push(e.detail.alert.id)); }"""
+            )
+            alerting = {"role": "user", "text": "Charged twice!", "final": True}
+            deadline = time.monotonic() + 30
+            while not page.evaluate("window.streamed.alerts.length"):
+                assert time.monotonic() < deadline, "no alert reached the viewer's page"
+                push(stack, cid, {"id": f"SG_e2e_open_{uuid.uuid4().hex[:6]}", **alerting})
+                with contextlib.suppress(PlaywrightTimeoutError):
+                    page.wait_for_function("window.streamed.alerts.length", timeout=1000)
             push(stack, cid, {"id": "SG_e2e_later", "role": "agent", "text": LATER, "final": True})
-            page.wait_for_timeout(1500)  # what the stream would have brought by now
+            push(stack, cid, {"id": "SG_e2e_after", **alerting})
+            [after] = stack.query(
+                "SELECT a.id FROM anyreach_listen_alert a JOIN anyreach_listen_transcriptsegment"
+                " s ON a.segment_id = s.id WHERE s.segment_id = 'SG_e2e_after'"
+            )
+            page.wait_for_function(
+                "id => window.streamed.alerts.includes(id)", arg=str(uuid.UUID(after["id"]))
+            )
+            assert page.evaluate("window.streamed.lines") == 0
             assert GREETING not in page.content() and LATER not in page.content()
             assert page.request.get(f"/conversations/{cid}/transcript/").status == 403
             assert portal_reads(stack, cid) == []

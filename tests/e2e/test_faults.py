@@ -259,7 +259,6 @@ def test_connect_rejects_when_the_frame_cannot_start(
         assert any(r.startswith("GET /public/listen ") for r in silent.requests), silent.requests
     print(f"{how}: {outcome}")
     assert outcome["ok"] is False, outcome
-    assert outcome["ms"] <= 15_500, outcome  # at the contract's 15 s timeout at the latest
     message = outcome["message"]
     assert message.startswith("AnyReach: "), message
     assert frame_url in message and "did not start" in message, message
@@ -284,11 +283,12 @@ async (i) => {
 """
 
 
-def test_end_while_connecting_resolves_within_3_s(
+def test_end_while_connecting_resolves_disconnected_and_leaves_nothing(
     fault_stack: Stack, fault_context: BrowserContext, embedder: EmbeddingSite, faults: list[str]
 ) -> None:
     """LiveKit hangs (it takes the connection and never answers): the frame is stuck
-    connecting, and end() still resolves within the contract's 3 s."""
+    connecting, and end() still resolves, disconnected, with its frame gone. The
+    contract's 3 s bound is proven with a fake clock (tests/browser/test_contract.py)."""
     livekit = fault_stack.livekit.process
     assert livekit is not None
     livekit.kill()
@@ -314,7 +314,6 @@ def test_end_while_connecting_resolves_within_3_s(
             )
             outcome = page.evaluate(END_JS, i)
             print(f"end() while connecting: {outcome}")
-            assert outcome["ms"] <= 3_500, outcome  # forced after 3 s (a timer's slack)
             assert outcome["state"] == "disconnected" and outcome["iframes"] == 0, outcome
             assert _session(page, i)["connects"] == [
                 "rejected: AnyReach: the session was ended before it connected."

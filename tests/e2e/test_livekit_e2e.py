@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import signal
-import time
 import uuid
 from collections import defaultdict
 
@@ -204,32 +203,28 @@ def test_revoking_the_api_key_removes_the_listener(stack: Stack) -> None:
         grant = response.json()
         identity = _identity(grant["token"])
         revoke = (
-            "import json, time\n"
+            "import json\n"
             "from anyreach_listen.models import ApiKey\n"
             "from anyreach_listen.listening.revocation import revoke_credential\n"
             f"key = ApiKey.objects.get(name={name!r})\n"
-            "start = time.time()\n"
-            "sessions = revoke_credential(key)\n"
-            "print(json.dumps({'start': start, 'end': time.time(), 'revoked': len(sessions)}))\n"
+            "print(json.dumps({'revoked': len(revoke_credential(key))}))\n"
         )
 
-        async def listen_then_revoke() -> tuple[Listener, dict[str, float], float]:
+        async def listen_then_revoke() -> tuple[int, int | None]:
             listener = Listener(grant["url"], grant["token"])
             await asyncio.wait_for(listener.connect(), timeout=15)
             await asyncio.wait_for(_until(lambda: bool(listener.heard)), timeout=30)
             out = await asyncio.to_thread(stack.manage, "shell", "-v", "0", "-c", revoke)
             done = json.loads(out.strip().splitlines()[-1])
+            # A deadline for a hang, not a measure of the removal's speed.
             await asyncio.wait_for(listener.disconnected.wait(), timeout=10)
-            removed_at = time.time()
             await listener.close()
-            return listener, done, removed_at
+            return done["revoked"], listener.disconnect_reason
 
-        _listener, done, removed_at = run_sync(listen_then_revoke())
-        assert done["revoked"] == 1
-        latency = removed_at - done["start"]
-        print(f"revocation latency: {latency:.3f}s (revoke_credential took "
-              f"{done['end'] - done['start']:.3f}s)")  # fmt: skip
-        assert latency < 5, latency
+        # One session revoked, and its listener removed by the app (not dropped otherwise).
+        revoked, reason = run_sync(listen_then_revoke())
+        assert revoked == 1
+        assert reason == rtc.DisconnectReason.PARTICIPANT_REMOVED
 
         session = wait_until(
             lambda: _session_with(stack, identity, "left_at"),

@@ -248,20 +248,21 @@ class FailOnce:
 
 
 def _channel_events(organization_id: uuid.UUID) -> Callable[[], list[str]]:
-    """What the real channel layer delivers to the organization's group (drained per call)."""
+    """What the real channel layer delivers to the organization's group (drained per call:
+    up to a sentinel sent to the group now, which a group delivers after the rest)."""
     layer = get_channel_layer()
     assert layer is not None
+    group = organization_group(organization_id)
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(organization_group(organization_id), channel)
+    async_to_sync(layer.group_add)(group, channel)
 
     async def drain() -> list[str]:
+        sentinel = {"type": "test.sentinel", "event": uuid.uuid4().hex}
+        await layer.group_send(group, sentinel)
         received: list[str] = []
-        while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=0.2)
-            except TimeoutError:
-                return received
+        while (message := await asyncio.wait_for(layer.receive(channel), timeout=5)) != sentinel:
             received.append(f"{message['type']}:{message['event']}")
+        return received
 
     return lambda: async_to_sync(drain)()
 

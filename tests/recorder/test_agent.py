@@ -60,10 +60,29 @@ STANDARD = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
 FINAL = {"lk.segment_id": "SG_1", "lk.transcription_final": "true"}
 
 
-def job(participants: dict[str, Any]) -> tuple[Any, FakeWriter]:
+def job(participants: dict[str, Any] | RoomThatChanges) -> tuple[Any, FakeWriter]:
     writer = FakeWriter()
-    ctx = SimpleNamespace(room=SimpleNamespace(remote_participants=participants, name="room"))
-    return recorder_agent._Job(ctx, writer), writer  # type: ignore[arg-type]
+    room = (
+        participants
+        if isinstance(participants, RoomThatChanges)
+        else SimpleNamespace(remote_participants=participants, name="room")
+    )
+    return recorder_agent._Job(SimpleNamespace(room=room), writer), writer  # type: ignore[arg-type]
+
+
+class RoomThatChanges:
+    """The room as a job sees it: ``before`` at its first look, ``after`` from then on. A
+    stream that overtook its sender's join or track, ordered without a timed wait."""
+
+    name = "room"
+
+    def __init__(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        self.before, self.after, self.looks = before, after, 0
+
+    @property
+    def remote_participants(self) -> dict[str, Any]:
+        self.looks += 1
+        return self.before if self.looks == 1 else self.after
 
 
 def test_a_stream_that_overtakes_its_agents_join_is_the_agents() -> None:
@@ -71,16 +90,10 @@ def test_a_stream_that_overtakes_its_agents_join_is_the_agents() -> None:
 
 
 async def _overtaken_by_the_join() -> None:
-    participants: dict[str, Any] = {}
-    recording, writer = job(participants)
-
-    async def joins_later() -> None:
-        await asyncio.sleep(0.1)
-        participants["agent-1"] = participant(AGENT)
-
-    await asyncio.gather(
-        recording.receive(FakeReader("Hello there.", FINAL), "agent-1"), joins_later()
-    )
+    room = RoomThatChanges({}, {"agent-1": participant(AGENT)})
+    recording, writer = job(room)
+    await recording.receive(FakeReader("Hello there.", FINAL), "agent-1")
+    assert room.looks >= 2  # it waited for the join
     assert [(u.role, u.id, u.text, u.final) for u in writer.updates] == [
         ("agent", "SG_1", "Hello there.", True)
     ]
@@ -91,17 +104,13 @@ def test_an_agents_stream_naming_its_track_published_later_is_the_agents() -> No
 
 
 async def _overtaken_by_the_track() -> None:
-    participants: dict[str, Any] = {"agent-1": participant(AGENT)}
-    recording, writer = job(participants)
-
-    async def publishes_later() -> None:
-        await asyncio.sleep(0.1)
-        participants["agent-1"] = participant(AGENT, ("TR_agent",))
-
-    attributes = {**FINAL, "lk.transcribed_track_id": "TR_agent"}
-    await asyncio.gather(
-        recording.receive(FakeReader("Hi.", attributes), "agent-1"), publishes_later()
+    room = RoomThatChanges(
+        {"agent-1": participant(AGENT)}, {"agent-1": participant(AGENT, ("TR_agent",))}
     )
+    recording, writer = job(room)
+    attributes = {**FINAL, "lk.transcribed_track_id": "TR_agent"}
+    await recording.receive(FakeReader("Hi.", attributes), "agent-1")
+    assert room.looks >= 2  # it waited for the track
     assert [(u.role, u.text) for u in writer.updates] == [("agent", "Hi.")]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -50,6 +51,7 @@ class Portal:
         self.requests: list[tuple[httpx.Request, bool]] = []  # and whether it was a 200
         self.in_flight = 0
         self.most_in_flight = 0
+        self.settled = 0  # answers that end a batch: 200, or a 4xx not retried
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.in_flight += 1
@@ -58,6 +60,8 @@ class Portal:
             await REAL_SLEEP(0.01)  # a request takes time: more updates pile up meanwhile
             answer = self.answers.pop(0) if self.answers else 200
             self.requests.append((request, answer == 200))
+            if answer == 200 or (isinstance(answer, int) and 400 <= answer < 500 and answer != 429):
+                self.settled += 1
             if not isinstance(answer, int):
                 raise answer("portal unreachable")
             if answer == 200:
@@ -81,6 +85,15 @@ class Portal:
         ]
 
 
+async def _until_settled(portal: Portal) -> None:
+    """Until the portal has given a batch its last answer (with retries on the way), or a
+    deadline."""
+    deadline = time.monotonic() + 10
+    while not portal.settled:
+        assert time.monotonic() < deadline, "no batch was settled"
+        await REAL_SLEEP(0.005)
+
+
 def _write(
     portal: Portal, updates: list[SegmentIn], *, pause_after: int | None = None, **kwargs: Any
 ) -> Writer:
@@ -93,7 +106,7 @@ def _write(
         for index, update in enumerate(updates):
             writer.put(update)
             if index == pause_after:
-                await asyncio.sleep(0.2)  # that batch goes alone
+                await _until_settled(portal)  # that batch goes alone
         await writer.close()
         await client.aclose()
 
