@@ -66,9 +66,14 @@ demo: setup
 demo-banner:
 	@cat var/demo/banner.txt 2>/dev/null || echo "No demo banner yet: start the demo with make demo."
 
+# Test modules run in parallel (pytest-xdist, one module per worker at a time: see
+# tests/conftest.py). Most of the suite waits on real servers, calls and browsers, so
+# more workers than cores pays; TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 3
+
 test: setup
 	$(MAKE) -s lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -41,6 +41,16 @@ def world(db: None) -> World:
     return build_world()
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """One xdist group per test module (``make test`` runs ``--dist loadgroup``): a
+    module's fixtures (a LiveKit server, a simulated call) start once, on one worker.
+    A module's Chromium tests are a group of their own, so they stay behind the async
+    tests on their worker as on a serial run (see the ordering below)."""
+    layer = "browser" if item.get_closest_marker("browser") else "python"
+    module = item.nodeid.split("::", 1)[0]
+    item.add_marker(pytest.mark.xdist_group(f"{layer}:{module}"))
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's ordering by database use
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Chromium's tests last, in their order: once started, Playwright's sync API keeps an
