@@ -41,18 +41,16 @@ def world(db: None) -> World:
     return build_world()
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """One xdist group per test module (``make test`` runs ``--dist loadgroup``): a
-    module's fixtures (a LiveKit server, a simulated call) start once, on one worker.
-    A module's Chromium tests are a group of their own, so they stay behind the async
-    tests on their worker as on a serial run (see the ordering below)."""
-    layer = "browser" if item.get_closest_marker("browser") else "python"
-    module = item.nodeid.split("::", 1)[0]
-    item.add_marker(pytest.mark.xdist_group(f"{layer}:{module}"))
-
-
 @pytest.hookimpl(trylast=True)  # after pytest-django's ordering by database use
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Chromium's tests last, in their order: once started, Playwright's sync API keeps an
-    event loop running on the main thread, and no async test can run after it."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    """Chromium's tests last: the modules that have any, then within them the tests that
+    drive it. Once started, Playwright's sync API keeps an event loop running on the main
+    thread, and no async test can run after it.
+
+    ``make test`` runs ``--dist loadfile``: each worker takes whole modules (a module's
+    fixtures, a LiveKit server or a simulated call, start once), in this order, so on
+    every worker too the modules with Chromium's tests come after the rest."""
+    with_chromium = {item.path for item in items if item.get_closest_marker("browser")}
+    items.sort(
+        key=lambda item: (item.path in with_chromium, bool(item.get_closest_marker("browser")))
+    )

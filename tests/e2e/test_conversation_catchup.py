@@ -179,7 +179,7 @@ def test_a_viewer_opening_a_live_call_gets_no_transcript(browser: Browser, stack
                 assert time.monotonic() < deadline, "no alert reached the viewer's page"
                 push(stack, cid, {"id": f"SG_e2e_open_{uuid.uuid4().hex[:6]}", **alerting})
                 with contextlib.suppress(PlaywrightTimeoutError):
-                    page.wait_for_function("window.streamed.alerts.length", timeout=1000)
+                    page.wait_for_function("() => window.streamed.alerts.length", timeout=1000)
             push(stack, cid, {"id": "SG_e2e_later", "role": "agent", "text": LATER, "final": True})
             push(stack, cid, {"id": "SG_e2e_after", **alerting})
             [after] = stack.query(
