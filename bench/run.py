@@ -50,6 +50,7 @@ PLAN = [
     Benchmark("B7", "bench_alerts.py", "Live alert latency: phrase said → dashboard"),
     Benchmark("B8", "bench_guidance.py", "Guidance to the agent: acknowledged, and heard"),
     Benchmark("B9", "bench_takeover.py", "Take over and hand back: the agent silent, and back"),
+    Benchmark("B10", "bench_access_loss.py", "Access lost: the listener out of the room"),
     Benchmark(
         "Mint",
         "bench_mint.py",
