@@ -30,13 +30,18 @@
     const status = document.getElementById("stream-status");
     if (status) status.textContent = text;
   };
-  document.addEventListener("anyreach:stream-open", () => {
+  const streamOpen = () => {
     streamStatus("Updates live.");
     document.body.dispatchEvent(new Event("arl-refresh")); // catch up after a reconnect
-  });
-  document.addEventListener("anyreach:stream-closed", () =>
-    streamStatus("Live updates paused; reconnecting…"),
-  );
+  };
+  const streamClosed = () => streamStatus("Live updates paused; reconnecting…");
+  document.addEventListener("anyreach:stream-open", streamOpen);
+  document.addEventListener("anyreach:stream-closed", streamClosed);
+  // The stream may have opened (or closed) before this script ran: its event is gone,
+  // its state (events.js) is not.
+  const stream = document.documentElement.dataset.arlStream;
+  if (stream === "open") streamOpen();
+  else if (stream === "closed") streamClosed();
 
   const row = (id) => document.querySelector(`tr[data-conversation="${CSS.escape(id)}"]`);
 
