@@ -76,6 +76,9 @@ for (const name of ["anyreach:conversation", "anyreach:alert", "anyreach:transcr
 window.sockets = [];
 const Native = window.WebSocket;
 window.WebSocket = function (url) { sockets.push(String(url)); return new Native(url); };
+document.addEventListener("DOMContentLoaded", () => {
+  window.socketsBeforeDomReady = sockets.length;
+});
 </script>"""
 
 
@@ -224,3 +227,47 @@ def test_without_the_path_it_says_so_and_opens_nothing(
     page.wait_for_load_state("load")
     assert sockets(page) == []
     assert any("data-arl-events-url" in e for e in observed.console_errors), observed.console
+
+
+def stream_state(page: Page) -> list[str]:
+    """The stream's state as a late listener reads it: <html data-arl-stream> and
+    ``AnyReachEvents.state``."""
+    return list(
+        page.evaluate(
+            "() => [document.documentElement.dataset.arlStream, window.AnyReachEvents.state]"
+        )
+    )
+
+
+@pytest.mark.browser
+def test_the_stream_state_stays_on_the_page_for_late_listeners(
+    page: Page, site: EmbeddingSite, observed: Observed
+) -> None:
+    server = open_events_page(page, site, EVENTS_TAG, clock=True)
+    ws = server.opened(1)
+    assert stream_state(page) == ["open", "open"]
+    # Its listeners already read the new state when the event reaches them.
+    page.evaluate(
+        """() => document.addEventListener("anyreach:stream-closed",
+             () => { window.stateWhenClosed = window.AnyReachEvents.state; })"""
+    )
+    ws.close(code=1011)
+    server.wait_seen("stream-closed", 1)
+    assert stream_state(page) == ["closed", "closed"]
+    assert page.evaluate("() => window.stateWhenClosed") == "closed"
+    page.clock.run_for(1_000)  # reconnects
+    server.opened(2)
+    assert stream_state(page) == ["open", "open"]
+    assert observed.page_errors == []
+
+
+@pytest.mark.browser
+def test_it_connects_once_every_deferred_script_has_run(page: Page, site: EmbeddingSite) -> None:
+    # Deferred scripts run one by one as each arrives, after the document was parsed:
+    # a socket opened from the first could open before the next registered its listener.
+    later = "<script src='/static/later.js' defer></script>"
+    site.add("/static/later.js", "window.laterRan = true;", "text/javascript")
+    server = open_events_page(page, site, EVENTS_TAG + later)
+    server.opened(1)
+    assert page.evaluate("() => [window.laterRan, window.socketsBeforeDomReady]") == [True, 0]
+    assert len(sockets(page)) == 1

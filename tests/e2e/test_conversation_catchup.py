@@ -84,7 +84,7 @@ def test_a_supervisor_opening_a_live_call_sees_the_greeting_then_each_line_once(
         expect(greeting.locator(".arl-line__text")).to_have_text(GREETING)
         # The stream is open and the page's catch-up reads are done: what follows can
         # only come by the stream.
-        page.wait_for_function("window.__streamOpens > 0")
+        page.wait_for_function("() => window.__streamOpens > 0")
         expect(page.locator("[data-transcript-catchup]:not([data-catching-up])")).to_have_count(1)
 
         # Said after the page loaded: arrives live, once.

@@ -25,6 +25,10 @@
 //                             stream was down are not replayed)
 //   "anyreach:stream-closed"  lost; it reconnects after 1 s, doubling up to 30 s,
 //                             except after close code 4401 (signed out)
+// The stream's state stays on the page for scripts that start listening late (an
+// event dispatched before a listener existed is gone): <html data-arl-stream> and
+// AnyReachEvents.state are "connecting" until the first open, then "open" or "closed".
+// A late listener reads it when it starts, e.g. treats "open" as a stream-open.
 // Plain script, no build step. Include it with {% listen_events_script %} (or
 // {% listen_assets %}): the tag puts the websocket's path, taken from the app's
 // routing, in data-arl-events-url.
@@ -47,7 +51,17 @@
   const url = new URL(configured, location.href);
   if (url.protocol === "https:") url.protocol = "wss:";
   else if (url.protocol === "http:") url.protocol = "ws:";
-  window.AnyReachEvents = Object.freeze({ url: url.href });
+  const root = document.documentElement;
+  const setState = (state) => {
+    root.dataset.arlStream = state;
+  };
+  setState("connecting");
+  window.AnyReachEvents = Object.freeze({
+    url: url.href,
+    get state() {
+      return root.dataset.arlStream;
+    },
+  });
 
   const INITIAL_DELAY_MS = 1000;
   const MAX_DELAY_MS = 30000;
@@ -65,6 +79,7 @@
     const socket = new WebSocket(url.href);
     socket.addEventListener("open", () => {
       delay = INITIAL_DELAY_MS;
+      setState("open"); // before the event: its listeners may read it
       dispatch("anyreach:stream-open");
     });
     socket.addEventListener("message", (message) => {
@@ -77,6 +92,7 @@
       dispatch(EVENT_NAMES[data && data.type] || "anyreach:conversation", data);
     });
     socket.addEventListener("close", (event) => {
+      setState("closed");
       dispatch("anyreach:stream-closed");
       if (event.code === 4401) return; // signed out: do not hammer the server
       setTimeout(connect, delay);
@@ -85,7 +101,14 @@
   }
 
   if (!("WebSocket" in window)) return;
-  // After the page's other deferred scripts: their listeners see the first events.
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
-  else connect();
+  // After the page's other deferred scripts, so their listeners see the first events.
+  // readyState alone cannot tell: deferred scripts run once it is already
+  // "interactive", one by one as each arrives, and the socket could open between
+  // them. The navigation's timing says whether DOMContentLoaded has started yet.
+  const [navigation] = performance.getEntriesByType("navigation");
+  const domReady = navigation
+    ? navigation.domContentLoadedEventStart > 0
+    : document.readyState !== "loading";
+  if (domReady) connect();
+  else document.addEventListener("DOMContentLoaded", connect);
 })();

@@ -237,9 +237,12 @@
     const detail = event.detail || {};
     if (detail.conversation) refreshPresenceOf(detail.conversation.id);
   });
-  document.addEventListener("anyreach:stream-open", () => {
+  const refreshAllPresence = () =>
     document.querySelectorAll("[data-presence]").forEach(refreshPresence);
-  });
+  document.addEventListener("anyreach:stream-open", refreshAllPresence);
+  // Opened before this script ran (its event is gone, its state is not, events.js):
+  // joins and leaves since the page was rendered may have been missed.
+  if (document.documentElement.dataset.arlStream === "open") refreshAllPresence();
 
   // ---- the guidance box ----
 

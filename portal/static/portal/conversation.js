@@ -98,9 +98,8 @@
   }
 
   document.addEventListener("anyreach:stream-open", catchUp);
-  // And once now: the stream may have opened before this script ran (deferred scripts
-  // wait for each other's download, the socket does not), so its event was missed.
-  catchUp();
+  // Opened before this script ran (its event is gone, its state is not, events.js).
+  if (document.documentElement.dataset.arlStream === "open") catchUp();
 
   document.addEventListener("anyreach:transcript", (event) => {
     if (!mine(event.detail) || !event.detail.segment) return;

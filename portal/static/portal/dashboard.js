@@ -30,13 +30,18 @@
     const status = document.getElementById("stream-status");
     if (status) status.textContent = text;
   };
-  document.addEventListener("anyreach:stream-open", () => {
+  const streamOpen = () => {
     streamStatus("Updates live.");
     document.body.dispatchEvent(new Event("arl-refresh")); // catch up after a reconnect
-  });
-  document.addEventListener("anyreach:stream-closed", () =>
-    streamStatus("Live updates paused; reconnecting…"),
-  );
+  };
+  const streamClosed = () => streamStatus("Live updates paused; reconnecting…");
+  document.addEventListener("anyreach:stream-open", streamOpen);
+  document.addEventListener("anyreach:stream-closed", streamClosed);
+  // The stream may have opened (or closed) before this script ran: its event is gone,
+  // its state (events.js) is not.
+  const stream = document.documentElement.dataset.arlStream;
+  if (stream === "open") streamOpen();
+  else if (stream === "closed") streamClosed();
 
   const row = (id) => document.querySelector(`tr[data-conversation="${CSS.escape(id)}"]`);
 
@@ -75,9 +80,10 @@
 
   // ---- alerts: the row's badge and a notice ----
 
+  // The badge bumped (false: the call has no row on the page yet).
   function bumpBadge(id, severity) {
     const badge = row(id) && row(id).querySelector("[data-alert-badge]");
-    if (!badge) return;
+    if (!badge) return false;
     const count = Number(badge.dataset.count || 0) + 1;
     const current = badge.dataset.severity;
     const top =
@@ -87,7 +93,30 @@
     badge.className = `alert-badge alert-badge--${top}`;
     badge.textContent = `${count} alert${count === 1 ? "" : "s"} · ${SEVERITY_LABEL[top] || top}`;
     badge.hidden = false;
+    return true;
   }
+
+  // The rows' refreshes (htmx) in flight: one rendered before an alert was raised would
+  // undo its badge's bump, so only then are the rows fetched again after an alert (not
+  // on every alert, by every supervisor's page). A request htmx never reports back
+  // (e.g. one a listener cancelled) leaves the count up: every alert then refetches.
+  let rowsInFlight = 0;
+  let refetchAfterRows = false;
+  const forRows = (event) => {
+    const target = event.detail && event.detail.target;
+    return Boolean(target) && target.id === "rows";
+  };
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (forRows(event)) rowsInFlight += 1;
+  });
+  document.addEventListener("htmx:afterRequest", (event) => {
+    if (!forRows(event)) return;
+    rowsInFlight = Math.max(0, rowsInFlight - 1);
+    if (refetchAfterRows && rowsInFlight === 0) {
+      refetchAfterRows = false;
+      refreshSoon();
+    }
+  });
 
   const notices = () => document.getElementById("alert-notices");
   const urlFor = (template, id) => template.replace(ZERO_ID, id);
@@ -151,9 +180,10 @@
   document.addEventListener("anyreach:alert", (event) => {
     const message = event.detail || {};
     if (!message.conversation || !message.alert) return;
-    bumpBadge(message.conversation.id, message.alert.severity);
+    const bumped = bumpBadge(message.conversation.id, message.alert.severity);
     showNotice(message);
-    refreshSoon(); // the server's counts win over a refresh rendered before this alert
+    if (!bumped) refreshSoon(); // a call the rows do not show yet
+    else if (rowsInFlight) refetchAfterRows = true; // the server's counts win, once it is back
   });
 
   // ---- the listen dialog ----
