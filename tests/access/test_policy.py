@@ -317,7 +317,7 @@ def test_an_api_key_may_name_its_own_organization(world: World) -> None:
 
 def _rows(conversations: QuerySet[Conversation]) -> list[dict[str, Any]]:
     """The rows a queryset gives, annotations (the viewer's role) included, in one order."""
-    return list(conversations.order_by("pk").values())
+    return [dict(row) for row in conversations.order_by("pk").values()]
 
 
 def test_the_user_policy_gives_the_rows_of_the_visibility_expression(world: World) -> None:

@@ -325,7 +325,8 @@ async def _takeover(
     # watching (silence can only be observed over a while).
     await until(lambda: ears.quiet_for(0.5), timeout=10, what="the agent falling silent")
     quiet_from = time.monotonic()
-    await until(lambda: time.monotonic() > quiet_from + 1.0, timeout=2, what="a second more")
+    watched = quiet_from + 1.0
+    await until(lambda: time.monotonic() > watched, timeout=2, what="a second more")
     assert ears.loud_since(quiet_from) == 0, ears.loud_since(acknowledged)
     # A say while taken over is refused: the caller is speaking with a person.
     refused = await call(order("g3", "say", "Are you still there?"))
