@@ -47,9 +47,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     drive it. Once started, Playwright's sync API keeps an event loop running on the main
     thread, and no async test can run after it.
 
-    ``make test`` runs ``--dist loadfile``: each worker takes whole modules (a module's
-    fixtures, a LiveKit server or a simulated call, start once), in this order, so on
-    every worker too the modules with Chromium's tests come after the rest."""
+    pytest-xdist (``--dist loadfile --no-loadscope-reorder``, pyproject.toml) hands each
+    worker whole modules (a module's fixtures, a LiveKit server or a simulated call,
+    start once) in this order, so on every worker too the modules with Chromium's tests
+    come after the rest."""
     with_chromium = {item.path for item in items if item.get_closest_marker("browser")}
     items.sort(
         key=lambda item: (item.path in with_chromium, bool(item.get_closest_marker("browser")))
