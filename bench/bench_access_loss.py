@@ -39,7 +39,7 @@ from livekit import api, rtc  # noqa: E402
 
 from bench.support import log, num, percentile, stop_on_signals, table  # noqa: E402
 from tests.e2e.listener import Listener  # noqa: E402
-from tests.support.guidance import LoopThread  # noqa: E402
+from tests.support.guidance import LoopThread, connected_listener  # noqa: E402
 from tests.support.processes import wait_until  # noqa: E402
 from tests.support.stack import Stack, running_stack, simulated_call  # noqa: E402
 
@@ -68,9 +68,9 @@ DELETE_KEY = (
 
 def _listening(loop: LoopThread, grant: dict[str, str]) -> Listener:
     """A hidden listener in the call, once it has heard audio."""
-    listener = Listener(grant["url"], grant["token"])
-    loop.run(listener.connect())
-    wait_until(lambda: listener.frames, timeout=STEP, what="the listener hearing the call")
+    listener = loop.run(connected_listener(grant["url"], grant["token"]))
+    # The first listener waits for the call's audio to start (its speech is synthesized).
+    wait_until(lambda: listener.frames, timeout=4 * STEP, what="the listener hearing the call")
     return listener
 
 
