@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +20,38 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Ports for test servers: below Linux's ephemeral range (32768-60999), where the kernel
+# takes the ports of outgoing connections (hundreds at once in the load tests) and of
+# bind(0), so a port picked here is not taken by a connection before its server binds it.
+PORTS = range(20_000, 32_000)
+
+
+def _worker_ports() -> list[int]:
+    """This process's share of ``PORTS``, shuffled: each pytest-xdist worker its own, so
+    two workers never pick the same port."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = len(PORTS) // max(count, 1)
+    share = list(PORTS[index * size : (index + 1) * size])
+    random.shuffle(share)
+    return share
+
+
+_ports = itertools.cycle(_worker_ports())
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on now, of this process's share, not handed out
+    again until the share has gone round."""
+    for _ in range(len(PORTS)):
+        port = next(_ports)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+        return port
+    raise RuntimeError("no free port left in this worker's share")
 
 
 def wait_until[T](
