@@ -23,6 +23,7 @@ is the whole database.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -128,8 +129,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 shared.writer.release()
 
 
+def _forget_idle_in_child() -> None:
+    # A forked child must not use (nor close) its parent's SQLite connections.
+    for shared in _files.values():
+        shared.idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_idle_in_child)
+
+
 def close_idle() -> None:
-    """Close every idle pooled connection (tests; a process about to fork)."""
+    """Close every idle pooled connection (tests)."""
     with _lock:
         idle = [c for shared in _files.values() for c in shared.idle]
         for shared in _files.values():

@@ -4,6 +4,7 @@ lock of their own instead of SQLite's sleeping busy handler."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,23 @@ def test_a_transaction_holds_the_processs_writer_lock_until_it_ends(
         _end(wrapper)
         assert free()
         wrapper.close()
+
+
+def test_a_forked_child_does_not_take_its_parents_connections(
+    database: dict[str, Any], django_db_blocker: Any
+) -> None:
+    with django_db_blocker.unblock():
+        wrapper = DatabaseWrapper(database, alias="pool-test")
+        wrapper.ensure_connection()
+        wrapper.close()
+    assert base._file(database["NAME"]).idle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report how many idle connections it inherited
+        os.write(write, str(len(base._file(database["NAME"]).idle)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write)
+    assert os.read(read, 16) == b"0"
+    os.close(read)
+    assert base._file(database["NAME"]).idle  # the parent's are still there
