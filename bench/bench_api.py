@@ -1,24 +1,30 @@
-"""B1: the listener-token endpoint under load, against a bare signer on the same daphne.
+"""B1: the listener-token endpoint under load, against a bare signer and the Django floor.
 
     .venv/bin/python bench/bench_api.py [--quick]
 
-wrk drives both token doors (API key, portal session) under daphne on SQLite and on
-PostgreSQL, and ``bench/bare_signer.py`` under the same daphne, so the ratio is what
-our checks, lookup and audit row cost per token. How to read it: bench/README.md.
+wrk drives, in one run: ``bench/bare_signer.py`` (a bare ASGI app signing the same JWT)
+under daphne; the Django floor (``bench/urls.py``: a bare Django view signing it, through
+the project's middleware, on the same daphne as ours); both token doors (API key, portal
+session) on one daphne on SQLite and on PostgreSQL; and the API door on the setup the
+README recommends for production (several daphne workers, PostgreSQL, Redis). Each row's
+ratio is its throughput over the bare signer's. How to read it: bench/README.md.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.support import (
     Load,
+    Served,
     app_env,
     arguments,
-    daphne,
+    daphne_workers,
     log,
     logs_dir,
     migrate,
@@ -31,44 +37,76 @@ from bench.support import (
     table,
     wrk,
 )
+from tests.support.datastores import redis_server
 
 CONCURRENCY = (1, 16, 64)
-DOORS = ("API key", "portal session")
+WORKERS = 2  # the production row: one daphne worker per core of this machine
 TARGET_RATIO = 0.10
-TARGET_P99_MS = 250.0
+TARGET_P99_MS = {"SQLite": 250.0, "PostgreSQL": 100.0}
+TARGET_CLIENTS = 16
+ERRORS_CLIENTS = 64
+
+SIGNER = "bare ASGI signer"
+FLOOR = "Django floor"
+API = "API key"
+PORTAL = "portal session"
+PRODUCTION = f"PostgreSQL + Redis, {WORKERS} daphne"
 
 
-def _warm_up(url: str, headers: dict[str, str], work: Path, seconds: float) -> None:
-    """Fill caches, open connections and let the JIT-less interpreter settle; not reported."""
-    wrk(url, connections=4, seconds=seconds, headers=headers, work_dir=work)
+@dataclass(frozen=True)
+class Cell:
+    """One wrk run and the CPU time its server processes spent per answered request."""
+
+    load: Load
+    cpu_ms: float
 
 
-def bare_signer(work: Path, seconds: float, warm: float) -> dict[int, Load]:
+@dataclass(frozen=True)
+class Row:
+    setup: str  # "SQLite", "PostgreSQL", PRODUCTION, or "" for the signer
+    door: str
+    cells: dict[int, Cell]
+    queries: int | None = None
+
+
+def _measure(
+    served: Served, path: str, headers: dict[str, str], work: Path, seconds: float
+) -> dict[int, Cell]:
+    cells: dict[int, Cell] = {}
+    for clients in CONCURRENCY:
+        before = served.cpu_seconds()
+        load = wrk(
+            served.base + path, connections=clients, seconds=seconds, headers=headers, work_dir=work
+        )
+        spent = served.cpu_seconds() - before
+        cells[clients] = Cell(load, 1000 * spent / load.requests if load.requests else 0.0)
+    return cells
+
+
+def _warm_up(
+    served: Served, path: str, headers: dict[str, str], work: Path, seconds: float
+) -> None:
+    """Fill caches, open connections and let the interpreter settle; not reported."""
+    wrk(served.base + path, connections=4, seconds=seconds, headers=headers, work_dir=work)
+
+
+def bare_signer(work: Path, seconds: float, warm: float) -> Row:
     env = app_env(database_url=sqlite_url(work))
-    with daphne("bench.bare_signer:application", env, work) as base:
-        url = f"{base}/token"
-        _warm_up(url, {}, work, warm)
-        return {
-            c: wrk(url, connections=c, seconds=seconds, headers={}, work_dir=work)
-            for c in CONCURRENCY
-        }
+    with daphne_workers("bench.bare_signer:application", env, work) as served:
+        _warm_up(served, "/token", {}, work, warm)
+        return Row("", SIGNER, _measure(served, "/token", {}, work, seconds))
 
 
-def ours(
-    database_url: str, work: Path, seconds: float, warm: float
-) -> tuple[dict[tuple[str, int], Load], dict[str, int]]:
-    env = app_env(database_url)
-    migrate(env)
-    world = seed(env, "--live", "1", "--query-counts")
+def _doors(world: dict[str, object]) -> dict[str, tuple[str, dict[str, str]]]:
     conversation = world["conversations"][0]  # type: ignore[index]
     names = world["cookie_names"]
     assert isinstance(names, dict)
-    doors = {
-        "API key": (
+    return {
+        API: (
             f"/core/conversations/{conversation}/listener-token",
             {"Authorization": f"Bearer {world['api_key']}"},
         ),
-        "portal session": (
+        PORTAL: (
             f"/listen/conversations/{conversation}/token",
             {
                 "Cookie": f"{names['session']}={world['session_cookie']}; "
@@ -77,126 +115,167 @@ def ours(
             },
         ),
     }
-    loads: dict[tuple[str, int], Load] = {}
-    with daphne("config.asgi:application", env, work, ready_path="/core/openapi.json") as base:
-        for path, headers in doors.values():
-            _warm_up(base + path, headers, work, warm)
-        for c in CONCURRENCY:
-            for door, (path, headers) in doors.items():
-                loads[door, c] = wrk(
-                    base + path, connections=c, seconds=seconds, headers=headers, work_dir=work
-                )
+
+
+def ours(
+    setup: str,
+    env: dict[str, str],
+    world: dict[str, object],
+    work: Path,
+    seconds: float,
+    warm: float,
+    *,
+    workers: int = 1,
+    doors: tuple[str, ...] = (API, PORTAL),
+    floor: bool = False,
+) -> list[Row]:
+    """The token doors (and, with ``floor``, the Django floor first) on ``workers`` daphne."""
     queries = world["queries"]
     assert isinstance(queries, dict)
-    return loads, {"API key": int(queries["api"]), "portal session": int(queries["portal"])}
+    counted = {API: int(queries["api"]), PORTAL: int(queries["portal"])}
+    paths = _doors(world)
+    rows = []
+    ready = "/core/openapi.json"
+    with daphne_workers(
+        "config.asgi:application", env, work, workers=workers, ready_path=ready
+    ) as served:
+        if floor:
+            _warm_up(served, "/bench/floor", {}, work, warm)
+            rows.append(Row(setup, FLOOR, _measure(served, "/bench/floor", {}, work, seconds), 0))
+        for door in doors:
+            path, headers = paths[door]
+            _warm_up(served, path, headers, work, warm)
+            rows.append(
+                Row(setup, door, _measure(served, path, headers, work, seconds), counted[door])
+            )
+    return rows
 
 
-def report(
-    bare: dict[int, Load],
-    results: dict[str, tuple[dict[tuple[str, int], Load], dict[str, int]]],
-    failures: dict[str, str],
-    seconds: float,
-) -> str:
-    rows: list[list[object]] = []
-    for database, (loads, queries) in results.items():
-        for c in CONCURRENCY:
-            for door in DOORS:
-                load, base = loads[door, c], bare[c]
-                rows.append(
-                    [
-                        database,
-                        door,
-                        c,
-                        num(load.rps, 0),
-                        num(base.rps, 0),
-                        ratio(load.rps, base.rps),
-                        f"{num(load.p50_ms)} / {num(load.p99_ms)}",
-                        f"{num(base.p50_ms)} / {num(base.p99_ms)}",
-                        load.non_2xx,
-                        load.socket_errors,
-                        queries[door],
-                    ]
-                )
+def _seeded(env: dict[str, str]) -> dict[str, object]:
+    migrate(env)
+    return seed(env, "--live", "1", "--query-counts")
+
+
+def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: float) -> str:
+    lines: list[list[object]] = []
+    for row in [signer, *rows]:
+        for clients, cell in row.cells.items():
+            load, base = cell.load, signer.cells[clients].load
+            lines.append(
+                [
+                    row.setup or "none",
+                    row.door,
+                    clients,
+                    num(load.rps, 0),
+                    ratio(load.rps, base.rps),
+                    f"{num(load.p50_ms)} / {num(load.p99_ms)}",
+                    load.non_2xx + load.socket_errors,
+                    num(cell.cpu_ms, 2),
+                    "" if row.queries is None else row.queries,
+                ]
+            )
     headers = [
         "database",
         "door",
         "clients",
-        "ours req/s",
-        "bare req/s",
-        "ratio",
-        "ours p50 / p99 ms",
-        "bare p50 / p99 ms",
-        "non-2xx",
-        "socket errors",
+        "req/s",
+        "÷ signer",
+        "p50 / p99 ms",
+        "errors",
+        "server CPU ms/req",
         "queries / req",
     ]
-    out = ["### B1 Listener-token endpoint under load", "", table(headers, rows), ""]
+    out = ["### B1 Listener-token endpoint under load", "", table(headers, lines), ""]
     out.append(
         f"Measured: wrk, {seconds:g} s per cell after a warm-up, closed loop over keep-alive "
-        "loopback connections, against one daphne process (DEBUG off, rate limit raised). "
-        "Ours: `POST /core/conversations/{id}/listener-token` with an API key (door "
-        "'API key') and the portal's `POST /listen/conversations/{id}/token` with a session "
-        "cookie and CSRF token ('portal session'), each writing its audit row. Bare: "
-        "`bench/bare_signer.py`, an ASGI app that only signs the same listener JWT "
-        "(no Django, no database); its "
-        f"non-2xx: {sum(b.non_2xx + b.socket_errors for b in bare.values())}. Queries per "
-        "request: one Django test-client request per door after a warm-up. PostgreSQL is a "
-        "throwaway local cluster with its default settings (fsync on). Ratio: ours ÷ bare "
-        "throughput (higher is better)."
+        "loopback connections; servers with DEBUG off and the rate limits raised "
+        "(`bench/settings.py`). Rows: the bare signer (`bench/bare_signer.py`, an ASGI app "
+        "that only signs the listener JWT: no Django, no database) on one daphne; the Django "
+        "floor (`bench/urls.py`: a bare sync Django view signing it, through the project's "
+        "middleware) and our two doors — `POST /core/conversations/{id}/listener-token` "
+        "with an API key, the portal's `POST /listen/conversations/{id}/token` with a "
+        "session cookie and CSRF token, each writing its audit row — on one daphne on "
+        f"SQLite (the embedded default) and on PostgreSQL; the API door on {WORKERS} daphne "
+        "workers sharing one listening socket, PostgreSQL and Redis (the README's "
+        "production setup). ÷ signer: throughput over the signer's at the same clients. "
+        "Errors: non-2xx answers and socket errors. Server CPU: user + system CPU time of "
+        "the server processes per answered request (a steadier figure than req/s when the "
+        "machine is shared). Queries per request: one Django test-client request per door. "
+        "PostgreSQL is a throwaway local cluster with its default settings (fsync on)."
     )
-    out += ["", _targets(bare, results)]
-    for database, error in failures.items():
-        out += ["", f"**{database} failed**: `{error.splitlines()[0] if error else '?'}` "
+    out += ["", _targets(signer, rows)]
+    for setup, error in failures.items():
+        out += ["", f"**{setup} failed**: `{error.splitlines()[0] if error else '?'}` "
                 "(details on stderr)."]  # fmt: skip
     return "\n".join(out)
 
 
-def _targets(
-    bare: dict[int, Load], results: dict[str, tuple[dict[tuple[str, int], Load], dict[str, int]]]
-) -> str:
-    lines = ["Targets:"]
-    for database, (loads, _) in results.items():
-        bad = sum(load.non_2xx + load.socket_errors for load in loads.values())
-        lines.append(f"- {database}: non-2xx and socket errors over all cells: {bad} "
-                     f"({'met' if bad == 0 else 'NOT met'}, target 0)")  # fmt: skip
-    if "SQLite" in results:
-        loads = results["SQLite"][0]
-        for door in DOORS:
-            load = loads[door, 16]
-            share = load.rps / bare[16].rps if bare[16].rps else 0.0
-            met = share >= TARGET_RATIO and load.p99_ms <= TARGET_P99_MS
+def _targets(signer: Row, rows: list[Row]) -> str:
+    lines = ["Targets (one daphne unless said):"]
+    base = signer.cells[TARGET_CLIENTS].load.rps
+    for row in rows:
+        if row.door == API and row.setup in TARGET_P99_MS:
+            load = row.cells[TARGET_CLIENTS].load
+            share = load.rps / base if base else 0.0
+            p99 = TARGET_P99_MS[row.setup]
+            met = share >= TARGET_RATIO and load.p99_ms <= p99
             lines.append(
-                f"- SQLite, 16 clients, {door}: {share:.2f}x bare (target ≥ {TARGET_RATIO:.2f}x), "
-                f"p99 {load.p99_ms:.0f} ms (target ≤ {TARGET_P99_MS:.0f} ms): "
-                f"{'met' if met else 'NOT met'}"
+                f"- {row.setup}, {TARGET_CLIENTS} clients, {row.door}: {share:.2f}x the signer "
+                f"(target ≥ {TARGET_RATIO:.2f}x), p99 {load.p99_ms:.0f} ms (target ≤ {p99:.0f} "
+                f"ms): {'met' if met else 'NOT met'}"
             )
+    for row in rows:
+        load = row.cells[ERRORS_CLIENTS].load
+        bad = load.non_2xx + load.socket_errors
+        lines.append(f"- {row.setup}, {row.door}, {ERRORS_CLIENTS} clients: {bad} errors "
+                     f"({'met' if bad == 0 else 'NOT met'}, target 0)")  # fmt: skip
     return "\n".join(lines)
+
+
+def _attempt(setup: str, failures: dict[str, str], run: Callable[[], list[Row]]) -> list[Row]:
+    log(f"B1: {setup}")
+    try:
+        return run()
+    except Exception as exc:
+        log(f"{setup} failed: {exc}")
+        failures[setup] = str(exc)
+        return []
 
 
 def main() -> int:
     stop_on_signals()
     args = arguments(__doc__)
     seconds, warm = (3.0, 1.0) if args.quick else (10.0, 2.0)
-    results: dict[str, tuple[dict[tuple[str, int], Load], dict[str, int]]] = {}
     failures: dict[str, str] = {}
     work = logs_dir("api")
     log(f"logs: {work}")
     log("B1: bare signer")
-    bare = bare_signer(work, seconds, warm)
-    log("B1: SQLite")
-    try:
-        results["SQLite"] = ours(sqlite_url(work), work, seconds, warm)
-    except Exception as exc:
-        log(f"SQLite failed: {exc}")
-        failures["SQLite"] = str(exc)
-    log("B1: PostgreSQL")
-    try:
+    signer = bare_signer(work, seconds, warm)
+
+    def sqlite() -> list[Row]:
+        env = app_env(sqlite_url(work))
+        return ours("SQLite", env, _seeded(env), work, seconds, warm, floor=True)
+
+    def postgresql() -> list[Row]:
         with postgres(work) as database_url:
-            results["PostgreSQL"] = ours(database_url, work, seconds, warm)
-    except Exception as exc:
-        log(f"PostgreSQL failed: {exc}")
-        failures["PostgreSQL"] = str(exc)
-    print(report(bare, results, failures, seconds))
+            env = app_env(database_url)
+            world = _seeded(env)
+            rows = ours("PostgreSQL", env, world, work, seconds, warm)
+            with redis_server() as redis_url:
+                rows += ours(
+                    PRODUCTION,
+                    app_env(database_url, redis_url),
+                    world,
+                    work,
+                    seconds,
+                    warm,
+                    workers=WORKERS,
+                    doors=(API,),
+                )
+            return rows
+
+    rows = _attempt("SQLite", failures, sqlite) + _attempt("PostgreSQL", failures, postgresql)
+    print(report(signer, rows, failures, seconds))
     return 1 if failures else 0
 
 

@@ -16,6 +16,9 @@ ANYREACH_LISTEN = cast(
     Any, {**_PROJECT_LISTEN, "RATE_LIMIT_REQUESTS": 10**9, "FAILED_AUTH_LIMIT": 10**9}
 )
 
+# The project's URLs plus B1's Django floor (a bare view on the same middleware).
+ROOT_URLCONF = "bench.urls"
+
 # Loopback HTTP only: no redirect to HTTPS, and clients send the session and CSRF
 # cookies back.
 SECURE_SSL_REDIRECT = False

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -120,23 +121,67 @@ def seed(env: dict[str, str], *args: str) -> dict[str, object]:
 @contextlib.contextmanager
 def daphne(app: str, env: dict[str, str], log_dir: Path, ready_path: str = "/") -> Iterator[str]:
     """Serve ``app`` (``module:attribute``) with daphne on a free loopback port; its base URL."""
-    port = free_port()
-    log_path = log_dir / f"daphne-{port}.log"
-    args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
-    with managed_process(args, env=env, log_path=log_path) as proc:
-        base = f"http://127.0.0.1:{port}"
+    with daphne_workers(app, env, log_dir, ready_path=ready_path) as served:
+        yield served.base
+
+
+@dataclass(frozen=True)
+class Served:
+    """daphne processes serving one address: its base URL and their process ids."""
+
+    base: str
+    pids: tuple[int, ...]
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the processes used so far (``/proc``)."""
+        return sum(_cpu_seconds(pid) for pid in self.pids)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@contextlib.contextmanager
+def daphne_workers(
+    app: str, env: dict[str, str], log_dir: Path, *, workers: int = 1, ready_path: str = "/"
+) -> Iterator[Served]:
+    """Serve ``app`` with ``workers`` daphne processes on one free loopback port: each
+    accepts from the same listening socket (``daphne --fd``), as several workers under a
+    process manager's socket do; the kernel spreads the connections."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = int(listener.getsockname()[1])
+    base = f"http://127.0.0.1:{port}"
+    fd = listener.fileno()
+    with listener, contextlib.ExitStack() as stack:
+        procs = []
+        for n in range(workers):
+            log_path = log_dir / f"daphne-{port}-{n}.log"
+            args = [PYTHON, "-m", "daphne", "--fd", str(fd), app]
+            proc = stack.enter_context(
+                managed_process(args, env=env, log_path=log_path, pass_fds=[fd])
+            )
+            procs.append((proc, log_path))
 
         def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {proc.returncode}")
+            for proc, _ in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"daphne exited with {proc.returncode}")
             return http_ok(base + ready_path)
 
         try:
             wait_until(ready, timeout=60, what=f"daphne serving {app}")
+            # Every worker up: its first request answered (one only accepts once it is).
+            for _ in range(4 * workers):
+                http_ok(base + ready_path)
         except (TimeoutError, RuntimeError) as exc:
-            raise RuntimeError(f"{exc}\n{tail(log_path)}") from None
-        log(f"daphne {app} on {base} (pid {proc.pid}, log {log_path})")
-        yield base
+            raise RuntimeError(f"{exc}\n{tail(procs[0][1])}") from None
+        pids = tuple(proc.pid for proc, _ in procs)
+        log(f"daphne {app} on {base} ({workers} worker(s), pids {pids}, logs in {log_dir})")
+        yield Served(base, pids)
 
 
 @contextlib.contextmanager

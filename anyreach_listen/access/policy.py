@@ -214,12 +214,17 @@ class CredentialAccess:
             return Conversation.objects.visible_to(self.credential.user_id, self.organization.pk)
         return Conversation.objects.filter(organization=self.organization)
 
-    def find(self, conversation_id: object) -> Conversation | None:
+    def find(self, conversation_id: object, *, lock: bool = False) -> Conversation | None:
+        """A visible conversation by id; None for unknown, invisible or not-a-UUID ids.
+        ``lock``: its row locked until the caller's transaction ends."""
         parsed = parse_uuid(conversation_id)
         if parsed is None:
             return None
         # The hot path: no join, no ORDER BY; the caller's organization is the row's.
-        conversation = next(iter(self.conversations().filter(pk=parsed).order_by()), None)
+        rows = self.conversations().filter(pk=parsed).order_by()
+        if lock:
+            rows = rows.select_for_update(of=("self",))
+        conversation = next(iter(rows), None)
         if conversation is not None:
             conversation.organization = self.organization
         return conversation

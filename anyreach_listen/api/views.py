@@ -80,10 +80,19 @@ def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:
 def listener_token(
     request: HttpRequest, caller: CredentialAccess, conversation_id: str
 ) -> JsonResponse:
-    conversation = _found(caller, conversation_id)
-    grant = grant_listen(
-        conversation, via=ListenVia.API, audit=caller.audit_fields, request=request
-    )
+    # One transaction from the lookup to the audit row: the call is read once, locked,
+    # and grant_listen need not read it again to see that it is still active in its room.
+    with transaction.atomic():
+        conversation = caller.find(conversation_id, lock=True)
+        if conversation is None:
+            raise ApiError(Errors.CONVERSATION_NOT_FOUND)
+        grant = grant_listen(
+            conversation,
+            via=ListenVia.API,
+            audit=caller.audit_fields,
+            request=request,
+            locked=True,
+        )
     return JsonResponse(grant.as_response())
 
 

@@ -182,13 +182,16 @@ def grant_listen(
     via: str,
     audit: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
+    locked: bool = False,
 ) -> ListenerGrant:
     """Mint a listener token for ``conversation`` and write its one audit row.
 
     ``audit`` says who listens (``user``, ``api_key``, ``personal_access_token``:
     a policy's ``audit_fields``). The API is the platform itself and always mints
     here; the portal and the admin mint remotely when ``REMOTE_MINT`` is set (the
-    remote then owns the call's state: its 404 and 409 pass through).
+    remote then owns the call's state: its 404 and 409 pass through). ``locked``: the
+    caller read ``conversation`` under its row lock in the transaction it calls this
+    in (the API does), so its state is current and is not read again.
     """
     remote = listen_settings.REMOTE_MINT
     if remote and via != ListenVia.API:
@@ -202,7 +205,10 @@ def grant_listen(
         "audit": audit or {},
         "request": request,
     }
-    with transaction.atomic():
+    if locked and not transaction.get_connection().in_atomic_block:
+        raise ValueError("locked=True needs the caller's transaction that locked the row")
+    # Inside the caller's transaction (locked) no savepoint: an error rolls it all back.
+    with transaction.atomic(savepoint=not locked):
         if minted.session_id is None:
             # The remote chose the identity: one audited already (listener_identity is
             # unique) is a replayed or foreign token, never a new listen, and its row
@@ -217,7 +223,8 @@ def grant_listen(
                     conversation.pk, f"identity {minted.identity!r} was already audited"
                 ) from None
         else:
-            _still_in_room(conversation, minted.room_name)
+            if not locked:
+                _still_in_room(conversation, minted.room_name)
             session = sessions.create(conversation, session_id=minted.session_id, **row)
         # Checked again inside the transaction that writes the audit row, on
         # locked rows: a revocation that raced the caller's authorization wins.

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from livekit.api import TokenVerifier
 from openapi_schema_validator import OAS31Validator
@@ -17,8 +18,8 @@ from openapi_schema_validator import OAS31Validator
 from anyreach_listen.access.credentials import hash_secret, issue_api_key, parse
 from anyreach_listen.access.roles import Scope
 from anyreach_listen.api.openapi import build_document
-from anyreach_listen.listening.minting import LISTENER_IDENTITY_PREFIX
-from anyreach_listen.models import ApiKey, ListenSession, PersonalAccessToken
+from anyreach_listen.listening.minting import LISTENER_IDENTITY_PREFIX, grant_listen
+from anyreach_listen.models import ApiKey, ListenSession, ListenVia, PersonalAccessToken
 from tests.support.world import TEST_LISTEN_SETTINGS, World
 
 URL = "/core/conversations/{}/listener-token"
@@ -332,3 +333,38 @@ def test_no_plaintext_secret_in_the_database(client: Client, world: World) -> No
 
 def test_unknown_api_path_answers_in_the_same_format(client: Client, db: None) -> None:
     assert_error(client.get("/core/nothing-here"), 404, "not_found")
+
+
+def _statements(queries: CaptureQueriesContext) -> list[str]:
+    return [str(q["sql"]) for q in queries.captured_queries]
+
+
+@pytest.mark.parametrize("credential", ["ak_read_sensitive", "pat_admin"])
+def test_a_mint_reads_the_call_once_locked_inside_its_audit_transaction(
+    client: Client, world: World, credential: str
+) -> None:
+    """The lookup is the audit transaction's locked read and the call is not read again:
+    a change racing the mint waits for it, or the mint sees the change."""
+    conversation = world.conversations["in_progress"]
+    org = str(world.org.pk) if credential.startswith("pat_") else None
+    with CaptureQueriesContext(connection) as queries:
+        response = post(client, str(conversation.pk), f"Bearer {world.secrets[credential]}", org)
+    assert response.status_code == 200, response.content
+    sql = _statements(queries)
+    call_reads = [
+        i
+        for i, q in enumerate(sql)
+        if q.startswith("SELECT") and 'FROM "anyreach_listen_conversation"' in q
+    ]
+    audit_row = next(i for i, q in enumerate(sql) if 'INTO "anyreach_listen_listensession"' in q)
+    begin = next(i for i, q in enumerate(sql) if q.startswith(("BEGIN", "SAVEPOINT")))
+    # Read once, in the transaction, before the audit row (a PAT's entitlement check reads
+    # it again afterwards, as its owner sees it).
+    assert [i for i in call_reads if i < audit_row] == [call_reads[0]]
+    assert begin < call_reads[0]
+
+
+@pytest.mark.django_db(transaction=True)  # no test transaction around it
+def test_grant_listen_refuses_locked_outside_a_transaction(world: World) -> None:
+    with pytest.raises(ValueError, match="locked=True"):
+        grant_listen(world.conversations["in_progress"], via=ListenVia.API, locked=True)

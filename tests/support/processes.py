@@ -97,8 +97,10 @@ def managed_process(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     cwd: Path = ROOT,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``args`` in its own process group and kill the whole group on exit."""
+    """Run ``args`` in its own process group and kill the whole group on exit
+    (``pass_fds``: file descriptors it inherits, such as a listening socket)."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         list(args),
@@ -107,6 +109,7 @@ def managed_process(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
     )
     try:
         yield proc
