@@ -235,6 +235,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # process's writers queued on a lock (config/sqlite3/base.py says why).
     DATABASES["default"]["ENGINE"] = "config.sqlite3"
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    # Tests: an in-memory database, as Django gives SQLite. Said outright, because
+    # pytest-django knows SQLite by Django's engine name only: under pytest-xdist it
+    # would name this engine's test database a file ("test_<path>_gw0").
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
     DATABASES["default"]["OPTIONS"] = {
