@@ -147,6 +147,14 @@ class Command(BaseCommand):
             )
         if options["report"]:
             options["report"].write_text(report.as_json())
+        if sys.argv[1:2] == ["simulate_call"]:  # its own process (manage.py), not call_command
+            # livekit's FFI runtime can abort the interpreter's finalization after a call
+            # that ended cleanly (a Rust "panic in a function that cannot unwind",
+            # SIGABRT): the call is over and all is written, so the process ends here.
+            self.stdout.flush()
+            self.stderr.flush()
+            logging.shutdown()
+            os._exit(0)
 
     async def _run(self, config: CallConfig) -> Any:
         stop = asyncio.Event()
