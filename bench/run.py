@@ -51,6 +51,7 @@ PLAN = [
     Benchmark("B8", "bench_guidance.py", "Guidance to the agent: acknowledged, and heard"),
     Benchmark("B9", "bench_takeover.py", "Take over and hand back: the agent silent, and back"),
     Benchmark("B10", "bench_access_loss.py", "Access lost: the listener out of the room"),
+    Benchmark("B11", "bench_memory.py", "Memory"),
     Benchmark(
         "Mint",
         "bench_mint.py",
