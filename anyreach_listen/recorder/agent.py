@@ -50,6 +50,11 @@ PERMISSIONS = WorkerPermissions(
     can_update_metadata=False,
     hidden=True,
 )
+# livekit-agents warms every job executor up with its local inference models unless this
+# variable says no (ipc/_preload.py): the VAD and the end-of-turn weights, about 250 MB of
+# the worker's 430 MB when its jobs run on threads of this process. The recorder reads
+# transcripts only; it runs neither.
+PRELOAD_LOCAL_INFERENCE = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
 IDENTITY_PREFIX = "recorder-"
 ACCEPT_HOLD = 15.0  # seconds a room accepted but not running yet counts as taken
 SENDER_WAIT = 2.0  # seconds a transcript stream waits for its sender to be known
@@ -233,6 +238,8 @@ def build_server(
 ) -> AgentServer:
     """The worker: hidden, subscribe-only, explicit dispatch by ``agent_name``; delivers
     to the portal at ``portal_url``; on shutdown its jobs get ``drain_timeout`` seconds."""
+    # Read when the first job executor starts, after this: the whole process is the worker's.
+    os.environ[PRELOAD_LOCAL_INFERENCE] = "0"
     server = AgentServer(
         job_executor_type=JobExecutorType.THREAD,
         permissions=PERMISSIONS,

@@ -27,7 +27,7 @@ from anyreach_listen.livekit.service import run_sync
 from anyreach_listen.recorder.wire import MAX_SEGMENT_TEXT
 from demo.call_simulator import ATTR_FINAL, ATTR_SEGMENT_ID, DEFAULT_SCRIPT, TOPIC_TRANSCRIPTION
 from tests.e2e.rogue import RogueCaller
-from tests.support.processes import wait_until
+from tests.support.processes import ProcessInfo, descendants, wait_until
 from tests.support.stack import Stack, recorders, simulated_call
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +96,7 @@ class RecordedCall:
     transcript: dict[str, Any]
     recorders_seen: list[api.ParticipantInfo]
     recorder_logs: str
+    worker_children: list[ProcessInfo]  # the processes the worker had started, mid-call
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +108,11 @@ def recorded_call(stack: Stack) -> Iterator[RecordedCall]:
             timeout=30,
             what="the recorder in the room",
         )
+        children = descendants(pool.procs[0].pid)
         assert call.wait(timeout=120) == 0, call.log()
         report = call.report()
         transcript = _settled(stack, call.conversation_id, len(_spoken(report)))
-        recorded = RecordedCall(report, transcript, seen, pool.log(0))
+        recorded = RecordedCall(report, transcript, seen, pool.log(0), children)
     # The worker is stopped before the module's other tests start theirs.
     yield recorded
 
@@ -140,6 +142,15 @@ def test_the_recorder_is_hidden_and_publishes_nothing(recorded_call: RecordedCal
     assert report["data_from"] == {"agent": [], "user": []}, report["data_from"]
     # It subscribed to nothing (no audio): the worker log names no track subscription.
     assert "track_subscribed" not in recorded_call.recorder_logs
+
+
+def test_the_recorder_records_on_a_thread_of_its_own_process(
+    recorded_call: RecordedCall,
+) -> None:
+    # No job or inference process is forked: a room's job runs on a thread (the worker
+    # process is the unit of crash isolation: a killed worker's rooms get another
+    # recorder, below). Its models: tests/recorder/test_agent.py.
+    assert recorded_call.worker_children == [], recorded_call.worker_children
 
 
 def _wait_for_final_segments(stack: Stack, conversation_id: str, count: int) -> None:

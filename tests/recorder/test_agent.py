@@ -195,3 +195,30 @@ def test_a_worker_whose_stop_hangs_exits_past_its_drain_timeout() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# livekit-agents' own warm-up of a job executor (ipc/_preload.py, imported by every job
+# runner, a thread's too) after build_server(), with the local models' loaders replaced
+# by a note of the call: the recorder reads transcripts, it needs neither model.
+WARM_UP = """
+import django
+django.setup()
+import livekit.local_inference as models
+loaded = []
+models.init_vad = lambda: loaded.append("vad")
+models.init_eot = lambda: loaded.append("end-of-turn")
+from anyreach_listen.recorder import agent as recorder_agent
+recorder_agent.build_server("anyreach-recorder", "http://127.0.0.1:9")
+from livekit.agents.ipc import _preload
+print(loaded)
+"""
+
+
+def test_a_worker_warms_its_job_runners_up_without_the_local_inference_models() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env.pop(recorder_agent.PRELOAD_LOCAL_INFERENCE, None)  # livekit-agents' default: load
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_UP], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "[]"
