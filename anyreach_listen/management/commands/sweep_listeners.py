@@ -39,59 +39,64 @@ class Command(BaseCommand):
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
         while True:
-            # First the calls whose room is gone (a LiveKit restart, a lost room_finished):
-            # ended, so the steps below skip them. LiveKit away: logged, nothing closed.
-            try:
-                reconciled = reconciliation.reconcile()
-            except Exception as exc:  # the database away: try again next round
-                if every is None:
-                    raise
-                self.stderr.write(f"reconciliation failed: {type(exc).__name__}: {exc}")
-            else:
-                if not reconciled.checked:
-                    self.stderr.write("LiveKit did not list its rooms: no call closed")
-                elif reconciled.closed or every is None:
-                    self.stdout.write(
-                        f"closed {reconciled.closed} call(s) whose room is gone (room_gone)"
-                    )
-                if reconciled.lost:
-                    self.stdout.write(
-                        f"{reconciled.lost} call(s) lost their room to the organization "
-                        "its metadata names (room_not_owned)"
-                    )
-            try:
-                result = sweep()
-            except Exception as exc:  # LiveKit or the database away: try again next round
-                if every is None:
-                    raise
-                self.stderr.write(f"sweep failed: {type(exc).__name__}: {exc}")
-            else:
-                if result.revoked or result.removed or every is None:
-                    self.stdout.write(
-                        f"revoked {result.revoked} session(s), "
-                        f"removed {result.removed} lingering listener(s)"
-                    )
-            try:
-                # Takeovers due to end: the supervisor gone over LEFT_GRACE seconds (so the
-                # sweep runs more often than that), the token unrenewed, the right lost.
-                handed_back = takeover.sweep()
-            except Exception as exc:
-                if every is None:
-                    raise
-                self.stderr.write(f"takeover sweep failed: {type(exc).__name__}: {exc}")
-            else:
-                if handed_back or every is None:
-                    self.stdout.write(f"ended {handed_back} takeover(s)")
-            try:
-                # Recorders missing from live calls (a webhook lost, LiveKit or every
-                # worker away when asked): dispatched again.
-                dispatched = recorder_dispatch.sweep()
-            except Exception as exc:
-                if every is None:
-                    raise
-                self.stderr.write(f"recorder dispatch failed: {type(exc).__name__}: {exc}")
-            else:
-                if dispatched:
-                    self.stdout.write(f"dispatched recorders to {dispatched} room(s)")
+            self.sweep_round(repeating=every is not None)
             if every is None or stop.wait(every):
                 return
+
+    def sweep_round(self, *, repeating: bool) -> None:
+        """One round of every sweep. ``repeating``: a failed step is written to stderr
+        and the round goes on (the next round tries again); once, it raises."""
+        # First the calls whose room is gone (a LiveKit restart, a lost room_finished):
+        # ended, so the steps below skip them. LiveKit away: logged, nothing closed.
+        try:
+            reconciled = reconciliation.reconcile()
+        except Exception as exc:  # the database away: try again next round
+            if not repeating:
+                raise
+            self.stderr.write(f"reconciliation failed: {type(exc).__name__}: {exc}")
+        else:
+            if not reconciled.checked:
+                self.stderr.write("LiveKit did not list its rooms: no call closed")
+            elif reconciled.closed or not repeating:
+                self.stdout.write(
+                    f"closed {reconciled.closed} call(s) whose room is gone (room_gone)"
+                )
+            if reconciled.lost:
+                self.stdout.write(
+                    f"{reconciled.lost} call(s) lost their room to the organization "
+                    "its metadata names (room_not_owned)"
+                )
+        try:
+            result = sweep()
+        except Exception as exc:  # LiveKit or the database away: try again next round
+            if not repeating:
+                raise
+            self.stderr.write(f"sweep failed: {type(exc).__name__}: {exc}")
+        else:
+            if result.revoked or result.removed or not repeating:
+                self.stdout.write(
+                    f"revoked {result.revoked} session(s), "
+                    f"removed {result.removed} lingering listener(s)"
+                )
+        try:
+            # Takeovers due to end: the supervisor gone over LEFT_GRACE seconds (so the
+            # sweep runs more often than that), the token unrenewed, the right lost.
+            handed_back = takeover.sweep()
+        except Exception as exc:
+            if not repeating:
+                raise
+            self.stderr.write(f"takeover sweep failed: {type(exc).__name__}: {exc}")
+        else:
+            if handed_back or not repeating:
+                self.stdout.write(f"ended {handed_back} takeover(s)")
+        try:
+            # Recorders missing from live calls (a webhook lost, LiveKit or every
+            # worker away when asked): dispatched again.
+            dispatched = recorder_dispatch.sweep()
+        except Exception as exc:
+            if not repeating:
+                raise
+            self.stderr.write(f"recorder dispatch failed: {type(exc).__name__}: {exc}")
+        else:
+            if dispatched:
+                self.stdout.write(f"dispatched recorders to {dispatched} room(s)")

@@ -1,10 +1,10 @@
 """``make demo``: the portal with live demo calls, on the embedded defaults.
 
-It starts the portal and what feeds it (a LiveKit dev server on loopback, daphne, the
-periodic ``sweep_listeners``, a transcript recorder and simulated calls) on a seeded
-SQLite database, so the dashboard moves by itself. It owns those child processes: it
-prints only what a person should see and stops them all together. What runs, what it
-prints and how it stops: docs/internals/calls.md.
+It starts the portal and what feeds it (a LiveKit dev server on loopback, daphne, a
+transcript recorder and simulated calls, each a process; the periodic ``sweep_listeners``,
+a thread of this one) on a seeded SQLite database, so the dashboard moves by itself. It
+owns those child processes: it prints only what a person should see and stops them all
+together. What runs, what it prints and how it stops: docs/internals/calls.md.
 """
 
 from __future__ import annotations
@@ -25,20 +25,27 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test.utils import override_settings
 from livekit import api
 
 from anyreach_listen.livekit.service import livekit_api, run_sync
 from demo.console import Console, Watcher, read_enter, write_banner
+from demo.devserver import DevServerConfig, find_livekit_server
 from demo.management.commands.seed_demo import DEMO_CONVERSATIONS
+from demo.sweep_thread import SweepThread
 
 CALLERS = ["+1 555 0142", "+1 555 0178", "+44 20 7946 0011", "+1 555 0123"]
 STOP_DEADLINE = 10.0  # seconds from the signal until every process of the demo is gone
 STOP_GRACE = 6.0  # seconds the children get to stop by themselves; then SIGKILL
 RECORDER_DRAIN = 3.0  # seconds the recorder gets to deliver what it heard (--drain-timeout)
 APPLICATION_CLOSE_TIMEOUT = 2  # seconds daphne gives a consumer whose client went away
-LIVEKIT_STOP_GRACE = 1.0  # seconds LiveKit waits for participants before it is told again
+# seconds LiveKit waits for participants before it is told again (a second signal: it
+# stops at once); it also misses a SIGINT that comes just after it starts answering HTTP
+LIVEKIT_STOP_GRACE = 1.0
+SWEEP_EVERY = 5.0  # seconds between two sweep rounds
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The seeded in-progress call's room is opened for the demo's life (a call on hold), so
 # the sweep does not end it as room_gone and the banner's token works for it.
@@ -103,27 +110,32 @@ class Command(BaseCommand):
             "ANYREACH_PORTAL_URL": f"http://127.0.0.1:{port}",
         }
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # The sweep runs in this process: it sees the app's settings as the children's
+        # environment makes them. For the process's life: it ends with the demo.
+        override_settings(ANYREACH_LISTEN=_listen_settings_of(env)).enable()
         webhook = f"http://127.0.0.1:{port}/livekit/webhook"
         logs: Path = options["log_dir"]
         logs.mkdir(parents=True, exist_ok=True)
         stop = threading.Event()
         console = Console(self._say)
         watcher = Watcher(console, logs)
+        livekit_server = DevServerConfig(
+            port=lk_port, tcp_port=lk_port + 1, udp_port=lk_port + 2, webhook_urls=[webhook]
+        )
+        try:
+            livekit_args = livekit_server.args(find_livekit_server())
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         with _children(logs) as spawn:
+            # The binary itself, not `manage.py livekit_dev`: a Python process that only
+            # waits on it would cost the Django floor. Its calls stop with it: no waiting
+            # for their participants to leave.
             livekit = spawn(
-                [
-                    *manage,
-                    "livekit_dev",
-                    "--port",
-                    str(lk_port),
-                    "--webhook-url",
-                    webhook,
-                    # Its calls stop with it: no waiting for their participants to leave.
-                    "--stop-grace",
-                    str(LIVEKIT_STOP_GRACE),
-                ],
+                livekit_args,
                 env,
                 log="livekit.log",
+                name="livekit-server",
+                insist_after=LIVEKIT_STOP_GRACE,
             )
             watcher.watch("LiveKit", livekit, "livekit.log")
             _wait_http(f"http://127.0.0.1:{lk_port}/", 30)
@@ -150,9 +162,8 @@ class Command(BaseCommand):
             # The revocation safety net, as a deployment runs it (docs/operations/audit.md,
             # "Whoever loses the right stops listening"); it also dispatches recorders a call
             # lacks, and hands back takeovers whose supervisor left: every 5 s, so the 30 s
-            # rule (takeover.LEFT_GRACE) acts on time.
-            sweep = spawn([*manage, "sweep_listeners", "--every", "5"], env, log="sweep.log")
-            watcher.watch("sweep_listeners", sweep, "sweep.log")
+            # rule (takeover.LEFT_GRACE) acts on time. A thread of this process.
+            SweepThread(SWEEP_EVERY, logs / "sweep.log", stop).start()
             # One transcript recorder (docs/operations/recorder.md): it stores every call's
             # transcript and runs the alert rules on it. The calls wait for it: a call
             # whose room opens before any recorder is up would wait for the sweep.
@@ -288,6 +299,19 @@ class Command(BaseCommand):
         return text
 
 
+def _listen_settings_of(env: dict[str, str]) -> dict[str, Any]:
+    """``ANYREACH_LISTEN`` as config/settings.py reads it from the children's ``env``:
+    this LiveKit, one recorder per room, delivering to this portal."""
+    listen: dict[str, Any] = {**settings.ANYREACH_LISTEN, "LIVEKIT_URL": env["LIVEKIT_URL"]}
+    recorder = listen.get("RECORDER") or {"AGENT_NAME": "anyreach-recorder"}
+    listen["RECORDER"] = {
+        **recorder,
+        "PER_ROOM": int(env["RECORDER_PER_ROOM"]),
+        "PORTAL_URL": env["ANYREACH_PORTAL_URL"],
+    }
+    return listen
+
+
 def _shown(path: Path) -> str:
     """``path`` relative to the working directory when it is under it (var/demo)."""
     with contextlib.suppress(ValueError):
@@ -343,7 +367,15 @@ def _children(log_dir: Path) -> Iterator[Any]:
     lock = threading.Lock()
     stopping = False
 
-    def spawn(args: list[str], env: dict[str, str], log: str = "") -> subprocess.Popen[bytes]:
+    insist: dict[int, float] = {}  # pid -> seconds into the stop it gets a second signal
+
+    def spawn(
+        args: list[str],
+        env: dict[str, str],
+        log: str = "",
+        name: str = "",
+        insist_after: float | None = None,
+    ) -> subprocess.Popen[bytes]:
         # Under the lock: a call lane starting a call as the demo stops either gets its
         # child on the list that is stopped, or no child (_Stopping).
         with lock:
@@ -362,7 +394,9 @@ def _children(log_dir: Path) -> Iterator[Any]:
             if out:
                 out.close()  # the child holds its own copy
             procs.append(proc)
-            names[proc.pid] = args[2] if len(args) > 2 else args[0]
+            names[proc.pid] = name or (args[2] if len(args) > 2 else args[0])
+            if insist_after is not None:
+                insist[proc.pid] = insist_after
         return proc
 
     try:
@@ -375,8 +409,14 @@ def _children(log_dir: Path) -> Iterator[Any]:
         for proc in live:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + STOP_GRACE
-        while any(p.poll() is None for p in live) and time.monotonic() < deadline:
+        started = time.monotonic()
+        while any(p.poll() is None for p in live) and time.monotonic() < started + STOP_GRACE:
+            for proc in live:
+                due = insist.get(proc.pid)
+                if due is not None and time.monotonic() - started > due and proc.poll() is None:
+                    del insist[proc.pid]  # once
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
             time.sleep(0.05)
         for proc in live:
             if proc.poll() is None:
