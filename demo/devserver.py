@@ -1,7 +1,8 @@
 """A local LiveKit server for development and tests: finding the binary, its config.
 
-``manage.py livekit_dev`` and the test fixtures both build the command line here,
-so the demo and the tests run the server the same way: ``--dev`` (keys
+``run_demo`` (which runs the binary itself), ``manage.py livekit_dev`` and the test
+fixtures all build the command line here, so the demo and the tests run the server the
+same way: ``--dev`` (keys
 ``devkey`` / ``secret``), HTTP, ICE/TCP and ICE/UDP on loopback, and a webhook
 config pointing at the app.
 """

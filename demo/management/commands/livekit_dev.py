@@ -23,7 +23,7 @@ def _die_with_parent() -> None:
     """In the child, before exec: the kernel sends it SIGKILL when this command dies.
 
     The server runs in a session of its own, so nothing else reaches it when this
-    command is killed outright (run_demo's last resort for a child that will not stop).
+    command is killed outright (a supervisor's last resort for a child that will not stop).
     """
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
