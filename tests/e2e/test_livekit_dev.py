@@ -55,7 +55,7 @@ def test_livekit_dev_serves_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) -> N
 
 @pytest.mark.e2e
 def test_livekit_dev_killed_takes_its_server_with_it(tmp_path: Path) -> None:
-    """``kill -9`` of the command (run_demo's last resort for a child that will not stop)
+    """``kill -9`` of the command (a supervisor's last resort for a child that will not stop)
     must not leave livekit-server, in a session of its own, holding the ports."""
     port, tcp_port, udp_port = free_port(), free_port(), free_udp_port()
     log = open(tmp_path / "livekit_dev.log", "wb")  # noqa: SIM115 - closed in finally
