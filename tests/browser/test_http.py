@@ -78,6 +78,13 @@ def test_frame_page_headers(client: Client, settings: Any) -> None:
     assert "immutable" in script["Cache-Control"]
 
 
+def test_shipped_bundles_ask_chromium_to_compile_eagerly() -> None:
+    # The explicit compile hint must be the file's first line to count.
+    for name in ("listen-frame.js", "listen-sdk.js"):
+        first = (STATIC / name).read_bytes().split(b"\n", 1)[0]
+        assert first == b"//# allFunctionsCalledOnLoad", name
+
+
 def test_frame_ancestors_and_connect_src_follow_settings(client: Client, settings: Any) -> None:
     settings.ANYREACH_LISTEN = {
         **settings.ANYREACH_LISTEN,
