@@ -1,10 +1,11 @@
 """The browser side, served to any origin: the SDK loader and its hidden frame.
 
 ``GET /public/listen-sdk`` is the script pages include; ``GET /public/listen``
-is the frame it injects, which loads ``GET /public/listen-frame.js`` (the only
-code that runs livekit-client). The JavaScript is built by ``make setup``
-(``js/``) into ``static/anyreach_listen/`` and read from there, so the app works
-without any static-files server.
+is the frame it injects, which loads ``GET /public/listen-frame.js?v=<hash>`` (the
+only code that runs livekit-client; immutable under its content hash). Both
+documents are cached for ``SDK_MAX_AGE`` and revalidated by ETag. The JavaScript
+is built by ``make setup`` (``js/``) into ``static/anyreach_listen/`` and read from
+there, so the app works without any static-files server.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ FRAME_FILE = STATIC_DIR / "listen-frame.js"
 JS_CONTENT_TYPE = "application/javascript; charset=utf-8"
 SDK_MAX_AGE = 300
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
+# The frame document changes only with a deploy (its bundle's hash) or the settings
+# (LIVEKIT_URL, EMBED_ORIGINS): cached as long as the loader, it costs a returning
+# user no request before the frame's process can commit it.
+FRAME_MAX_AGE = SDK_MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -147,12 +152,21 @@ def listen_frame(request: HttpRequest, script_url: str | None = None) -> HttpRes
             return _not_built(FRAME_FILE)
         script_url = f"{reverse('anyreach_listen:listen-frame-js')}?v={bundle.version}"
     livekit_url: str = listen_settings.LIVEKIT_URL
-    response = render(
+    page = render(
         request,
         "anyreach_listen/frame.html",
         {"script_url": script_url, "livekit_url": livekit_url},
     )
-    response["Content-Security-Policy"] = frame_csp(livekit_url, listen_settings.EMBED_ORIGINS)
+    policy = frame_csp(livekit_url, listen_settings.EMBED_ORIGINS)
+    # The same for every request: its body and policy are its version.
+    etag = f'"{hashlib.sha256(page.content + policy.encode()).hexdigest()[:32]}"'
+    response: HttpResponse
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        response = HttpResponseNotModified()
+    else:
+        response = page
+    response["ETag"] = etag
+    response["Content-Security-Policy"] = policy
     response["Referrer-Policy"] = "no-referrer"
-    response["Cache-Control"] = "no-cache"
+    patch_cache_control(response, public=True, max_age=FRAME_MAX_AGE)
     return response

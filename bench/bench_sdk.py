@@ -39,7 +39,12 @@ warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 from playwright.sync_api import BrowserContext, Frame, Page  # noqa: E402
 
 from bench.sdk_probe import ProbeThread, parse_text  # noqa: E402
-from tests.browser.fixtures import shared_browser, stop_shared_browser  # noqa: E402
+from tests.browser.fixtures import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    shared_browser,
+    stop_shared_browser,
+)
 from tests.browser.pages import EmbeddingSite  # noqa: E402
 from tests.e2e.sdk_pages import listen_frame  # noqa: E402
 from tests.support.processes import wait_until  # noqa: E402
@@ -121,6 +126,12 @@ INSTRUMENT_JS = """
     if (type) mark("got-" + type);
   }, true);
   document.addEventListener("DOMContentLoaded", () => mark("dom-content-loaded"));
+  // livekit-client's work before it opens the signal WebSocket: its first offer.
+  const nativeOffer = NativePC.prototype.createOffer;
+  NativePC.prototype.createOffer = function (...args) {
+    mark("offer-start");
+    return nativeOffer.apply(this, args).then((offer) => { mark("offer-done"); return offer; });
+  };
 })();
 """
 
@@ -247,6 +258,18 @@ class Minter:
             data = response.json()
             return {"url": data["url"], "token": data["token"]}
         raise RuntimeError("the listener-token API kept answering 429")
+
+
+def browser_context(profile: Path, *, incognito: bool) -> BrowserContext:
+    """The returning user's browser: a profile on disk. Chromium keeps V8's code cache
+    (compiled scripts, by URL and site) only in such a profile; an off-the-record
+    context, Playwright's ``new_context()``, compiles every script from scratch."""
+    browser = shared_browser()
+    if incognito:
+        return browser.new_context()
+    return browser.browser_type.launch_persistent_context(
+        profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    )
 
 
 # ---------------------------------------------------------------- one join
@@ -492,11 +515,14 @@ FRAME_BOOT = [
     ("frame HTML (request -> response end)", "frame-nav-start", "frame-html-end"),
     ("HTML received -> bundle requested (commit, parse)", "frame-html-end", "bundle-start"),
     ("bundle fetched (start -> end)", "bundle-start", "bundle-end"),
-    ("bundle parsed + run (-> DOMContentLoaded)", "bundle-end", "frame:dom-content-loaded"),
-    ("ready -> connect command (handshake)", "frame:dom-content-loaded", "cmd-connect"),
+    ("bundle compiled + run (-> DOMContentLoaded)", "bundle-end", "frame:dom-content-loaded"),
+    ("DOMContentLoaded -> ready at the page", "frame:dom-content-loaded", "got-ready"),
+    ("ready -> connect command (handshake)", "got-ready", "cmd-connect"),
 ]
 CONNECT = [
-    ("connect command -> signal WebSocket opened", "cmd-connect", "frame:ws-new"),
+    ("connect command -> first offer requested", "cmd-connect", "frame:offer-start"),
+    ("first offer created", "frame:offer-start", "frame:offer-done"),
+    ("offer -> signal WebSocket opened", "frame:offer-done", "frame:ws-new"),
     ("WebSocket connect (new -> open)", "frame:ws-new", "frame:ws-open"),
     ("join response (open -> first message)", "frame:ws-open", "frame:ws-first-message"),
     ("join -> peer connection connected", "frame:ws-first-message", "frame:pc-connected"),
@@ -505,14 +531,12 @@ CONNECT = [
 ]
 SDK_CHAINED = [*FRAME_BOOT, ("= click -> connect command", "t0", "cmd-connect"), *CONNECT]
 SDK_PREPARED = [("click -> connect command (frame ready)", "t0", "cmd-connect"), *CONNECT]
-DIRECT = [
-    ("click -> signal WebSocket opened", "t0", "ws-new"),
-    *[(label, a.replace("frame:", ""), b.replace("frame:", "")) for label, a, b in CONNECT[1:]],
-]
+ON_PAGE = [(label, a.replace("frame:", ""), b.replace("frame:", "")) for label, a, b in CONNECT[1:]]
+DIRECT = [("click -> first offer requested", "t0", "offer-start"), *ON_PAGE]
 LAZY = [
     ("click -> livekit-client fetched and run", "t0", "library-loaded"),
-    ("-> signal WebSocket opened", "library-loaded", "ws-new"),
-    *[(label, a.replace("frame:", ""), b.replace("frame:", "")) for label, a, b in CONNECT[1:]],
+    ("-> first offer requested", "library-loaded", "offer-start"),
+    *ON_PAGE,
 ]
 
 
@@ -551,7 +575,7 @@ def table(rows: list[tuple[str, list[float], list[float]]]) -> list[str]:
     return lines
 
 
-def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
+def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int, *, incognito: bool) -> str:
     def pick(kind: str, early: bool) -> list[Join]:
         return [j for j in joins if j.kind == kind and j.early == early]
 
@@ -559,6 +583,11 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
     chained_lazy = pick("lazy", False)
     early_sdk, early_direct = pick("sdk", True), pick("direct", True)
     out = ["### B2 connect and transcripts: SDK vs direct livekit-client (Chromium)", ""]
+    browser = (
+        "an off-the-record context: no V8 code cache"
+        if incognito
+        else "a browser profile on disk: HTTP and V8 code caches warm"
+    )
 
     def compared(
         measure: str, field: str, chained: str = "chained"
@@ -591,7 +620,8 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int) -> str:
         "",
         f"Measured: {n} joins of each kind per row, alternating, each a fresh page on another "
         "origin than the SDK host with a freshly minted token, on one looping simulated call "
-        "over loopback (after two unmeasured warm-up joins of each); the prepared rows "
+        f"over loopback (after two unmeasured warm-up joins of each, in {browser}); "
+        "the prepared rows "
         f"click {DWELL_MS} ms after page load; the direct baseline is "
         "livekit-client on the page with the frame's Room options, loaded with the page "
         "(or on the click, from the HTTP cache like the frame's bundle). Transcripts: one page "
@@ -633,6 +663,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: few joins")
     parser.add_argument("--joins", type=int, help="joins of each kind per row (default 12)")
     parser.add_argument("--listen-seconds", type=float, help="transcript window (default 20)")
+    parser.add_argument(
+        "--incognito",
+        action="store_true",
+        help="an off-the-record context: no V8 code cache, a first visit's compile on every join",
+    )
     args = parser.parse_args()
     n = args.joins or (3 if args.quick else 12)
     seconds = args.listen_seconds or (6.0 if args.quick else 20.0)
@@ -659,7 +694,7 @@ def main() -> int:
             cache_control="public, max-age=31536000, immutable",
         )
         stack_cm.callback(stop_shared_browser)
-        context = shared_browser().new_context()
+        context = browser_context(tmp / "profile", incognito=args.incognito)
         stack_cm.callback(context.close)
         context.set_default_timeout(STEP_TIMEOUT * 1000)
         context.add_init_script(INSTRUMENT_JS)
@@ -673,7 +708,7 @@ def main() -> int:
             return one_join(context, site, sdk_url, minter.grant(), kind, early)
 
         # Warm-up, as for a returning user: the HTTP cache, and V8's code cache
-        # (made on a script's second run, used from its third).
+        # (made on a script's second run, used from its third; not off the record).
         for kind in ("sdk", "direct", "lazy") * 2:
             warm = join(kind, False)
             log(f"warm-up {kind}: connect {warm.connect_ms:.0f} ms")
@@ -711,7 +746,7 @@ def main() -> int:
             f"  {tr.matched} updates matched, {len(tr.sdk_latency)} probe segments, "
             f"clock offset ±{tr.clock_error_ms:.1f} ms"
         )
-    print(report(joins, tr, size, n))
+    print(report(joins, tr, size, n, incognito=args.incognito))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,48 @@ def test_frame_page_headers(client: Client, settings: Any) -> None:
     assert script.status_code == 200
     assert script["Content-Type"] == "application/javascript; charset=utf-8"
     assert "immutable" in script["Cache-Control"]
+
+
+def test_frame_links_its_bundle_by_content_hash(client: Client) -> None:
+    html = client.get("/public/listen").content.decode()
+    digest = hashlib.sha256((STATIC / "listen-frame.js").read_bytes()).hexdigest()
+    assert f'src="/public/listen-frame.js?v={digest[:12]}"' in html
+    hashed = client.get(f"/public/listen-frame.js?v={digest[:12]}")
+    assert hashed["Cache-Control"] == "public, max-age=31536000, immutable"
+    # Another version's name (a stale document) gets today's bundle, never for ever.
+    for stale in ("/public/listen-frame.js?v=000000000000", "/public/listen-frame.js"):
+        response = client.get(stale)
+        assert response.status_code == 200
+        assert response["Cache-Control"] == "public, max-age=300"
+
+
+def test_frame_page_is_cached_like_the_loader_and_revalidated(
+    client: Client, settings: Any
+) -> None:
+    response = client.get("/public/listen")
+    assert response["Cache-Control"] == "public, max-age=300"
+    etag = response["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    again = client.get("/public/listen", HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    assert again["Content-Security-Policy"] == response["Content-Security-Policy"]
+    assert again["Cache-Control"] == "public, max-age=300"
+    # A new policy is a new version: a revalidating browser gets it.
+    settings.ANYREACH_LISTEN = {
+        **settings.ANYREACH_LISTEN,
+        "EMBED_ORIGINS": ["https://crm.example.com"],
+    }
+    changed = client.get("/public/listen", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200
+    assert changed["ETag"] != etag
+    assert "https://crm.example.com" in changed["Content-Security-Policy"]
+
+
+def test_shipped_bundles_ask_chromium_to_compile_eagerly() -> None:
+    # The explicit compile hint must be the file's first line to count.
+    for name in ("listen-frame.js", "listen-sdk.js"):
+        first = (STATIC / name).read_bytes().split(b"\n", 1)[0]
+        assert first == b"//# allFunctionsCalledOnLoad", name
 
 
 def test_frame_ancestors_and_connect_src_follow_settings(client: Client, settings: Any) -> None:
