@@ -23,7 +23,9 @@ def page_time(page: Page) -> int:
 def pause_clock(page: Page, since: int) -> int:
     """Pause the page's clock and return the ms it ran since ``since``. From then on
     only ``run_for`` moves it, so a loaded machine cannot carry a timer past a check."""
-    paused_at = page_time(page) + 50  # ahead of the clock, which runs on meanwhile
+    # Ahead of the clock, which runs on meanwhile: pause_at jumps there at once, and a
+    # loaded machine once took more than 50 ms between the read and the pause.
+    paused_at = page_time(page) + 250
     page.clock.pause_at(paused_at / 1000)  # Playwright for Python: seconds since the epoch
     ran = paused_at - since
     assert ran < 10_000, f"the clock ran {ran} ms before the test could pause it"
