@@ -221,10 +221,12 @@ def ours(env: dict[str, str], work: Path, workers: int, clients: int, rounds: in
     with _servers("config.asgi:application", env, work, workers, "/core/openapi.json") as urls:
         webhook_url = f"{urls[0]}/livekit/webhook"
         ws_urls = _spread(urls, "/ws/listen/events/", clients)
-        return asyncio.run(measure(ws_urls, headers, expected, _webhook(webhook_url, room), rounds))
+        return asyncio.run(
+            measure(ws_urls, headers, expected, webhook_poster(webhook_url, room), rounds)
+        )
 
 
-def _webhook(url: str, room: str) -> Callable[[aiohttp.ClientSession, int], Any]:
+def webhook_poster(url: str, room: str) -> Callable[[aiohttp.ClientSession, int], Any]:
     """POST the i-th agent presence event (joined, left, joined, …) for ``room``."""
 
     async def post(session: aiohttp.ClientSession, i: int) -> None:

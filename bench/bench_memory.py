@@ -34,7 +34,7 @@ import django  # noqa: E402
 
 django.setup()  # the test support modules read the app's settings
 
-from bench.bench_fanout import _webhook, listeners  # noqa: E402
+from bench.bench_fanout import listeners, webhook_poster  # noqa: E402
 from bench.sdk_probe import ProbeThread  # noqa: E402
 from bench.support import (  # noqa: E402
     PYTHON,
@@ -50,10 +50,10 @@ from bench.support import (  # noqa: E402
     table,
 )
 from demo.registration import ApiRegistrar  # noqa: E402
-from tests.demo.test_run_demo_signals import (  # noqa: E402
-    _demo_processes,
-    _live_rooms,
-    _livekit_ports,
+from tests.support.demo_tree import (  # noqa: E402
+    demo_processes,
+    live_rooms,
+    livekit_ports,
 )
 from tests.support.processes import (  # noqa: E402
     descendants,
@@ -204,7 +204,7 @@ def daphne_memory(work: Path, sockets: int, live: int) -> list[DaphneRow]:
             idle = memory(pid)
             urls = [served.base.replace("http://", "ws://") + ws_path] * sockets
             if label == "ours":
-                post = _webhook(f"{served.base}/livekit/webhook", room)
+                post = webhook_poster(f"{served.base}/livekit/webhook", room)
             else:
                 post = _bare_send(f"{served.base}/send")
             loaded = asyncio.run(_with_sockets(pid, urls, ws_headers, expected, post))
@@ -335,7 +335,7 @@ def demo_memory(work: Path, lanes: int) -> list[Measured]:
     measured once every call is live and recorded."""
     directory = work / "demo"
     directory.mkdir()
-    port, lk_port = free_port(), _livekit_ports()
+    port, lk_port = free_port(), livekit_ports()
     database = f"sqlite:///{directory / 'demo.sqlite3'}"
     marker = f"DATABASE_URL={database}\0".encode()
     args = [PYTHON, "manage.py", "run_demo", "--port", str(port), "--livekit-port", str(lk_port)]
@@ -357,7 +357,7 @@ def demo_memory(work: Path, lanes: int) -> list[Measured]:
 
         def calls_recorded() -> bool:
             assert demo.poll() is None, (directory / "run_demo.out").read_text()
-            live = [n for n in _live_rooms(f"http://127.0.0.1:{lk_port}") if n >= 1]
+            live = [n for n in live_rooms(f"http://127.0.0.1:{lk_port}") if n >= 1]
             text = recorder_log.read_text(errors="replace") if recorder_log.exists() else ""
             # The seeded call's room is open too, empty; a call's room holds its agent
             # and caller (its recorder is hidden: not counted).
@@ -373,7 +373,7 @@ def demo_memory(work: Path, lanes: int) -> list[Measured]:
             os.killpg(demo.pid, signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             demo.wait(timeout=20)
-        for pid in _demo_processes(marker):  # whatever outlived it
+        for pid in demo_processes(marker):  # whatever outlived it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if demo.poll() is None:

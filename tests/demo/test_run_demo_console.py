@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from demo.management.commands.run_demo import STOP_DEADLINE
-from tests.demo.test_run_demo_signals import _demo_processes, _livekit_ports
+from tests.support.demo_tree import demo_processes, livekit_ports
 from tests.support.processes import ROOT, free_port, wait_until
 
 # What the console may print after the banner: "HH:MM:SS  what", or the stop.
@@ -32,7 +32,7 @@ CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d  (call started|call ended|alert|erro
 def test_the_demo_prints_its_banner_then_calls_and_alerts_once_and_logs_the_rest(
     tmp_path: Path,
 ) -> None:
-    port, lk_port = free_port(), _livekit_ports()
+    port, lk_port = free_port(), livekit_ports()
     database = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     logs = tmp_path / "demo-logs"
     env = {
@@ -67,7 +67,7 @@ def test_the_demo_prints_its_banner_then_calls_and_alerts_once_and_logs_the_rest
         os.killpg(demo.pid, signal.SIGINT)
         demo.wait(timeout=STOP_DEADLINE + 10)
     finally:
-        for pid in _demo_processes(marker):
+        for pid in demo_processes(marker):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if demo.poll() is None:

@@ -7,8 +7,6 @@ run_demo's stop itself, with a child that ignores SIGINT and a second signal mid
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import os
 import re
@@ -22,12 +20,11 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
-from livekit import api
 
 from anyreach_listen.livekit.service import run_sync
-from demo.devserver import DEV_API_KEY, DEV_API_SECRET
 from demo.management.commands import run_demo
 from demo.management.commands.run_demo import STOP_DEADLINE, STOP_SIGNALS
+from tests.support.demo_tree import demo_processes, live_rooms, livekit_ports
 from tests.support.processes import (
     ROOT,
     ProcessInfo,
@@ -39,46 +36,6 @@ from tests.support.processes import (
     udp_port_free,
     wait_until,
 )
-
-
-def _livekit_ports() -> int:
-    """A port P with P (HTTP), P + 1 (ICE/TCP) and P + 2 (ICE/UDP) free, as run_demo uses them."""
-    for _ in range(50):
-        port = free_port()
-        if port + 2 < 65536 and tcp_port_free(port + 1) and udp_port_free(port + 2):
-            return port
-    raise RuntimeError("no three consecutive free ports")
-
-
-def _live_rooms(url: str) -> list[int]:
-    """Participants in each room of the LiveKit server at ``url``."""
-
-    async def rooms() -> list[int]:
-        async with api.LiveKitAPI(url, DEV_API_KEY, DEV_API_SECRET) as client:
-            listed = await client.room.list_rooms(api.ListRoomsRequest())
-            return [room.num_participants for room in listed.rooms]
-
-    # In a thread of its own: a browser test may already run a loop in this one.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, rooms()).result(timeout=10)
-
-
-def _demo_processes(marker: bytes) -> dict[int, str]:
-    """pid -> command line of every live process whose environment holds ``marker``."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker not in (entry / "environ").read_bytes():
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                continue  # a zombie: gone, waiting to be reaped
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        found[int(entry.name)] = argv.strip()
-    return found
 
 
 def _supervisor_cookie(base: str, log: Path) -> str:
@@ -135,7 +92,7 @@ class _PortalSocket:
 def test_make_demo_stops_within_the_deadline_with_a_call_and_a_portal_socket_open(
     tmp_path: Path, signum: int
 ) -> None:
-    port, lk_port = free_port(), _livekit_ports()
+    port, lk_port = free_port(), livekit_ports()
     database = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     env = {
         **os.environ,
@@ -171,14 +128,14 @@ def test_make_demo_stops_within_the_deadline_with_a_call_and_a_portal_socket_ope
         )
         # A call is live: its agent is in a room.
         wait_until(
-            lambda: any(n >= 1 for n in _live_rooms(f"http://127.0.0.1:{lk_port}")),
+            lambda: any(n >= 1 for n in live_rooms(f"http://127.0.0.1:{lk_port}")),
             timeout=60,
             interval=0.5,
             what="a simulated call in LiveKit",
         )
         socket = _PortalSocket(base, _supervisor_cookie(base, log))
         socket.start()
-        running = _demo_processes(marker)
+        running = demo_processes(marker)
         commands = " | ".join(running.values())
         for part in (
             "make",
@@ -201,13 +158,13 @@ def test_make_demo_stops_within_the_deadline_with_a_call_and_a_portal_socket_ope
         signalled = time.monotonic()
         try:
             wait_until(
-                lambda: not _demo_processes(marker),
+                lambda: not demo_processes(marker),
                 timeout=STOP_DEADLINE,
                 interval=0.1,
                 what=f"every process of the demo to stop within {STOP_DEADLINE:.0f} s",
             )
         except TimeoutError:
-            left = _demo_processes(marker)
+            left = demo_processes(marker)
             pytest.fail(
                 f"{len(left)} process(es) of the demo still running {STOP_DEADLINE:.0f} s "
                 f"after {signal.Signals(signum).name}: {' | '.join(left.values())}"
@@ -228,7 +185,7 @@ def test_make_demo_stops_within_the_deadline_with_a_call_and_a_portal_socket_ope
         assert "Stopping the demo" in log.read_text(), log.read_text()
     finally:
         # Whatever the outcome, nothing this test started keeps running.
-        for pid in _demo_processes(marker):
+        for pid in demo_processes(marker):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
