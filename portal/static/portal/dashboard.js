@@ -35,13 +35,11 @@
     document.body.dispatchEvent(new Event("arl-refresh")); // catch up after a reconnect
   };
   const streamClosed = () => streamStatus("Live updates paused; reconnecting…");
-  document.addEventListener("anyreach:stream-open", streamOpen);
-  document.addEventListener("anyreach:stream-closed", streamClosed);
-  // The stream may have opened (or closed) before this script ran: its event is gone,
-  // its state (events.js) is not.
-  const stream = document.documentElement.dataset.arlStream;
-  if (stream === "open") streamOpen();
-  else if (stream === "closed") streamClosed();
+  // Also when the stream opened (or closed) before this script ran (events.js).
+  if (window.AnyReachEvents) {
+    window.AnyReachEvents.onOpen(streamOpen);
+    window.AnyReachEvents.onClosed(streamClosed);
+  }
 
   const row = (id) => document.querySelector(`tr[data-conversation="${CSS.escape(id)}"]`);
 
