@@ -173,12 +173,20 @@ def test_show_more_by_keyboard_moves_the_focus_to_the_first_new_row_and_stays(
     # A later refresh (an event) keeps every row, and the focus on its row's link.
     focused = rows.nth(3)
     focused.locator("th a").focus()
-    call_id = focused.get_attribute("data-conversation")
+    call_id = focused.get_attribute("data-conversation") or ""
     with page.expect_response(lambda r: is_rows(r.request)):
         page.evaluate("() => document.body.dispatchEvent(new Event('arl-refresh'))")
     expect(rows).to_have_count(total)
     expect(page.locator(f'tr[data-conversation="{call_id}"] th a')).to_be_focused()
     assert f"rows={total}" in refreshes[-1]
+
+    # That call ends: the focus goes to the row that takes its place, still in the table.
+    Conversation.objects.filter(pk=call_id).update(status=ConversationStatus.COMPLETED)
+    next_id = rows.nth(4).get_attribute("data-conversation")
+    with page.expect_response(lambda r: is_rows(r.request)):
+        page.evaluate("() => document.body.dispatchEvent(new Event('arl-refresh'))")
+    expect(rows).to_have_count(total - 1)
+    expect(page.locator(f'tr[data-conversation="{next_id}"] th a')).to_be_focused()
     assert_accessible(page)
     assert observed.page_errors == []
     assert portal.csp_violations == []

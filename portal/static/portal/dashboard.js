@@ -143,6 +143,7 @@
         id: tr.dataset.conversation,
         more: tr.hasAttribute("data-rows-more"),
         index: actionsOf(tr).indexOf(active),
+        position: Array.prototype.indexOf.call(shownRows(), tr), // -1: Show more's row
       };
     }
   });
@@ -167,11 +168,13 @@
       focusedInRows = null;
       if (!focusIn(rows[at], 0)) focusIn(more, 0) || focusIn(rows[rows.length - 1], 0);
     } else if (focusedInRows) {
-      const { id, more: onMore, index } = focusedInRows;
+      const { id, more: onMore, index, position } = focusedInRows;
       focusedInRows = null;
       const again = onMore ? more : id && row(id);
-      // Its row is gone (the call ended): the focus stays in the table, not on the page.
-      if (!focusIn(again, index)) focusIn(more, 0) || focusIn(rows[0], 0);
+      // Its row (or Show more) is gone: the row now in its place, or the last one, takes
+      // the focus, which stays in the table.
+      const near = rows[position < 0 ? rows.length - 1 : Math.min(position, rows.length - 1)];
+      if (!focusIn(again, index)) focusIn(near, 0);
     }
     watchMore();
   });
