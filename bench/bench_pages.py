@@ -36,12 +36,27 @@ from bench.support import (
 )
 
 BIG, SMALL = 1000, 10
-TARGET_MS = 100.0
+DASHBOARD, ROWS, ROWS_MAX, WALL = (
+    "dashboard `/`",
+    "dashboard rows (htmx)",
+    "dashboard rows, all 200 (htmx)",
+    "wall `/wall/`",
+)
 PAGES = [
-    ("dashboard `/`", "/", {}),
-    ("dashboard rows (htmx)", "/", {"HX-Request": "true"}),
-    ("wall `/wall/`", "/wall/", {}),
+    (DASHBOARD, "/", {}),
+    (ROWS, "/", {"HX-Request": "true"}),
+    # Show more three times: the most rows a refresh renders (portal/paging.py).
+    (ROWS_MAX, "/?rows=200", {"HX-Request": "true"}),
+    (WALL, "/wall/", {}),
 ]
+# Issue 21: the dashboard and its rows ≤ 60 ms on the embedded default (SQLite). On
+# PostgreSQL (the scale-out path: a round trip per query) they keep the earlier ≤ 100 ms,
+# and so does the wall; all 200 rows (Show more three times) are reported, no target.
+# Everywhere: the same queries at 1,000 live calls as at 10.
+TARGETS_MS: dict[str, dict[str, float | None]] = {
+    "SQLite": {DASHBOARD: 60.0, ROWS: 60.0, ROWS_MAX: None, WALL: 100.0},
+    "PostgreSQL": {DASHBOARD: 100.0, ROWS: 100.0, ROWS_MAX: None, WALL: 100.0},
+}
 
 
 def worker(requests: int) -> dict[str, Any]:
@@ -126,15 +141,21 @@ def report(results: dict[str, dict[str, Any]], failures: dict[str, str], request
         f"{BIG:,} live calls of their team vs one who sees {SMALL} (two organizations in the "
         "same database); queries from `CaptureQueriesContext` around one request (session "
         "and user included); rows shown: `data-conversation=` attributes in the HTML (the "
-        "dashboard lists at most 200 calls, the wall 8). Ratio: 1,000 ÷ 10 (1.00x is flat)."
+        "dashboard renders its first 50 calls, up to 200 after Show more, the wall 8). "
+        "Ratio: 1,000 ÷ 10 (1.00x is flat)."
     )
     lines = ["", "Targets:"]
     for database, data in results.items():
         for name, _, _ in PAGES:
             big, small = data[f"{name}|{BIG}"], data[f"{name}|{SMALL}"]
-            met = big["median_ms"] <= TARGET_MS and big["queries"] == small["queries"]
+            target = TARGETS_MS[database][name]
+            flat = big["queries"] == small["queries"]
+            if target is None:
+                time_target, met = "reported, no target", flat
+            else:
+                time_target, met = f"target ≤ {target:.0f} ms", flat and big["median_ms"] <= target
             lines.append(
-                f"- {database}, {name}: {big['median_ms']:.0f} ms (target ≤ {TARGET_MS:.0f} ms), "
+                f"- {database}, {name}: {big['median_ms']:.0f} ms ({time_target}), "
                 f"queries {big['queries']} vs {small['queries']} (target: equal): "
                 f"{'met' if met else 'NOT met'}"
             )

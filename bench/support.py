@@ -200,9 +200,18 @@ def postgres(work: Path) -> Iterator[str]:
         server = [_postgres_bin("postgres"), "-D", str(data), "-p", str(port)]
         server += ["-h", "127.0.0.1", "-k", str(data)]
         with managed_process(_as_postgres(server), log_path=work / f"postgres-{port}.log"):
-            wait_until(lambda: _port_open(port), timeout=30, what="postgres")
             createdb = [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port)]
-            subprocess.run([*createdb, "-U", "postgres", "bench"], check=True, capture_output=True)
+            createdb += ["-U", "postgres", "bench"]
+            # The port opens while the server still answers "starting up" (as the tests'
+            # cluster in tests/support/datastores.py): retry.
+            wait_until(
+                lambda: (
+                    _port_open(port)
+                    and subprocess.run(createdb, capture_output=True).returncode == 0
+                ),
+                timeout=30,
+                what="postgres accepting connections (createdb)",
+            )
             yield f"postgres://postgres@127.0.0.1:{port}/bench"
     finally:
         shutil.rmtree(data, ignore_errors=True)

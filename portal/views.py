@@ -24,7 +24,7 @@ from anyreach_listen.models import (
     TranscriptVia,
 )
 
-from . import assist, live, takeover, transcript
+from . import assist, live, paging, takeover, transcript
 
 WALL_LIMIT = 8
 
@@ -34,6 +34,7 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, str]]:
+    """The calls the user may see that match the page's filters (unordered), and the filters."""
     filters = {
         "status": request.GET.get("status", "live"),
         "team": request.GET.get("team", ""),
@@ -57,8 +58,16 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
             | Q(agent_label__icontains=q)
             | Q(livekit_room__icontains=q)
         )
+    return conversations, filters
+
+
+def _rows(
+    request: HttpRequest, matching: QuerySet[Conversation], asked: int
+) -> QuerySet[Conversation]:
+    """The first ``asked`` of the ``matching`` calls, newest first, as the rows show them."""
+    policy = access.for_request(request)
     order = ("-started_at", "-created_at")
-    page = conversations.order_by(*order)[:200]
+    page = matching.order_by(*order)[:asked]
     # Alerts and last lines are subqueries of the one rows query (a flat query count),
     # run for the page's rows only: annotating before the LIMIT would run them for
     # every visible call before the sort.
@@ -66,19 +75,22 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Conversation], dict[str, s
         "organization", "team"
     )
     counted = live.with_takeovers(live.with_listeners(live.with_alerts(rows), policy), policy)
-    return live.with_last_line(counted, policy).order_by(*order), filters
+    return live.with_last_line(counted, policy).order_by(*order)
 
 
 @login_required
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    rows, filters = _filtered(request)
+    matching, filters = _filtered(request)
     policy = access.for_request(request)
-    conversations = list(rows)
+    window = paging.RowsWindow(paging.rows_asked(request), matching.count())
+    conversations = list(_rows(request, matching, window.asked))
     # The rows' last lines are what was said: audited glances (at most a row an hour
     # per call and person, one call for the whole page), before they are shown.
     live.audit_last_lines(request, conversations)
     context: dict[str, Any] = {
         "conversations": conversations,
+        # How many rows of how many matching calls, and "Show more" (portal/paging.py).
+        "window": window,
         "filters": filters,
         # The "Last line" column only for people who may read some call's transcript.
         "reads_transcripts": bool(live.readable_organizations(policy)),
@@ -102,7 +114,6 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
                 .order_by("agent_label")
                 .values_list("agent_label", flat=True)
                 .distinct(),
-                "live_count": visible.active().count(),
             }
         )
     template = "portal/_conversation_rows.html" if request.htmx else "portal/dashboard.html"

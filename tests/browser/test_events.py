@@ -271,3 +271,26 @@ def test_it_connects_once_every_deferred_script_has_run(page: Page, site: Embedd
     server.opened(1)
     assert page.evaluate("() => [window.laterRan, window.socketsBeforeDomReady]") == [True, 0]
     assert len(sockets(page)) == 1
+
+
+@pytest.mark.browser
+def test_on_open_and_on_closed_run_now_for_the_state_then_on_every_later_event(
+    page: Page, site: EmbeddingSite, observed: Observed
+) -> None:
+    server = open_events_page(page, site, EVENTS_TAG, clock=True)
+    server.opened(1)
+    # A script that starts after the open: its fn runs at once, the closed one waits.
+    page.evaluate(
+        """() => {
+          window.calls = [];
+          AnyReachEvents.onOpen(() => calls.push("open"));
+          AnyReachEvents.onClosed(() => calls.push("closed"));
+        }"""
+    )
+    assert page.evaluate("() => calls") == ["open"]
+    server.accepted[0].close(code=1011)
+    server.wait_seen("stream-closed", 1)
+    page.clock.run_for(1_000)  # reconnects
+    server.opened(2)
+    assert page.evaluate("() => calls") == ["open", "closed", "open"]
+    assert observed.page_errors == []

@@ -13,7 +13,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, Route, expect
 
+from anyreach_listen import transcripts
 from anyreach_listen.models import Conversation, ListenSession
+from anyreach_listen.transcripts import SegmentIn
 from tests.browser.fixtures import Observed
 from tests.browser.portal_pages import ORIGIN, InProcessPortal
 from tests.browser.test_portal_assist import (  # the in-process portal and its live call
@@ -83,6 +85,27 @@ def test_presence_is_read_again_when_its_script_runs_after_the_stream_opened(
     held_back(page, portal, f"/conversations/{call.pk}/", "portal/assist.js")
     expect(page.locator("#presence")).to_have_text("Listening now: Ana Lopez")
     assert observed.page_errors == []
+
+
+def test_the_transcript_catches_up_when_its_script_runs_after_the_stream_opened(
+    page: Page,
+    world: World,
+    call: Conversation,  # noqa: F811  (the fixture)
+    observed: Observed,
+) -> None:
+    portal = portal_as(page, world, "supervisor")
+    # A line said between the page's rendering and its script: only a read tells.
+    page.route(f"{ORIGIN}/conversations/{call.pk}/", lambda route: say_then(route, portal, call))
+    held_back(page, portal, f"/conversations/{call.pk}/", "portal/conversation.js")
+    said = page.locator(".arl-line[data-segment-id='u9']")
+    expect(said).to_have_text("CallerSaid after the page was rendered.")
+    assert observed.page_errors == []
+
+
+def say_then(route: Route, portal: InProcessPortal, live: Conversation) -> None:
+    """Serves the page as it is, then the caller says one more line."""
+    portal._serve(route)
+    transcripts.record(live, [SegmentIn("u9", "user", "Said after the page was rendered.", True)])
 
 
 def leave_then(route: Route, portal: InProcessPortal, world: World) -> None:

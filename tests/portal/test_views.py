@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
-from anyreach_listen.models import Membership, Team
+from anyreach_listen.models import Conversation, ConversationStatus, Membership, Team
+from portal.paging import ROWS_MAX, ROWS_STEP
 from portal.views import WALL_LIMIT
 from tests.support.floor import Floor, queries, same_count
 from tests.support.urls import user_token_url
@@ -134,11 +137,94 @@ def test_dashboard_renders_in_a_constant_number_ofqueries(client: Client, db: No
     one_rows, rows = queries(client, "/", **{"HX-Request": "true"})
     assert rows.count("<tr data-conversation=") == 1
 
-    floor.add_live_calls(49)
-    fifty, html = queries(client, "/")
-    assert html.count("<tr data-conversation=") == 50
+    floor.add_live_calls(ROWS_STEP + 9)  # more than the first rows
+    many, html = queries(client, "/")
+    assert html.count("<tr data-conversation=") == ROWS_STEP
     assert "North" in html and "South" in html  # each row shows its team
-    same_count(one, fifty)
-    fifty_rows, rows = queries(client, "/", **{"HX-Request": "true"})
-    assert rows.count("<tr data-conversation=") == 50
-    same_count(one_rows, fifty_rows)
+    same_count(one, many)
+    many_rows, rows = queries(client, "/", **{"HX-Request": "true"})
+    assert rows.count("<tr data-conversation=") == ROWS_STEP
+    same_count(one_rows, many_rows)
+    more_rows, rows = queries(client, f"/?rows={ROWS_STEP + 10}", **{"HX-Request": "true"})
+    assert rows.count("<tr data-conversation=") == ROWS_STEP + 10
+    same_count(one_rows, more_rows)
+
+
+# --- the first rows, then more on request (portal/paging.py) ------------------------------
+
+
+def row_ids(html: str) -> list[str]:
+    return re.findall(r'<tr data-conversation="([^"]+)"', html)
+
+
+def more_row(html: str) -> str:
+    """The rows' last row: how many are shown, and Show more ('' without one)."""
+    found = re.search(r"<tr class=\"rows-more\".*?</tr>", html, re.S)
+    return found.group(0) if found else ""
+
+
+def test_the_dashboard_shows_the_newest_calls_first_then_more_on_request(
+    client: Client, db: None
+) -> None:
+    floor = Floor()
+    client.force_login(floor.user)
+    calls = floor.add_live_calls(ROWS_STEP + 10)
+    newest_first = [str(c.pk) for c in reversed(calls)]
+    html = client.get("/").content.decode()
+    assert row_ids(html) == newest_first[:ROWS_STEP]
+    tail = more_row(html)
+    assert f"Showing {ROWS_STEP} of {ROWS_STEP + 10} conversations." in tail
+    assert f'data-more-rows="{ROWS_STEP + 10}">Show 10 more</button>' in tail
+    assert 'colspan="9"' in tail  # the whole width of a transcript reader's table
+
+    # Show more's request (and every refresh after it): the first rows again, and the rest.
+    rows = client.get(f"/?rows={ROWS_STEP + 10}", headers={"HX-Request": "true"})
+    assert "<html" not in rows.content.decode()
+    assert row_ids(rows.content.decode()) == newest_first
+    assert more_row(rows.content.decode()) == ""  # every call is shown: no Show more
+
+    # A call ended since: the rows close up, none twice, and the count says so.
+    Conversation.objects.filter(pk=calls[-1].pk).update(status=ConversationStatus.COMPLETED)
+    html = client.get(f"/?rows={ROWS_STEP}", headers={"HX-Request": "true"}).content.decode()
+    assert row_ids(html) == newest_first[1 : ROWS_STEP + 1]
+    assert f"Showing {ROWS_STEP} of {ROWS_STEP + 9} conversations." in more_row(html)
+
+
+def test_filters_count_what_they_match(client: Client, db: None) -> None:
+    floor = Floor()
+    client.force_login(floor.user)
+    floor.add_live_calls(ROWS_STEP * 2 + 2)  # as many North calls as South ones
+    html = client.get("/?team=North").content.decode()
+    assert len(row_ids(html)) == ROWS_STEP
+    assert f"Showing {ROWS_STEP} of {ROWS_STEP + 1} conversations." in more_row(html)
+    assert f'data-more-rows="{ROWS_STEP + 1}">Show 1 more' in more_row(html)
+
+
+@pytest.mark.parametrize("asked", ["", "0", "-5", "many", "1e3"])
+def test_a_missing_or_bad_row_count_gives_the_first_rows(
+    client: Client, db: None, asked: str
+) -> None:
+    floor = Floor()
+    client.force_login(floor.user)
+    floor.add_live_calls(ROWS_STEP + 1)
+    html = client.get(f"/?rows={asked}", headers={"HX-Request": "true"}).content.decode()
+    assert len(row_ids(html)) == ROWS_STEP
+
+
+def test_at_most_rows_max_are_rendered_and_filters_find_the_others(
+    client: Client, db: None
+) -> None:
+    floor = Floor()
+    client.force_login(floor.user)
+    floor.add_live_calls(ROWS_MAX + 1)
+    html = client.get("/?rows=100000", headers={"HX-Request": "true"}).content.decode()
+    assert len(row_ids(html)) == ROWS_MAX
+    tail = more_row(html)
+    assert f"Showing {ROWS_MAX} of {ROWS_MAX + 1} conversations, the newest" in tail
+    assert "filter or search for the others" in tail
+    assert "data-more-rows" not in tail  # nothing more to ask for
+
+
+def test_a_few_calls_have_no_show_more(client: Client, world: World) -> None:
+    html = login(client, "supervisor").get("/").content.decode()
+    assert row_ids(html) and more_row(html) == ""

@@ -28,7 +28,8 @@
 // The stream's state stays on the page for scripts that start listening late (an
 // event dispatched before a listener existed is gone): <html data-arl-stream> and
 // AnyReachEvents.state are "connecting" until the first open, then "open" or "closed".
-// A late listener reads it when it starts, e.g. treats "open" as a stream-open.
+// AnyReachEvents.onOpen(fn) / onClosed(fn) read it for them: fn runs at once if the
+// stream is already open (closed), then on every later stream-open (stream-closed).
 // Plain script, no build step. Include it with {% listen_events_script %} (or
 // {% listen_assets %}): the tag puts the websocket's path, taken from the app's
 // routing, in data-arl-events-url.
@@ -56,11 +57,19 @@
     root.dataset.arlStream = state;
   };
   setState("connecting");
+  // A script that starts late still learns the state its event announced: now, then on
+  // each later event.
+  const whenState = (state, eventName) => (fn) => {
+    document.addEventListener(eventName, () => fn());
+    if (root.dataset.arlStream === state) fn();
+  };
   window.AnyReachEvents = Object.freeze({
     url: url.href,
     get state() {
       return root.dataset.arlStream;
     },
+    onOpen: whenState("open", "anyreach:stream-open"),
+    onClosed: whenState("closed", "anyreach:stream-closed"),
   });
 
   const INITIAL_DELAY_MS = 1000;

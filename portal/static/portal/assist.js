@@ -239,10 +239,9 @@
   });
   const refreshAllPresence = () =>
     document.querySelectorAll("[data-presence]").forEach(refreshPresence);
-  document.addEventListener("anyreach:stream-open", refreshAllPresence);
-  // Opened before this script ran (its event is gone, its state is not, events.js):
-  // joins and leaves since the page was rendered may have been missed.
-  if (document.documentElement.dataset.arlStream === "open") refreshAllPresence();
+  // Joins and leaves missed while the stream was down, or since the page was rendered
+  // when it opened before this script ran (events.js).
+  if (window.AnyReachEvents) window.AnyReachEvents.onOpen(refreshAllPresence);
 
   // ---- the guidance box ----
 

@@ -97,9 +97,8 @@
       });
   }
 
-  document.addEventListener("anyreach:stream-open", catchUp);
-  // Opened before this script ran (its event is gone, its state is not, events.js).
-  if (document.documentElement.dataset.arlStream === "open") catchUp();
+  // Also when the stream opened before this script ran (events.js).
+  if (window.AnyReachEvents) window.AnyReachEvents.onOpen(catchUp);
 
   document.addEventListener("anyreach:transcript", (event) => {
     if (!mine(event.detail) || !event.detail.segment) return;

@@ -10,6 +10,9 @@
 // session reconnects) reach it from the event stream ("anyreach:transcript"), the
 // panel merging them by (role, segment id) so none shows twice. A takeover
 // ("anyreach:takeover") refreshes the rows: their "Taken over by …".
+// The rows are the first calls only (portal/paging.py): Show more, clicked or scrolled
+// into view, asks for more, and every later refresh asks for as many; a refresh puts
+// the focus back where it was in the rows.
 (function () {
   "use strict";
   const SEVERITY_RANK = { info: 1, warning: 2, critical: 3 };
@@ -35,13 +38,11 @@
     document.body.dispatchEvent(new Event("arl-refresh")); // catch up after a reconnect
   };
   const streamClosed = () => streamStatus("Live updates paused; reconnecting…");
-  document.addEventListener("anyreach:stream-open", streamOpen);
-  document.addEventListener("anyreach:stream-closed", streamClosed);
-  // The stream may have opened (or closed) before this script ran: its event is gone,
-  // its state (events.js) is not.
-  const stream = document.documentElement.dataset.arlStream;
-  if (stream === "open") streamOpen();
-  else if (stream === "closed") streamClosed();
+  // Also when the stream opened (or closed) before this script ran (events.js).
+  if (window.AnyReachEvents) {
+    window.AnyReachEvents.onOpen(streamOpen);
+    window.AnyReachEvents.onClosed(streamClosed);
+  }
 
   const row = (id) => document.querySelector(`tr[data-conversation="${CSS.escape(id)}"]`);
 
@@ -77,6 +78,107 @@
   document.addEventListener("htmx:afterSwap", () => {
     for (const [id, segment] of lastLines) showLastLine(id, segment);
   });
+
+  // ---- more rows, and the focus through refreshes ----
+
+  const rowsBody = () => document.getElementById("rows");
+  const shownRows = () => document.querySelectorAll("#rows tr[data-conversation]");
+  const actionsOf = (tr) => Array.from(tr.querySelectorAll("a[href], button"));
+  let rowsAsked = null; // Show more's count; without it the server's first rows
+  let focusNewRowAt = null; // Show more was pressed: the first new row takes the focus
+  let focusedInRows = null; // where the focus was in the rows the refresh replaces
+
+  function showMore(button, pressed) {
+    const asked = Number(button.dataset.moreRows);
+    if (rowsAsked !== null && rowsAsked >= asked) return; // asked already
+    rowsAsked = asked;
+    if (pressed) focusNewRowAt = shownRows().length;
+    button.textContent = "Loading more…";
+    document.body.dispatchEvent(new Event("arl-refresh"));
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("#rows [data-more-rows]");
+    if (button) showMore(button, true);
+  });
+
+  // Scrolled into view (or nearly), Show more loads by itself, unless it has the focus:
+  // someone on it with the keyboard presses it when they choose.
+  const nearby =
+    "IntersectionObserver" in window
+      ? new IntersectionObserver(
+          (entries) => {
+            for (const entry of entries) {
+              if (entry.isIntersecting && document.activeElement !== entry.target) {
+                showMore(entry.target, false);
+              }
+            }
+          },
+          { rootMargin: "0px 0px 200px 0px" },
+        )
+      : null;
+  function watchMore() {
+    if (!nearby) return;
+    nearby.disconnect(); // the replaced button's
+    const button = document.querySelector("#rows [data-more-rows]");
+    if (button) nearby.observe(button);
+  }
+
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (event.target === rowsBody()) {
+      if (rowsAsked !== null) event.detail.parameters.rows = String(rowsAsked);
+    } else if (event.target.id === "filters") {
+      rowsAsked = null; // other filters: their first rows
+      focusNewRowAt = null;
+    }
+  });
+
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (!forRows(event)) return;
+    focusedInRows = null;
+    const active = document.activeElement;
+    const tr = active && rowsBody().contains(active) && active.closest("tr");
+    if (tr) {
+      focusedInRows = {
+        id: tr.dataset.conversation,
+        more: tr.hasAttribute("data-rows-more"),
+        index: actionsOf(tr).indexOf(active),
+        position: Array.prototype.indexOf.call(shownRows(), tr), // -1: Show more's row
+      };
+    }
+  });
+
+  function focusIn(tr, index) {
+    if (!tr) return false;
+    const actions = actionsOf(tr);
+    const target = actions[Math.min(Math.max(index, 0), actions.length - 1)];
+    if (target) target.focus();
+    return Boolean(target);
+  }
+
+  document.addEventListener("htmx:afterSwap", (event) => {
+    if (!forRows(event)) return;
+    const rows = shownRows();
+    const more = rowsBody().querySelector("[data-rows-more]");
+    // A response rendered before Show more asked (a refresh in flight) leaves it pending.
+    const answered = !more || rowsAsked === null || Number(more.dataset.rowsAsked) >= rowsAsked;
+    if (focusNewRowAt !== null && answered) {
+      const at = focusNewRowAt;
+      focusNewRowAt = null;
+      focusedInRows = null;
+      if (!focusIn(rows[at], 0)) focusIn(more, 0) || focusIn(rows[rows.length - 1], 0);
+    } else if (focusedInRows) {
+      const { id, more: onMore, index, position } = focusedInRows;
+      focusedInRows = null;
+      const again = onMore ? more : id && row(id);
+      // Its row (or Show more) is gone: the row now in its place, or the last one, takes
+      // the focus, which stays in the table.
+      const near = rows[position < 0 ? rows.length - 1 : Math.min(position, rows.length - 1)];
+      if (!focusIn(again, index)) focusIn(near, 0);
+    }
+    watchMore();
+  });
+  watchMore();
 
   // ---- alerts: the row's badge and a notice ----
 
