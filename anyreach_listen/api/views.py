@@ -78,7 +78,7 @@ def _found(caller: CredentialAccess, conversation_id: str, *, lock: bool = False
 
 @endpoint("POST")
 @cache_control(no_store=True)
-@requires(POST=LISTEN)
+@requires(POST=LISTEN, keep_keys=True)  # the hot path: grant_listen confirms a kept key
 def listener_token(
     request: HttpRequest, caller: CredentialAccess, conversation_id: str
 ) -> JsonResponse:
@@ -92,6 +92,7 @@ def listener_token(
             audit=caller.audit_fields,
             request=request,
             locked=True,
+            kept_key=caller.kept_key,
         )
     return JsonResponse(grant.as_response())
 

@@ -11,8 +11,10 @@ from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
 from django.utils import deprecation
 
+from anyreach_listen.models import ListenSession
 from config.asgi_handler import OneHopASGIHandler
 from tests.support.asgi import request
+from tests.support.world import World
 
 PAGE = "/public/listen-sdk"  # a sync view behind the whole middleware chain
 
@@ -55,3 +57,20 @@ def test_the_project_serves_http_with_it() -> None:
     # With DEBUG the static files handler wraps it.
     served = getattr(asgi.django_asgi_app, "application", asgi.django_asgi_app)
     assert isinstance(served, OneHopASGIHandler)
+
+
+def test_listener_tokens_through_the_project_application(world: World) -> None:
+    """The token endpoint under the project's ASGI application, its API key kept after
+    the first mint: each answers 200 with its own audit row."""
+    from config.asgi import application
+
+    call = world.conversations["in_progress"]
+    bearer = ("authorization", f"Bearer {world.secrets['ak_read_sensitive']}")
+    answers = [
+        request(
+            application, "POST", f"/core/conversations/{call.pk}/listener-token", headers=[bearer]
+        )
+        for _ in range(2)
+    ]
+    assert [a.status for a in answers] == [200, 200]
+    assert ListenSession.objects.filter(conversation=call).count() == 2
