@@ -98,11 +98,9 @@ def requires(
             if need is None:  # @endpoint allowed a method this view declares no need for
                 raise ApiError(Errors.METHOD_NOT_ALLOWED)
             caller = need.check(request, keep=keep_keys)
-            if caller.kept_key is None:
-                return view(request, caller, *args, **kwargs)
             try:
                 return view(request, caller, *args, **kwargs)
-            except key_cache.Stale:
+            except key_cache.Stale:  # only ever raised for a kept key
                 caller = need.check(request, count=False)
                 return view(request, caller, *args, **kwargs)
 
