@@ -19,7 +19,7 @@ class OneHopASGIHandler(ASGIHandler):
     are all sync, so here the chain is built as under WSGI (sync, views resolved and
     called in the same thread) and the event loop hands the request to it once. Async
     views would still work (Django wraps them in ``async_to_sync``) but gain nothing. It
-    measured the bare Django view's CPU per request about a fifth lower than the sync
+    measured the bare Django view's CPU per request a tenth to a fifth lower than the sync
     chain with its async innermost handler (bench/README.md, B1).
     """
 
