@@ -43,22 +43,23 @@ class Stale(Exception):
 class KeyRow:
     """What a request takes from an API key's row and its organization's."""
 
-    secret_hash: str
-    name: str
     revoked_at: dt.datetime | None
     expires_at: dt.datetime | None
     organization_id: uuid.UUID
     scopes: list[str]
+    secret_hash: str
+    name: str
     embed_origins: list[str]
 
-    # The columns, in the fields' order, for a values_list() from ApiKey.
+    # The columns, in the fields' order, for a values_list() from ApiKey: first the four
+    # every API mint's re-check reads (entitlement.API_KEY_COLUMNS), then the rest.
     COLUMNS = (
-        "secret_hash",
-        "name",
         "revoked_at",
         "expires_at",
         "organization_id",
         "scopes",
+        "secret_hash",
+        "name",
         "organization__allowed_embed_origins",
     )
 
@@ -66,12 +67,12 @@ class KeyRow:
     def of(cls, key: ApiKey) -> KeyRow:
         organization = key.organization
         return cls(
-            key.secret_hash,
-            key.name,
             key.revoked_at,
             key.expires_at,
             key.organization_id,
             list(key.scopes),
+            key.secret_hash,
+            key.name,
             list(organization.allowed_embed_origins),
         )
 

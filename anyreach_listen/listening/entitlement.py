@@ -68,7 +68,8 @@ def without_visibility(conversation: Conversation) -> Conversation:
     return plain
 
 
-API_KEY_COLUMNS = ("revoked_at", "expires_at", "organization_id", "scopes")
+# What an API mint's re-check reads of its key: a kept key's row starts with them.
+API_KEY_COLUMNS = key_cache.KeyRow.COLUMNS[:4]  # revoked_at, expires_at, organization_id, scopes
 
 
 def refusal(session: ListenSession, *, kept_key: key_cache.KeyRow | None = None) -> str | None:
@@ -81,8 +82,8 @@ def refusal(session: ListenSession, *, kept_key: key_cache.KeyRow | None = None)
     conversation = session.conversation
     if session.api_key_id is not None:
         # The hot path (every API mint): the columns it needs, no ORDER BY; with a kept
-        # key, those it was checked with too (its organization's read, not locked).
-        columns = API_KEY_COLUMNS + (key_cache.KeyRow.COLUMNS if kept_key else ())
+        # key, the rest of those it was checked with (its organization's read, not locked).
+        columns = key_cache.KeyRow.COLUMNS if kept_key else API_KEY_COLUMNS
         rows = (
             ApiKey.objects.select_for_update(of=("self",))
             .filter(pk=session.api_key_id)
@@ -91,7 +92,7 @@ def refusal(session: ListenSession, *, kept_key: key_cache.KeyRow | None = None)
         )
         key = next(iter(rows), None)
         if kept_key is not None:
-            key_cache.confirm(kept_key, key[len(API_KEY_COLUMNS) :] if key else None)
+            key_cache.confirm(kept_key, key)
         if key is None:
             return CREDENTIAL_GONE
         revoked_at, expires_at, organization_id, scopes = key[: len(API_KEY_COLUMNS)]
