@@ -1,12 +1,14 @@
 """ASGI entry point: HTTP through Django, websockets through Channels."""
 
 import os
-
-from django.core.asgi import get_asgi_application
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from config.asgi_handler import get_asgi_application
+
 # Django must be set up before anything imports models (the routing does).
-django_asgi_app = get_asgi_application()
+django_asgi_app: Any = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

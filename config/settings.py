@@ -133,10 +133,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    # Last but one, as axes asks: it turns a locked-out sign-in into the lockout page.
+    # Last, as axes asks: it turns a locked-out sign-in into the lockout page. Under ASGI
+    # the chain runs in one thread hop with the view (config/asgi_handler.py).
     "axes.middleware.AxesMiddleware",
-    # Under ASGI, the chain above in one thread hop instead of one per hook (its docstring).
-    "config.middleware.OneThreadChain",
 ]
 
 # Every page's Content-Security-Policy (the hidden frame sends its own, stricter

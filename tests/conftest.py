@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
+from anyreach_listen.access import key_cache
 from anyreach_listen.livekit import room_ownership
 from tests.support.world import TEST_LISTEN_SETTINGS, World, build_world
 
@@ -23,8 +24,10 @@ def _listen_settings(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    # The rate limiter counts in the cache; every test starts from zero.
+    # The rate limiter counts in the cache; every test starts from zero, and with no
+    # API key kept by another test.
     cache.clear()
+    key_cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -134,9 +134,15 @@ def authenticate(raw: str) -> ApiKey | PersonalAccessToken:
         raise CredentialError(Errors.CREDENTIALS_EXPIRED)
     if isinstance(row, PersonalAccessToken) and not row.user.is_active:
         raise CredentialError(Errors.INVALID_CREDENTIALS, "The owner of this token is inactive.")
-    now = timezone.now()
-    # At most one write a minute per credential: "last used" needs no finer grain,
-    # and minting is a hot path.
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-        model.objects.filter(pk=row.pk).update(last_used_at=now)
+    note_use(row)
     return row
+
+
+def note_use(credential: ApiKey | PersonalAccessToken) -> None:
+    """Record that ``credential`` was just used (its ``last_used_at``)."""
+    now = timezone.now()
+    # At most one write a minute per credential (per process, for a key kept by
+    # key_cache): "last used" needs no finer grain, and minting is a hot path.
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_GRANULARITY:
+        type(credential).objects.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now

@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
 
-from anyreach_listen.access import credentials, ratelimit
+from anyreach_listen.access import credentials, key_cache, ratelimit
 from anyreach_listen.access.roles import (
     Capability,
     Role,
@@ -192,17 +192,21 @@ def for_request(request: HttpRequest) -> UserAccess:
 
 
 class CredentialAccess:
-    """What an API caller may do: its credential, organization and effective scopes."""
+    """What an API caller may do: its credential, organization and effective scopes.
+    ``kept_key``: the row of an API key taken from ``key_cache`` unread, which the mint
+    must confirm; None when the credential was read for this request."""
 
     def __init__(
         self,
         credential: ApiKey | PersonalAccessToken,
         organization: Organization,
         scopes: frozenset[str],
+        kept_key: key_cache.KeyRow | None = None,
     ) -> None:
         self.credential = credential
         self.organization = organization
         self.scopes = scopes
+        self.kept_key = kept_key
 
     @property
     def rate_limit_bucket(self) -> str:
@@ -259,12 +263,16 @@ def _bearer_token(request: HttpRequest) -> str:
     return value.strip()
 
 
-def _authenticate(request: HttpRequest) -> ApiKey | PersonalAccessToken:
-    """The request's credential. A client address that sent too many bad ones is
-    refused (429) before any lookup; each bad one counts, good ones never do."""
+def _authenticate(
+    request: HttpRequest, keep: bool
+) -> tuple[ApiKey | PersonalAccessToken, key_cache.KeyRow | None]:
+    """The request's credential (and, ``keep``, the row of a key kept from an earlier
+    check). A client address that sent too many bad ones is refused (429) before any
+    lookup; each bad one counts, good ones never do."""
     ratelimit.refuse_blocked_client(request)
     try:
-        return credentials.authenticate(_bearer_token(request))
+        raw = _bearer_token(request)
+        return key_cache.authenticate(raw) if keep else (credentials.authenticate(raw), None)
     except ApiError as exc:
         # No Authorization header at all guesses nothing; a malformed one does.
         if exc.kind is not Errors.MISSING_CREDENTIALS:
@@ -275,9 +283,10 @@ def _authenticate(request: HttpRequest) -> ApiKey | PersonalAccessToken:
         raise ApiError(exc.error, exc.message) from None
 
 
-def for_api_request(request: HttpRequest) -> CredentialAccess:
-    """The caller of an API request; ``ApiError`` (429, 401, 400, 403) when it is refused."""
-    credential = _authenticate(request)
+def for_api_request(request: HttpRequest, *, keep: bool = False) -> CredentialAccess:
+    """The caller of an API request; ``ApiError`` (429, 401, 400, 403) when it is refused.
+    ``keep``: an API key may come from ``key_cache`` (only where the mint confirms it)."""
+    credential, kept_key = _authenticate(request, keep)
 
     org_header = request.headers.get(ORG_HEADER)
     org_id = parse_uuid(org_header) if org_header else None
@@ -287,7 +296,9 @@ def for_api_request(request: HttpRequest) -> CredentialAccess:
     if isinstance(credential, ApiKey):
         if org_id is not None and org_id != credential.organization_id:
             raise ApiError(Errors.ORGANIZATION_MISMATCH)
-        return CredentialAccess(credential, credential.organization, frozenset(credential.scopes))
+        return CredentialAccess(
+            credential, credential.organization, frozenset(credential.scopes), kept_key
+        )
 
     if org_id is None:
         raise ApiError(Errors.MISSING_ORGANIZATION)

@@ -12,8 +12,8 @@ from typing import Concatenate, ParamSpec
 
 from django.http import HttpRequest, JsonResponse
 
+from anyreach_listen.access import key_cache, ratelimit
 from anyreach_listen.access import policy as access
-from anyreach_listen.access import ratelimit
 from anyreach_listen.access.policy import CredentialAccess
 from anyreach_listen.access.roles import Capability, scopes_granting
 from anyreach_listen.api.errors import ApiError, Errors
@@ -44,9 +44,13 @@ class Needs:
         either = f"{', '.join(others)} or {last}" if others else last
         return f"Needs the {either} scope."
 
-    def check(self, request: HttpRequest) -> CredentialAccess:
-        caller = access.for_api_request(request)
-        if self.rate_limit is not None:
+    def check(
+        self, request: HttpRequest, *, keep: bool = False, count: bool = True
+    ) -> CredentialAccess:
+        """The checked caller. ``keep``: its API key may come from ``key_cache``;
+        ``count``: the request counts against the rate limit (False: it did already)."""
+        caller = access.for_api_request(request, keep=keep)
+        if self.rate_limit is not None and count:
             self.rate_limit(caller.rate_limit_bucket)
         if not caller.can(self.capability):
             raise ApiError(Errors.INSUFFICIENT_SCOPE, self.refusal)
@@ -73,10 +77,19 @@ CallerView = Callable[Concatenate[HttpRequest, CredentialAccess, P], JsonRespons
 RequestView = Callable[Concatenate[HttpRequest, P], JsonResponse]
 
 
-def requires(**needs: Needs) -> Callable[[CallerView[P]], RequestView[P]]:
+def requires(
+    *, keep_keys: bool = False, **needs: Needs
+) -> Callable[[CallerView[P]], RequestView[P]]:
     """What each HTTP method of a view needs (``@requires(GET=READ, POST=WRITE)``), under
     ``@endpoint`` (which refuses other methods first); the view gets the checked caller
-    after the request."""
+    after the request.
+
+    ``keep_keys``: the caller's API key may come from ``key_cache``, for a view whose
+    every success passes ``caller.kept_key`` to the mint, which confirms it under a lock
+    (``grant_listen``). When the kept key turned out ``Stale`` the view ran in a
+    transaction that rolled back: the caller is checked again from the database (the
+    rate limit counted once) and the view runs again.
+    """
 
     def decorate(view: CallerView[P]) -> RequestView[P]:
         @functools.wraps(view)
@@ -84,8 +97,12 @@ def requires(**needs: Needs) -> Callable[[CallerView[P]], RequestView[P]]:
             need = needs.get(str(request.method))
             if need is None:  # @endpoint allowed a method this view declares no need for
                 raise ApiError(Errors.METHOD_NOT_ALLOWED)
-            caller = need.check(request)
-            return view(request, caller, *args, **kwargs)
+            caller = need.check(request, keep=keep_keys)
+            try:
+                return view(request, caller, *args, **kwargs)
+            except key_cache.Stale:  # only ever raised for a kept key
+                caller = need.check(request, count=False)
+                return view(request, caller, *args, **kwargs)
 
         return wrapper
 

@@ -67,8 +67,10 @@ READ_PAGE_SIZE = 200
 MAX_READ_PAGE_SIZE = 500
 
 
-def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:
-    conversation = caller.find(conversation_id)
+def _found(caller: CredentialAccess, conversation_id: str, *, lock: bool = False) -> Conversation:
+    """The caller's conversation by id, or 404; ``lock``: its row locked until the
+    caller's transaction ends."""
+    conversation = caller.find(conversation_id, lock=lock)
     if conversation is None:
         raise ApiError(Errors.CONVERSATION_NOT_FOUND)
     return conversation
@@ -76,22 +78,21 @@ def _found(caller: CredentialAccess, conversation_id: str) -> Conversation:
 
 @endpoint("POST")
 @cache_control(no_store=True)
-@requires(POST=LISTEN)
+@requires(POST=LISTEN, keep_keys=True)  # the hot path: grant_listen confirms a kept key
 def listener_token(
     request: HttpRequest, caller: CredentialAccess, conversation_id: str
 ) -> JsonResponse:
     # One transaction from the lookup to the audit row: the call is read once, locked,
     # and grant_listen need not read it again to see that it is still active in its room.
     with transaction.atomic():
-        conversation = caller.find(conversation_id, lock=True)
-        if conversation is None:
-            raise ApiError(Errors.CONVERSATION_NOT_FOUND)
+        conversation = _found(caller, conversation_id, lock=True)
         grant = grant_listen(
             conversation,
             via=ListenVia.API,
             audit=caller.audit_fields,
             request=request,
             locked=True,
+            kept_key=caller.kept_key,
         )
     return JsonResponse(grant.as_response())
 

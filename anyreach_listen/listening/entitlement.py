@@ -14,6 +14,7 @@ import copy
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from anyreach_listen.access import key_cache
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.roles import can_listen
 from anyreach_listen.models import (
@@ -67,24 +68,34 @@ def without_visibility(conversation: Conversation) -> Conversation:
     return plain
 
 
-def refusal(session: ListenSession) -> str | None:
+# What an API mint's re-check reads of its key: a kept key's row starts with them.
+API_KEY_COLUMNS = key_cache.KeyRow.COLUMNS[:4]  # revoked_at, expires_at, organization_id, scopes
+
+
+def refusal(session: ListenSession, *, kept_key: key_cache.KeyRow | None = None) -> str | None:
     """Why ``session``'s holder may no longer listen to its call, or None.
 
-    Call inside a transaction: the rows read are locked until it ends.
+    Call inside a transaction: the rows read are locked until it ends. ``kept_key``: the
+    row the session's API key was checked as (``key_cache``); ``key_cache.Stale`` when
+    the key's row is no longer that.
     """
     conversation = session.conversation
     if session.api_key_id is not None:
-        # The hot path (every API mint): the four columns it needs, no ORDER BY.
+        # The hot path (every API mint): the columns it needs, no ORDER BY; with a kept
+        # key, the rest of those it was checked with (its organization's read, not locked).
+        columns = key_cache.KeyRow.COLUMNS if kept_key else API_KEY_COLUMNS
         rows = (
-            ApiKey.objects.select_for_update()
+            ApiKey.objects.select_for_update(of=("self",))
             .filter(pk=session.api_key_id)
             .order_by()
-            .values_list("revoked_at", "expires_at", "organization_id", "scopes")
+            .values_list(*columns)
         )
         key = next(iter(rows), None)
+        if kept_key is not None:
+            key_cache.confirm(kept_key, key)
         if key is None:
             return CREDENTIAL_GONE
-        revoked_at, expires_at, organization_id, scopes = key
+        revoked_at, expires_at, organization_id, scopes = key[: len(API_KEY_COLUMNS)]
         if revoked_at is not None or (expires_at is not None and expires_at <= timezone.now()):
             return CREDENTIAL_GONE
         if organization_id != conversation.organization_id or not can_listen(scopes):

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from livekit.api import AccessToken, VideoGrants
 
+from anyreach_listen.access.key_cache import KeyRow
 from anyreach_listen.api.errors import ApiError, ErrorKind, Errors
 from anyreach_listen.api.shapes import ListenerToken
 from anyreach_listen.conf import listen_settings
@@ -183,6 +184,7 @@ def grant_listen(
     audit: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
     locked: bool = False,
+    kept_key: KeyRow | None = None,
 ) -> ListenerGrant:
     """Mint a listener token for ``conversation`` and write its one audit row.
 
@@ -191,7 +193,9 @@ def grant_listen(
     here; the portal and the admin mint remotely when ``REMOTE_MINT`` is set (the
     remote then owns the call's state: its 404 and 409 pass through). ``locked``: the
     caller read ``conversation`` under its row lock in the transaction it calls this
-    in (the API does), so its state is current and is not read again.
+    in (the API does), so its state is current and is not read again. ``kept_key``: the
+    caller's API key came from ``key_cache`` unread; the locked re-check confirms it
+    unchanged or raises ``key_cache.Stale`` (the caller's transaction then rolls back).
     """
     remote = listen_settings.REMOTE_MINT
     if remote and via != ListenVia.API:
@@ -228,7 +232,7 @@ def grant_listen(
             session = sessions.create(conversation, session_id=minted.session_id, **row)
         # Checked again inside the transaction that writes the audit row, on
         # locked rows: a revocation that raced the caller's authorization wins.
-        refusal = entitlement.refusal(session)
+        refusal = entitlement.refusal(session, kept_key=kept_key)
         if refusal is not None:
             raise ApiError(_refusal_kind(via, refusal), refusal)
     return ListenerGrant(
