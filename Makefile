@@ -73,7 +73,7 @@ TEST_WORKERS ?= 3
 
 test: setup
 	$(MAKE) -s lint
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15
 
 lint: venv
 	$(VENV)/bin/ruff check .
