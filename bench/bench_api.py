@@ -25,6 +25,7 @@ from bench.support import (
     app_env,
     arguments,
     daphne_workers,
+    failure_notes,
     log,
     logs_dir,
     migrate,
@@ -204,9 +205,7 @@ def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: floa
         "PostgreSQL is a throwaway local cluster with its default settings (fsync on)."
     )
     out += ["", _targets(signer, rows)]
-    for setup, error in failures.items():
-        out += ["", f"**{setup} failed**: `{error.splitlines()[0] if error else '?'}` "
-                "(details on stderr)."]  # fmt: skip
+    out += failure_notes(failures)
     return "\n".join(out)
 
 

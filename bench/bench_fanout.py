@@ -33,6 +33,7 @@ from bench.support import (
     app_env,
     arguments,
     daphne,
+    failure_notes,
     log,
     logs_dir,
     migrate,
@@ -323,8 +324,7 @@ def report(rows: list[Row], failures: dict[str, str]) -> str:
                 f"{'met' if met else 'NOT met'}"
             )
     out += lines
-    for what, error in failures.items():
-        out += ["", f"**{what} failed**: `{error.splitlines()[0] if error else '?'}` (see stderr)."]
+    out += failure_notes(failures)
     return "\n".join(out)
 
 

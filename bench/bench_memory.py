@@ -41,6 +41,7 @@ from bench.support import (  # noqa: E402
     app_env,
     arguments,
     daphne_workers,
+    failure_notes,
     log,
     logs_dir,
     migrate,
@@ -511,8 +512,7 @@ def report(
         "same sockets (no Django session, database or visibility check)."
     )
     out += targets
-    for what, error in failures.items():
-        out += ["", f"**{what} failed**: `{error.splitlines()[0] if error else '?'}` (see stderr)."]
+    out += failure_notes(failures)
     return "\n".join(out)
 
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.support import (
     app_env,
+    failure_notes,
     log,
     logs_dir,
     median,
@@ -160,11 +161,7 @@ def report(results: dict[str, dict[str, Any]], failures: dict[str, str], request
                 f"{'met' if met else 'NOT met'}"
             )
     out += lines
-    for database, error in failures.items():
-        out += [
-            "",
-            f"**{database} failed**: `{error.splitlines()[0] if error else '?'}` (see stderr).",
-        ]
+    out += failure_notes(failures)
     return "\n".join(out)
 
 

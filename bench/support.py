@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from tests.support.datastores import _as_postgres, _port_open, _postgres_bin
-from tests.support.processes import free_port, http_ok, managed_process, wait_until
+from tests.support.datastores import postgres_server
+from tests.support.processes import http_ok, managed_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -184,37 +184,21 @@ def daphne_workers(
         yield Served(base, pids)
 
 
-@contextlib.contextmanager
-def postgres(work: Path) -> Iterator[str]:
+def postgres(work: Path) -> contextlib.AbstractContextManager[str]:
     """A throwaway PostgreSQL cluster with its durable defaults (fsync on, unlike the tests').
 
     Yields a DATABASE_URL; the cluster and its files are gone afterwards; its log is in ``work``.
     """
-    data = Path(tempfile.mkdtemp(prefix="anyreach-bench-pg-"))
-    try:
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            shutil.chown(data, "postgres", "postgres")
-        initdb = [_postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-        subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
-        port = free_port()
-        server = [_postgres_bin("postgres"), "-D", str(data), "-p", str(port)]
-        server += ["-h", "127.0.0.1", "-k", str(data)]
-        with managed_process(_as_postgres(server), log_path=work / f"postgres-{port}.log"):
-            createdb = [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port)]
-            createdb += ["-U", "postgres", "bench"]
-            # The port opens while the server still answers "starting up" (as the tests'
-            # cluster in tests/support/datastores.py): retry.
-            wait_until(
-                lambda: (
-                    _port_open(port)
-                    and subprocess.run(createdb, capture_output=True).returncode == 0
-                ),
-                timeout=30,
-                what="postgres accepting connections (createdb)",
-            )
-            yield f"postgres://postgres@127.0.0.1:{port}/bench"
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
+    return postgres_server(durable=True, database="bench", log_dir=work)
+
+
+def failure_notes(failures: dict[str, str]) -> list[str]:
+    """A benchmark's report lines for the setups that failed (their details are on stderr)."""
+    out: list[str] = []
+    for what, error in failures.items():
+        first = error.splitlines()[0] if error else "?"
+        out += ["", f"**{what} failed**: `{first}` (see stderr)."]
+    return out
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from tests.support.processes import free_port, managed_process, wait_until
 
@@ -32,8 +33,12 @@ def _as_postgres(args: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """A throwaway cluster; yields a DATABASE_URL for a fresh database."""
+def postgres_server(
+    *, durable: bool = False, database: str = "anyreach", log_dir: Path | None = None
+) -> Iterator[str]:
+    """A throwaway cluster; yields a DATABASE_URL for a fresh database. ``durable`` keeps
+    PostgreSQL's fsync (the benchmarks' setting; tests do without it); the server's log
+    goes to ``log_dir`` when given."""
     data = tempfile.mkdtemp(prefix="anyreach-pg-")
     try:
         if os.geteuid() == 0:
@@ -45,10 +50,12 @@ def postgres_server() -> Iterator[str]:
         )
         port = free_port()
         server = [_postgres_bin("postgres"), "-D", data, "-p", str(port)]
-        server += ["-h", "127.0.0.1", "-k", data, "-c", "fsync=off"]
-        with managed_process(_as_postgres(server)):
+        server += ["-h", "127.0.0.1", "-k", data]
+        server += [] if durable else ["-c", "fsync=off"]
+        log_path = log_dir / f"postgres-{port}.log" if log_dir else None
+        with managed_process(_as_postgres(server), log_path=log_path):
             createdb = [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port),
-                        "-U", "postgres", "anyreach"]  # fmt: skip
+                        "-U", "postgres", database]  # fmt: skip
             # The port opens while the server still answers "starting up": retry.
             wait_until(
                 lambda: (
@@ -58,7 +65,7 @@ def postgres_server() -> Iterator[str]:
                 timeout=30,
                 what="postgres accepting connections (createdb)",
             )
-            yield f"postgres://postgres@127.0.0.1:{port}/anyreach"
+            yield f"postgres://postgres@127.0.0.1:{port}/{database}"
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
