@@ -53,8 +53,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     pytest-xdist (``--dist loadfile --no-loadscope-reorder``, pyproject.toml) hands each
     worker whole modules (a module's fixtures, a LiveKit server or a simulated call,
     start once) in this order, so on every worker too the modules with Chromium's tests
-    come after the rest."""
+    come after the rest.
+
+    Within each of the two groups, the modules that start real servers (``e2e``,
+    ``packaging``: a minute each, where most take seconds) go first, so that no worker
+    starts one while the others run out of work."""
     with_chromium = {item.path for item in items if item.get_closest_marker("browser")}
+    slow = {
+        item.path
+        for item in items
+        if any(item.iter_markers("e2e")) or any(item.iter_markers("packaging"))
+    }
     items.sort(
-        key=lambda item: (item.path in with_chromium, bool(item.get_closest_marker("browser")))
+        key=lambda item: (
+            item.path in with_chromium,
+            item.path not in slow,
+            bool(item.get_closest_marker("browser")),
+        )
     )
