@@ -47,13 +47,29 @@ def open_page(page: Page, site: EmbeddingSite, sdk_host: SdkHost, body: str = ""
 
 
 def create(page: Page, sdk_host: SdkHost, mode: str = "manual", **kw: object) -> int:
+    """A new session (listen()); its index."""
+    return create_at(page, sdk_host, mode, **kw)[0]
+
+
+def create_at(page: Page, sdk_host: SdkHost, mode: str = "manual", **kw: object) -> tuple[int, int]:
+    """A new session (listen()): its index, and the page's clock (ms) when it was made."""
     token = kw.pop("token", None) or make_token()
     url = kw.pop("url", None) or sdk_host.fake_url(mode)
-    return int(page.evaluate("([url, token]) => listenTest.create({url, token})", [url, token]))
+    index, now = page.evaluate(
+        "([url, token]) => { const now = Date.now();"
+        " return [listenTest.create({url, token}), now]; }",
+        [url, token],
+    )
+    return int(index), int(now)
 
 
-def connect(page: Page, index: int = 0) -> None:
-    page.evaluate("(i) => { listenTest.connect(i); }", index)
+def connect(page: Page, index: int = 0) -> int:
+    """Call the session's connect(); the page's clock (ms) when it was called."""
+    return int(
+        page.evaluate(
+            "(i) => { const now = Date.now(); listenTest.connect(i); return now; }", index
+        )
+    )
 
 
 def settled(page: Page, index: int = 0, count: int = 1) -> list[str]:
@@ -153,8 +169,7 @@ def test_connect_times_out_after_15_seconds(page: Page, site, sdk_host) -> None:
     page.clock.install()
     open_page(page, site, sdk_host)
     create(page, sdk_host, "manual")
-    connected_at = page_time(page)
-    connect(page)
+    connected_at = connect(page)
     frame = listen_frame(page)
     frame.wait_for_function("() => window.__anyreachFake.calls.includes('connect')", polling=50)
     page.clock.run_for(14_000 - pause_clock(page, connected_at))
@@ -227,10 +242,12 @@ def test_end_is_forced_after_3_seconds_when_the_frame_hangs(page: Page, site, sd
     page.clock.install()
     frame = connected_session(page, site, sdk_host)
     fake(frame, "(f) => { f.hangDisconnect = true; }")
-    ended_at = page_time(page)
-    page.evaluate(
-        "() => { window.endDone = false; listenTest.sessions[0].session.end()"
-        ".then(() => { window.endDone = true; }); }"
+    # The time read in the same task as end(), which starts the 3 s timer: a read of its
+    # own came up to 100 ms before it on a loaded machine, and the check at 3.1 s failed.
+    ended_at: int = page.evaluate(
+        "() => { window.endDone = false; const now = Date.now();"
+        " listenTest.sessions[0].session.end().then(() => { window.endDone = true; });"
+        " return now; }"
     )
     frame.wait_for_function("() => window.__anyreachFake.calls.includes('disconnect')", polling=50)
     page.clock.run_for(2_500 - pause_clock(page, ended_at))
@@ -514,8 +531,7 @@ def test_a_session_never_connected_gives_its_frame_back_and_can_still_connect(
 ) -> None:
     page.clock.install()
     open_page(page, site, sdk_host)
-    listened_at = page_time(page)
-    create(page, sdk_host, "auto")
+    _, listened_at = create_at(page, sdk_host, "auto")
     create(page, sdk_host, "auto")
     listen_frame(page, 1)
     connect(page, 1)  # the second session connects and must keep its frame
