@@ -1,18 +1,7 @@
-"""API keys this process checked recently, kept for the listener-token endpoint.
-
-A mint's credential lookup was a fifth of its time (bench/README.md, B1). The token
-endpoint may skip it for an API key checked here within ``TTL`` seconds, because every
-mint already re-reads its key's row under a lock in the transaction that writes the
-audit row (``entitlement.refusal``). With a kept key that re-read must find the row as it
-was when the key was checked (``KeyRow``: everything the request decided or wrote from
-it); when anything changed, in this process or another (revoked, rotated, deleted,
-expired, renamed, scopes or organization changed), ``Stale`` rolls the mint back and the
-request is checked again from the database, as if nothing had been kept. So a kept key
-never grants, refuses or audits anything differently from a fresh lookup, in any number
-of processes. Signals drop an entry at once in the process that saves or deletes a key
-or an organization; ``TTL`` and ``MAX_KEYS`` bound the rest. PATs are never kept: their
-owner's memberships decide too.
-"""
+"""API keys this process checked recently, kept for the listener-token endpoint so its
+mint skips the credential lookup. Safe in any number of processes because each mint's
+locked re-check must find the key's row as it was kept (``confirm``), else ``Stale``
+and the request is checked again (docs/internals/api-and-access.md says how)."""
 
 from __future__ import annotations
 
