@@ -219,8 +219,9 @@ SQLITE_OPTIONS = {
     "timeout": 20,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
-# PostgreSQL under daphne: a sync view runs in a thread per request, so a
-# connection per thread (CONN_MAX_AGE) grows until the server refuses. Django's
+# PostgreSQL under daphne: requests run in 32 kept threads and, past them, a thread
+# each (config/asgi_handler.py), so a connection per thread (CONN_MAX_AGE) grows
+# until the server refuses. Django's
 # psycopg pool shares DB_POOL_SIZE connections per worker process instead.
 DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
 

@@ -1,9 +1,9 @@
 """Django's SQLite backend for a server process: connections kept for the next request,
 and the process's writers queued on a lock of their own.
 
-Under ASGI each request's sync code runs in a thread of its own and its database
-connection lives in the request's context, so Django opens a connection per request and
-closes it at the request's end, whatever ``CONN_MAX_AGE`` says (Django ticket #33497).
+Under ASGI Django opens a database connection per request and closes it at the
+request's end (``request_finished``; with Django's own handler each request also runs in
+a thread of its own, whatever ``CONN_MAX_AGE`` says: Django ticket #33497).
 A new SQLite connection runs the init command's pragmas and parses the whole schema again
 on its first query: about a millisecond a request here, as much as a listener token's
 own queries. So a closed connection's sqlite3 connection goes back to a small pool per
