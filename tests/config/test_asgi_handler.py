@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -103,31 +103,31 @@ def _scope(path: str = PAGE, query: bytes = b"") -> dict[str, Any]:
     }
 
 
-def _serve(handler: ASGIHandler, count: int, query: bytes = b"") -> list[list[dict[str, Any]]]:
+def _serve(handler: ASGIHandler, count: int, query: bytes = b"") -> list[list[Mapping[str, Any]]]:
     """``count`` requests at once on an event loop of a thread of their own, as under
     daphne (no ``async_to_sync`` caller); each one's messages."""
 
-    async def one() -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
+    async def one() -> list[Mapping[str, Any]]:
+        sent: list[Mapping[str, Any]] = []
         body = iter([{"type": "http.request", "body": b"", "more_body": False}])
 
         async def receive() -> dict[str, Any]:
             return next(body, None) or await asyncio.get_running_loop().create_future()
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Mapping[str, Any]) -> None:
             sent.append(message)
 
         await handler(_scope(query=query), receive, send)
         return sent
 
-    async def all_of_them() -> list[list[dict[str, Any]]]:
+    async def all_of_them() -> list[list[Mapping[str, Any]]]:
         return list(await asyncio.gather(*(one() for _ in range(count))))
 
     with ThreadPoolExecutor(max_workers=1) as server:
         return server.submit(asyncio.run, all_of_them()).result(timeout=30)
 
 
-def _status(messages: list[dict[str, Any]]) -> int:
+def _status(messages: list[Mapping[str, Any]]) -> int:
     return int(next(m["status"] for m in messages if m["type"] == "http.response.start"))
 
 
