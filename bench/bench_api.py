@@ -33,6 +33,7 @@ from bench.support import (
     postgres,
     ratio,
     seed,
+    session_cookie,
     sqlite_url,
     stop_on_signals,
     table,
@@ -110,8 +111,7 @@ def _doors(world: dict[str, object]) -> dict[str, tuple[str, dict[str, str]]]:
         PORTAL: (
             f"/listen/conversations/{conversation}/token",
             {
-                "Cookie": f"{names['session']}={world['session_cookie']}; "
-                f"{names['csrf']}={world['csrf_token']}",
+                "Cookie": f"{session_cookie(world)}; {names['csrf']}={world['csrf_token']}",
                 "X-CSRFToken": str(world["csrf_token"]),
             },
         ),

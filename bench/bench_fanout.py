@@ -42,6 +42,7 @@ from bench.support import (
     postgres,
     ratio,
     seed,
+    session_cookie,
     sqlite_url,
     stop_on_signals,
     table,
@@ -212,9 +213,7 @@ def ours(env: dict[str, str], work: Path, workers: int, clients: int, rounds: in
     world = seed(env, "--live", "1")
     conversation = str(world["conversations"][0])  # type: ignore[index]
     room = f"{world['slug']}-room-0"
-    names = world["cookie_names"]
-    assert isinstance(names, dict)
-    headers = {"Cookie": f"{names['session']}={world['session_cookie']}"}
+    headers = {"Cookie": session_cookie(world)}
 
     def expected(message: dict[str, Any]) -> bool:
         return message.get("conversation", {}).get("id") == conversation

@@ -46,6 +46,7 @@ from bench.support import (  # noqa: E402
     logs_dir,
     migrate,
     seed,
+    session_cookie,
     sqlite_url,
     stop_on_signals,
     table,
@@ -174,9 +175,7 @@ def daphne_memory(work: Path, sockets: int, live: int) -> list[DaphneRow]:
     world = seed(env, "--live", str(live))
     conversation = str(world["conversations"][0])  # type: ignore[index]
     room = f"{world['slug']}-room-0"
-    names = world["cookie_names"]
-    assert isinstance(names, dict)
-    headers = {"Cookie": f"{names['session']}={world['session_cookie']}"}
+    headers = {"Cookie": session_cookie(world)}
 
     def ours_event(message: dict[str, Any]) -> bool:
         return message.get("conversation", {}).get("id") == conversation

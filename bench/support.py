@@ -108,6 +108,13 @@ def run_python(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     return result.stdout
 
 
+def session_cookie(world: dict[str, object]) -> str:
+    """The seeded supervisor's session as a ``Cookie`` header's ``name=value`` (bench/seed.py)."""
+    names = world["cookie_names"]
+    assert isinstance(names, dict)
+    return f"{names['session']}={world['session_cookie']}"
+
+
 def migrate(env: dict[str, str]) -> None:
     run_python(env, "manage.py", "migrate", "-v0")
 
