@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
 
+from anyreach_listen import row_locks
 from anyreach_listen.access import credentials, key_cache, ratelimit
 from anyreach_listen.access.roles import (
     Capability,
@@ -220,15 +221,14 @@ class CredentialAccess:
 
     def find(self, conversation_id: object, *, lock: bool = False) -> Conversation | None:
         """A visible conversation by id; None for unknown, invisible or not-a-UUID ids.
-        ``lock``: its row locked until the caller's transaction ends."""
+        ``lock``: its row share-locked (``row_locks``) until the caller's transaction ends."""
         parsed = parse_uuid(conversation_id)
         if parsed is None:
             return None
         # The hot path: no join, no ORDER BY; the caller's organization is the row's.
         rows = self.conversations().filter(pk=parsed).order_by()
-        if lock:
-            rows = rows.select_for_update(of=("self",))
-        conversation = next(iter(rows), None)
+        found = row_locks.shared(rows, of=("self",)) if lock else list(rows)
+        conversation = found[0] if found else None
         if conversation is not None:
             conversation.organization = self.organization
         return conversation

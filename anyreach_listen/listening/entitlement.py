@@ -2,9 +2,10 @@
 
 A listener token cannot be recalled, so every listen session stays answerable to the
 right it was minted under: its API key, or its holder's PAT and membership. ``refusal``
-re-reads those rows under a row lock, so a mint that checks inside its audit-row
-transaction (``minting.grant_listen``) and a revocation (``revocation.py``) that locks
-the same rows cannot miss each other. On SQLite the transaction itself is the lock.
+re-reads those rows under a shared row lock (``row_locks``), so a mint that checks
+inside its audit-row transaction (``minting.grant_listen``) and a revocation
+(``revocation.py``) that changes the same rows cannot miss each other, while mints of
+one key do not wait for each other. On SQLite the transaction itself is the lock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import copy
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from anyreach_listen import row_locks
 from anyreach_listen.access import key_cache
 from anyreach_listen.access import policy as access
 from anyreach_listen.access.roles import can_listen
@@ -44,10 +46,8 @@ def policy_of(user_id: int, *, lock: bool = True) -> access.UserAccess | None:
     changes touch (role, teams, deletion) and a revocation locks them too, so the two
     cannot interleave; a reader that holds other locks first reads without (the order
     of locks must be one)."""
-    rows = Membership.objects.filter(user_id=user_id)
-    if lock:
-        rows = rows.select_for_update(of=("self",))
-    memberships = list(rows.select_related("user", "organization"))
+    rows = Membership.objects.filter(user_id=user_id).select_related("user", "organization")
+    memberships = row_locks.shared(rows, of=("self",)) if lock else list(rows)
     user = (
         memberships[0].user if memberships else get_user_model().objects.filter(pk=user_id).first()
     )
@@ -84,13 +84,9 @@ def refusal(session: ListenSession, *, kept_key: key_cache.KeyRow | None = None)
         # The hot path (every API mint): the columns it needs, no ORDER BY; with a kept
         # key, the rest of those it was checked with (its organization's read, not locked).
         columns = key_cache.KeyRow.COLUMNS if kept_key else API_KEY_COLUMNS
-        rows = (
-            ApiKey.objects.select_for_update(of=("self",))
-            .filter(pk=session.api_key_id)
-            .order_by()
-            .values_list(*columns)
-        )
-        key = next(iter(rows), None)
+        rows = ApiKey.objects.filter(pk=session.api_key_id).order_by().values_list(*columns)
+        found = row_locks.shared(rows, of=("self",))
+        key = found[0] if found else None
         if kept_key is not None:
             key_cache.confirm(kept_key, key)
         if key is None:
@@ -104,11 +100,8 @@ def refusal(session: ListenSession, *, kept_key: key_cache.KeyRow | None = None)
 
     pat: PersonalAccessToken | None = None
     if session.personal_access_token_id is not None:
-        pat = (
-            PersonalAccessToken.objects.select_for_update()
-            .filter(pk=session.personal_access_token_id)
-            .first()
-        )
+        pats = PersonalAccessToken.objects.filter(pk=session.personal_access_token_id)
+        pat = next(iter(row_locks.shared(pats.order_by())), None)
         if not usable(pat):
             return CREDENTIAL_GONE
     elif session.credential_label:

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from livekit.api import AccessToken, VideoGrants
 
+from anyreach_listen import row_locks
 from anyreach_listen.access.key_cache import KeyRow
 from anyreach_listen.api.errors import ApiError, ErrorKind, Errors
 from anyreach_listen.api.shapes import ListenerToken
@@ -165,15 +166,12 @@ def _still_in_room(conversation: Conversation, room_name: str) -> None:
     that raced the mint (the call ended, or the platform gave its room to another
     organization) wins; otherwise the new session would sit on an ended call, which no
     revocation covers, with a token for a room that is no longer the call's."""
-    row = (
-        Conversation.objects.select_for_update(of=("self",))
-        .filter(pk=conversation.pk)
-        .values_list("status", "livekit_room")
-        .first()
-    )
-    if row is None:
+    rows = Conversation.objects.filter(pk=conversation.pk).order_by()
+    found = row_locks.shared(rows.values_list("status", "livekit_room"), of=("self",))
+    if not found:
         raise ApiError(Errors.CONVERSATION_NOT_FOUND)
-    if row[0] not in ACTIVE_STATUSES or row[1] != room_name:
+    status, room = found[0]
+    if status not in ACTIVE_STATUSES or room != room_name:
         raise ApiError(Errors.CONVERSATION_NOT_ACTIVE)
 
 

@@ -28,7 +28,8 @@ from anyreach_listen.models import ApiKey, Conversation, ConversationStatus, Org
 WAIT = 15.0  # seconds: deadline for each side to reach its step
 
 
-def _mint_is_waiting_for_a_lock(own_pid: int) -> bool:
+def waiting_for_a_lock(own_pid: int) -> bool:
+    """Whether another backend than ``own_pid`` waits for a lock now."""
     with connection.cursor() as cursor:
         # Statistics are snapshotted once per transaction: take a fresh look each time.
         cursor.execute("SELECT pg_stat_clear_snapshot()")
@@ -63,7 +64,7 @@ def main() -> None:
                 revocation_holds_lock.set()
                 # Commit only once the mint has either finished or is blocked on us.
                 deadline = time.monotonic() + WAIT
-                while not (mint_done.is_set() or _mint_is_waiting_for_a_lock(own_pid)):
+                while not (mint_done.is_set() or waiting_for_a_lock(own_pid)):
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.01)
