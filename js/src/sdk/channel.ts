@@ -1,8 +1,9 @@
 // The SDK's end of the channel, its transport: inject the hidden frame, wait for
 // its "ready" (source, then shape, then origin), answer with "init" and a
-// transferred MessagePort sent to the frame's concrete origin, then carry
-// commands (with ids, settled by replies) and events over that port. Closing is
-// idempotent.
+// transferred MessagePort sent to the frame's concrete origin (startFrame, which
+// the loader's spare frame also runs, before any session), then carry commands
+// (with ids, settled by replies) and events over that port (openFrameChannel).
+// Closing is idempotent.
 import {
   type CommandArgs,
   type CommandName,
@@ -85,27 +86,28 @@ function notStartedError(frameUrl: URL): Error {
   );
 }
 
-interface Handshake {
-  /** Resolves once `open` has the port; rejects if the frame never starts. */
-  readonly ready: Promise<void>;
+/** A hidden frame injected and shaking hands with the SDK, not yet any session's. */
+export interface FrameStart {
+  /** Resolves with the frame's port once its "ready" was answered; rejects if it never starts. */
+  readonly port: Promise<MessagePort>;
   /** The handshake failed before the port opened: it never will. */
   failed(): boolean;
-  /** Stops listening; with an error, also fails `ready` (if still pending). */
-  stop(error?: Error): void;
+  /** Stops the handshake (failing `port` if still pending) and removes the iframe. */
+  discard(error: Error): void;
 }
 
-/** Inserts `el` and runs the handshake with the frame inside it. */
-function startHandshake(
-  el: HTMLIFrameElement,
-  frameUrl: URL,
-  origin: string,
-  open: (port: MessagePort) => void,
-): Handshake {
+/**
+ * Inserts the hidden frame and runs the handshake with it. The port is kept, not
+ * used: the frame sends nothing before a command, and whoever takes `port` (a
+ * session's channel) starts it.
+ */
+export function startFrame(frameUrl: URL, origin: string): FrameStart {
+  const el = hiddenFrame(frameUrl);
   let opened = false;
   let failed = false;
   let grace: ReturnType<typeof setTimeout> | undefined;
   let stop: (error?: Error) => void = () => {};
-  const ready = new Promise<void>((resolve, reject) => {
+  const port = new Promise<MessagePort>((resolve, reject) => {
     const onMessage = (message: MessageEvent) => {
       // Source first, then shape, then origin.
       if (!el.contentWindow || message.source !== el.contentWindow) return;
@@ -115,11 +117,10 @@ function startHandshake(
       if (msg.version !== VERSION) return stop(versionError(msg.version));
       const channel = new MessageChannel();
       opened = true;
-      open(channel.port1);
       // The concrete origin, never "*": the port will carry the token.
       el.contentWindow.postMessage(handshake("init"), origin, [channel.port2]);
       stop();
-      resolve();
+      resolve(channel.port1);
     };
     const onLoad = () => {
       if (!opened && grace === undefined) {
@@ -137,8 +138,17 @@ function startHandshake(
     el.addEventListener("load", onLoad);
     (document.body || document.documentElement).appendChild(el);
   });
-  ready.catch(() => {});
-  return { ready, failed: () => failed, stop };
+  port.catch(() => {});
+  return {
+    port,
+    failed: () => failed,
+    discard(error) {
+      stop(error);
+      // A port the handshake opened that nobody took: close our end too.
+      if (opened) port.then((p) => p.close(), () => {});
+      el.remove();
+    },
+  };
 }
 
 interface Pending {
@@ -146,12 +156,11 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+/** The session's channel over `start` (a frame injected now, or the loader's spare). */
 export function openFrameChannel(
-  frameUrl: URL,
-  origin: string,
+  start: FrameStart,
   onEvent: (event: EventMessage) => void,
 ): FrameChannel {
-  let iframe: HTMLIFrameElement | null = hiddenFrame(frameUrl);
   let port: MessagePort | null = null;
   let nextId = 1;
   let closed = false;
@@ -171,15 +180,18 @@ export function openFrameChannel(
     }
   }
 
-  const shake = startHandshake(iframe, frameUrl, origin, (opened) => {
+  const ready = start.port.then((opened) => {
+    // Closed between the handshake and here: discard() closes the port.
+    if (closed) throw ended();
     port = opened;
-    port.onmessage = onPortMessage;
+    port.onmessage = onPortMessage; // starts the port
   });
+  ready.catch(() => {});
 
   return {
-    ready: shake.ready,
+    ready,
     isOpen: () => port !== null,
-    isDead: () => closed || shake.failed(),
+    isDead: () => closed || start.failed(),
     command(name, args) {
       return new Promise((resolve, reject) => {
         if (!port) return reject(new Error("AnyReach: the listen frame is not connected."));
@@ -190,17 +202,13 @@ export function openFrameChannel(
       });
     },
     close() {
+      if (closed) return;
       closed = true;
-      shake.stop(ended());
       for (const p of pending.values()) p.reject(ended());
       pending.clear();
-      if (port) {
-        port.onmessage = null;
-        port.close();
-        port = null;
-      }
-      iframe?.remove();
-      iframe = null;
+      if (port) port.onmessage = null;
+      port = null;
+      start.discard(ended());
     },
   };
 }

@@ -2,7 +2,7 @@
 // each frame event, over one session's state, moved only through state.ts.
 import type { ListenEventMap } from "../../../anyreach_listen/static/anyreach_listen/listen-sdk";
 import type { EventHandlers, EventMessage } from "../protocol";
-import { deliver, type FrameChannel, openFrameChannel } from "./channel";
+import { deliver, type FrameChannel, type FrameStart, openFrameChannel, startFrame } from "./channel";
 import type { Emitter } from "./emitter";
 import { type Input, next, type Phase } from "./state";
 
@@ -86,8 +86,11 @@ function eventHandlers(ctx: SessionContext): EventHandlers {
   };
 }
 
-/** The session's frame, loaded now unless it is loading or open already. */
-export function openFrame(ctx: SessionContext): FrameChannel {
+/**
+ * The session's frame, loaded now unless it is loading or open already; `spare`,
+ * the loader's prewarmed frame, is used instead of injecting one (listen() only).
+ */
+export function openFrame(ctx: SessionContext, spare: FrameStart | null = null): FrameChannel {
   // A frame loaded at listen() that never started is replaced, not reported:
   // connect() tries a fresh one and reports what that one does.
   if (ctx.channel?.isDead()) {
@@ -99,7 +102,8 @@ export function openFrame(ctx: SessionContext): FrameChannel {
     const onEvent = (msg: EventMessage) => {
       if (!ctx.phase.ended) deliver(handlers, msg);
     };
-    ctx.channel = openFrameChannel(ctx.target.frameUrl, ctx.target.origin, onEvent);
+    const { frameUrl, origin } = ctx.target;
+    ctx.channel = openFrameChannel(spare || startFrame(frameUrl, origin), onEvent);
   }
   return ctx.channel;
 }

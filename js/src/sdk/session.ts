@@ -2,9 +2,11 @@
 // handlers (handlers.ts) and its transport to the hidden frame (channel.ts),
 // wired into the frozen object pages hold.
 //
-// The hidden frame is injected at listen(), so its page and livekit-client load
-// (and warm LiveKit's connection) while the page wires its handlers; nothing but
-// the handshake crosses to it before connect(), which alone sends the token. A
+// The hidden frame is injected at listen() (the page's first session adopts the
+// loader's spare instead, injected after page load: spare.ts), so its page and
+// livekit-client load (and warm LiveKit's connection) while the page wires its
+// handlers; nothing but the handshake crosses to it before connect(), which alone
+// sends the token. A
 // session nobody connects gives its frame back after IDLE_FRAME_MS (it stays
 // "idle"; a later connect() loads a new frame).
 import type {
@@ -12,6 +14,7 @@ import type {
   ListenEventName,
   ListenSession,
 } from "../../../anyreach_listen/static/anyreach_listen/listen-sdk";
+import type { FrameStart } from "./channel";
 import { createEmitter } from "./emitter";
 import {
   connect,
@@ -40,7 +43,8 @@ const EVENTS = Object.keys({
   audioPlaybackChanged: 0,
 } satisfies Record<ListenEventName, 0>) as ListenEventName[];
 
-export function createSession(target: SessionTarget): ListenSession {
+/** A session on `target`; `spare` is the loader's prewarmed frame to adopt, if any. */
+export function createSession(target: SessionTarget, spare: FrameStart | null = null): ListenSession {
   const ctx: SessionContext = {
     target,
     events: createEmitter<ListenEventMap>(EVENTS, () => session),
@@ -52,7 +56,7 @@ export function createSession(target: SessionTarget): ListenSession {
     ending: null,
     idleTimer: undefined,
   };
-  openFrame(ctx);
+  openFrame(ctx, spare);
   ctx.idleTimer = setTimeout(() => releaseIdleFrame(ctx), IDLE_FRAME_MS);
 
   const session: ListenSession = Object.freeze({
