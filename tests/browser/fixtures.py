@@ -60,7 +60,10 @@ def stop_shared_browser() -> None:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def browser(django_db_setup: None) -> Iterator[Browser]:
+    # The test database first, whether or not this worker's first module uses it: once
+    # Chromium runs, Playwright's sync API keeps an event loop on this thread, and Django
+    # refuses to create the database under it (SynchronousOnlyOperation).
     yield shared_browser()
     stop_shared_browser()
 

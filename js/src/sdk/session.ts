@@ -6,9 +6,8 @@
 // loader's spare instead, injected after page load: spare.ts), so its page and
 // livekit-client load (and warm LiveKit's connection) while the page wires its
 // handlers; nothing but the handshake crosses to it before connect(), which alone
-// sends the token. A
-// session nobody connects gives its frame back after IDLE_FRAME_MS (it stays
-// "idle"; a later connect() loads a new frame).
+// sends the token. A session nobody connects gives its frame back after
+// IDLE_FRAME_MS (it stays "idle"; a later connect() loads a new frame).
 import type {
   ListenEventMap,
   ListenEventName,
