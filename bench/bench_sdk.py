@@ -142,7 +142,7 @@ const benchNow = () => performance.timeOrigin + performance.now();
 // The page's load event: the SDK loader injects its spare frame after it.
 window.addEventListener("load", () => { run.pageLoaded = benchNow(); });
 function benchOpen(kind, grant) {
-  if (kind === "sdk") {
+  if (kind === "sdk" || kind === "cold") {
     const s = AnyReach.listen({ url: grant.url, token: grant.token });
     s.on("error", (e) => { run.error = e.message; });
     return { connect: () => s.connect(), end: () => s.end() };
@@ -279,7 +279,7 @@ def browser_context(profile: Path, *, incognito: bool) -> BrowserContext:
 
 @dataclass
 class Join:
-    kind: str  # "sdk" | "direct"
+    kind: str  # "sdk" | "cold" (the SDK with data-prewarm="off") | "direct" | "lazy"
     early: bool  # listen()/new Room at page load (prepared) vs in the click (chained)
     connect_ms: float
     first_audio_ms: float
@@ -287,9 +287,11 @@ class Join:
 
 
 def page_html(kind: str, sdk_url: str) -> str:
-    """The SDK, or livekit-client (direct), loaded with the page; "lazy" loads it on the click."""
-    src = {"sdk": sdk_url, "direct": "/bench/direct.js"}.get(kind)
-    script = f"<script src='{src}'></script>" if src else ""
+    """The SDK ("cold": without its spare frame), or livekit-client (direct), loaded with
+    the page; "lazy" loads livekit-client on the click."""
+    src = {"sdk": sdk_url, "cold": sdk_url, "direct": "/bench/direct.js"}.get(kind)
+    attrs = " data-prewarm='off'" if kind == "cold" else ""
+    script = f"<script src='{src}'{attrs}></script>" if src else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>bench</title>"
         f"{script}</head><body><button id='go'>Listen</button>"
@@ -349,7 +351,7 @@ def one_join(
         if error:
             raise RuntimeError(f"{kind} connect failed: {error}")
         t0, connected = page.evaluate("() => [run.t0, run.connected]")
-        frame = listen_frame(page, timeout=5) if kind == "sdk" else None
+        frame = listen_frame(page, timeout=5) if kind in ("sdk", "cold") else None
         audio_doc: Page | Frame = frame or page
         first_audio = wait_until(
             lambda: audio_doc.evaluate("() => window.__bench.firstAudio"),
@@ -548,10 +550,12 @@ LAZY = [
 ]
 
 
-def paired_ratios(joins: list[Join], early: bool, base: str = "direct") -> list[float]:
+def paired_ratios(
+    joins: list[Join], early: bool, base: str = "direct", ours: str = "sdk"
+) -> list[float]:
     """SDK / baseline connect time of the joins of each round (run back to back, so
     both saw about the same machine load)."""
-    sdk = [j.connect_ms for j in joins if j.kind == "sdk" and j.early == early]
+    sdk = [j.connect_ms for j in joins if j.kind == ours and j.early == early]
     other = [j.connect_ms for j in joins if j.kind == base and j.early == early]
     return [a / b for a, b in zip(sdk, other, strict=True) if b]
 
@@ -588,7 +592,7 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int, *, inco
         return [j for j in joins if j.kind == kind and j.early == early]
 
     chained_sdk, chained_direct = pick("sdk", False), pick("direct", False)
-    chained_lazy = pick("lazy", False)
+    chained_lazy, chained_cold = pick("lazy", False), pick("cold", False)
     early_sdk, early_direct = pick("sdk", True), pick("direct", True)
     after_load = [-j.marks["page-load"] for j in chained_sdk if "page-load" in j.marks]
     out = ["### B2 connect and transcripts: SDK vs direct livekit-client (Chromium)", ""]
@@ -601,7 +605,8 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int, *, inco
     def compared(
         measure: str, field: str, chained: str = "chained"
     ) -> list[tuple[str, list[float], list[float]]]:
-        """The three click rows of one measure: chained, lazy baseline, listen() early."""
+        """The click rows of one measure: chained, lazy baseline, without the spare frame,
+        listen() early."""
 
         def values(joins: list[Any]) -> list[float]:
             return [getattr(j, field) for j in joins]
@@ -612,6 +617,11 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int, *, inco
                 "the same, baseline loading livekit-client on the click (ms)",
                 values(chained_sdk),
                 values(chained_lazy),
+            ),
+            (
+                'the same, no spare frame (`data-prewarm="off"`) (ms)',
+                values(chained_cold),
+                values(chained_direct),
             ),
             (f"{measure}, listen() at page load (ms)", values(early_sdk), values(early_direct)),
         ]
@@ -634,8 +644,9 @@ def report(joins: list[Join], tr: TranscriptResult, size: Sizes, n: int, *, inco
         f"click {DWELL_MS} ms after page load, the chained rows as soon as the page has "
         f"loaded (its load event → the click: median {p50(after_load):.0f} ms; the SDK "
         "loader injects its spare frame once the page has loaded and is idle, which the "
-        'chained click then adopts, as a real page\'s would; `data-prewarm="off"` '
-        "would make it inject its frame on the click); the direct baseline is "
+        "chained click then adopts, as a real page's would; the no-spare row's pages say "
+        '`data-prewarm="off"`, so listen() injects its frame on the click); '
+        "the direct baseline is "
         "livekit-client on the page with the frame's Room options, loaded with the page "
         "(or on the click, from the HTTP cache like the frame's bundle). Transcripts: one page "
         f"holding an SDK session and a direct Room; {tr.matched} updates both emitted "
@@ -722,12 +733,12 @@ def main() -> int:
 
         # Warm-up, as for a returning user: the HTTP cache, and V8's code cache
         # (made on a script's second run, used from its third; not off the record).
-        for kind in ("sdk", "direct", "lazy") * 2:
+        for kind in ("sdk", "direct", "lazy", "cold") * 2:
             warm = join(kind, False)
             log(f"warm-up {kind}: connect {warm.connect_ms:.0f} ms")
         joins: list[Join] = []
         for early in (False, True):
-            kinds = ["sdk", "direct"] if early else ["sdk", "direct", "lazy"]
+            kinds = ["sdk", "direct"] if early else ["sdk", "direct", "lazy", "cold"]
             for i in range(n):
                 order = kinds[i % len(kinds) :] + kinds[: i % len(kinds)]  # rotate who goes first
                 for kind in order:
@@ -743,14 +754,20 @@ def main() -> int:
             ("sdk", True, SDK_PREPARED),
             ("direct", True, DIRECT),
             ("lazy", False, LAZY),
+            ("cold", False, SDK_CHAINED),
         ]:
             title = f"{kind}, {'prepared' if early else 'chained'}"
             profile([j for j in joins if j.kind == kind and j.early == early], phases, title)
-        for early, base in ((False, "direct"), (False, "lazy"), (True, "direct")):
-            ratios = paired_ratios(joins, early, base)
+        for early, base, ours in (
+            (False, "direct", "sdk"),
+            (False, "lazy", "sdk"),
+            (False, "direct", "cold"),
+            (True, "direct", "sdk"),
+        ):
+            ratios = paired_ratios(joins, early, base, ours)
             log(
                 f"connect, {'prepared' if early else 'chained'}: median of per-round "
-                f"SDK/{base} ratios {statistics.median(ratios):.2f} over {len(ratios)} rounds"
+                f"{ours}/{base} ratios {statistics.median(ratios):.2f} over {len(ratios)} rounds"
             )
         check_deadline()
         log(f"\ntranscripts: both listeners on one page for {seconds:.0f} s")

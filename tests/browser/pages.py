@@ -49,12 +49,13 @@ window.listenTest = {
 """
 
 
-def sdk_page(sdk_url: str, body: str = "", *, harness: bool = True) -> str:
-    """An HTML page that loads the SDK synchronously (and the test harness)."""
+def sdk_page(sdk_url: str, body: str = "", *, harness: bool = True, attrs: str = "") -> str:
+    """An HTML page that loads the SDK synchronously (and the test harness); ``attrs``
+    go on its script tag (``data-prewarm="off"``: no spare frame)."""
     harness_tag = f"<script>{HARNESS_JS}</script>" if harness else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>embedder</title>"
-        f"<script src='{sdk_url}'></script>{harness_tag}</head>"
+        f"<script src='{sdk_url}' {attrs}></script>{harness_tag}</head>"
         f"<body>{body}</body></html>"
     )
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, Route
 
 from tests.browser.conftest import SdkHost, listen_frame, make_token, sdk_host_server
 from tests.browser.fixtures import Observed
-from tests.browser.pages import HARNESS_JS, EmbeddingSite, sdk_page
+from tests.browser.pages import EmbeddingSite, sdk_page
 from tests.browser.test_contract import connect, create, settled, wait_connects
 from tests.support.processes import wait_until
 
@@ -29,15 +29,7 @@ AFTER_SPARE_TURN = """() => new Promise((resolve) => {
 
 
 def open_page(page: Page, site: EmbeddingSite, sdk_host: SdkHost, attrs: str = "") -> None:
-    if attrs:
-        html = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>embedder</title>"
-            f"<script src='{sdk_host.sdk_url}' {attrs}></script><script>{HARNESS_JS}</script>"
-            "</head><body></body></html>"
-        )
-    else:
-        html = sdk_page(sdk_host.sdk_url)
-    page.goto(site.add("/spare.html", html))
+    page.goto(site.add("/spare.html", sdk_page(sdk_host.sdk_url, attrs=attrs)))
     page.wait_for_function("() => window.AnyReach && window.listenTest")
 
 
