@@ -6,12 +6,16 @@ wrk drives, in one run: ``bench/bare_signer.py`` (a bare ASGI app signing the sa
 under daphne; the Django floor (``bench/urls.py``: a bare Django view signing it, through
 the project's middleware, on the same daphne as ours); both token doors (API key, portal
 session) on one daphne on SQLite and on PostgreSQL; and the API door on the setup the
-README recommends for production (several daphne workers, PostgreSQL, Redis). Each row's
-ratio is its throughput over the bare signer's. How to read it: bench/README.md.
+README recommends for production (several daphne workers, PostgreSQL, Redis). Each cell's
+ratio is its throughput over the bare signer's, measured again just before it at the same
+concurrency: this machine's speed drifts by tens of percent within minutes, so a signer
+measured once at the start would compare two different machines. How to read it:
+bench/README.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +35,6 @@ from bench.support import (
     migrate,
     num,
     postgres,
-    ratio,
     seed,
     session_cookie,
     sqlite_url,
@@ -57,10 +60,18 @@ PRODUCTION = f"PostgreSQL + Redis, {WORKERS} daphne"
 
 @dataclass(frozen=True)
 class Cell:
-    """One wrk run and the CPU time its server processes spent per answered request."""
+    """One wrk run and the CPU time its server processes spent per answered request;
+    ``signer_rps``: the bare signer's throughput at the same clients just before (None
+    in the signer's own row)."""
 
     load: Load
     cpu_ms: float
+    signer_rps: float | None = None
+
+    def share(self, signer: Row) -> float:
+        """Throughput over the signer's: the one measured beside it, else the signer row's."""
+        base = self.signer_rps or signer.cells[self.load.connections].load.rps
+        return self.load.rps / base if base else 0.0
 
 
 @dataclass(frozen=True)
@@ -71,17 +82,39 @@ class Row:
     queries: int | None = None
 
 
+def paired_seconds(seconds: float) -> int:
+    """How long the signer runs before each cell: half the cell, whole seconds (wrk's)."""
+    return max(1, round(seconds / 2))
+
+
 def _measure(
-    served: Served, path: str, headers: dict[str, str], work: Path, seconds: float
+    served: Served,
+    path: str,
+    headers: dict[str, str],
+    work: Path,
+    seconds: float,
+    signer: Served | None = None,
 ) -> dict[int, Cell]:
+    """Each concurrency's cell; with ``signer``, each right after the signer's at it."""
     cells: dict[int, Cell] = {}
     for clients in CONCURRENCY:
+        beside = None
+        if signer is not None:
+            paired = wrk(
+                signer.base + "/token",
+                connections=clients,
+                seconds=paired_seconds(seconds),
+                headers={},
+                work_dir=work,
+            )
+            beside = paired.rps
         before = served.cpu_seconds()
         load = wrk(
             served.base + path, connections=clients, seconds=seconds, headers=headers, work_dir=work
         )
         spent = served.cpu_seconds() - before
-        cells[clients] = Cell(load, 1000 * spent / load.requests if load.requests else 0.0)
+        cpu_ms = 1000 * spent / load.requests if load.requests else 0.0
+        cells[clients] = Cell(load, cpu_ms, beside)
     return cells
 
 
@@ -92,11 +125,10 @@ def _warm_up(
     wrk(served.base + path, connections=4, seconds=seconds, headers=headers, work_dir=work)
 
 
-def bare_signer(work: Path, seconds: float, warm: float) -> Row:
+def bare_signer(work: Path) -> contextlib.AbstractContextManager[Served]:
+    """The bare signer on a daphne of its own, up for the whole run."""
     env = app_env(database_url=sqlite_url(work))
-    with daphne_workers("bench.bare_signer:application", env, work) as served:
-        _warm_up(served, "/token", {}, work, warm)
-        return Row("", SIGNER, _measure(served, "/token", {}, work, seconds))
+    return daphne_workers("bench.bare_signer:application", env, work)
 
 
 def _doors(world: dict[str, object]) -> dict[str, tuple[str, dict[str, str]]]:
@@ -125,6 +157,7 @@ def ours(
     work: Path,
     seconds: float,
     warm: float,
+    signer: Served,
     *,
     workers: int = 1,
     doors: tuple[str, ...] = (API, PORTAL),
@@ -142,13 +175,13 @@ def ours(
     ) as served:
         if floor:
             _warm_up(served, "/bench/floor", {}, work, warm)
-            rows.append(Row(setup, FLOOR, _measure(served, "/bench/floor", {}, work, seconds), 0))
+            floor_cells = _measure(served, "/bench/floor", {}, work, seconds, signer)
+            rows.append(Row(setup, FLOOR, floor_cells, 0))
         for door in doors:
             path, headers = paths[door]
             _warm_up(served, path, headers, work, warm)
-            rows.append(
-                Row(setup, door, _measure(served, path, headers, work, seconds), counted[door])
-            )
+            cells = _measure(served, path, headers, work, seconds, signer)
+            rows.append(Row(setup, door, cells, counted[door]))
     return rows
 
 
@@ -161,14 +194,15 @@ def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: floa
     lines: list[list[object]] = []
     for row in [signer, *rows]:
         for clients, cell in row.cells.items():
-            load, base = cell.load, signer.cells[clients].load
+            load = cell.load
             lines.append(
                 [
                     row.setup or "none",
                     row.door,
                     clients,
                     num(load.rps, 0),
-                    ratio(load.rps, base.rps),
+                    "" if cell.signer_rps is None else num(cell.signer_rps, 0),
+                    f"{cell.share(signer):.2f}x",
                     f"{num(load.p50_ms)} / {num(load.p99_ms)}",
                     load.non_2xx + load.socket_errors,
                     num(cell.cpu_ms, 2),
@@ -180,6 +214,7 @@ def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: floa
         "door",
         "clients",
         "req/s",
+        "signer req/s just before",
         "÷ signer",
         "p50 / p99 ms",
         "errors",
@@ -198,7 +233,10 @@ def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: floa
         "session cookie and CSRF token, each writing its audit row — on one daphne on "
         f"SQLite (the embedded default) and on PostgreSQL; the API door on {WORKERS} daphne "
         "workers sharing one listening socket, PostgreSQL and Redis (the README's "
-        "production setup). ÷ signer: throughput over the signer's at the same clients. "
+        "production setup). ÷ signer: throughput over the bare signer's at the same "
+        f"clients, measured for {paired_seconds(seconds)} s just before each cell (the "
+        "machine's speed drifts by tens of percent within minutes; the signer's own rows "
+        "are from the start). "
         "Errors: non-2xx answers and socket errors. Server CPU: user + system CPU time of "
         "the server processes per answered request (a steadier figure than req/s when the "
         "machine is shared). Queries per request: one Django test-client request per door. "
@@ -211,11 +249,10 @@ def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: floa
 
 def _targets(signer: Row, rows: list[Row]) -> str:
     lines = ["Targets (one daphne unless said):"]
-    base = signer.cells[TARGET_CLIENTS].load.rps
     for row in rows:
         if row.door == API and row.setup in TARGET_P99_MS:
-            load = row.cells[TARGET_CLIENTS].load
-            share = load.rps / base if base else 0.0
+            cell = row.cells[TARGET_CLIENTS]
+            load, share = cell.load, cell.share(signer)
             p99 = TARGET_P99_MS[row.setup]
             met = share >= TARGET_RATIO and load.p99_ms <= p99
             lines.append(
@@ -248,32 +285,36 @@ def main() -> int:
     failures: dict[str, str] = {}
     work = logs_dir("api")
     log(f"logs: {work}")
-    log("B1: bare signer")
-    signer = bare_signer(work, seconds, warm)
+    with bare_signer(work) as signer_served:
+        log("B1: bare signer")
+        _warm_up(signer_served, "/token", {}, work, warm)
+        signer = Row("", SIGNER, _measure(signer_served, "/token", {}, work, seconds))
 
-    def sqlite() -> list[Row]:
-        env = app_env(sqlite_url(work))
-        return ours("SQLite", env, _seeded(env), work, seconds, warm, floor=True)
-
-    def postgresql() -> list[Row]:
-        with postgres(work) as database_url:
-            env = app_env(database_url)
+        def sqlite() -> list[Row]:
+            env = app_env(sqlite_url(work))
             world = _seeded(env)
-            rows = ours("PostgreSQL", env, world, work, seconds, warm)
-            with redis_server() as redis_url:
-                rows += ours(
-                    PRODUCTION,
-                    app_env(database_url, redis_url),
-                    world,
-                    work,
-                    seconds,
-                    warm,
-                    workers=WORKERS,
-                    doors=(API,),
-                )
-            return rows
+            return ours("SQLite", env, world, work, seconds, warm, signer_served, floor=True)
 
-    rows = _attempt("SQLite", failures, sqlite) + _attempt("PostgreSQL", failures, postgresql)
+        def postgresql() -> list[Row]:
+            with postgres(work) as database_url:
+                env = app_env(database_url)
+                world = _seeded(env)
+                rows = ours("PostgreSQL", env, world, work, seconds, warm, signer_served)
+                with redis_server() as redis_url:
+                    rows += ours(
+                        PRODUCTION,
+                        app_env(database_url, redis_url),
+                        world,
+                        work,
+                        seconds,
+                        warm,
+                        signer_served,
+                        workers=WORKERS,
+                        doors=(API,),
+                    )
+                return rows
+
+        rows = _attempt("SQLite", failures, sqlite) + _attempt("PostgreSQL", failures, postgresql)
     print(report(signer, rows, failures, seconds))
     return 1 if failures else 0
 
