@@ -128,7 +128,7 @@ def _warm_up(
 def bare_signer(work: Path) -> contextlib.AbstractContextManager[Served]:
     """The bare signer on a daphne of its own, up for the whole run."""
     env = app_env(database_url=sqlite_url(work))
-    return daphne_workers("bench.bare_signer:application", env, work)
+    return daphne_workers("bench.bare_signer:application", env, work, pinned=True)
 
 
 def _doors(world: dict[str, object]) -> dict[str, tuple[str, dict[str, str]]]:
@@ -171,7 +171,7 @@ def ours(
     rows = []
     ready = "/core/openapi.json"
     with daphne_workers(
-        "config.asgi:application", env, work, workers=workers, ready_path=ready
+        "config.asgi:application", env, work, workers=workers, ready_path=ready, pinned=True
     ) as served:
         if floor:
             _warm_up(served, "/bench/floor", {}, work, warm)
@@ -225,22 +225,23 @@ def report(signer: Row, rows: list[Row], failures: dict[str, str], seconds: floa
     out.append(
         f"Measured: wrk, {seconds:g} s per cell after a warm-up, closed loop over keep-alive "
         "loopback connections; servers with DEBUG off and the rate limits raised "
-        "(`bench/settings.py`). Rows: the bare signer (`bench/bare_signer.py`, an ASGI app "
-        "that only signs the listener JWT: no Django, no database) on one daphne; the Django "
-        "floor (`bench/urls.py`: a bare sync Django view signing it, through the project's "
-        "middleware) and our two doors — `POST /core/conversations/{id}/listener-token` "
-        "with an API key, the portal's `POST /listen/conversations/{id}/token` with a "
-        "session cookie and CSRF token, each writing its audit row — on one daphne on "
-        f"SQLite (the embedded default) and on PostgreSQL; the API door on {WORKERS} daphne "
-        "workers sharing one listening socket, PostgreSQL and Redis (the README's "
-        "production setup). ÷ signer: throughput over the bare signer's at the same "
-        f"clients, measured for {paired_seconds(seconds)} s just before each cell (the "
-        "machine's speed drifts by tens of percent within minutes; the signer's own rows "
-        "are from the start). "
-        "Errors: non-2xx answers and socket errors. Server CPU: user + system CPU time of "
-        "the server processes per answered request (a steadier figure than req/s when the "
-        "machine is shared). Queries per request: one Django test-client request per door. "
-        "PostgreSQL is a throwaway local cluster with its default settings (fsync on)."
+        "(`bench/settings.py`), each daphne worker pinned to one CPU (`taskset -c`, as "
+        "docs/operations/processes.md recommends; worker n on CPU n). Rows: the bare signer "
+        "(`bench/bare_signer.py`, an ASGI app that only signs the listener JWT: no Django, no"
+        " database) on one daphne; the Django floor (`bench/urls.py`: a bare sync Django view"
+        " signing it, through the project's middleware) and our two doors — `POST "
+        "/core/conversations/{id}/listener-token` with an API key, the portal's `POST "
+        "/listen/conversations/{id}/token` with a session cookie and CSRF token, each writing"
+        " its audit row — on one daphne on SQLite (the embedded default) and on PostgreSQL; "
+        f"the API door on {WORKERS} daphne workers sharing one listening socket, PostgreSQL "
+        "and Redis (the README's production setup). ÷ signer: throughput over the bare "
+        f"signer's at the same clients, measured for {paired_seconds(seconds)} s just before "
+        "each cell (the machine's speed drifts by tens of percent within minutes; the "
+        "signer's own rows are from the start). Errors: non-2xx answers and socket errors. "
+        "Server CPU: user + system CPU time of the server processes per answered request (a "
+        "steadier figure than req/s when the machine is shared). Queries per request: one "
+        "Django test-client request per door. PostgreSQL is a throwaway local cluster with "
+        "its default settings (fsync on)."
     )
     out += ["", _targets(signer, rows)]
     out += failure_notes(failures)

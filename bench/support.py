@@ -151,11 +151,18 @@ def _cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def daphne_workers(
-    app: str, env: dict[str, str], log_dir: Path, *, workers: int = 1, ready_path: str = "/"
+    app: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    workers: int = 1,
+    ready_path: str = "/",
+    pinned: bool = False,
 ) -> Iterator[Served]:
     """Serve ``app`` with ``workers`` daphne processes on one free loopback port: each
     accepts from the same listening socket (``daphne --fd``), as several workers under a
-    process manager's socket do; the kernel spreads the connections."""
+    process manager's socket do; the kernel spreads the connections. ``pinned``: worker
+    n runs on CPU n (modulo the CPUs) only, as docs/operations/processes.md recommends."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -168,6 +175,8 @@ def daphne_workers(
         for n in range(workers):
             log_path = log_dir / f"daphne-{port}-{n}.log"
             args = [PYTHON, "-m", "daphne", "--fd", str(fd), app]
+            if pinned:
+                args = ["taskset", "-c", str(n % (os.cpu_count() or 1)), *args]
             proc = stack.enter_context(
                 managed_process(args, env=env, log_path=log_path, pass_fds=[fd])
             )
