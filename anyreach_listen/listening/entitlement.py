@@ -2,10 +2,11 @@
 
 A listener token cannot be recalled, so every listen session stays answerable to the
 right it was minted under: its API key, or its holder's PAT and membership. ``refusal``
-re-reads those rows under a shared row lock (``row_locks``), so a mint that checks
-inside its audit-row transaction (``minting.grant_listen``) and a revocation
-(``revocation.py``) that changes the same rows cannot miss each other, while mints of
-one key do not wait for each other. On SQLite the transaction itself is the lock.
+re-reads those rows under a row lock, so a mint that checks inside its audit-row
+transaction (``minting.grant_listen``) and a revocation (``revocation.py``) cannot miss
+each other. A credential's row is share-locked (``row_locks``): its changes update it,
+and mints of one key need not wait for each other; memberships keep an exclusive lock
+(``policy_of``). On SQLite the transaction itself is the lock.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ def policy_of(user_id: int, *, lock: bool = True) -> access.UserAccess | None:
     changes touch (role, teams, deletion) and a revocation locks them too, so the two
     cannot interleave; a reader that holds other locks first reads without (the order
     of locks must be one)."""
-    rows = Membership.objects.filter(user_id=user_id).select_related("user", "organization")
-    memberships = row_locks.shared(rows, of=("self",)) if lock else list(rows)
+    rows = Membership.objects.filter(user_id=user_id)
+    if lock:
+        # Exclusive, not row_locks.shared: some access changes (a team left, the account
+        # deactivated) write other rows than these, and the revocation after them must
+        # wait here for a mint in flight to commit its session.
+        rows = rows.select_for_update(of=("self",))
+    memberships = list(rows.select_related("user", "organization"))
     user = (
         memberships[0].user if memberships else get_user_model().objects.filter(pk=user_id).first()
     )
