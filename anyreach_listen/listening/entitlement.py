@@ -1,12 +1,7 @@
-"""Whether a listen session is still backed by a right to listen.
-
-A listener token cannot be recalled, so every listen session stays answerable to the
-right it was minted under: its API key, or its holder's PAT and membership. ``refusal``
-re-reads those rows under a row lock, so a mint that checks inside its audit-row
-transaction (``minting.grant_listen``) and a revocation (``revocation.py``) cannot miss
-each other. A credential's row is share-locked (``row_locks``): its changes update it,
-and mints of one key need not wait for each other; memberships keep an exclusive lock
-(``policy_of``). On SQLite the transaction itself is the lock.
+"""Whether a listen session is still backed by a right to listen: its API key, or its
+holder's PAT and membership, re-read under row locks (``refusal``) so that a mint and a
+revocation cannot miss each other. Which rows take a shared lock and which an exclusive
+one, and why: docs/internals/api-and-access.md ("Locks of the mint's re-check").
 """
 
 from __future__ import annotations
